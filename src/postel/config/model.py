@@ -1,0 +1,152 @@
+"""Configuration values: frozen dataclasses built from TOML by ``postel.config.load``.
+
+The embedded default (no config file) is ``Config.embedded(data_dir)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from postel import limits
+
+
+class Service(enum.StrEnum):
+    """A listening service. Ports per RFC 5321 (25), RFC 6409 (587), RFC 8314 (465, 993,
+    995), RFC 9051 (143), RFC 1939 (110)."""
+
+    SMTP = "smtp"
+    SUBMISSION = "submission"
+    SUBMISSIONS = "submissions"
+    IMAP = "imap"
+    IMAPS = "imaps"
+    POP3 = "pop3"
+    POP3S = "pop3s"
+    WEB = "web"
+
+
+PRODUCTION_PORTS: dict[Service, int] = {
+    Service.SMTP: 25,
+    Service.SUBMISSION: 587,
+    Service.SUBMISSIONS: 465,
+    Service.IMAP: 143,
+    Service.IMAPS: 993,
+    Service.POP3: 110,
+    Service.POP3S: 995,
+    Service.WEB: 443,
+}
+
+EMBEDDED_PORTS: dict[Service, int] = {
+    Service.SMTP: 2525,
+    Service.SUBMISSION: 2587,
+    Service.SUBMISSIONS: 2465,
+    Service.IMAP: 1143,
+    Service.IMAPS: 1993,
+    Service.POP3: 1110,
+    Service.POP3S: 1995,
+    Service.WEB: 8080,
+}
+
+
+class BareLineEndings(enum.StrEnum):
+    """What SMTP DATA does with a bare LF or bare CR in content (RELIABILITY.md D4)."""
+
+    NORMALIZE = "normalize"
+    """Turn it into CRLF (as Postfix's smtpd_forbid_bare_newline = normalize)."""
+    STRICT = "strict"
+    """Refuse the message with 550 5.5.2 (and lines over 998 octets too)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One listening socket: a service on host:port."""
+
+    service: Service
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """Certificate and key (PEM). In the embedded default a self-signed pair is generated
+    in ``<data>/tls/`` on first start."""
+
+    cert_file: Path
+    key_file: Path
+    generate_self_signed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpLimits:
+    """SMTP bounds; defaults from ``postel.limits`` (RELIABILITY.md D3)."""
+
+    message_size_max: int = limits.SMTP_MESSAGE_SIZE_MAX
+    recipients_max: int = limits.SMTP_RECIPIENTS_MAX
+    errors_max: int = limits.SMTP_ERRORS_MAX
+    received_max: int = limits.SMTP_RECEIVED_MAX
+    command_timeout: float = limits.SMTP_TIMEOUT_COMMAND
+    data_timeout: float = limits.SMTP_TIMEOUT_DATA_BLOCK
+    bare_line_endings: BareLineEndings = BareLineEndings.NORMALIZE
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseConfig:
+    """Thresholds of the shared abuse tracker (RELIABILITY.md D6). Windows in seconds."""
+
+    enabled: bool = True
+    max_connections_per_ip: int = 50
+    max_connection_rate_per_ip: int = 300
+    """New connections per IP per ``window``."""
+    max_unknown_recipients_per_ip: int = 20
+    """550 5.1.1 answers per IP per ``window`` before the IP is banned."""
+    max_errors_per_ip: int = 50
+    """Protocol errors per IP per ``window`` before the IP is banned."""
+    max_auth_failures_per_ip: int = 10
+    window: float = 60.0
+    ban_seconds: float = 600.0
+    exempt: tuple[str, ...] = ()
+    """IP networks (CIDR) never tracked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. ``source`` is the file it came from, if any."""
+
+    hostname: str
+    data_dir: Path
+    database_url: str
+    """``sqlite:///<path>`` or ``postgresql+psycopg://...``."""
+    listen: tuple[Listen, ...]
+    tls: TlsConfig
+    smtp: SmtpLimits = field(default_factory=SmtpLimits)
+    abuse: AbuseConfig = field(default_factory=AbuseConfig)
+    admin_address: str | None = None
+    """Account that receives postmaster@ and abuse@ of every domain (RFC 5321 §4.5.1,
+    RFC 2142) when no alias says otherwise."""
+    run_as: str | None = None
+    """Unprivileged user to switch to after binding ports when started as root (D5)."""
+    embedded: bool = False
+    """True for the no-config default: demo domain, loopback plaintext AUTH allowed."""
+    source: Path | None = None
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @classmethod
+    def embedded_default(cls, data_dir: Path, hostname: str = "localhost") -> Config:
+        """The embedded default: SQLite in ``data_dir``, loopback, unprivileged ports."""
+        data_dir = data_dir.absolute()
+        return cls(
+            hostname=hostname,
+            data_dir=data_dir,
+            database_url=f"sqlite:///{data_dir / 'postel.sqlite3'}",
+            listen=tuple(Listen(s, "127.0.0.1", p) for s, p in EMBEDDED_PORTS.items()),
+            tls=TlsConfig(
+                cert_file=data_dir / "tls" / "cert.pem",
+                key_file=data_dir / "tls" / "key.pem",
+                generate_self_signed=True,
+            ),
+            embedded=True,
+        )

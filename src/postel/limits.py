@@ -1,0 +1,70 @@
+"""Every bound on input, named and cited. Config may override the defaults.
+
+Each constant says where its value comes from. Values are in octets unless the name
+says otherwise.
+"""
+
+from __future__ import annotations
+
+# --- SMTP (RFC 5321 §4.5.3.1 and the extensions that widen it) ---------------------
+SMTP_COMMAND_LINE_MAX = 512
+"""Command line including CRLF. Spec: RFC 5321 §4.5.3.1.4."""
+SMTP_SIZE_PARAM_ALLOWANCE = 26
+"""Extra octets a MAIL command may use for ` SIZE=<n>`. Spec: RFC 1870 §3."""
+SMTP_DSN_MAIL_ALLOWANCE = 112
+"""Extra octets for ` RET=` and ` ENVID=` on MAIL. Spec: RFC 3461 §4 (100 + keywords)."""
+SMTP_DSN_RCPT_ALLOWANCE = 520
+"""Extra octets for ` NOTIFY=` and ` ORCPT=` on RCPT. Spec: RFC 3461 §4 (500 + keywords)."""
+SMTP_UTF8_ALLOWANCE = 10
+"""Extra octets for ` SMTPUTF8`. Spec: RFC 6531 §3.4."""
+SMTP_COMMAND_LINE_HARD_MAX = 4096
+"""Hard cut: a longer line is answered 500 5.5.2 and discarded up to its CRLF.
+Well above 512 + all allowances. Spec: RFC 5321 §4.5.3.1.4 (servers may accept more)."""
+SMTP_REPLY_LINE_MAX = 512
+"""Reply line including CRLF. Spec: RFC 5321 §4.5.3.1.5."""
+SMTP_TEXT_LINE_MAX = 1000
+"""Text line including CRLF; enforced only in strict mode. Spec: RFC 5321 §4.5.3.1.6."""
+SMTP_RECIPIENTS_MAX = 1000
+"""Recipients per message; the RFC's floor is 100. Spec: RFC 5321 §4.5.3.1.8."""
+SMTP_MESSAGE_SIZE_MAX = 50 * 1024 * 1024
+"""Message size announced in EHLO SIZE. Spec: RFC 1870 §4 (RELIABILITY.md D3)."""
+SMTP_ERRORS_MAX = 10
+"""Bad commands per session before 421 and close. Spec: RFC 5321 §4.5.3.2 (local policy)."""
+SMTP_RECEIVED_MAX = 50
+"""More Received: fields than this is a loop: 554 5.4.6. Spec: RFC 5321 §6.3."""
+SMTP_HEADER_BLOCK_MAX = 1024 * 1024
+"""Header block size scanned for trace fields and MIME (RELIABILITY.md D3)."""
+SMTP_BDAT_CHUNK_MAX = SMTP_MESSAGE_SIZE_MAX
+"""One BDAT chunk; the message size limit applies to the sum. Spec: RFC 3030 §2."""
+
+# --- SMTP timeouts, seconds (RFC 5321 §4.5.3.2) ------------------------------------
+SMTP_TIMEOUT_COMMAND = 300.0
+"""Server timeout waiting for the next command. Spec: RFC 5321 §4.5.3.2.7."""
+SMTP_TIMEOUT_DATA_BLOCK = 180.0
+"""Client-side DATA block timeout, used as the wait for each chunk. Spec: RFC 5321 §4.5.3.2.5."""
+SMTP_TIMEOUT_TLS_HANDSHAKE = 30.0
+"""TLS handshake after STARTTLS or on an implicit-TLS port (local policy)."""
+SMTP_TIMEOUT_SEND = 60.0
+"""Writing a reply to a client that does not read (local policy)."""
+
+# --- MIME (RELIABILITY.md D3) ------------------------------------------------------
+MIME_DEPTH_MAX = 100
+"""Nesting depth of multipart/message parts parsed for structure."""
+MIME_PARTS_MAX = 10_000
+"""Number of MIME parts parsed for structure."""
+MIME_HEADER_FIELDS_MAX = 10_000
+"""Header fields parsed per part."""
+
+# --- Directory ---------------------------------------------------------------------
+ALIAS_EXPANSION_DEPTH_MAX = 10
+"""Alias-to-alias hops followed before giving up (loop guard, local policy)."""
+ALIAS_EXPANSION_TARGETS_MAX = 1000
+"""Addresses one alias may expand to (equal to the recipient limit)."""
+
+# --- Store -------------------------------------------------------------------------
+BLOB_INLINE_MAX = 128 * 1024
+"""Messages up to this size are kept inside the database transaction (docs/adr/0002)."""
+BLOB_SPILL_THRESHOLD = 1024 * 1024
+"""An incoming message larger than this is spooled to a file while it arrives."""
+GROUP_COMMIT_MAX_BATCH = 256
+"""Deliveries committed together in one transaction at most."""
