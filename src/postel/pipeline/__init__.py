@@ -1,0 +1,5 @@
+"""Inbound processing between the end of DATA and the 250 reply."""
+
+from postel.pipeline.inbound import InboundDelivery, InboundEnvelope, MailLoop, Recipient
+
+__all__ = ["InboundDelivery", "InboundEnvelope", "MailLoop", "Recipient"]

@@ -1,0 +1,65 @@
+# postel — the two set-up commands are `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DATA   ?= postel-data
+# Debian packages the test suite needs (installed when running as root).
+TEST_DEBS := postgresql swaks python3-venv strace
+RUN_DEBS  := python3-venv
+
+.PHONY: run test check lint typecheck layers unit test-extended bench clean deps-run deps-test
+
+$(BIN)/postel: pyproject.toml
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || $(MAKE) --no-print-directory debs DEBS="$(RUN_DEBS)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.test-deps: $(BIN)/postel
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+# Install Debian packages when root and they are missing; otherwise say what is needed.
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "please install (as root): apt-get install$$missing"; fi; \
+	fi
+
+## run: install postel in .venv and start it on the embedded default (./postel-data).
+run: $(BIN)/postel
+	$(BIN)/postel serve --data $(DATA)
+
+## test: install what the tests need and run the whole suite (lint, types, layers, tests).
+test:
+	@$(MAKE) --no-print-directory debs DEBS="$(TEST_DEBS)"
+	@$(MAKE) --no-print-directory $(VENV)/.test-deps
+	@$(MAKE) --no-print-directory check
+	$(BIN)/pytest -q -p no:cacheprovider
+
+check: lint typecheck layers
+
+lint:
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck:
+	$(BIN)/mypy
+
+layers:
+	$(BIN)/lint-imports
+
+## test-extended: the long soak and chaos runs (RELIABILITY.md extended mode).
+test-extended: $(VENV)/.test-deps
+	POSTEL_EXTENDED=1 $(BIN)/pytest -q -p no:cacheprovider -m "slow or not slow"
+
+## bench: side-by-side benchmark against Postfix + Dovecot (writes bench/RESULTS.md).
+bench: $(VENV)/.test-deps
+	bash bench/run.sh
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

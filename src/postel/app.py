@@ -1,0 +1,187 @@
+"""The composition root: the only place that builds stores, trackers and listeners.
+
+``serve(config)`` runs postel until SIGTERM or SIGINT, then stops accepting, lets
+transactions in flight finish, and returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from postel.abuse import AbuseTracker
+from postel.clock import Clock, SystemClock
+from postel.config import Config, Service
+from postel.directory import Directory, make_credentials
+from postel.directory.passwords import generate_password
+from postel.errors import ConfigError
+from postel.pipeline import InboundDelivery
+from postel.server import tls
+from postel.server.listener import Listener, bind_socket
+from postel.server.smtp_session import SmtpService
+from postel.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 30.0
+"""How long SIGTERM waits for transactions in flight before cancelling them."""
+
+DEMO_DOMAIN = "demo.test"
+"""The embedded default's demo domain (RFC 2606 reserves .test)."""
+DEMO_ACCOUNT = f"demo@{DEMO_DOMAIN}"
+
+SERVING: frozenset[Service] = frozenset({Service.SMTP})
+"""Services this version serves; the other configured ports are reserved."""
+
+
+def setup_logging() -> None:
+    """One line per event on stdout: ``time level event key=value...``."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("POSTEL_LOG_LEVEL", "INFO").upper())
+
+
+_STANDARD_ATTRS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+class _KeyValueFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(
+            f"{k}={v!r}" if isinstance(v, str) and (" " in v or not v) else f"{k}={v}"
+            for k, v in record.__dict__.items()
+            if k not in _STANDARD_ATTRS
+        )
+        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname} {record.getMessage()}"
+        if record.exc_info and record.levelno >= logging.ERROR:
+            base += "\n" + self.formatException(record.exc_info)
+        return f"{base} {extras}" if extras else base
+
+
+async def first_start(store: Store, config: Config) -> str | None:
+    """Embedded default only: create the demo domain and its admin account when the store
+    has no domain yet. Returns the generated password (printed once) or None."""
+    if not config.embedded or await store.list_domains():
+        return None
+    await store.add_domain(DEMO_DOMAIN)
+    password = generate_password()
+    await store.add_account(DEMO_ACCOUNT, make_credentials(password), is_admin=True)
+    return password
+
+
+async def _admin_address(store: Store, config: Config) -> str | None:
+    if config.admin_address:
+        return config.admin_address
+    for account in await store.list_accounts():
+        if account.is_admin:
+            return account.address
+    return None
+
+
+def _drop_privileges(user: str | None) -> None:
+    """Started as root: switch to ``user`` once the ports are bound (RELIABILITY.md D5)."""
+    if os.geteuid() != 0 or not user:
+        return
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError as exc:
+        raise ConfigError(f"run_as user {user!r} does not exist (set run_as)") from exc
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    log.info("server.privileges.dropped", extra={"user": user})
+
+
+async def serve(config: Config, *, clock: Clock | None = None) -> int:
+    """Run postel with ``config`` until SIGTERM/SIGINT. Returns the process exit code.
+
+    Raises:
+        ConfigError: a port cannot be bound or a certificate cannot be read (one line).
+    """
+    clock = clock or SystemClock()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    if config.tls.generate_self_signed:
+        tls.ensure_self_signed(config.tls.cert_file, config.tls.key_file, config.hostname)
+    ssl_context = tls.server_context(config.tls.cert_file, config.tls.key_file)
+
+    serving = [listen for listen in config.listen if listen.service in SERVING]
+    sockets = [bind_socket(listen) for listen in serving]
+    _drop_privileges(config.run_as)
+
+    store = open_store(config.database_url, config.blob_dir, clock=clock)
+    report = await store.open()
+    log.info(
+        "store.opened",
+        extra={
+            "orphan_blobs_removed": report.orphan_blobs_removed,
+            "temp_files_removed": report.temp_files_removed,
+            "missing_blobs": len(report.missing_blobs),
+        },
+    )
+    password = await first_start(store, config)
+    directory = Directory(store, await _admin_address(store, config))
+    abuse = AbuseTracker(config.abuse, clock)
+    inbound = InboundDelivery(store, config.hostname, clock, config.smtp.received_max)
+    shutdown = asyncio.Event()
+    smtp = SmtpService(
+        config=config,
+        directory=directory,
+        inbound=inbound,
+        store=store,
+        abuse=abuse,
+        ssl_context=ssl_context,
+        clock=clock,
+        shutdown=shutdown,
+    )
+    listeners: list[Listener] = []
+    for listen, sock in zip(serving, sockets, strict=True):
+        listener = Listener(listen, sock, smtp.handle, smtp.refuse, abuse)
+        await listener.start()
+        listeners.append(listener)
+
+    _print_banner(config, password)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("server.stopping")
+    shutdown.set()
+    for listener in listeners:
+        listener.stop_accepting()
+    cancelled = 0
+    for listener in listeners:
+        cancelled += await listener.drain(SHUTDOWN_GRACE_SECONDS)
+    await store.close()
+    log.info("server.stopped", extra={"cancelled_sessions": cancelled})
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def _print_banner(config: Config, password: str | None) -> None:
+    lines = [f"postel listening as {config.hostname} (data: {config.data_dir})"]
+    for listen in config.listen:
+        state = "serving" if listen.service in SERVING else "reserved"
+        lines.append(f"  {listen.service:<12} {listen.host}:{listen.port:<6} {state}")
+    if password is not None:
+        lines.append(f"  demo account created: {DEMO_ACCOUNT}  password: {password}")
+        lines.append("  (the password is shown only this once; change it with `postel account passwd`)")
+    print("\n".join(lines), flush=True)
+
+
+def listening(config: Config) -> Sequence[str]:
+    """``host:port`` of every service this version serves (for tests and the banner)."""
+    return [f"{x.host}:{x.port}" for x in config.listen if x.service in SERVING]

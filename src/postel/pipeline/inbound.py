@@ -1,0 +1,147 @@
+"""Inbound acceptance: from a received message to durable mailbox entries.
+
+The SMTP driver collects the envelope and streams the content into a BlobWriter; this
+module runs the checks that need the content (mail loops), builds each recipient's trace
+prefix (Return-Path, Delivered-To, Received), parses the MIME structure once, and hands
+every delivery to the store in one group-committed transaction. Only after that returns
+may the driver answer 250.
+
+Spec: RFC 5321 §4.4 (trace information), §6.3 (loop detection), RELIABILITY.md D1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from postel import mail
+from postel.clock import Clock
+from postel.directory import LocalTarget
+from postel.errors import PermanentFailure
+from postel.ids import QueueId
+from postel.store import BlobRef, Delivered, Delivery, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One accepted RCPT TO: the forward-path as given and the accounts it reached."""
+
+    address: str
+    targets: tuple[LocalTarget, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEnvelope:
+    """What the SMTP dialogue established for one transaction.
+
+    ``reverse_path`` is ``""`` for the null sender ``<>``. ``protocol`` is the WITH value
+    of the Received field (RFC 3848: SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP...).
+    """
+
+    queue_id: QueueId
+    reverse_path: str
+    recipients: tuple[Recipient, ...]
+    helo: str
+    client_ip: str
+    client_rdns: str | None
+    protocol: str
+    tls: str | None
+
+
+class MailLoop(PermanentFailure):
+    """Too many Received fields, or a Delivered-To equal to the recipient: 554 5.4.6.
+
+    Spec: RFC 5321 §6.3.
+    """
+
+
+class InboundDelivery:
+    """Turns an accepted message into durable mailbox entries.
+
+    Args:
+        store: where messages go.
+        hostname: our name in the Received field's ``by`` clause.
+        clock: source of the arrival time (INTERNALDATE and the Received date).
+        received_max: more Received fields than this is a loop (limits.SMTP_RECEIVED_MAX).
+    """
+
+    def __init__(self, store: Store, hostname: str, clock: Clock, received_max: int) -> None:
+        self._store = store
+        self._hostname = hostname
+        self._clock = clock
+        self._received_max = received_max
+
+    def check_loops(self, envelope: InboundEnvelope, header_block: bytes) -> None:
+        """Raise MailLoop when the message has been around too often.
+
+        ``header_block`` is the start of the content (at most
+        limits.SMTP_HEADER_BLOCK_MAX octets). Spec: RFC 5321 §6.3.
+        """
+        info = mail.trace_info(header_block)
+        if info.received_count > self._received_max:
+            raise MailLoop(f"too many Received header fields ({info.received_count})")
+        delivered = {d.strip().lower() for d in info.delivered_to}
+        for rcpt in envelope.recipients:
+            for target in rcpt.targets:
+                if target.address.lower() in delivered:
+                    raise MailLoop(f"mail loop: already delivered to {target.address}")
+
+    async def deliver(
+        self, envelope: InboundEnvelope, blob: BlobRef, content: bytes
+    ) -> Sequence[Delivered]:
+        """Store the message for every local target, once per account and mailbox.
+
+        ``content`` is the message as received (the blob's bytes). Returns where each
+        copy landed; raises StoreError if the transaction failed (then nothing is kept).
+        """
+        now = self._clock.now()
+        summary = await asyncio.to_thread(_summarise, content)
+        deliveries: list[Delivery] = []
+        seen: set[int] = set()
+        for rcpt in envelope.recipients:
+            for target in rcpt.targets:
+                if target.account_id in seen:
+                    continue  # one copy per account, even when aliases overlap
+                seen.add(target.account_id)
+                prefix = self._trace_prefix(envelope, rcpt.address, target, now)
+                deliveries.append(
+                    Delivery(
+                        account_id=target.account_id,
+                        mailbox="INBOX",
+                        blob=blob,
+                        trace_prefix=prefix,
+                        internal_date=now,
+                        summary=summary,
+                        queue_id=envelope.queue_id,
+                    )
+                )
+        return await self._store.deliver(deliveries)
+
+    def _trace_prefix(
+        self, envelope: InboundEnvelope, rcpt: str, target: LocalTarget, now: dt.datetime
+    ) -> bytes:
+        received = mail.received_field(
+            from_helo=envelope.helo,
+            from_ip=envelope.client_ip,
+            from_rdns=envelope.client_rdns,
+            by_host=self._hostname,
+            protocol=envelope.protocol,
+            queue_id=envelope.queue_id,
+            recipient=rcpt,
+            tls=envelope.tls,
+            date=now,
+        )
+        return (
+            mail.return_path_field(envelope.reverse_path)
+            + mail.delivered_to_field(target.address)
+            + received
+        )
+
+
+def _summarise(content: bytes) -> str:
+    return mail.parse_message(content).to_json()
