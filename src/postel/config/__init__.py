@@ -1,5 +1,6 @@
 """Configuration: TOML to frozen dataclasses, errors located by file and line."""
 
+from postel.config.load import ConfigInvalid, check, load, resolve_config
 from postel.config.model import (
     EMBEDDED_PORTS,
     PRODUCTION_PORTS,
@@ -18,8 +19,12 @@ __all__ = [
     "AbuseConfig",
     "BareLineEndings",
     "Config",
+    "ConfigInvalid",
     "Listen",
     "Service",
     "SmtpLimits",
     "TlsConfig",
+    "check",
+    "load",
+    "resolve_config",
 ]

@@ -1,0 +1,72 @@
+"""``postel config check`` and ``postel serve``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+
+from postel.cli.context import Io, config_from_args
+from postel.config import Config, check
+
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def redact_url(url: str) -> str:
+    """The database URL without its password: ``postgresql://u:***@host/db``."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+def summary(config: Config) -> list[str]:
+    """Human-readable lines describing ``config`` (no secrets)."""
+    source = str(config.source) if config.source else "embedded default (no configuration file)"
+    listen = ", ".join(
+        f"{item.service.value} {_endpoint(item.host, item.port)}" for item in config.listen
+    )
+    tls = (
+        "self-signed (generated)" if config.tls.generate_self_signed else str(config.tls.cert_file)
+    )
+    return [
+        f"source:   {source}",
+        f"hostname: {config.hostname}",
+        f"data:     {config.data_dir}",
+        f"database: {redact_url(config.database_url)}",
+        f"admin:    {config.admin_address or '(first admin account)'}",
+        f"tls:      {tls}",
+        f"listen:   {listen or '(nothing)'}",
+        f"smtp:     message_size_max={config.smtp.message_size_max} "
+        f"recipients_max={config.smtp.recipients_max} "
+        f"bare_line_endings={config.smtp.bare_line_endings.value}",
+        f"abuse:    {'on' if config.abuse.enabled else 'off'}",
+    ]
+
+
+def _endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def config_check(args: argparse.Namespace, io: Io) -> int:
+    """Print ``ok`` and a summary, or each problem as ``FILE:LINE: message`` (exit 1)."""
+    if getattr(args, "config", None) is None:
+        config = config_from_args(args)
+        io.out("ok")
+        for line in summary(config):
+            io.out(line)
+        return 0
+    loaded, errors = check(args.config)
+    for error in errors:
+        print(str(error), file=io.stderr)
+    if errors or loaded is None:
+        return 1
+    io.out("ok")
+    for line in summary(loaded):
+        io.out(line)
+    return 0
+
+
+def serve(args: argparse.Namespace, io: Io) -> int:
+    """Run the server until SIGTERM (``postel.app.serve``)."""
+    config = config_from_args(args)
+    from postel.app import serve as serve_app
+
+    return asyncio.run(serve_app(config))

@@ -1,0 +1,231 @@
+"""``postel domain | account | alias``: manage the directory in the store.
+
+Every command opens the store as ``serve`` does (``--config`` or ``--data``), acts, and
+closes it. Names are normalised as the directory compares them (``postel.directory``):
+domains in lower-case A-label form, local parts kept as typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from postel.cli.context import CliError, Io, config_from_args, open_configured_store
+from postel.cli.output import Column, JsonValue, show, timestamp
+from postel.cli.password_input import credentials_for, obtain_password
+from postel.directory import (
+    Directory,
+    LocalRecipients,
+    normalize_domain,
+    parse_address,
+)
+from postel.errors import AlreadyExists, NotFound
+from postel.store.api import Store
+
+# -- domains ---------------------------------------------------------------------------
+
+
+async def domain_add(args: argparse.Namespace, io: Io) -> int:
+    """`postel domain add DOMAIN`: add a domain (stored as lower-case A-labels)."""
+    name = normalize_domain(args.domain)
+    async with open_configured_store(config_from_args(args)) as store:
+        try:
+            await store.add_domain(name)
+        except AlreadyExists:
+            raise CliError(f"domain {name} already exists") from None
+    io.out(f"added domain {name}")
+    return 0
+
+
+async def domain_list(args: argparse.Namespace, io: Io) -> int:
+    """`postel domain list [--json]`: the domains we receive mail for."""
+    async with open_configured_store(config_from_args(args)) as store:
+        domains = await store.list_domains()
+    rows: list[dict[str, JsonValue]] = [
+        {"name": d.name, "created": timestamp(d.created)} for d in domains
+    ]
+    columns = (Column("name", "DOMAIN"), Column("created", "CREATED"))
+    show(io, columns, rows, as_json=args.json, empty="no domains")
+    return 0
+
+
+async def domain_remove(args: argparse.Namespace, io: Io) -> int:
+    """`postel domain remove DOMAIN`: remove a domain that has no accounts."""
+    name = normalize_domain(args.domain)
+    async with open_configured_store(config_from_args(args)) as store:
+        try:
+            await store.remove_domain(name)
+        except NotFound:
+            raise CliError(f"no domain {name}") from None
+    io.out(f"removed domain {name}")
+    return 0
+
+
+# -- accounts --------------------------------------------------------------------------
+
+
+async def _require_domain(store: Store, domain: str) -> None:
+    if await store.get_domain(domain) is None:
+        raise CliError(
+            f"domain {domain} does not exist: add it first with `postel domain add {domain}`"
+        )
+
+
+async def account_add(args: argparse.Namespace, io: Io) -> int:
+    """`postel account add ADDRESS [--password-file F | --generate] [--admin]`; the
+    domain must exist."""
+    address = parse_address(args.address)
+    config = config_from_args(args)
+    async with open_configured_store(config) as store:
+        await _require_domain(store, address.domain)
+        if await store.get_account(str(address)) is not None:
+            raise CliError(f"account {address} already exists")
+        new = obtain_password(args, io)
+        try:
+            account = await store.add_account(
+                str(address), credentials_for(new), is_admin=args.admin
+            )
+        except AlreadyExists:
+            raise CliError(f"account {address} already exists") from None
+    _report_password(
+        io,
+        args,
+        "added account",
+        account.address,
+        new.password if new.generated else None,
+        admin=account.is_admin,
+    )
+    return 0
+
+
+async def account_passwd(args: argparse.Namespace, io: Io) -> int:
+    """`postel account passwd ADDRESS [--password-file F | --generate]`."""
+    address = parse_address(args.address)
+    async with open_configured_store(config_from_args(args)) as store:
+        account = await store.get_account(str(address))
+        if account is None:
+            raise CliError(f"no account {address}")
+        new = obtain_password(args, io)
+        await store.set_credentials(account.address, credentials_for(new))
+    _report_password(
+        io,
+        args,
+        "changed the password of",
+        account.address,
+        new.password if new.generated else None,
+        admin=account.is_admin,
+    )
+    return 0
+
+
+def _report_password(
+    io: Io,
+    args: argparse.Namespace,
+    action: str,
+    address: str,
+    generated: str | None,
+    *,
+    admin: bool,
+) -> None:
+    if args.json:
+        row: dict[str, JsonValue] = {"address": address, "admin": admin, "password": generated}
+        columns = (Column("address", ""), Column("admin", ""), Column("password", ""))
+        show(io, columns, [row], as_json=True, empty="")
+        return
+    io.out(f"{action} {address}")
+    if generated is not None:
+        io.out(f"password (shown only this once): {generated}")
+
+
+async def account_list(args: argparse.Namespace, io: Io) -> int:
+    """`postel account list [--domain D] [--json]`, sorted by address."""
+    domain = normalize_domain(args.domain) if args.domain else None
+    async with open_configured_store(config_from_args(args)) as store:
+        accounts = await store.list_accounts(domain)
+    rows: list[dict[str, JsonValue]] = [
+        {"address": a.address, "admin": a.is_admin, "created": timestamp(a.created)}
+        for a in sorted(accounts, key=lambda a: a.address.lower())
+    ]
+    columns = (Column("address", "ADDRESS"), Column("admin", "ADMIN"), Column("created", "CREATED"))
+    show(io, columns, rows, as_json=args.json, empty="no accounts")
+    return 0
+
+
+async def account_remove(args: argparse.Namespace, io: Io) -> int:
+    """`postel account remove ADDRESS`: the account, its mailboxes and messages."""
+    address = parse_address(args.address)
+    async with open_configured_store(config_from_args(args)) as store:
+        try:
+            await store.remove_account(str(address))
+        except NotFound:
+            raise CliError(f"no account {address}") from None
+    io.out(f"removed account {address}")
+    return 0
+
+
+# -- aliases ---------------------------------------------------------------------------
+
+
+def alias_source(text: str) -> str:
+    """``local@domain`` or the catch-all ``@domain``, domain normalised."""
+    if text.startswith("@"):
+        return f"@{normalize_domain(text[1:])}"
+    return str(parse_address(text))
+
+
+async def _check_target(store: Store, directory: Directory, target: str) -> str:
+    address = parse_address(target)
+    if not await directory.is_local_domain(address.domain):
+        raise CliError(
+            f"alias target {target}: forwarding to remote addresses is not available yet "
+            "(targets must be addresses of our domains)"
+        )
+    if not isinstance(await directory.resolve(str(address)), LocalRecipients):
+        raise CliError(f"alias target {address}: no such account or alias")
+    return str(address)
+
+
+async def alias_add(args: argparse.Namespace, io: Io) -> int:
+    """`postel alias add SOURCE TARGET...`: targets must be existing local addresses;
+    forwarding to remote addresses is refused."""
+    source = alias_source(args.source)
+    config = config_from_args(args)
+    async with open_configured_store(config) as store:
+        await _require_domain(store, source.rpartition("@")[2])
+        directory = Directory(store, config.admin_address)
+        targets = [await _check_target(store, directory, t) for t in args.targets]
+        try:
+            alias = await store.add_alias(source, list(dict.fromkeys(targets)))
+        except AlreadyExists:
+            raise CliError(f"alias {source} already exists (remove it first)") from None
+    io.out(f"added alias {alias.source} -> {', '.join(alias.targets)}")
+    return 0
+
+
+async def alias_list(args: argparse.Namespace, io: Io) -> int:
+    """`postel alias list [--domain D] [--json]`."""
+    domain = normalize_domain(args.domain) if args.domain else None
+    async with open_configured_store(config_from_args(args)) as store:
+        aliases = await store.list_aliases(domain)
+    rows: list[dict[str, JsonValue]] = [
+        {"source": a.source, "targets": list(a.targets), "created": timestamp(a.created)}
+        for a in aliases
+    ]
+    columns = (
+        Column("source", "ALIAS"),
+        Column("targets", "TARGETS"),
+        Column("created", "CREATED"),
+    )
+    show(io, columns, rows, as_json=args.json, empty="no aliases")
+    return 0
+
+
+async def alias_remove(args: argparse.Namespace, io: Io) -> int:
+    """`postel alias remove SOURCE`."""
+    source = alias_source(args.source)
+    async with open_configured_store(config_from_args(args)) as store:
+        try:
+            await store.remove_alias(source)
+        except NotFound:
+            raise CliError(f"no alias {source}") from None
+    io.out(f"removed alias {source}")
+    return 0

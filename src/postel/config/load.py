@@ -1,0 +1,261 @@
+"""Load a TOML configuration file into ``postel.config.model.Config``.
+
+Unknown keys and wrong types are errors; every error names the file and the line of the
+offending key (``ConfigError.file`` / ``.line``). ``check`` also looks at the files the
+configuration points to (TLS certificate and key), as ``postel config check`` does.
+
+Spec: TOML v1.0.0 (read with ``tomllib``); ports per ``postel.config.model.Service``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+from postel.config.fields import Reader, Validator, networks, positive
+from postel.config.lines import KeyPath, LineIndex
+from postel.config.listen import read_listen
+from postel.config.model import AbuseConfig, Config, SmtpLimits, TlsConfig
+from postel.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path("postel-data")
+"""Data directory of the embedded default when neither --data nor --config is given."""
+
+CONFIG_FILE_MAX = 1024 * 1024
+"""A configuration file larger than this is refused before parsing (local policy)."""
+
+HOSTNAME_MAX = 253
+"""Longest domain name in text form. Spec: RFC 1035 §2.3.4 (255 octets on the wire)."""
+
+_TOP_KEYS = {
+    "hostname",
+    "data_dir",
+    "database_url",
+    "admin_address",
+    "run_as",
+    "listen",
+    "tls",
+    "smtp",
+    "abuse",
+}
+_TLS_KEYS = {"cert_file", "key_file", "generate_self_signed"}
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://")
+_TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column \d+\)$")
+
+_SMTP_CHECKS: dict[str, Validator] = {
+    "message_size_max": positive,
+    "recipients_max": positive,
+    "errors_max": positive,
+    "received_max": positive,
+    "command_timeout": positive,
+    "data_timeout": positive,
+}
+_ABUSE_CHECKS: dict[str, Validator] = {
+    "max_connections_per_ip": positive,
+    "max_connection_rate_per_ip": positive,
+    "max_unknown_recipients_per_ip": positive,
+    "max_errors_per_ip": positive,
+    "max_auth_failures_per_ip": positive,
+    "window": positive,
+    "ban_seconds": positive,
+    "exempt": networks,
+}
+
+
+class ConfigInvalid(ConfigError):
+    """A configuration file with one or more problems; ``errors`` lists them all, each
+    with file and line. The exception's own message is the first one."""
+
+    def __init__(self, errors: tuple[ConfigError, ...]) -> None:
+        first = errors[0]
+        super().__init__(first.message, file=first.file, line=first.line)
+        self.errors = errors
+
+
+def load(path: Path) -> Config:
+    """Read and validate the configuration file at ``path``.
+
+    Raises ``ConfigInvalid`` (a ``ConfigError``) listing every problem found, each
+    located by file and line; a file that cannot be read raises ``ConfigError``.
+    Relative paths in the file are taken relative to the file's directory.
+    """
+    config, errors = _parse(path)
+    if errors:
+        raise ConfigInvalid(errors)
+    if config is None:
+        raise ConfigError("invalid configuration", file=str(path))
+    return config
+
+
+def check(path: Path) -> tuple[Config | None, tuple[ConfigError, ...]]:
+    """Everything ``load`` checks, plus that the TLS certificate and key files named by
+    the configuration exist and are readable. Returns the configuration (None when it
+    could not be built) and every problem found, in file order."""
+    config, errors = _parse(path)
+    if config is None:
+        return None, errors
+    text = path.read_text(encoding="utf-8", errors="replace")
+    reader = Reader(str(path), LineIndex.scan(text))
+    if not config.tls.generate_self_signed:
+        _check_readable(reader, ("tls", "cert_file"), config.tls.cert_file)
+        _check_readable(reader, ("tls", "key_file"), config.tls.key_file)
+    found = errors + tuple(reader.errors)
+    return config, tuple(sorted(found, key=lambda e: e.line or 0))
+
+
+def resolve_config(config_path: Path | None, data_dir: Path | None) -> Config:
+    """The configuration the CLI and ``serve`` use: the file at ``config_path`` when
+    given, else the embedded default in ``data_dir`` (default ``postel-data``).
+
+    Raises ``ConfigError`` when both are given or the file is invalid.
+    """
+    if config_path is not None and data_dir is not None:
+        raise ConfigError("give either --config or --data, not both")
+    if config_path is not None:
+        return load(config_path)
+    return Config.embedded_default(data_dir or DEFAULT_DATA_DIR)
+
+
+def _check_readable(reader: Reader, key: KeyPath, file: Path) -> None:
+    if not file.exists():
+        reader.error(key, f"{file} does not exist")
+    elif not file.is_file():
+        reader.error(key, f"{file} is not a regular file")
+    elif not os.access(file, os.R_OK):
+        reader.error(key, f"{file} is not readable by this user")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if size > CONFIG_FILE_MAX:
+            raise ConfigError(
+                f"file is larger than {CONFIG_FILE_MAX} octets", file=str(path), line=None
+            )
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
+
+
+def _parse(path: Path) -> tuple[Config | None, tuple[ConfigError, ...]]:
+    text = _read_text(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        position = _TOML_POSITION.search(message)
+        line = int(position.group("line")) if position else None
+        message = _TOML_POSITION.sub("", message)
+        return None, (ConfigError(f"TOML syntax: {message}", file=str(path), line=line),)
+    reader = Reader(str(path), LineIndex.scan(text))
+    config = _build(reader, data, path.absolute().parent)
+    config = _with_source(config, path)
+    return config, tuple(reader.errors)
+
+
+def _with_source(config: Config | None, path: Path) -> Config | None:
+    if config is None:
+        return None
+    return dataclasses.replace(config, source=path.absolute())
+
+
+def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | None:
+    reader.check_keys(data, (), _TOP_KEYS)
+    hostname = _hostname(reader, data)
+    data_dir = _path(reader, data, ("data_dir",), base)
+    if data_dir is None and "data_dir" not in data:
+        reader.error((), "data_dir is required (the directory for the database and messages)")
+    database_url = _database_url(reader, data, data_dir)
+    admin_address = _admin_address(reader, data)
+    run_as = reader.typed(data, ("run_as",), str)
+    listen = read_listen(reader, reader.table(data, ("listen",)))
+    tls = _tls(reader, data, base, data_dir)
+    smtp = reader.section(data, ("smtp",), SmtpLimits, _SMTP_CHECKS)
+    abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
+    if hostname is None or data_dir is None or database_url is None or tls is None:
+        return None
+    return Config(
+        hostname=hostname,
+        data_dir=data_dir,
+        database_url=database_url,
+        listen=listen,
+        tls=tls,
+        smtp=smtp,
+        abuse=abuse,
+        admin_address=admin_address,
+        run_as=run_as or None,
+        embedded=False,
+    )
+
+
+def _hostname(reader: Reader, data: Mapping[str, object]) -> str | None:
+    hostname = reader.typed(data, ("hostname",), str)
+    if hostname is None:
+        if "hostname" not in data:
+            reader.error((), "hostname is required (the name this server greets with)")
+        return None
+    labels = hostname.rstrip(".").split(".")
+    if len(hostname) > HOSTNAME_MAX or not all(_LABEL.match(label) for label in labels):
+        reader.error(("hostname",), f'"{hostname}" is not a valid host name (RFC 1123 §2.1)')
+        return None
+    return hostname.rstrip(".").lower()
+
+
+def _path(reader: Reader, table: Mapping[str, object], key: KeyPath, base: Path) -> Path | None:
+    value = reader.typed(table, key, str)
+    if value is None:
+        return None
+    if not value:
+        reader.error(key, "must not be empty")
+        return None
+    return base / Path(value).expanduser()
+
+
+def _database_url(reader: Reader, data: Mapping[str, object], data_dir: Path | None) -> str | None:
+    url = reader.typed(data, ("database_url",), str)
+    if url is None:
+        if "database_url" in data or data_dir is None:
+            return None
+        return f"sqlite:///{data_dir / 'postel.sqlite3'}"
+    if not url.startswith(_DATABASE_SCHEMES):
+        schemes = ", ".join(_DATABASE_SCHEMES)
+        reader.error(("database_url",), f"must start with one of {schemes}")
+        return None
+    return url
+
+
+def _admin_address(reader: Reader, data: Mapping[str, object]) -> str | None:
+    address = reader.typed(data, ("admin_address",), str)
+    if address is None:
+        return None
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        reader.error(("admin_address",), f'"{address}" is not an address (local@domain)')
+        return None
+    return address
+
+
+def _tls(
+    reader: Reader, data: Mapping[str, object], base: Path, data_dir: Path | None
+) -> TlsConfig | None:
+    table = reader.table(data, ("tls",))
+    reader.check_keys(table, ("tls",), _TLS_KEYS)
+    generate = reader.typed(table, ("tls", "generate_self_signed"), bool) or False
+    cert = _path(reader, table, ("tls", "cert_file"), base)
+    key = _path(reader, table, ("tls", "key_file"), base)
+    if generate and data_dir is not None:
+        cert = cert or data_dir / "tls" / "cert.pem"
+        key = key or data_dir / "tls" / "key.pem"
+    for name, value in (("cert_file", cert), ("key_file", key)):
+        if value is None and name not in table:
+            reader.error(("tls",), f"tls.{name} is required (PEM file)")
+    if cert is None or key is None:
+        return None
+    return TlsConfig(cert_file=cert, key_file=key, generate_self_signed=generate)
