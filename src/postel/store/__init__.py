@@ -1,5 +1,8 @@
 """The store: directory, mailboxes, messages and blobs, on SQLite or PostgreSQL."""
 
+from pathlib import Path
+
+from postel.clock import Clock
 from postel.store.api import (
     DEFAULT_MAILBOXES,
     Account,
@@ -16,6 +19,19 @@ from postel.store.api import (
     Store,
     StoredMessage,
 )
+from postel.store.sql import SqlStore
+
+
+def open_store(database_url: str, blob_dir: Path, *, clock: Clock) -> Store:
+    """Build the store for ``database_url`` with large blobs under ``blob_dir``.
+
+    ``sqlite:///path/postel.db`` selects SQLite, ``postgresql+psycopg://user@host/db``
+    PostgreSQL. Nothing is touched until ``await store.open()``, which migrates the
+    schema and runs recovery. Raises StoreError for an unsupported URL.
+    Spec: RELIABILITY.md D1, D2.
+    """
+    return SqlStore(database_url, blob_dir, clock=clock)
+
 
 __all__ = [
     "DEFAULT_MAILBOXES",
@@ -30,6 +46,8 @@ __all__ = [
     "Mailbox",
     "RecoveryReport",
     "SpecialUse",
+    "SqlStore",
     "Store",
     "StoredMessage",
+    "open_store",
 ]

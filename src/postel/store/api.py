@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -99,10 +99,17 @@ class Mailbox:
 
 @dataclass(frozen=True, slots=True)
 class BlobRef:
-    """A content-addressed blob: SHA-256 of the bytes (hex) and their length in octets."""
+    """A content-addressed blob: SHA-256 of the bytes (hex) and their length in octets.
+
+    ``inline`` carries the bytes of a small blob (``size <= limits.BLOB_INLINE_MAX``)
+    from ``BlobWriter.commit()`` to ``Store.deliver()``, which makes them durable inside
+    the delivery transaction. It is ``None`` for a blob that is already durable (a file,
+    or a row read back from the store) and takes no part in equality or hashing.
+    """
 
     key: str
     size: int
+    inline: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +119,8 @@ class Delivery:
     ``trace_prefix`` is the per-recipient header block postel adds (Return-Path,
     Delivered-To, Received); the stored message is ``trace_prefix + blob``, so one blob
     serves every recipient. ``summary`` is the parsed structure (ENVELOPE and
-    BODYSTRUCTURE data, JSON text) computed once at delivery, describing ``trace_prefix
-    + blob``.
+    BODYSTRUCTURE data, JSON text) computed once per message at delivery; it describes
+    the blob, so readers shift the top-level header by ``len(trace_prefix)``.
     """
 
     account_id: AccountId
@@ -241,8 +248,18 @@ class Store(Protocol):
         """The stored message: trace_prefix + blob bytes. NotFound if absent."""
         ...
 
+    def open_message(self, mailbox_id: MailboxId, uid: int) -> AsyncIterator[bytes]:
+        """The stored message as an async iterator of chunks (trace_prefix first), for
+        streaming large messages with bounded memory. NotFound if absent."""
+        ...
+
     # -- delivery (the durability point) --
     def blob_writer(self) -> BlobWriter: ...
+
+    async def read_blob(self, ref: BlobRef) -> bytes:
+        """The bytes of a committed blob (file-backed blobs only need be supported
+        before the delivery commit; inline ones after it). NotFound if absent."""
+        ...
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> Sequence[Delivered]:
         """Put every delivery in ONE committed transaction, shared with concurrent callers

@@ -1,0 +1,64 @@
+"""Start-up recovery of the blob store (RELIABILITY.md D2).
+
+Run before the store serves anyone:
+
+1. ``<blob_dir>/tmp/*`` is deleted (spools and staging files of writes that never
+   finished).
+2. Blob rows that no message references are deleted (their messages were removed).
+3. Blob files that no row references are deleted: orphans of a crash between a file's
+   fsync and the delivery commit, or of step 2.
+4. Rows whose file is missing are reported (and logged as errors): that is data loss
+   the operator must know about.
+
+Spec: RELIABILITY.md D2.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.engine import Engine
+
+from postel.store.api import RecoveryReport
+from postel.store.blobs import BlobFiles
+from postel.store.schema import blobs, messages
+
+_log = logging.getLogger(__name__)
+
+
+def recover(engine: Engine, files: BlobFiles) -> RecoveryReport:
+    """Repair the blob store as described in the module docstring; returns what was done.
+
+    Synchronous: call from the writer thread before the store takes deliveries.
+    """
+    files.prepare()
+    temp_removed = files.clear_tmp()
+    if temp_removed:
+        _log.info("store.recovery.temp_removed count=%d", temp_removed)
+    with engine.begin() as conn:
+        unreferenced = ~exists().where(messages.c.blob_key == blobs.c.key)
+        collected = conn.execute(delete(blobs).where(unreferenced)).rowcount
+        file_keys = set(conn.execute(select(blobs.c.key).where(blobs.c.data.is_(None))).scalars())
+    if collected:
+        _log.info("store.recovery.blobs_collected count=%d", collected)
+    on_disk = set(files.keys())
+    orphans = on_disk - file_keys
+    for key in sorted(orphans):
+        files.remove(key)
+        _log.info("store.recovery.orphan_removed key=%s", key)
+    missing = tuple(sorted(file_keys - on_disk))
+    for key in missing:
+        _log.error("store.recovery.blob_missing key=%s", key)
+    report = RecoveryReport(
+        orphan_blobs_removed=len(orphans),
+        temp_files_removed=temp_removed,
+        missing_blobs=missing,
+    )
+    _log.info(
+        "store.recovery.done orphans=%d temp=%d missing=%d",
+        report.orphan_blobs_removed,
+        report.temp_files_removed,
+        len(report.missing_blobs),
+    )
+    return report

@@ -1,0 +1,184 @@
+"""The store's tables, in SQLAlchemy Core, for SQLite and PostgreSQL alike.
+
+The Alembic revisions in ``postel/store/migrations/versions`` create exactly this
+schema; a test compares the migrated database with this metadata.
+
+Spec: ARCHITECTURE.md principle 3 (one durability point per message).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ADDRESS_MAX = 320
+"""Longest address stored: 64-octet local part, "@", 255-octet domain. Spec: RFC 5321 §4.5.3.1."""
+DOMAIN_MAX = 255
+"""Longest domain name. Spec: RFC 5321 §4.5.3.1.2."""
+MAILBOX_NAME_MAX = 1024
+"""Longest mailbox name stored, in octets of UTF-8 (local policy)."""
+QUEUE_ID_MAX = 64
+"""Longest queue id stored (ids.new_queue_id makes 10-20 symbols)."""
+BLOB_KEY_LEN = 64
+"""Hex SHA-256."""
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """An aware UTC datetime, stored as a naive UTC timestamp on every backend."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware one")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC)
+
+
+counters = Table(
+    "counters",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+"""Named monotonic counters (``uidvalidity``)."""
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(DOMAIN_MAX), nullable=False, unique=True),
+    Column("created", UtcDateTime, nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("domain_id", Integer, ForeignKey("domains.id"), nullable=False, index=True),
+    Column("address", String(ADDRESS_MAX), nullable=False),
+    Column("address_key", String(ADDRESS_MAX), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("scram_salt", LargeBinary, nullable=False),
+    Column("scram_iterations", Integer, nullable=False),
+    Column("scram_stored_key", LargeBinary, nullable=False),
+    Column("scram_server_key", LargeBinary, nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created", UtcDateTime, nullable=False),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "domain_id",
+        Integer,
+        ForeignKey("domains.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("source", String(ADDRESS_MAX), nullable=False),
+    Column("source_key", String(ADDRESS_MAX), nullable=False, unique=True),
+    Column("targets", Text, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+)
+"""``targets`` is a JSON array of addresses."""
+
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(MAILBOX_NAME_MAX), nullable=False),
+    Column("special_use", String(16), nullable=True),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uidnext", BigInteger, nullable=False),
+    Column("highestmodseq", BigInteger, nullable=False),
+    Column("subscribed", Boolean, nullable=False),
+    UniqueConstraint("account_id", "name"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("key", String(BLOB_KEY_LEN), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=True),
+)
+"""``data`` NULL means the bytes live in a file named by ``key`` under the blob dir.
+Rows that no message references are removed by start-up recovery."""
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "mailbox_id",
+        Integer,
+        ForeignKey("mailboxes.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("uid", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("flags", Text, nullable=False),
+    Column("internal_date", UtcDateTime, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("blob_key", String(BLOB_KEY_LEN), ForeignKey("blobs.key"), nullable=False, index=True),
+    Column("trace_prefix", LargeBinary, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("queue_id", String(QUEUE_ID_MAX), nullable=True),
+    UniqueConstraint("mailbox_id", "uid"),
+)
+"""``flags`` is the space-separated, sorted set of IMAP flags (atoms contain no space,
+RFC 9051 §9 ``flag``)."""
+
+Index(
+    "uq_messages_mailbox_id_queue_id",
+    messages.c.mailbox_id,
+    messages.c.queue_id,
+    unique=True,
+    sqlite_where=messages.c.queue_id.is_not(None),
+    postgresql_where=messages.c.queue_id.is_not(None),
+)
+Index("ix_messages_mailbox_id_modseq", messages.c.mailbox_id, messages.c.modseq)
