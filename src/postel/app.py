@@ -46,6 +46,7 @@ def setup_logging() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("POSTEL_LOG_LEVEL", "INFO").upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 _STANDARD_ATTRS = frozenset(
@@ -108,6 +109,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     Raises:
         ConfigError: a port cannot be bound or a certificate cannot be read (one line).
     """
+    setup_logging()
     clock = clock or SystemClock()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if config.tls.generate_self_signed:
