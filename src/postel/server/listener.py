@@ -112,7 +112,11 @@ class Listener:
         if not admission.allowed:
             log.info(
                 "listener.refused",
-                extra={"service": str(self.listen.service), "ip": peer.ip, "reason": admission.reason},
+                extra={
+                    "service": str(self.listen.service),
+                    "ip": peer.ip,
+                    "reason": admission.reason,
+                },
             )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._refuse(writer, admission.reason), 5)

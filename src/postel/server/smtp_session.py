@@ -17,6 +17,7 @@ import contextlib
 import logging
 import ssl
 from dataclasses import dataclass, field
+from typing import Any
 
 from postel import limits, smtp
 from postel.abuse import AbuseEvent, AbuseTracker
@@ -194,14 +195,16 @@ class SmtpSession:
             if in_data
             else self.service.config.smtp.command_timeout
         )
-        read = asyncio.ensure_future(self.reader.read(READ_CHUNK))
-        waits: set[asyncio.Future[object]] = {read}  # type: ignore[arg-type]
-        stop: asyncio.Future[object] | None = None
+        read: asyncio.Task[bytes] = asyncio.ensure_future(self.reader.read(READ_CHUNK))
+        stop: asyncio.Task[bool] | None = None
+        waits: set[asyncio.Task[Any]] = {read}
         if not in_data:
             stop = asyncio.ensure_future(self.service.shutdown.wait())
             waits.add(stop)
         try:
-            done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             if stop is not None:
                 stop.cancel()
@@ -269,8 +272,6 @@ class SmtpSession:
             case smtp.MessageData(chunk=chunk):
                 self.content(chunk)
             case smtp.ChunkReceived(reply=reply):
-                if self.txn is not None and self.txn.writer is None:
-                    self.begin_content()
                 self.send(reply)
             case smtp.MessageRejected(reply=reply):
                 self.abort()
@@ -323,8 +324,11 @@ class SmtpSession:
 
     def content(self, chunk: bytes) -> None:
         txn = self.txn
-        if txn is None or txn.writer is None:
+        if txn is None:
             return
+        if txn.writer is None:  # BDAT has no DataStarted event
+            self.begin_content()
+        assert txn.writer is not None
         txn.writer.write(chunk)
         room = limits.BLOB_SPILL_THRESHOLD - len(txn.head)
         if room > 0:
@@ -337,8 +341,8 @@ class SmtpSession:
         """
         txn = self.txn
         self.txn = None
-        assert txn is not None and txn.writer is not None
-        writer, txn.writer = txn.writer, None
+        assert txn is not None
+        writer, txn.writer = txn.writer or self.service.store.blob_writer(), None
         size = writer.size
         envelope = InboundEnvelope(
             queue_id=txn.queue_id,
@@ -372,10 +376,7 @@ class SmtpSession:
 
     def protocol(self, txn: _Transaction) -> str:
         """The Received WITH value. Spec: RFC 3848 §2, RFC 6531 §3.7.4."""
-        if txn.params.smtputf8:
-            base = "UTF8SMTP"
-        else:
-            base = "ESMTP" if self.extended else "SMTP"
+        base = "UTF8SMTP" if txn.params.smtputf8 else "ESMTP" if self.extended else "SMTP"
         return base + ("S" if self.tls else "")
 
     def log_transaction(self, envelope: InboundEnvelope, size: int, result: str) -> None:
@@ -403,9 +404,7 @@ class SmtpSession:
         self.send(smtp.READY_TO_START_TLS)
         await self.flush()
         _discard_buffered(self.reader)
-        await asyncio.wait_for(
-            self.writer.start_tls(context), limits.SMTP_TIMEOUT_TLS_HANDSHAKE
-        )
+        await asyncio.wait_for(self.writer.start_tls(context), limits.SMTP_TIMEOUT_TLS_HANDSHAKE)
         self.conn.tls_established()
         self.helo, self.extended = "", False
         self.abort()
@@ -422,4 +421,3 @@ def _discard_buffered(reader: asyncio.StreamReader) -> None:
     buffer = getattr(reader, "_buffer", None)
     if isinstance(buffer, bytearray):
         del buffer[:]
-

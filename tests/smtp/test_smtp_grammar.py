@@ -1,0 +1,183 @@
+"""Envelope grammar, ESMTP parameters and reply rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from postel.errors import LocalProtocolError
+from postel.smtp import (
+    Body,
+    Mailbox,
+    MailParams,
+    Notify,
+    Orcpt,
+    Path,
+    RcptParams,
+    Reply,
+    Ret,
+    SmtpSyntaxError,
+    decode_xtext,
+)
+from postel.smtp.params import Offered, parse_mail_params, parse_rcpt_params
+
+OFFERED = Offered(size_max=1000, eight_bit_mime=True, binary_mime=True, smtputf8=True, dsn=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "local", "domain"),
+    [
+        ("<user@example.org>", "user", "example.org"),
+        ("<first.last+tag@sub.example.org>", "first.last+tag", "sub.example.org"),
+        ('<"john doe"@example.org>', "john doe", "example.org"),
+        ('<"a\\"b\\\\c"@example.org>', 'a"b\\c', "example.org"),
+        ('<"a>b"@example.org>', "a>b", "example.org"),
+        ("<user@[192.0.2.1]>", "user", "[192.0.2.1]"),
+        ("<user@[IPv6:2001:db8::1]>", "user", "[IPv6:2001:db8::1]"),
+        ("<@a.example,@[192.0.2.9]:user@example.org>", "user", "example.org"),
+        ("<jörg@bücher.example>", "jörg", "bücher.example"),
+        ("user@example.org", "user", "example.org"),
+    ],
+)
+def test_path_parse(text: str, local: str, domain: str) -> None:
+    assert Path.parse(text) == Path(Mailbox(local, domain))
+
+
+def test_null_and_postmaster() -> None:
+    assert Path.parse("<>").is_null
+    assert str(Path.parse("<>")) == "<>"
+    for text in ("<postmaster>", "<PostMaster>", "<POSTMASTER>"):
+        path = Path.parse(text)
+        assert path.postmaster and not path.is_null and str(path) == "<postmaster>"
+    with pytest.raises(SmtpSyntaxError):
+        Path.parse("<>", allow_null=False)
+    with pytest.raises(SmtpSyntaxError):
+        Path.parse("<postmaster>", allow_postmaster=False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<user>",
+        "<user@>",
+        "<@example.org>",
+        "<.user@example.org>",
+        "<us..er@example.org>",
+        "<user.@example.org>",
+        "<user@-example.org>",
+        "<user@example-.org>",
+        "<user@exa_mple.org>",
+        "<user@example..org>",
+        "<user@[300.1.1.1]>",
+        "<user@[IPv6:zz::1]>",
+        "<user@[tag:content]>",
+        '<"unterminated@example.org>',
+        "<user@example.org",
+        "<@a.example:>",
+        "<@a.example user@example.org>",
+        "<user@" + "a" * 250 + ".example>",
+        "<user name@example.org>",
+    ],
+)
+def test_path_syntax_errors(text: str) -> None:
+    with pytest.raises(SmtpSyntaxError) as info:
+        Path.parse(text)
+    assert info.value.reply.code == 501
+
+
+def test_non_ascii_needs_smtputf8() -> None:
+    with pytest.raises(SmtpSyntaxError) as info:
+        Path.parse("<jörg@example.org>", smtputf8=False)
+    assert (info.value.reply.code, info.value.reply.enhanced) == (553, "5.6.7")
+
+
+def test_mailbox_str_requotes() -> None:
+    assert str(Mailbox("john doe", "example.org")) == '"john doe"@example.org'
+    assert str(Mailbox('a"b', "example.org")) == '"a\\"b"@example.org'
+    assert str(Mailbox("a.b", "[192.0.2.1]")) == "a.b@[192.0.2.1]"
+    assert Mailbox("a", "[192.0.2.1]").is_address_literal
+    assert not Mailbox("jörg", "example.org").is_ascii
+
+
+def test_mail_params() -> None:
+    params = parse_mail_params(" SIZE=100 BODY=8bitmime SMTPUTF8 RET=hdrs ENVID=QQ+2B314", OFFERED)
+    assert params == MailParams(
+        size=100, body=Body.EIGHT_BIT_MIME, smtputf8=True, ret=Ret.HDRS, envid="QQ+314"
+    )
+    assert parse_mail_params("", None) == MailParams()
+    assert parse_mail_params("  ", OFFERED) == MailParams()
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "enhanced"),
+    [
+        (" SIZE=1001", 552, "5.3.4"),
+        (" SIZE=abc", 501, "5.5.4"),
+        (" SIZE=" + "9" * 21, 501, "5.5.4"),
+        (" SIZE=１２", 501, "5.5.4"),
+        (" BODY=9BIT", 501, "5.5.4"),
+        (" SMTPUTF8=yes", 501, "5.5.4"),
+        (" RET=ALL", 501, "5.5.4"),
+        (" ENVID=a+zz", 501, "5.5.4"),
+        (" ENVID=" + "a" * 101, 501, "5.5.4"),
+        (" FOO=BAR", 555, "5.5.4"),
+        (" SIZE=1 SIZE=2", 501, "5.5.4"),
+        (" -BAD", 501, "5.5.4"),
+        (" SIZE=", 501, "5.5.4"),
+    ],
+)
+def test_mail_param_errors(text: str, code: int, enhanced: str) -> None:
+    with pytest.raises(SmtpSyntaxError) as info:
+        parse_mail_params(text, OFFERED)
+    assert (info.value.reply.code, info.value.reply.enhanced) == (code, enhanced)
+
+
+def test_params_not_offered() -> None:
+    with pytest.raises(SmtpSyntaxError) as info:
+        parse_mail_params(" SIZE=1", None)
+    assert info.value.reply.code == 555
+    no_dsn = Offered(1000, True, False, False, False)
+    for text in (" RET=FULL", " SMTPUTF8", " BODY=BINARYMIME"):
+        with pytest.raises(SmtpSyntaxError):
+            parse_mail_params(text, no_dsn)
+    with pytest.raises(SmtpSyntaxError):
+        parse_rcpt_params(" NOTIFY=NEVER", no_dsn, False)
+
+
+def test_rcpt_params() -> None:
+    params = parse_rcpt_params(
+        " NOTIFY=success,Delay ORCPT=rfc822;bob+40example.org", OFFERED, False
+    )
+    assert params == RcptParams(
+        notify=frozenset({Notify.SUCCESS, Notify.DELAY}), orcpt=Orcpt("RFC822", "bob@example.org")
+    )
+    for bad in (" NOTIFY=NEVER,SUCCESS", " NOTIFY=SOMETIMES", " ORCPT=bob", " ORCPT=rfc822;"):
+        with pytest.raises(SmtpSyntaxError):
+            parse_rcpt_params(bad, OFFERED, False)
+
+
+def test_xtext() -> None:
+    assert decode_xtext("a+2Bb+3Dc") == "a+b=c"
+    with pytest.raises(SmtpSyntaxError):
+        decode_xtext("a+2b")
+    with pytest.raises(SmtpSyntaxError):
+        decode_xtext("a=b")
+
+
+def test_reply_render() -> None:
+    assert Reply(250, "2.1.0", "OK").render() == b"250 2.1.0 OK\r\n"
+    assert (
+        Reply(250, None, ("mx", "PIPELINING", "HELP")).render()
+        == b"250-mx\r\n250-PIPELINING\r\n250 HELP\r\n"
+    )
+    assert Reply(354, None, "").render() == b"354\r\n"
+    assert Reply(550, "5.7.1", "evil\r\nRCPT TO:<x>").render() == b"550 5.7.1 evil  RCPT TO:<x>\r\n"
+    assert Reply(550, "5.1.1", "jörg").render() == b"550 5.1.1 j?rg\r\n"
+    assert len(Reply(250, None, "x" * 1000).render()) == 512
+
+
+@pytest.mark.parametrize(
+    ("code", "enhanced"), [(199, None), (600, None), (250, "5.0.0"), (250, "2.0"), (550, "5.x.0")]
+)
+def test_reply_validation(code: int, enhanced: str | None) -> None:
+    with pytest.raises(LocalProtocolError):
+        Reply(code, enhanced, "x")
