@@ -180,7 +180,9 @@ def _print_banner(config: Config, password: str | None) -> None:
         lines.append(f"  {listen.service:<12} {listen.host}:{listen.port:<6} {state}")
     if password is not None:
         lines.append(f"  demo account created: {DEMO_ACCOUNT}  password: {password}")
-        lines.append("  (the password is shown only this once; change it with `postel account passwd`)")
+        lines.append(
+            "  (the password is shown only this once; change it with `postel account passwd`)"
+        )
     print("\n".join(lines), flush=True)
 
 
