@@ -1,4 +1,10 @@
-"""Run a real `postel serve` process for end-to-end tests, with kill and restart."""
+"""Run a real `postel serve` process for end-to-end tests, with kill and restart.
+
+``PostelServer(data, **smtp)`` writes a TOML config (SQLite in ``data`` unless
+``database_url`` is given; SMTP on a free loopback port; abuse tracker off) and runs
+``python -m postel serve --config`` as a child process. ``cli(...)`` runs admin commands
+against the same config. ``kill()`` is SIGKILL (a crash), ``stop()`` SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +21,50 @@ import pytest
 START_TIMEOUT = 30.0
 """Seconds a server may take to start listening."""
 
+HOSTNAME = "mx.test"
+"""The test servers' host name (RFC 2606 reserves .test)."""
+
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def write_config(data: Path, smtp_port: int, **smtp: object) -> Path:
-    """A TOML config for a test server: SQLite in ``data``, SMTP on loopback."""
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(
+    home: Path,
+    smtp_port: int,
+    *,
+    data: Path | None = None,
+    database_url: str | None = None,
+    admin_address: str | None = None,
+    **smtp: object,
+) -> Path:
+    """A TOML config in ``home`` for a test server: data in ``data`` (default ``home``),
+    SMTP on 127.0.0.1:``smtp_port``, self-signed TLS, the abuse tracker off, and the
+    ``[smtp]`` keys given (``command_timeout=2``, ``bare_line_endings="strict"``...)."""
     from postel.server.tls import ensure_self_signed
 
+    data = data or home
     tls_dir = data / "tls"
-    ensure_self_signed(tls_dir / "cert.pem", tls_dir / "key.pem", "mx.test")
-    extra = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in smtp.items())
-    text = f"""
-hostname = "mx.test"
-data_dir = "{data}"
-
+    ensure_self_signed(tls_dir / "cert.pem", tls_dir / "key.pem", HOSTNAME)
+    top = f'data_dir = "{data}"\n'
+    if database_url is not None:
+        top += f"database_url = {_toml_value(database_url)}\n"
+    if admin_address is not None:
+        top += f"admin_address = {_toml_value(admin_address)}\n"
+    extra = "".join(f"{k} = {_toml_value(v)}\n" for k, v in smtp.items())
+    text = f"""hostname = "{HOSTNAME}"
+{top}
 [listen]
 smtp = ["127.0.0.1:{smtp_port}"]
 
@@ -45,33 +77,89 @@ enabled = false
 
 [smtp]
 {extra}"""
-    path = data / "postel.toml"
+    path = home / "postel.toml"
     path.write_text(text)
     return path
 
 
+def wait_for_greeting(port: int, deadline: float) -> bool:
+    """True once a connection to ``port`` gets a 220 greeting before ``deadline``
+    (time.monotonic())."""
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(100).startswith(b"220"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
 class PostelServer:
-    """A `postel serve --config` child process on a free loopback port."""
+    """A `postel serve --config` child process on a free loopback port.
 
-    def __init__(self, data: Path, **smtp: object) -> None:
+    ``home`` holds the config and the log (default: ``data``); two servers may share one
+    ``data`` directory (and so one blob dir) with different homes.
+    """
+
+    def __init__(
+        self,
+        data: Path,
+        *,
+        home: Path | None = None,
+        database_url: str | None = None,
+        admin_address: str | None = None,
+        **smtp: object,
+    ) -> None:
         self.data = data
+        self.home = home or data
         data.mkdir(parents=True, exist_ok=True)
+        self.home.mkdir(parents=True, exist_ok=True)
         self.smtp_port = free_port()
-        self.config = write_config(data, self.smtp_port, **smtp)
+        self.database_url = database_url or f"sqlite:///{data / 'postel.sqlite3'}"
+        self.config = write_config(
+            self.home,
+            self.smtp_port,
+            data=data,
+            database_url=database_url,
+            admin_address=admin_address,
+            **smtp,
+        )
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = data / "server.log"
+        self.log = self.home / "server.log"
 
-    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    @property
+    def blob_dir(self) -> Path:
+        return self.data / "blobs"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.smtp_port)
+
+    def cli(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``postel --config <ours> ARGS...``; raises CalledProcessError on failure
+        when ``check``."""
         return subprocess.run(
             [sys.executable, "-m", "postel", "--config", str(self.config), *args],
             input=stdin,
             capture_output=True,
             text=True,
             timeout=60,
-            check=True,
+            check=check,
         )
 
-    def start(self) -> None:
+    def add_accounts(self, domain: str, *locals_: str) -> None:
+        """Add ``domain`` (if missing) and an account ``local@domain`` for each name."""
+        self.cli("domain", "add", domain, check=False)
+        for local in locals_:
+            self.cli("account", "add", f"{local}@{domain}", "--generate")
+
+    def start(self) -> float:
+        """Start the server; returns the seconds until it greeted with 220."""
+        began = time.monotonic()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "postel", "serve", "--config", str(self.config)],
@@ -79,17 +167,17 @@ class PostelServer:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = began + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"postel exited {self.proc.returncode}:\n{self.log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1) as s:
-                    s.recv(100)
-                    return
-            except OSError:
-                time.sleep(0.05)
+            if wait_for_greeting(self.smtp_port, min(deadline, time.monotonic() + 0.5)):
+                return time.monotonic() - began
         pytest.fail(f"postel did not listen in time:\n{self.log.read_text()}")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, as a crash would."""

@@ -12,7 +12,8 @@ from postel.mail import parse_message, render_body, render_bodystructure, render
 
 from .imapsexp import Atom, fetch_items, parse
 
-CONFORMANCE = Path("/work/shared/conformance")
+CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance"
+"""The shared conformance material beside the repository (../shared/conformance)."""
 CORPUS = CONFORMANCE / "email-corpus"
 EXPECTED = CORPUS / "expected-imap-dovecot-2.3.19.jsonl"
 TORTURE = CONFORMANCE / "mime-torture"
