@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from postel.abuse import AbuseTracker
 from postel.clock import Clock, SystemClock
@@ -87,8 +88,22 @@ async def _admin_address(store: Store, config: Config) -> str | None:
     return None
 
 
-def _drop_privileges(user: str | None) -> None:
-    """Started as root: switch to ``user`` once the ports are bound (RELIABILITY.md D5)."""
+def _owned_paths(data_dir: Path) -> list[Path]:
+    """The data directory, its direct entries except ``tls/``, and blob directories."""
+    paths = [data_dir]
+    for entry in data_dir.iterdir():
+        if entry.name == "tls":
+            continue
+        paths.append(entry)
+        if entry.name == "blobs" and entry.is_dir():
+            paths.extend(p for p in entry.iterdir() if p.is_dir())
+    return paths
+
+
+def _drop_privileges(user: str | None, data_dir: Path) -> None:
+    """Started as root: switch to ``user`` once the ports are bound and the certificate
+    is loaded (RELIABILITY.md D5). The data directory, its top-level files and the blob
+    directories are handed to ``user`` first so the store stays writable."""
     if os.geteuid() != 0 or not user:
         return
     import pwd
@@ -97,6 +112,9 @@ def _drop_privileges(user: str | None) -> None:
         entry = pwd.getpwnam(user)
     except KeyError as exc:
         raise ConfigError(f"run_as user {user!r} does not exist (set run_as)") from exc
+    for path in _owned_paths(data_dir):
+        if path.stat().st_uid != entry.pw_uid:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)
@@ -118,7 +136,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
 
     serving = [listen for listen in config.listen if listen.service in SERVING]
     sockets = [bind_socket(listen) for listen in serving]
-    _drop_privileges(config.run_as)
+    _drop_privileges(config.run_as, config.data_dir)
 
     store = open_store(config.database_url, config.blob_dir, clock=clock)
     report = await store.open()

@@ -87,9 +87,9 @@ class InboundDelivery:
             raise MailLoop(f"too many Received header fields ({info.received_count})")
         delivered = {d.strip().lower() for d in info.delivered_to}
         for rcpt in envelope.recipients:
-            for target in rcpt.targets:
-                if target.address.lower() in delivered:
-                    raise MailLoop(f"mail loop: already delivered to {target.address}")
+            for address in (rcpt.address, *(t.address for t in rcpt.targets)):
+                if address.lower() in delivered:
+                    raise MailLoop(f"mail loop: already delivered to {address}")
 
     async def deliver(
         self, envelope: InboundEnvelope, blob: BlobRef, content: bytes
