@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from postel.cli import config_commands, directory_commands
+from postel.cli import config_commands, directory_commands, mailbox_commands
 from postel.cli.context import Io
 from postel.cli.password_input import add_password_options
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _domain_commands(commands, common)
     _account_commands(commands, common)
     _alias_commands(commands, common)
+    _mailbox_commands(commands, common)
     return parser
 
 
@@ -122,3 +123,27 @@ def _alias_commands(
     remove = sub.add_parser("remove", parents=[common], help="remove an alias")
     remove.add_argument("source", metavar="SOURCE")
     remove.set_defaults(async_handler=directory_commands.alias_remove)
+
+
+def _mailbox_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    mailbox = commands.add_parser("mailbox", help="look at an account's mailboxes")
+    sub = mailbox.add_subparsers(dest="action", metavar="<action>", required=True)
+    listing = sub.add_parser("list", parents=[common], help="mailboxes and message counts")
+    listing.add_argument("address")
+    _json_option(listing)
+    listing.set_defaults(async_handler=mailbox_commands.mailbox_list)
+
+    message = commands.add_parser("message", help="look at the messages in a mailbox")
+    sub = message.add_subparsers(dest="action", metavar="<action>", required=True)
+    listing = sub.add_parser("list", parents=[common], help="messages in a mailbox")
+    listing.add_argument("address")
+    listing.add_argument("--mailbox", default="INBOX", metavar="NAME", help="default INBOX")
+    _json_option(listing)
+    listing.set_defaults(async_handler=mailbox_commands.message_list)
+    show = sub.add_parser("show", parents=[common], help="print one stored message")
+    show.add_argument("address")
+    show.add_argument("uid", type=int, metavar="UID")
+    show.add_argument("--mailbox", default="INBOX", metavar="NAME", help="default INBOX")
+    show.set_defaults(async_handler=mailbox_commands.message_show)
