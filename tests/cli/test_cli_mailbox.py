@@ -17,10 +17,7 @@ from postel.mail import parse_message
 from postel.store import Delivery, open_store
 
 MESSAGE = (
-    b"From: Alice <alice@example.org>\r\n"
-    b"Subject: =?utf-8?q?caf=C3=A9?= report\r\n"
-    b"\r\n"
-    b"body\r\n"
+    b"From: Alice <alice@example.org>\r\nSubject: =?utf-8?q?caf=C3=A9?= report\r\n\r\nbody\r\n"
 )
 
 
