@@ -34,6 +34,9 @@ SMTP_RECEIVED_MAX = 50
 """More Received: fields than this is a loop: 554 5.4.6. Spec: RFC 5321 §6.3."""
 SMTP_HEADER_BLOCK_MAX = 1024 * 1024
 """Header block size scanned for trace fields and MIME (RELIABILITY.md D3)."""
+SMTP_TRACE_SCAN_MAX = 256 * 1024
+"""Start of the content kept to count Received and Delivered-To fields (loop check).
+Fifty Received fields take about 15 KB. Spec: RFC 5321 §6.3."""
 SMTP_BDAT_CHUNK_MAX = SMTP_MESSAGE_SIZE_MAX
 """One BDAT chunk; the message size limit applies to the sum. Spec: RFC 3030 §2."""
 

@@ -64,8 +64,7 @@ class _Transaction:
     recipients: list[Recipient] = field(default_factory=list)
     writer: BlobWriter | None = None
     head: bytearray = field(default_factory=bytearray)
-    """The start of the content: the whole message while it is at most
-    ``limits.BLOB_SPILL_THRESHOLD`` octets (to parse without reading the blob back)."""
+    """The start of the content, up to ``limits.SMTP_TRACE_SCAN_MAX`` (loop check)."""
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -330,7 +329,7 @@ class SmtpSession:
             self.begin_content()
         assert txn.writer is not None
         txn.writer.write(chunk)
-        room = limits.BLOB_SPILL_THRESHOLD - len(txn.head)
+        room = limits.SMTP_TRACE_SCAN_MAX - len(txn.head)
         if room > 0:
             txn.head += chunk[:room]
 
@@ -355,12 +354,9 @@ class SmtpSession:
             tls=self.tls,
         )
         try:
-            self.service.inbound.check_loops(
-                envelope, bytes(txn.head[: limits.SMTP_HEADER_BLOCK_MAX])
-            )
+            self.service.inbound.check_loops(envelope, bytes(txn.head))
             ref = await writer.commit()
-            whole = len(txn.head) == size
-            content = bytes(txn.head) if whole else await self.service.store.read_blob(ref)
+            content = await self.service.store.read_blob(ref)
             delivered = await self.service.inbound.deliver(envelope, ref, content)
         except PermanentFailure as exc:
             writer.abort()
