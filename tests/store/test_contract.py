@@ -7,6 +7,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import logging
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from postel.store import (
     Store,
     open_store,
 )
+from postel.store.recovery import SHARED_GRACE_SECONDS
 from postel.store.schema import blobs, metadata
 
 from .conftest import T0, credentials
@@ -391,6 +394,29 @@ async def test_aborted_writer_leaves_nothing(store: Store, blob_dir: Path) -> No
 # -- recovery and schema -------------------------------------------------------------------
 
 
+def age_files(blob_dir: Path, seconds: float = SHARED_GRACE_SECONDS + 60) -> None:
+    """Make every file under ``blob_dir`` look ``seconds`` old (past any grace period)."""
+    then = time.time() - seconds
+    for path in blob_dir.rglob("*"):
+        if path.is_file():
+            os.utime(path, (then, then))
+
+
+async def test_recovery_spares_fresh_files_when_the_blob_dir_is_shared(
+    store: Store, database_url: str, blob_dir: Path, clock: FixedClock
+) -> None:
+    """PostgreSQL: another node may be spooling or about to commit; SQLite: one node."""
+    fresh = await put_blob(store, b"F" * (limits.BLOB_INLINE_MAX + 5))  # not yet delivered
+    (blob_dir / "tmp" / "blob-spooling").write_bytes(b"arriving")
+    again = open_store(database_url, blob_dir, clock=clock)
+    report = await again.open()
+    await again.close()
+    shared = database_url.startswith("postgresql")
+    assert report.temp_files_removed == (0 if shared else 1)
+    assert report.orphan_blobs_removed == (0 if shared else 1)
+    assert (blob_dir / fresh.key[:2] / fresh.key[2:]).exists() == shared
+
+
 async def test_recovery_removes_orphans_and_tmp(
     store: Store,
     database_url: str,
@@ -407,6 +433,7 @@ async def test_recovery_removes_orphans_and_tmp(
     await store.close()
     (blob_dir / "tmp" / "blob-torn").write_bytes(b"half a message")
     (blob_dir / lost.key[:2] / lost.key[2:]).unlink()
+    age_files(blob_dir)
 
     again = open_store(database_url, blob_dir, clock=clock)
     report = await again.open()
@@ -441,6 +468,7 @@ async def test_removed_account_blobs_are_collected_at_start(
     await store.deliver([delivery(alice, ref)])
     await store.remove_account("alice@example.org")
     await store.close()
+    age_files(blob_dir)
     again = open_store(database_url, blob_dir, clock=clock)
     report = await again.open()
     await again.close()

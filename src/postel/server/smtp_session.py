@@ -170,6 +170,8 @@ class SmtpSession:
         self.extended = False
         self.tls: str | None = None
         self.txn: _Transaction | None = None
+        self.command_deadline: float | None = None
+        """Monotonic time by which the command being received must be complete."""
 
     def abort(self) -> None:
         if self.txn is not None:
@@ -187,13 +189,17 @@ class SmtpSession:
 
     async def read(self) -> bytes:
         """Wait for input with the RFC 5321 §4.5.3.2 timeouts; an idle session ends at
-        shutdown."""
+        shutdown. The command timeout covers a whole command, from the end of the previous
+        one to its CRLF, so a client trickling one byte at a time is cut all the same;
+        in DATA the timeout applies to each block read (§4.5.3.2.5)."""
         in_data = self.txn is not None and self.txn.writer is not None
-        timeout = (
-            self.service.config.smtp.data_timeout
-            if in_data
-            else self.service.config.smtp.command_timeout
-        )
+        now = self.service.clock.monotonic()
+        if in_data:
+            timeout = self.service.config.smtp.data_timeout
+        else:
+            if self.command_deadline is None:
+                self.command_deadline = now + self.service.config.smtp.command_timeout
+            timeout = max(0.0, self.command_deadline - now)
         read: asyncio.Task[bytes] = asyncio.ensure_future(self.reader.read(READ_CHUNK))
         stop: asyncio.Task[bool] | None = None
         waits: set[asyncio.Task[Any]] = {read}
@@ -234,6 +240,8 @@ class SmtpSession:
                 await self.flush()
                 self.conn.receive_data(await self.read())
                 continue
+            if not isinstance(event, smtp.MessageData):
+                self.command_deadline = None
             if await self.dispatch(event):
                 await self.flush()
                 return
@@ -398,8 +406,12 @@ class SmtpSession:
             self.send(smtp.TLS_NOT_AVAILABLE)
             return
         self.send(smtp.READY_TO_START_TLS)
-        await self.flush()
+        # Everything already read arrived before the client could see the 220: it is
+        # plaintext to throw away. Nothing may be awaited between emptying the buffer and
+        # starting TLS, or a prompt ClientHello would be thrown away with it.
         _discard_buffered(self.reader)
+        self.writer.write(b"".join(self.out))
+        self.out.clear()
         await asyncio.wait_for(self.writer.start_tls(context), limits.SMTP_TIMEOUT_TLS_HANDSHAKE)
         self.conn.tls_established()
         self.helo, self.extended = "", False

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -113,13 +114,30 @@ class BlobFiles:
                 if is_blob_key(key):
                     yield key
 
-    def clear_tmp(self) -> int:
-        """Delete everything in ``tmp/``; returns how many files were removed."""
+    def age(self, key: str, now: float) -> float:
+        """Seconds since file blob ``key`` was last modified (0 if it is gone)."""
+        try:
+            return now - self.path(key).stat().st_mtime
+        except FileNotFoundError:
+            return 0.0
+
+    def clear_tmp(self, *, older_than: float = 0.0, now: float | None = None) -> int:
+        """Delete the files in ``tmp/`` last modified more than ``older_than`` seconds
+        before ``now`` (epoch seconds; default: the file system's clock). Returns how many
+        files were removed."""
         removed = 0
         for f in self.tmp.iterdir():
-            if f.is_file() or f.is_symlink():
-                f.unlink(missing_ok=True)
-                removed += 1
+            if not (f.is_file() or f.is_symlink()):
+                continue
+            if older_than > 0:
+                try:
+                    mtime = f.lstat().st_mtime
+                except FileNotFoundError:
+                    continue
+                if (now if now is not None else time.time()) - mtime < older_than:
+                    continue
+            f.unlink(missing_ok=True)
+            removed += 1
         return removed
 
 

@@ -10,12 +10,18 @@ Run before the store serves anyone:
 4. Rows whose file is missing are reported (and logged as errors): that is data loss
    the operator must know about.
 
+When several postel nodes share one database and one blob directory (PostgreSQL), a
+starting node must not remove another node's spool files or the blob files it has
+installed but not yet committed: then steps 1 and 3 only touch files older than
+``SHARED_GRACE_SECONDS``.
+
 Spec: RELIABILITY.md D2.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.engine import Engine
@@ -26,14 +32,21 @@ from postel.store.schema import blobs, messages
 
 _log = logging.getLogger(__name__)
 
+SHARED_GRACE_SECONDS = 24 * 3600.0
+"""Age a spool or unreferenced blob file must reach before a node sharing the blob
+directory removes it; longer than any SMTP transaction (RFC 5321 §4.5.3.2 timeouts)."""
 
-def recover(engine: Engine, files: BlobFiles) -> RecoveryReport:
+
+def recover(engine: Engine, files: BlobFiles, *, grace_seconds: float = 0.0) -> RecoveryReport:
     """Repair the blob store as described in the module docstring; returns what was done.
 
+    ``grace_seconds``: 0 for a store used by one process (SQLite), SHARED_GRACE_SECONDS
+    when other nodes may be writing to the same blob directory.
     Synchronous: call from the writer thread before the store takes deliveries.
     """
     files.prepare()
-    temp_removed = files.clear_tmp()
+    now = time.time()
+    temp_removed = files.clear_tmp(older_than=grace_seconds, now=now)
     if temp_removed:
         _log.info("store.recovery.temp_removed count=%d", temp_removed)
     with engine.begin() as conn:
@@ -43,7 +56,7 @@ def recover(engine: Engine, files: BlobFiles) -> RecoveryReport:
     if collected:
         _log.info("store.recovery.blobs_collected count=%d", collected)
     on_disk = set(files.keys())
-    orphans = on_disk - file_keys
+    orphans = {k for k in on_disk - file_keys if files.age(k, now) >= grace_seconds}
     for key in sorted(orphans):
         files.remove(key)
         _log.info("store.recovery.orphan_removed key=%s", key)

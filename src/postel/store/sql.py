@@ -42,7 +42,7 @@ from postel.store.blobs import READ_CHUNK, BlobFiles, SpoolingBlobWriter
 from postel.store.delivery import GroupCommitter
 from postel.store.engines import READER_CONNECTIONS, make_engines
 from postel.store.migrate import upgrade
-from postel.store.recovery import recover
+from postel.store.recovery import SHARED_GRACE_SECONDS, recover
 
 _log = logging.getLogger(__name__)
 
@@ -114,7 +114,13 @@ class SqlStore:
         """Migrate the schema to the newest revision, run recovery, start the writer."""
         await self._in(self._writer, functools.partial(upgrade, self._engines.writer))
         report = await self._in(
-            self._writer, functools.partial(recover, self._engines.writer, self._files)
+            self._writer,
+            functools.partial(
+                recover,
+                self._engines.writer,
+                self._files,
+                grace_seconds=0.0 if self.dialect == "sqlite" else SHARED_GRACE_SECONDS,
+            ),
         )
         self._committer.start()
         return report

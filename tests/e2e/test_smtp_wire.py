@@ -1,0 +1,317 @@
+"""SMTP on the wire, over raw sockets: smuggling (RELIABILITY.md test 3), STARTTLS
+injection (test 4), command line, size and recipient limits, timeouts, mail loops.
+
+Spec: RFC 5321 §4.1.1.4, §4.5.2 (only <CRLF>.<CRLF> ends DATA), §4.5.3.1 (limits),
+§4.5.3.2 (timeouts), §6.3 (loops); RFC 3207 §4.2 and CVE-2011-0411 (STARTTLS);
+RFC 1870 (SIZE); RFC 3463 (enhanced codes); RELIABILITY.md D3, D4.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from .conftest import ServerFactory
+from .rawsmtp import RawSmtp, Reply
+from .server import PostelServer
+from .stored import read_inbox
+
+DOMAIN = "example.test"
+RCPT = f"wire@{DOMAIN}"
+SENDER = "sender@remote.test"
+TIMEOUT = 2
+"""command_timeout and data_timeout of the test servers, seconds."""
+SIZE_MAX = 1_000_000
+"""message_size_max of the test servers, octets."""
+
+
+def _server(factory: ServerFactory, name: str, **smtp: object) -> PostelServer:
+    server = factory(
+        name,
+        command_timeout=TIMEOUT,
+        data_timeout=TIMEOUT,
+        message_size_max=SIZE_MAX,
+        **smtp,
+    )
+    server.add_accounts(DOMAIN, "wire")
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def mx(module_servers: ServerFactory) -> PostelServer:
+    return _server(module_servers, "wire")
+
+
+@pytest.fixture(scope="module")
+def strict_mx(module_servers: ServerFactory) -> PostelServer:
+    return _server(module_servers, "wire-strict", bare_line_endings="strict")
+
+
+def inbox_count(server: PostelServer) -> int:
+    return len(read_inbox(server, RCPT))
+
+
+def open_transaction(client: RawSmtp) -> None:
+    client.greet()
+    assert client.command(f"MAIL FROM:<{SENDER}>").code == 250
+    assert client.command(f"RCPT TO:<{RCPT}>").code == 250
+    assert client.command("DATA").code == 354
+
+
+# -- smuggling (RELIABILITY.md test 3) ------------------------------------------------
+
+SMUGGLING_VECTORS = {
+    "LF.LF": b"\n.\n",
+    "CR.CR": b"\r.\r",
+    "LF.CRLF": b"\n.\r\n",
+    "CRLF.LF": b"\r\n.\n",
+    "CRLF.CR": b"\r\n.\r",
+    "CR.LF": b"\r.\n",
+    "LF.CR": b"\n.\r",
+    "CR.CRLF": b"\r.\r\n",
+    "CRLF.CRCRLF": b"\r\n.\r\r\n",
+    "CRCRLF.CRCRLF": b"\r\r\n.\r\r\n",
+    "CRLF.NUL.CRLF": b"\r\n.\x00\r\n",
+    "CRLF-NUL.CRLF": b"\r\n\x00.\r\n",
+    "CRLF-SP.CRLF": b"\r\n .\r\n",
+    "CRLF.SP-CRLF": b"\r\n. \r\n",
+    "LF..LF": b"\n..\n",
+}
+
+SMUGGLED = (
+    b"MAIL FROM:<smuggler@evil.test>\r\n"
+    b"RCPT TO:<" + RCPT.encode() + b">\r\n"
+    b"DATA\r\n"
+    b"Subject: smuggled\r\n"
+    b"\r\n"
+    b"smuggled body\r\n"
+)
+
+
+@pytest.mark.parametrize("mode", ["normalize", "strict"])
+@pytest.mark.parametrize("vector", list(SMUGGLING_VECTORS), ids=list(SMUGGLING_VECTORS))
+def test_smuggling_never_makes_a_second_message(
+    mx: PostelServer, strict_mx: PostelServer, vector: str, mode: str
+) -> None:
+    server = mx if mode == "normalize" else strict_mx
+    before = inbox_count(server)
+    with RawSmtp(server.address) as client:
+        open_transaction(client)
+        client.send(
+            b"Subject: carrier\r\n\r\nfirst body"
+            + SMUGGLING_VECTORS[vector]
+            + SMUGGLED
+            + b"\r\n.\r\nQUIT\r\n"
+        )
+        replies = client.replies_until_close()
+    codes = [r.code for r in replies]
+    # exactly one answer to the whole DATA, then QUIT's 221: the smuggled MAIL, RCPT and
+    # DATA were content, never commands
+    assert len(codes) == 2 and codes[1] == 221, [str(r) for r in replies]
+    assert codes[0] == 250 or 500 <= codes[0] < 600, [str(r) for r in replies]
+    stored = read_inbox(server, RCPT)[before:]
+    assert len(stored) == (1 if codes[0] == 250 else 0), [s.content for s in stored]
+    for message in stored:
+        assert message.content.startswith(b"Subject: carrier\r\n"), message.content
+        assert b"smuggled body" in message.content
+        assert message.field("return-path") == f"<{SENDER}>".encode()
+
+
+# -- STARTTLS injection (RELIABILITY.md test 4) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "injected", [b"RSET\r\n", b"MAIL FROM:<injected@evil.test>\r\n", b"NOOP\r\nNOOP\r\n"]
+)
+def test_starttls_injection_is_never_answered(mx: PostelServer, injected: bytes) -> None:
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        client.send(b"STARTTLS\r\n" + injected)
+        ready = client.reply()
+        assert ready.code == 220, ready
+        time.sleep(0.2)  # let a wrongly answered injection arrive before the handshake
+        client.sock.setblocking(False)
+        try:
+            leaked = client.sock.recv(4096)
+        except BlockingIOError:
+            leaked = b""
+        client.sock.setblocking(True)
+        client.sock.settimeout(10)
+        assert leaked == b"", f"plaintext answer to injected commands: {leaked!r}"
+        client.start_tls()
+        client.send(b"EHLO client.test\r\nQUIT\r\n")
+        replies = client.replies_until_close()
+    assert [r.code for r in replies] == [250, 221], [str(r) for r in replies]
+    assert replies[0].lines[0].startswith(b"mx.test"), "first TLS reply is not EHLO's"
+    assert len(replies[0].lines) > 1
+
+
+STARTTLS_ROUNDS = 200
+"""Handshakes tried; the race below hit about one in twenty on a 2-core machine."""
+
+
+def test_starttls_handshake_right_after_the_220(mx: PostelServer) -> None:
+    for _ in range(STARTTLS_ROUNDS):
+        with RawSmtp(mx.address, timeout=3) as client:
+            client.greet()
+            assert client.command("STARTTLS").code == 220
+            client.start_tls()  # ClientHello at once, as every real client does
+            assert client.command("EHLO client.test").code == 250
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+def test_megabyte_command_line_is_refused_and_the_session_continues(mx: PostelServer) -> None:
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        client.send(b"NOOP " + b"x" * (1024 * 1024) + b"\r\n")
+        reply = client.reply()
+        assert reply.code == 500 and reply.text.startswith(b"5.5.2"), reply
+        assert client.command("NOOP").code == 250
+        assert client.command(f"MAIL FROM:<{SENDER}>").code == 250
+
+
+def test_size_parameter_over_the_limit_is_refused(mx: PostelServer) -> None:
+    with RawSmtp(mx.address) as client:
+        ehlo = client.greet()
+        assert f"SIZE {SIZE_MAX}".encode() in ehlo.lines
+        reply = client.command(f"MAIL FROM:<{SENDER}> SIZE={SIZE_MAX + 1}")
+        assert reply.code == 552 and reply.text.startswith(b"5.3.4"), reply
+        assert client.command(f"MAIL FROM:<{SENDER}> SIZE={SIZE_MAX}").code == 250
+
+
+def test_content_over_the_limit_is_refused_after_the_final_dot(mx: PostelServer) -> None:
+    before = inbox_count(mx)
+    with RawSmtp(mx.address) as client:
+        open_transaction(client)
+        line = b"x" * 998 + b"\r\n"
+        client.send(b"Subject: big\r\n\r\n" + line * (SIZE_MAX // len(line) + 10) + b".\r\n")
+        reply = client.reply()
+        assert reply.code == 552 and reply.text.startswith(b"5.3.4"), reply
+        assert client.command("NOOP").code == 250
+    assert inbox_count(mx) == before
+
+
+def test_recipient_1001_gets_452(mx: PostelServer) -> None:
+    before = inbox_count(mx)
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        assert client.command(f"MAIL FROM:<{SENDER}>").code == 250
+        client.send(
+            b"".join(b"RCPT TO:<wire+%d@%s>\r\n" % (n, DOMAIN.encode()) for n in range(1001))
+        )
+        replies = [client.reply() for _ in range(1001)]
+        assert all(r.code == 250 for r in replies[:1000]), {str(r) for r in replies[:1000]}
+        last = replies[1000]
+        assert last.code == 452 and last.text.startswith(b"4.5.3"), last
+        assert client.command("DATA").code == 354
+        client.send(b"Subject: many recipients\r\n\r\nbody\r\n.\r\n")
+        assert client.reply().code == 250
+    assert inbox_count(mx) == before + 1, "one copy per account, however many addresses"
+
+
+# -- timeouts ----------------------------------------------------------------------------
+
+
+def _time_to_close(client: RawSmtp) -> tuple[float, list[Reply]]:
+    began = time.monotonic()
+    replies = client.replies_until_close()
+    return time.monotonic() - began, replies
+
+
+def test_idle_client_is_cut_at_the_command_timeout(mx: PostelServer) -> None:
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        elapsed, replies = _time_to_close(client)
+    assert [r.code for r in replies] == [421], [str(r) for r in replies]
+    assert replies[0].text.startswith(b"4.4.2")
+    assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 2, elapsed
+
+
+def test_idle_client_in_data_is_cut_at_the_data_timeout(mx: PostelServer) -> None:
+    before = inbox_count(mx)
+    with RawSmtp(mx.address) as client:
+        open_transaction(client)
+        client.send(b"Subject: unfinished\r\n\r\npart")
+        elapsed, replies = _time_to_close(client)
+    assert [r.code for r in replies] == [421], [str(r) for r in replies]
+    assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 2, elapsed
+    assert inbox_count(mx) == before
+
+
+TRICKLE_LIMIT = 3 * TIMEOUT
+"""Seconds a trickling client is given before the test calls it not cut."""
+
+
+def test_trickling_client_is_cut_at_its_deadline(mx: PostelServer) -> None:
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        began = time.monotonic()
+        closed = False
+        while time.monotonic() - began < TRICKLE_LIMIT:
+            try:
+                client.send(b"N")
+            except OSError:
+                closed = True
+                break
+            client.sock.settimeout(TIMEOUT / 2)
+            try:
+                if not client.sock.recv(4096):
+                    closed = True
+                    break
+                closed = True  # a reply to half a command is the 421 before the close
+                break
+            except TimeoutError:
+                continue
+    assert closed, f"a trickling client was still connected after {TRICKLE_LIMIT}s"
+    assert time.monotonic() - began <= TIMEOUT + 2
+
+
+# -- mail loops (RFC 5321 §6.3) -------------------------------------------------------
+
+
+def _send_headers(server: PostelServer, headers: bytes) -> Reply:
+    with RawSmtp(server.address) as client:
+        open_transaction(client)
+        client.send(headers + b"Subject: loop\r\n\r\nbody\r\n.\r\n")
+        return client.reply()
+
+
+def _received(n: int) -> bytes:
+    return b"".join(
+        b"Received: from hop%d.test by hop%d.test with ESMTP id %d;\r\n"
+        b" Mon, 1 Jan 2024 00:00:00 +0000\r\n" % (i, i + 1, i)
+        for i in range(n)
+    )
+
+
+def test_fifty_received_fields_are_accepted(mx: PostelServer) -> None:
+    assert _send_headers(mx, _received(50)).code == 250
+
+
+def test_fifty_one_received_fields_are_a_loop(mx: PostelServer) -> None:
+    before = inbox_count(mx)
+    reply = _send_headers(mx, _received(51))
+    assert reply.code == 554 and reply.text.startswith(b"5.4.6"), reply
+    assert inbox_count(mx) == before
+
+
+@pytest.mark.parametrize("value", [RCPT, RCPT.upper(), f" {RCPT} "])
+def test_delivered_to_the_recipient_is_a_loop(mx: PostelServer, value: str) -> None:
+    before = inbox_count(mx)
+    reply = _send_headers(mx, f"Delivered-To: {value}\r\n".encode())
+    assert reply.code == 554 and reply.text.startswith(b"5.4.6"), reply
+    assert inbox_count(mx) == before
+
+
+def test_delivered_to_someone_else_is_not_a_loop(mx: PostelServer) -> None:
+    assert _send_headers(mx, b"Delivered-To: other@example.test\r\n").code == 250
+
+
+def test_server_keeps_serving_after_the_wire_tests(mx: PostelServer) -> None:
+    with socket.create_connection(mx.address, timeout=5) as sock:
+        assert sock.recv(100).startswith(b"220")
