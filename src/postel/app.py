@@ -177,9 +177,9 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     await stop.wait()
 
     log.info("server.stopping")
-    shutdown.set()
     for listener in listeners:
         listener.stop_accepting()
+    smtp.stop()
     cancelled = 0
     for listener in listeners:
         cancelled += await listener.drain(SHUTDOWN_GRACE_SECONDS)
@@ -202,6 +202,15 @@ def _print_banner(config: Config, password: str | None) -> None:
             "  (the password is shown only this once; change it with `postel account passwd`)"
         )
     print("\n".join(lines), flush=True)
+
+
+def run(config: Config) -> int:
+    """Run ``serve(config)`` on asyncio's event loop.
+
+    uvloop is not used: its ``start_tls`` can lose a ClientHello that arrives right after
+    the STARTTLS 220 (MagicStack/uvloop issue 707), which asyncio's loop does not.
+    """
+    return asyncio.run(serve(config))
 
 
 def listening(config: Config) -> Sequence[str]:

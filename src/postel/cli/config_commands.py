@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 
 from postel.cli.context import Io, config_from_args
@@ -65,8 +64,8 @@ def config_check(args: argparse.Namespace, io: Io) -> int:
 
 
 def serve(args: argparse.Namespace, io: Io) -> int:
-    """Run the server until SIGTERM (``postel.app.serve``)."""
+    """Run the server until SIGTERM (``postel.app.run``)."""
     config = config_from_args(args)
-    from postel.app import serve as serve_app
+    from postel.app import run as run_app
 
-    return asyncio.run(serve_app(config))
+    return run_app(config)

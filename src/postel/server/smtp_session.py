@@ -17,7 +17,6 @@ import contextlib
 import logging
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
 
 from postel import limits, smtp
 from postel.abuse import AbuseEvent, AbuseTracker
@@ -41,6 +40,8 @@ log = logging.getLogger(__name__)
 
 READ_CHUNK = 64 * 1024
 """Octets read from the socket at once; the core bounds what it buffers."""
+WRITE_BUFFER_HIGH = 64 * 1024
+"""Unsent reply octets above which the session waits for the client to read."""
 
 _BARE = {
     BareLineEndings.NORMALIZE: smtp.BareLineEndings.NORMALIZE,
@@ -106,6 +107,7 @@ class SmtpService:
         self.ssl_context = ssl_context
         self.clock = clock
         self.shutdown = shutdown
+        self.sessions: set[SmtpSession] = set()
         self.core_config = smtp.ServerConfig(
             hostname=config.hostname,
             message_size_max=config.smtp.message_size_max,
@@ -114,6 +116,13 @@ class SmtpService:
             bare_line_endings=_BARE[config.smtp.bare_line_endings],
             tls_available=ssl_context is not None,
         )
+
+    def stop(self) -> None:
+        """Begin shutdown: new reads end with 421; sessions waiting for a command stop
+        waiting; transactions in flight complete."""
+        self.shutdown.set()
+        for session in list(self.sessions):
+            session.interrupt_if_idle()
 
     async def refuse(self, writer: asyncio.StreamWriter, reason: str) -> None:
         """Greet a refused client with 421 and close. Spec: RFC 5321 §3.1."""
@@ -128,6 +137,7 @@ class SmtpService:
     ) -> None:
         """Run one session to its end. Never raises."""
         session = SmtpSession(self, reader, writer, peer)
+        self.sessions.add(session)
         try:
             await session.run()
         except _Closed:
@@ -139,6 +149,7 @@ class SmtpService:
             with contextlib.suppress(Exception):
                 writer.write(_render(LOCAL_ERROR))
         finally:
+            self.sessions.discard(session)
             session.abort()
             writer.close()
             with contextlib.suppress(Exception):
@@ -172,6 +183,8 @@ class SmtpSession:
         self.txn: _Transaction | None = None
         self.command_deadline: float | None = None
         """Monotonic time by which the command being received must be complete."""
+        self.idle_deadline: asyncio.Timeout | None = None
+        """The timeout of a wait for a command, rescheduled to now at shutdown."""
 
     def abort(self) -> None:
         if self.txn is not None:
@@ -180,12 +193,17 @@ class SmtpSession:
 
     # -- I/O ------------------------------------------------------------------------
     async def flush(self) -> None:
+        """Write the replies due; wait for the client to read them only when the
+        transport's buffer passes WRITE_BUFFER_HIGH (a client that reads nothing is cut
+        after limits.SMTP_TIMEOUT_SEND)."""
         if not self.out:
             return
         data = b"".join(self.out)
         self.out.clear()
         self.writer.write(data)
-        await asyncio.wait_for(self.writer.drain(), limits.SMTP_TIMEOUT_SEND)
+        if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
+            async with asyncio.timeout(limits.SMTP_TIMEOUT_SEND):
+                await self.writer.drain()
 
     async def read(self) -> bytes:
         """Wait for input with the RFC 5321 §4.5.3.2 timeouts; an idle session ends at
@@ -197,28 +215,31 @@ class SmtpSession:
         if in_data:
             timeout = self.service.config.smtp.data_timeout
         else:
+            if self.service.shutdown.is_set():
+                await self.close_with(SHUTTING_DOWN)
             if self.command_deadline is None:
                 self.command_deadline = now + self.service.config.smtp.command_timeout
             timeout = max(0.0, self.command_deadline - now)
-        read: asyncio.Task[bytes] = asyncio.ensure_future(self.reader.read(READ_CHUNK))
-        stop: asyncio.Task[bool] | None = None
-        waits: set[asyncio.Task[Any]] = {read}
-        if not in_data:
-            stop = asyncio.ensure_future(self.service.shutdown.wait())
-            waits.add(stop)
         try:
-            done, _ = await asyncio.wait(
-                waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
+            async with asyncio.timeout(timeout) as deadline:
+                if not in_data:
+                    self.idle_deadline = deadline
+                return await self.reader.read(READ_CHUNK)
+        except TimeoutError:
+            pass
         finally:
-            if stop is not None:
-                stop.cancel()
-        if read in done:
-            return read.result()
-        read.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await read
-        reply = SHUTTING_DOWN if stop is not None and stop in done else TIMEOUT
+            self.idle_deadline = None
+        await self.close_with(SHUTTING_DOWN if self.service.shutdown.is_set() else TIMEOUT)
+        raise AssertionError("unreachable")
+
+    def interrupt_if_idle(self) -> None:
+        """Shutdown: a session waiting for a command stops waiting now (it answers 421);
+        one in a transaction finishes it first."""
+        if self.idle_deadline is not None and self.txn is None:
+            self.idle_deadline.reschedule(asyncio.get_running_loop().time())
+
+    async def close_with(self, reply: smtp.Reply) -> None:
+        """Send an unsolicited closing reply (421) and end the session."""
         self.out.append(self.conn.abort(reply))
         await self.flush()
         raise _Closed
