@@ -128,17 +128,27 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         ConfigError: a port cannot be bound or a certificate cannot be read (one line).
     """
     setup_logging()
+    os.umask(0o077)  # the store, blobs and keys are readable by postel's user only
     clock = clock or SystemClock()
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if config.tls.generate_self_signed:
         tls.ensure_self_signed(config.tls.cert_file, config.tls.key_file, config.hostname)
     ssl_context = tls.server_context(config.tls.cert_file, config.tls.key_file)
 
     serving = [listen for listen in config.listen if listen.service in SERVING]
-    sockets = [bind_socket(listen) for listen in serving]
+    try:
+        sockets = [bind_socket(listen) for listen in serving]
+    except ConfigError as exc:
+        if config.embedded:
+            raise ConfigError(
+                f"{exc.message}; the embedded default uses fixed ports: stop the other "
+                "server, or write a config file (docs/postel.example.toml) and use --config"
+            ) from exc
+        raise
+    # Built before privileges are dropped: it imports the database driver.
+    store = open_store(config.database_url, config.blob_dir, clock=clock)
     _drop_privileges(config.run_as, config.data_dir)
 
-    store = open_store(config.database_url, config.blob_dir, clock=clock)
     report = await store.open()
     log.info(
         "store.opened",

@@ -15,6 +15,7 @@ from postel.cli import main
 from postel.clock import SystemClock
 from postel.config import Config
 from postel.directory import verify_password
+from postel.server.tls import ensure_self_signed
 from postel.store import Credentials, open_store
 
 MINIMAL = """\
@@ -246,8 +247,7 @@ def test_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         f"{path}:6: tls.cert_file: {tmp_path / 'cert.pem'} does not exist",
         f"{path}:7: tls.key_file: {tmp_path / 'key.pem'} does not exist",
     ]
-    (tmp_path / "cert.pem").write_text("x")
-    (tmp_path / "key.pem").write_text("x")
+    ensure_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", "mail.example.org")
     assert main(["--config", str(path), "config", "check"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "ok"
@@ -262,8 +262,8 @@ def test_config_check_redacts_database_password(
     path = tmp_path / "postel.toml"
     url = "postgresql+psycopg://postel:hunter2@db.example/postel"
     text = MINIMAL.replace("[tls]", f'database_url = "{url}"\n\n[tls]')
-    path.write_text(text.replace('"cert.pem"', '"p.toml"').replace('"key.pem"', '"p.toml"'))
-    (tmp_path / "p.toml").write_text("x")
+    path.write_text(text)
+    ensure_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", "mail.example.org")
     assert main(["config", "check", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "hunter2" not in out

@@ -182,7 +182,35 @@ def test_check_reports_missing_tls_files_by_key(tmp_path: Path) -> None:
     ]
     (tmp_path / "cert.pem").write_text("x")
     (tmp_path / "key.pem").write_text("x")
+    assert [(e.line, e.message.split(":")[0]) for e in check(path)[1]] == [
+        (5, "tls.cert_file")
+    ]
+
+
+def test_check_loads_the_key_pair_the_listeners_will_use(tmp_path: Path) -> None:
+    """What `serve` would refuse, `config check` reports: garbage PEM, a key that is not
+    the certificate's, the certificate given as the key."""
+    from postel.server.tls import ensure_self_signed
+
+    path = write(tmp_path, MINIMAL)
+    ensure_self_signed(tmp_path / "cert.pem", tmp_path / "key.pem", "mail.example.org")
     assert check(path)[1] == ()
+    ensure_self_signed(tmp_path / "o" / "cert.pem", tmp_path / "o" / "key.pem", "other")
+    (tmp_path / "key.pem").write_bytes((tmp_path / "o" / "key.pem").read_bytes())
+    (message,) = [e.message for e in check(path)[1]]
+    assert message.startswith("tls.key_file:") and "is not the key of" in message
+    (tmp_path / "key.pem").write_bytes((tmp_path / "cert.pem").read_bytes())
+    (message,) = [e.message for e in check(path)[1]]
+    assert "no unencrypted PEM private key" in message
+    (tmp_path / "cert.pem").write_text("garbage\n")
+    (error,) = check(path)[1]
+    assert (error.line, "no PEM certificate" in error.message) == (5, True)
+
+
+def test_check_reports_an_unknown_run_as_user(tmp_path: Path) -> None:
+    path = write(tmp_path, 'run_as = "no-such-user-here"\n' + MINIMAL)
+    messages = [(e.line, e.message) for e in check(path)[1]]
+    assert (1, "run_as: no user 'no-such-user-here' on this machine") in messages
 
 
 def test_resolve_config(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Sequence
 
 from postel.cli.context import CliError, Io
@@ -25,7 +26,8 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``postel`` with ``argv`` (default: the process arguments); return the exit
-    status."""
+    status. Files the command creates (a new store) are private to the user."""
+    os.umask(0o077)
     return run(argv, Io.system())
 
 

@@ -102,8 +102,12 @@ def check(path: Path) -> tuple[Config | None, tuple[ConfigError, ...]]:
     text = path.read_text(encoding="utf-8", errors="replace")
     reader = Reader(str(path), LineIndex.scan(text))
     if not config.tls.generate_self_signed:
-        _check_readable(reader, ("tls", "cert_file"), config.tls.cert_file)
-        _check_readable(reader, ("tls", "key_file"), config.tls.key_file)
+        cert_ok = _check_readable(reader, ("tls", "cert_file"), config.tls.cert_file)
+        key_ok = _check_readable(reader, ("tls", "key_file"), config.tls.key_file)
+        if cert_ok and key_ok:
+            _check_key_pair(reader, config.tls.cert_file, config.tls.key_file)
+    if config.run_as is not None:
+        _check_user(reader, config.run_as)
     found = errors + tuple(reader.errors)
     return config, tuple(sorted(found, key=lambda e: e.line or 0))
 
@@ -121,13 +125,48 @@ def resolve_config(config_path: Path | None, data_dir: Path | None) -> Config:
     return Config.embedded_default(data_dir or DEFAULT_DATA_DIR)
 
 
-def _check_readable(reader: Reader, key: KeyPath, file: Path) -> None:
+def _check_readable(reader: Reader, key: KeyPath, file: Path) -> bool:
     if not file.exists():
         reader.error(key, f"{file} does not exist")
     elif not file.is_file():
         reader.error(key, f"{file} is not a regular file")
     elif not os.access(file, os.R_OK):
         reader.error(key, f"{file} is not readable by this user")
+    else:
+        return True
+    return False
+
+
+def _check_key_pair(reader: Reader, cert_file: Path, key_file: Path) -> None:
+    """The certificate chain's first certificate and the private key parse as PEM and
+    belong together (what the TLS listeners will load). Spec: RFC 7468 (PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        certs = x509.load_pem_x509_certificates(cert_file.read_bytes())
+    except ValueError:
+        reader.error(("tls", "cert_file"), f"{cert_file} holds no PEM certificate")
+        return
+    try:
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (ValueError, TypeError):
+        reader.error(("tls", "key_file"), f"{key_file} holds no unencrypted PEM private key")
+        return
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    ours = key.public_key().public_bytes(serialization.Encoding.DER, public)
+    theirs = certs[0].public_key().public_bytes(serialization.Encoding.DER, public)
+    if ours != theirs:
+        reader.error(("tls", "key_file"), f"{key_file} is not the key of {cert_file}")
+
+
+def _check_user(reader: Reader, user: str) -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        reader.error(("run_as",), f"no user {user!r} on this machine")
 
 
 def _read_text(path: Path) -> str:

@@ -49,6 +49,11 @@ EMBEDDED_PORTS: dict[Service, int] = {
 }
 
 
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+"""Exempt from the abuse tracker in the embedded default, which listens on loopback only
+(RFC 6890 §2.2.2, §2.2.3)."""
+
+
 class BareLineEndings(enum.StrEnum):
     """What SMTP DATA does with a bare LF or bare CR in content (RELIABILITY.md D4)."""
 
@@ -148,5 +153,6 @@ class Config:
                 key_file=data_dir / "tls" / "key.pem",
                 generate_self_signed=True,
             ),
+            abuse=AbuseConfig(exempt=LOOPBACK_NETWORKS),
             embedded=True,
         )
