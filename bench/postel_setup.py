@@ -58,7 +58,7 @@ async def add_users(config_path: Path, domain: str, count: int, password: str) -
     config = load(config_path)
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = open_store(config.database_url, config.blob_dir, clock=SystemClock())
-    await store.open()
+    await store.open(recovery=False)
     added = 0
     try:
         if await store.get_domain(domain) is None:

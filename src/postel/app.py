@@ -159,7 +159,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         },
     )
     password = await first_start(store, config)
-    directory = Directory(store, await _admin_address(store, config))
+    directory = Directory(store, await _admin_address(store, config), clock=clock)
     abuse = AbuseTracker(config.abuse, clock)
     inbound = InboundDelivery(store, config.hostname, clock, config.smtp.received_max)
     shutdown = asyncio.Event()

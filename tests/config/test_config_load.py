@@ -182,9 +182,7 @@ def test_check_reports_missing_tls_files_by_key(tmp_path: Path) -> None:
     ]
     (tmp_path / "cert.pem").write_text("x")
     (tmp_path / "key.pem").write_text("x")
-    assert [(e.line, e.message.split(":")[0]) for e in check(path)[1]] == [
-        (5, "tls.cert_file")
-    ]
+    assert [(e.line, e.message.split(":")[0]) for e in check(path)[1]] == [(5, "tls.cert_file")]
 
 
 def test_check_loads_the_key_pair_the_listeners_will_use(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from postel.directory import verify_password
 from postel.store import open_store
 
 from .conftest import ServerFactory
+from .rawsmtp import RawSmtp
 from .server import START_TIMEOUT, PostelServer, wait_for_greeting
 from .stored import read_inbox, strip_trace
 
@@ -186,6 +187,38 @@ def test_sigterm_exits_zero_and_restart_keeps_data(postel_factory: ServerFactory
         b"Subject: two\r\n\r\n2\r\n",
     ]
     assert [m.meta.uid for m in stored] == [1, 2]
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_admin_commands_leave_a_running_servers_transactions_alone(
+    postel_factory: ServerFactory,
+) -> None:
+    """Admin commands open the store the server is using: they must not run start-up
+    recovery, which would delete the spool of a message being received (RELIABILITY.md
+    D2 applies to the server's own start only)."""
+    server = postel_factory("admin-beside-serve")
+    server.add_accounts("example.test", "kim")
+    server.start()
+    body = b"".join(b"%06d " % i + b"x" * 90 + b"\r\n" for i in range(30_000))  # ~2.9 MB
+    message = b"Subject: big\r\n\r\n" + body
+    with RawSmtp(server.address, timeout=30) as client:
+        client.greet()
+        assert client.command("MAIL FROM:<a@remote.test>").code == 250
+        assert client.command("RCPT TO:<kim@example.test>").code == 250
+        assert client.command("DATA").code == 354
+        client.send(message[: len(message) // 2])  # past the spill threshold: spooled
+        time.sleep(0.5)
+        for args in (
+            ("account", "list"),
+            ("domain", "list"),
+            ("mailbox", "list", "kim@example.test"),
+        ):
+            server.cli(*args)
+        client.send(message[len(message) // 2 :] + b".\r\n")
+        assert client.reply().code == 250
+    assert server.stop() == 0
+    (stored,) = read_inbox(server, "kim@example.test")
+    assert stored.content == message
     assert "Traceback" not in server.log.read_text()
 
 

@@ -3,6 +3,7 @@
 Run: .venv/bin/python tests/store/bench_deliver.py [--callers 50] [--messages 5000]
      [--url URL | --pg] [--recipients 1]
 ``--pg`` starts a throwaway PostgreSQL cluster (tests/pgcluster.py) for the run.
+Every delivery carries a queue id, as SMTP deliveries do (so the duplicate check runs).
 Prints deliveries per second and the process CPU per delivery (milliseconds; CPU time of
 all threads, so it is meaningful on a busy machine where wall-clock rates are not). The
 database is durable (WAL, synchronous=FULL; PostgreSQL synchronous_commit=on).
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from postel.clock import SystemClock
+from postel.ids import QueueId
 from postel.store import Credentials, Delivery, open_store
 
 
@@ -46,6 +48,7 @@ async def bench(url: str | None, callers: int, total: int, recipients: int) -> t
                             trace_prefix=b"Delivered-To: u@bench.example\r\n",
                             internal_date=SystemClock().now(),
                             summary="{}",
+                            queue_id=QueueId(f"Q{c}x{n}"),
                         )
                         for r in range(recipients)
                     ]

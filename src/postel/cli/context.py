@@ -70,7 +70,7 @@ async def open_configured_store(config: Config) -> AsyncIterator[Store]:
     except OSError as exc:
         raise CliError(f"cannot create data directory {config.data_dir}: {exc.strerror}") from None
     store = open_store(config.database_url, config.blob_dir, clock=SystemClock())
-    await store.open()
+    await store.open(recovery=False)  # a server may be running on this store
     try:
         yield store
     finally:

@@ -27,10 +27,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from postel import limits
+from postel.clock import Clock, SystemClock
 from postel.directory.addresses import LOCAL_PART_MAX, SUBADDRESS_SEPARATOR, split_recipient
+from postel.directory.cache import (
+    DIRECTORY_CACHE_MAX,
+    DIRECTORY_CACHE_TTL_S,
+    AdminTarget,
+    DirectoryCache,
+)
 from postel.errors import PermanentFailure
 from postel.ids import AccountId
-from postel.store.api import Account, Alias, Domain
+from postel.store.api import Account, DirectoryEntry, DirectoryLookup
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +48,10 @@ ADMIN_LOCAL_PARTS = frozenset({"postmaster", "abuse"})
 class DirectoryStore(Protocol):
     """The part of ``postel.store.Store`` the directory reads."""
 
-    async def get_domain(self, name: str) -> Domain | None: ...
-    async def get_account(self, address: str) -> Account | None: ...
-    async def get_alias(self, source: str) -> Alias | None: ...
+    async def lookup_addresses(self, keys: Sequence[str]) -> DirectoryLookup: ...
     async def list_accounts(self, domain: str | None = None) -> Sequence[Account]: ...
+    @property
+    def directory_version(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +104,20 @@ class AliasExpansionError(PermanentFailure):
 
 @dataclass(slots=True)
 class _Expansion:
-    """State of one resolution: what was seen, what was found."""
+    """State of one resolution: what was seen, what was found, what the store said."""
 
     visited: set[str] = field(default_factory=set)
     accounts: dict[AccountId, LocalTarget] = field(default_factory=dict)
     domains: dict[str, bool] = field(default_factory=dict)
+    entries: dict[str, DirectoryEntry] = field(default_factory=dict)
+
+
+def _candidates(local: str, domain: str) -> list[str]:
+    """Lookup keys for ``local@domain`` in order: the exact address, then the
+    subaddress base (RFC 5233)."""
+    key = f"{local.lower()}@{domain}"
+    base, sep, _detail = local.lower().partition(SUBADDRESS_SEPARATOR)
+    return [key, f"{base}@{domain}"] if sep and base else [key]
 
 
 class Directory:
@@ -109,11 +125,34 @@ class Directory:
 
     ``admin_address`` (``Config.admin_address``) names the account receiving postmaster@
     and abuse@; when it is None or does not exist, the first admin account is used.
+
+    Each resolution asks the store once for everything one address needs (its domain,
+    the alias and account of the address and of its subaddress base, the catch-all), and
+    once per alias for all of its targets. Answers, unknown names included, are cached
+    for ``cache_ttl`` seconds of ``clock`` (``DirectoryCache``; default 2 s, ``0`` turns
+    the cache off): writes through the same store are seen at once, writes by another
+    process (the CLI) within ``cache_ttl``. ``clock`` defaults to the system clock.
     """
 
-    def __init__(self, store: DirectoryStore, admin_address: str | None) -> None:
+    def __init__(
+        self,
+        store: DirectoryStore,
+        admin_address: str | None,
+        *,
+        clock: Clock | None = None,
+        cache_ttl: float = DIRECTORY_CACHE_TTL_S,
+        cache_max: int = DIRECTORY_CACHE_MAX,
+    ) -> None:
         self._store = store
         self._admin_address = admin_address
+        self._cache = DirectoryCache(
+            clock if clock is not None else SystemClock(), ttl=cache_ttl, max_entries=cache_max
+        )
+
+    @property
+    def cache(self) -> DirectoryCache:
+        """The answers cache (for metrics and tests)."""
+        return self._cache
 
     async def resolve(self, address: str) -> Resolution:
         """Resolve one RCPT TO address (without angle brackets).
@@ -121,6 +160,7 @@ class Directory:
         Raises AliasExpansionError when an alias exceeds the expansion limits, and the
         store's errors. Spec: see the module docstring.
         """
+        self._cache.sync(self._store.directory_version)
         if "@" not in address:
             return await self._bare(address)
         split = split_recipient(address)
@@ -130,7 +170,8 @@ class Directory:
         if not _plausible_local_part(local):
             return UnknownRecipient(address)  # no such local part can exist
         expansion = _Expansion()
-        if not await self._is_ours(domain, expansion):
+        await self._fetch([*_candidates(local, domain), f"@{domain}"], expansion)
+        if not expansion.domains.get(domain, False):
             return NotLocal(domain)
         await self._expand(local, domain, 0, expansion)
         if not expansion.accounts:
@@ -139,8 +180,13 @@ class Directory:
 
     async def is_local_domain(self, domain: str) -> bool:
         """True when ``domain`` (any case, U- or A-labels) is one of ours."""
+        self._cache.sync(self._store.directory_version)
         split = split_recipient(f"x@{domain}")
-        return split is not None and await self._store.get_domain(split[1]) is not None
+        if split is None:
+            return False
+        expansion = _Expansion()
+        await self._fetch([f"@{split[1]}"], expansion)
+        return expansion.domains.get(split[1], False)
 
     async def _bare(self, address: str) -> Resolution:
         """``<postmaster>`` without a domain. Spec: RFC 5321 §4.5.1."""
@@ -150,16 +196,36 @@ class Directory:
                 return LocalRecipients((admin,))
         return UnknownRecipient(address)
 
-    async def _is_ours(self, domain: str, expansion: _Expansion) -> bool:
-        known = expansion.domains.get(domain)
-        if known is None:
-            known = await self._store.get_domain(domain) is not None
+    async def _fetch(self, keys: Sequence[str], expansion: _Expansion) -> None:
+        """Make ``expansion`` know every key of ``keys`` and its domain: from the cache,
+        or else in one store read for all that are missing."""
+        missing: list[str] = []
+        for key in keys:
+            if key in expansion.entries:
+                continue
+            domain = key.rpartition("@")[2]
+            entry = self._cache.entry(key)
+            known = self._cache.domain(domain)
+            if entry is None or known is None:
+                missing.append(key)
+                continue
+            expansion.entries[key] = entry
             expansion.domains[domain] = known
-        return known
+        if not missing:
+            return
+        lookup = await self._store.lookup_addresses(missing)
+        self._cache.put(lookup)
+        for entry in lookup.entries:
+            expansion.entries[entry.key] = entry
+        for key in missing:
+            domain = key.rpartition("@")[2]
+            expansion.domains[domain] = domain in lookup.domains
+            expansion.entries.setdefault(key, DirectoryEntry(key))
 
     async def _expand(self, local: str, domain: str, depth: int, expansion: _Expansion) -> None:
         """Add the accounts ``local@domain`` reaches (domain already known to be ours)."""
-        key = f"{local.lower()}@{domain}"
+        candidates = _candidates(local, domain)
+        key = candidates[0]
         if key in expansion.visited:
             log.debug("directory.alias.revisited", extra={"address": key})
             return
@@ -168,61 +234,72 @@ class Directory:
             raise AliasExpansionError(
                 f"alias expansion exceeds {limits.ALIAS_EXPANSION_TARGETS_MAX} addresses"
             )
-        base, sep, _detail = local.lower().partition(SUBADDRESS_SEPARATOR)
-        candidates = [key] + ([f"{base}@{domain}"] if sep and base else [])
+        catch_all = f"@{domain}"
+        await self._fetch([*candidates, catch_all], expansion)
         for candidate in candidates:
-            if await self._via_alias(candidate, depth, expansion):
+            entry = expansion.entries[candidate]
+            if entry.alias_targets is not None:
+                await self._via_alias(candidate, entry.alias_targets, depth, expansion)
                 return
-            account = await self._store.get_account(candidate)
-            if account is not None:
-                self._add(account, expansion)
+            if entry.account_id is not None and entry.account_address is not None:
+                target = LocalTarget(entry.account_id, entry.account_address)
+                expansion.accounts.setdefault(entry.account_id, target)
                 return
-        if (base if sep and base else local.lower()) in ADMIN_LOCAL_PARTS:
+        if candidates[-1].rpartition("@")[0] in ADMIN_LOCAL_PARTS:
             admin = await self._admin()
             if admin is not None:
                 expansion.accounts.setdefault(admin.account_id, admin)
                 return
-        await self._via_alias(f"@{domain}", depth, expansion)
+        targets = expansion.entries[catch_all].alias_targets
+        if targets is not None and catch_all not in expansion.visited:
+            expansion.visited.add(catch_all)
+            await self._via_alias(catch_all, targets, depth, expansion)
 
-    async def _via_alias(self, source: str, depth: int, expansion: _Expansion) -> bool:
-        """Expand the alias ``source`` if it exists; True when it does."""
-        alias = await self._store.get_alias(source)
-        if alias is None:
-            return False
-        if source.startswith("@"):
-            if source in expansion.visited:
-                return True
-            expansion.visited.add(source)
+    async def _via_alias(
+        self, source: str, targets: tuple[str, ...], depth: int, expansion: _Expansion
+    ) -> None:
+        """Expand the alias ``source`` to ``targets``, fetching what all of them need
+        in one store read."""
         if depth + 1 > limits.ALIAS_EXPANSION_DEPTH_MAX:
             raise AliasExpansionError(
                 f"alias {source} nests deeper than {limits.ALIAS_EXPANSION_DEPTH_MAX} levels"
             )
-        for target in alias.targets:
-            split = split_recipient(target)
-            if split is None or not await self._is_ours(split[1], expansion):
+        splits = [(target, split_recipient(target)) for target in targets]
+        wanted: list[str] = []
+        for _target, split in splits:
+            if split is not None:
+                wanted += [*_candidates(*split), f"@{split[1]}"]
+        await self._fetch(wanted, expansion)
+        for target, split in splits:
+            if split is None or not expansion.domains.get(split[1], False):
                 log.warning(
                     "directory.alias.remote_target", extra={"alias": source, "target": target}
                 )
                 continue
             await self._expand(split[0], split[1], depth + 1, expansion)
-        return True
-
-    @staticmethod
-    def _add(account: Account, expansion: _Expansion) -> None:
-        expansion.accounts.setdefault(account.id, LocalTarget(account.id, account.address))
 
     async def _admin(self) -> LocalTarget | None:
         """The account for postmaster@ and abuse@, or None when there is none."""
+        cached = self._cache.admin()
+        if cached is None:
+            cached = await self._find_admin()
+            self._cache.put_admin(cached)
+        if cached.account_id is None or cached.address is None:
+            return None
+        return LocalTarget(cached.account_id, cached.address)
+
+    async def _find_admin(self) -> AdminTarget:
         if self._admin_address is not None:
             split = split_recipient(self._admin_address)
             if split is not None:
-                account = await self._store.get_account(f"{split[0]}@{split[1]}")
-                if account is not None:
-                    return LocalTarget(account.id, account.address)
+                key = f"{split[0].lower()}@{split[1]}"
+                (entry,) = (await self._store.lookup_addresses([key])).entries
+                if entry.account_id is not None:
+                    return AdminTarget(entry.account_id, entry.account_address)
             log.warning("directory.admin.missing", extra={"admin": self._admin_address})
         admins = sorted(
             (a for a in await self._store.list_accounts() if a.is_admin), key=lambda a: a.id
         )
         if not admins:
-            return None
-        return LocalTarget(admins[0].id, admins[0].address)
+            return AdminTarget(None, None)
+        return AdminTarget(admins[0].id, admins[0].address)

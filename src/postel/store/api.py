@@ -85,6 +85,29 @@ class Alias:
 
 
 @dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    """What one lookup key names: ``local@domain`` (local part lower-cased, domain a
+    lower-case A-label) or ``@domain`` (the catch-all). An alias and an account may share
+    a key (recipient resolution prefers the alias); neither means nobody by that name."""
+
+    key: str
+    alias_targets: tuple[str, ...] | None = None
+    """The alias's targets when ``key`` is an alias source."""
+    account_id: AccountId | None = None
+    account_address: str | None = None
+    """The account's primary address (as stored) when ``key`` is an account."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryLookup:
+    """The answer to ``Store.lookup_addresses``: one entry per key asked, in order."""
+
+    domains: frozenset[str]
+    """The domains of the keys that exist (lower-case A-labels)."""
+    entries: tuple[DirectoryEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Mailbox:
     id: MailboxId
     account_id: AccountId
@@ -201,8 +224,12 @@ class Store(Protocol):
     """
 
     # -- life cycle --
-    async def open(self) -> RecoveryReport:
-        """Create or migrate the schema (Alembic), then run recovery (RELIABILITY.md D2)."""
+    async def open(self, *, recovery: bool = True) -> RecoveryReport:
+        """Create or migrate the schema (Alembic), then run recovery (RELIABILITY.md D2).
+
+        Only the server runs recovery (``recovery=True``): it removes spool files and
+        uncommitted blob files, which belong to a running server's transactions when an
+        admin command opens the same store (``recovery=False``)."""
         ...
 
     async def close(self) -> None: ...
@@ -237,6 +264,19 @@ class Store(Protocol):
     async def list_aliases(self, domain: str | None = None) -> Sequence[Alias]: ...
     async def get_alias(self, source: str) -> Alias | None: ...
     async def remove_alias(self, source: str) -> None: ...
+    async def lookup_addresses(self, keys: Sequence[str]) -> DirectoryLookup:
+        """In ONE read statement (per ``limits``-bounded chunk of keys): whether each
+        key's domain exists, and the alias and the account named by each key (lookup
+        form: ``local@domain`` lower-cased, or ``@domain``). Keys are compared exactly,
+        lower-cased; a key longer than an address can be names nothing."""
+        ...
+
+    @property
+    def directory_version(self) -> int:
+        """A counter that changes whenever this store object changes domains, accounts
+        or aliases (not when another process does): lets in-process caches of the
+        directory drop stale answers at once."""
+        ...
 
     # -- mailboxes and messages --
     async def list_mailboxes(self, account_id: AccountId) -> Sequence[Mailbox]: ...

@@ -4,6 +4,12 @@ SQLite: WAL, ``synchronous=FULL``, a busy timeout, foreign keys on; one writer c
 (transactions begin with ``BEGIN IMMEDIATE``) and a small pool of reader connections.
 PostgreSQL (psycopg 3): ``synchronous_commit=on``.
 
+Readers run in autocommit mode on both backends: a read costs no BEGIN and no ROLLBACK,
+and every statement is its own read transaction, i.e. sees one consistent snapshot (on
+SQLite the WAL read snapshot taken when the statement starts; it never blocks the writer
+nor is blocked by it). A read that needs several statements to agree must be written as
+one statement.
+
 Spec: RELIABILITY.md D1; https://www.sqlite.org/wal.html; https://www.sqlite.org/pragma.html
 """
 
@@ -57,13 +63,20 @@ def _sqlite_engines(url: URL) -> Engines:
         url = url.set(drivername="sqlite")
     args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
     writer = create_engine(url, pool_size=1, max_overflow=0, connect_args=args)
-    reader = create_engine(url, pool_size=READER_CONNECTIONS, max_overflow=0, connect_args=args)
+    reader = create_engine(
+        url,
+        pool_size=READER_CONNECTIONS,
+        max_overflow=0,
+        connect_args=args,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+    )
     _sqlite_events(writer, begin="BEGIN IMMEDIATE", wal=True)
-    _sqlite_events(reader, begin="BEGIN", wal=False)
+    _sqlite_events(reader, begin=None, wal=False)
     return Engines(writer=writer, reader=reader, dialect="sqlite")
 
 
-def _sqlite_events(engine: Engine, *, begin: str, wal: bool) -> None:
+def _sqlite_events(engine: Engine, *, begin: str | None, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Take BEGIN away from the sqlite3 module so SAVEPOINT and BEGIN IMMEDIATE work.
@@ -77,6 +90,9 @@ def _sqlite_events(engine: Engine, *, begin: str, wal: bool) -> None:
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
+
+    if begin is None:
+        return
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
@@ -94,5 +110,7 @@ def _postgresql_engines(url: URL) -> Engines:
         max_overflow=0,
         pool_pre_ping=True,
         connect_args=args,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
     )
     return Engines(writer=writer, reader=reader, dialect="postgresql")

@@ -32,6 +32,7 @@ from postel.store.api import (
     Credentials,
     Delivered,
     Delivery,
+    DirectoryLookup,
     Domain,
     Mailbox,
     RecoveryReport,
@@ -40,6 +41,7 @@ from postel.store.api import (
 )
 from postel.store.blobs import READ_CHUNK, BlobFiles, SpoolingBlobWriter
 from postel.store.delivery import GroupCommitter
+from postel.store.directory_lookup import lookup_addresses
 from postel.store.engines import READER_CONNECTIONS, make_engines
 from postel.store.migrate import upgrade
 from postel.store.recovery import SHARED_GRACE_SECONDS, recover
@@ -69,11 +71,17 @@ class SqlStore:
         self._committer = GroupCommitter(
             self._engines.writer, self._engines.dialect, self._files, self._writer
         )
+        self._directory_version = 0
 
     @property
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._engines.dialect
+
+    @property
+    def directory_version(self) -> int:
+        """Changes whenever this store changes domains, accounts or aliases."""
+        return self._directory_version
 
     @property
     def group_commit_batches(self) -> int:
@@ -92,9 +100,24 @@ class SqlStore:
 
         return await self._in(self._writer, run)
 
+    async def _write_directory(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``_write`` for domains, accounts and aliases: bumps ``directory_version``
+        (also when the write fails: its outcome may be unknown)."""
+        try:
+            return await self._write(fn, *args, **kwargs)
+        finally:
+            self._directory_version += 1
+
     async def _read(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
+        """Run ``fn`` on a reader connection in autocommit mode: no BEGIN / ROLLBACK
+        round trips, and each statement reads one consistent snapshot (SQLite: a WAL
+        read snapshot; PostgreSQL: the statement's snapshot). So ``fn`` must be a single
+        statement where it needs consistency (engines.py)."""
+
         def run() -> T:
             with self._engines.reader.connect() as conn:
                 return fn(conn, *args, **kwargs)
@@ -110,9 +133,13 @@ class SqlStore:
 
     # -- life cycle --------------------------------------------------------------------
 
-    async def open(self) -> RecoveryReport:
-        """Migrate the schema to the newest revision, run recovery, start the writer."""
+    async def open(self, *, recovery: bool = True) -> RecoveryReport:
+        """Migrate the schema to the newest revision, run recovery (unless ``recovery``
+        is False: admin commands next to a running server), start the writer."""
         await self._in(self._writer, functools.partial(upgrade, self._engines.writer))
+        if not recovery:
+            self._committer.start()
+            return RecoveryReport()
         report = await self._in(
             self._writer,
             functools.partial(
@@ -136,7 +163,7 @@ class SqlStore:
     # -- directory ---------------------------------------------------------------------
 
     async def add_domain(self, name: str) -> Domain:
-        return await self._write(q.add_domain, name, self._clock.now())
+        return await self._write_directory(q.add_domain, name, self._clock.now())
 
     async def list_domains(self) -> Sequence[Domain]:
         return await self._read(q.list_domains)
@@ -145,12 +172,14 @@ class SqlStore:
         return await self._read(q.get_domain, name)
 
     async def remove_domain(self, name: str) -> None:
-        await self._write(q.remove_domain, name)
+        await self._write_directory(q.remove_domain, name)
 
     async def add_account(
         self, address: str, credentials: Credentials, *, is_admin: bool = False
     ) -> Account:
-        return await self._write(q.add_account, address, credentials, is_admin, self._clock.now())
+        return await self._write_directory(
+            q.add_account, address, credentials, is_admin, self._clock.now()
+        )
 
     async def list_accounts(self, domain: str | None = None) -> Sequence[Account]:
         return await self._read(q.list_accounts, domain)
@@ -162,13 +191,13 @@ class SqlStore:
         return await self._read(q.get_account_by_id, account_id)
 
     async def set_credentials(self, address: str, credentials: Credentials) -> None:
-        await self._write(q.set_credentials, address, credentials)
+        await self._write_directory(q.set_credentials, address, credentials)
 
     async def remove_account(self, address: str) -> None:
-        await self._write(q.remove_account, address)
+        await self._write_directory(q.remove_account, address)
 
     async def add_alias(self, source: str, targets: Sequence[str]) -> Alias:
-        return await self._write(q.add_alias, source, targets, self._clock.now())
+        return await self._write_directory(q.add_alias, source, targets, self._clock.now())
 
     async def list_aliases(self, domain: str | None = None) -> Sequence[Alias]:
         return await self._read(q.list_aliases, domain)
@@ -177,7 +206,10 @@ class SqlStore:
         return await self._read(q.get_alias, source)
 
     async def remove_alias(self, source: str) -> None:
-        await self._write(q.remove_alias, source)
+        await self._write_directory(q.remove_alias, source)
+
+    async def lookup_addresses(self, keys: Sequence[str]) -> DirectoryLookup:
+        return await self._read(lookup_addresses, keys)
 
     # -- mailboxes and messages --------------------------------------------------------
 
