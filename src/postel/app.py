@@ -55,12 +55,22 @@ _STANDARD_ATTRS = frozenset(
 )
 
 
+def _log_value(value: object) -> str:
+    """A value for a log line: strings with spaces, quotes or anything not printable
+    (control characters, line and paragraph separators) are written escaped with repr(),
+    so a client's input can never forge a log line or reach the terminal raw."""
+    text = str(value)
+    if isinstance(value, str) and (
+        not text or not text.isprintable() or " " in text or "'" in text or '"' in text
+    ):
+        return repr(text)
+    return text
+
+
 class _KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(
-            f"{k}={v!r}" if isinstance(v, str) and (" " in v or not v) else f"{k}={v}"
-            for k, v in record.__dict__.items()
-            if k not in _STANDARD_ATTRS
+            f"{k}={_log_value(v)}" for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS
         )
         base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname} {record.getMessage()}"
         if record.exc_info and record.levelno >= logging.ERROR:

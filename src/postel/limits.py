@@ -45,6 +45,9 @@ SMTP_TIMEOUT_COMMAND = 300.0
 """Server timeout waiting for the next command. Spec: RFC 5321 §4.5.3.2.7."""
 SMTP_TIMEOUT_DATA_BLOCK = 180.0
 """Client-side DATA block timeout, used as the wait for each chunk. Spec: RFC 5321 §4.5.3.2.5."""
+SMTP_TIMEOUT_DATA_TOTAL = 1200.0
+"""Whole message content (DATA or every BDAT chunk) from 354 / the first chunk to its
+end: a client trickling bytes is cut here (local policy; 50 MB at about 42 KB/s)."""
 SMTP_TIMEOUT_TLS_HANDSHAKE = 30.0
 """TLS handshake after STARTTLS or on an implicit-TLS port (local policy)."""
 SMTP_TIMEOUT_SEND = 60.0

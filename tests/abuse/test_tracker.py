@@ -46,11 +46,25 @@ def test_unknown_recipients_ban_then_expire() -> None:
     assert not t.banned("203.0.113.5")
 
 
-def test_prefix_ban_after_many_hosts() -> None:
+def test_prefix_ban_after_several_hosts_are_banned() -> None:
     t, _ = make(max_unknown_recipients_per_ip=2)
-    for host in range(8):
+    for host in range(8):  # eight hosts, one failure each: nobody banned
         t.record(f"10.1.2.{host}", AbuseEvent.UNKNOWN_RECIPIENT)
-    assert t.banned("10.1.2.200")
+    assert not t.banned("10.1.2.200")
+    for host in range(3):
+        assert t.record(f"10.1.2.{host}", AbuseEvent.UNKNOWN_RECIPIENT)
+    assert not t.banned("10.1.2.200")  # three banned hosts: neighbours still served
+    assert t.record("10.1.2.3", AbuseEvent.UNKNOWN_RECIPIENT)
+    assert t.banned("10.1.2.200")  # the fourth bans the /24
+
+
+def test_one_host_never_bans_its_neighbours() -> None:
+    t, _ = make(max_unknown_recipients_per_ip=20)
+    for _ in range(1000):
+        t.record("127.0.0.20", AbuseEvent.UNKNOWN_RECIPIENT)
+    assert t.banned("127.0.0.20")
+    assert not t.banned("127.0.0.21")
+    assert t.admit("127.0.0.21").allowed
 
 
 def test_ipv6_keys_by_prefix() -> None:

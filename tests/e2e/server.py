@@ -47,6 +47,7 @@ def write_config(
     data: Path | None = None,
     database_url: str | None = None,
     admin_address: str | None = None,
+    abuse: dict[str, object] | None = None,
     **smtp: object,
 ) -> Path:
     """A TOML config in ``home`` for a test server: data in ``data`` (default ``home``),
@@ -63,6 +64,11 @@ def write_config(
     if admin_address is not None:
         top += f"admin_address = {_toml_value(admin_address)}\n"
     extra = "".join(f"{k} = {_toml_value(v)}\n" for k, v in smtp.items())
+    abuse_text = (
+        "".join(f"{k} = {_toml_value(v)}\n" for k, v in abuse.items())
+        if abuse is not None
+        else "enabled = false\n"
+    )
     text = f"""hostname = "{HOSTNAME}"
 {top}
 [listen]
@@ -73,8 +79,7 @@ cert_file = "{tls_dir / "cert.pem"}"
 key_file = "{tls_dir / "key.pem"}"
 
 [abuse]
-enabled = false
-
+{abuse_text}
 [smtp]
 {extra}"""
     path = home / "postel.toml"
@@ -110,6 +115,7 @@ class PostelServer:
         home: Path | None = None,
         database_url: str | None = None,
         admin_address: str | None = None,
+        abuse: dict[str, object] | None = None,
         **smtp: object,
     ) -> None:
         self.data = data
@@ -124,6 +130,7 @@ class PostelServer:
             data=data,
             database_url=database_url,
             admin_address=admin_address,
+            abuse=abuse,
             **smtp,
         )
         self.proc: subprocess.Popen[bytes] | None = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -67,3 +69,47 @@ def test_trace_info() -> None:
     info = trace_info(block)
     assert info.received_count == 2
     assert info.delivered_to == ("u@example.org",)
+
+
+FORGED_HELO = (
+    "trusted.example (trusted.example [192.0.2.1]) by mx.hostile.test with ESMTPS id FAKE "
+    "for <alice@hostile.test>; Mon, 1 Jan 2024 00:00:00 +0000 (x"
+)
+
+
+@pytest.mark.parametrize(
+    "helo",
+    [
+        FORGED_HELO,
+        "evil\x1b[31m\x0b\x0c\x7f\t\u2028\u0085",
+        "x(y)z [192.0.2.1]",
+        "a\\)b",
+    ],
+)
+def test_helo_cannot_forge_the_from_clause(helo: str) -> None:
+    """Only the first word of EHLO, reduced to domain/address-literal characters, is
+    written; the real peer comment follows it unchanged."""
+    field = received_field(
+        from_helo=helo,
+        from_ip="127.0.0.1",
+        from_rdns=None,
+        by_host="mx.example.org",
+        protocol="ESMTP",
+        queue_id="Q1",
+        recipient="alice@hostile.test",
+        tls=None,
+        date=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    unfolded = field.replace(b"\r\n\t", b" ")
+    head = unfolded.split(b" (unknown [127.0.0.1]) by mx.example.org ")[0]
+    assert head.startswith(b"Received: from ")
+    token = head.removeprefix(b"Received: from ")
+    assert re.fullmatch(rb"[A-Za-z0-9.\-_:\[\]]+", token), token
+    assert unfolded.count(b"[") == 1 + token.count(b"[")
+    assert all(b >= 0x20 or b in b"\r\n\t" for b in field)
+
+
+def test_control_and_separator_characters_never_reach_trace_fields() -> None:
+    path = "x\u2028y\u0085z\x1b@example.org"
+    field = return_path_field(path)
+    assert field == b"Return-Path: <x?y?z?@example.org>\r\n"

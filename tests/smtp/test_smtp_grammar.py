@@ -181,3 +181,12 @@ def test_reply_render() -> None:
 def test_reply_validation(code: int, enhanced: str | None) -> None:
     with pytest.raises(LocalProtocolError):
         Reply(code, enhanced, "x")
+
+
+@pytest.mark.parametrize("text", ["a+00b", "a+0D+0Ax", "x+09y", "z+7F", "rfc822+3Ba+0Ab"])
+def test_xtext_never_decodes_to_control_characters(text: str) -> None:
+    """ENVID and ORCPT are copied into DSN fields later: CR, LF, NUL and other controls
+    are refused at the door. Spec: RFC 3461 §4."""
+    with pytest.raises(SmtpSyntaxError) as info:
+        decode_xtext(text)
+    assert (info.value.reply.code, info.value.reply.enhanced) == (501, "5.5.4")

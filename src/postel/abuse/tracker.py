@@ -4,7 +4,8 @@ recipients, protocol errors and authentication failures, with temporary bans.
 Every listener asks ``admit()`` before greeting a client and reports what it saw with
 ``record()``. Counts are kept per address and per network prefix (/32 and /24 for IPv4,
 /64 and /48 for IPv6); a prefix gets a larger allowance than one address
-(``PREFIX_FACTOR``), so one misbehaving host is banned before its neighbours are.
+(``PREFIX_FACTOR``) for connections, and is banned only when several of its addresses
+are, so one misbehaving host never locks out its neighbours.
 State is in memory, bounded by ``TRACKED_KEYS_MAX`` keys (oldest dropped first).
 
 Spec: RELIABILITY.md D6; RFC 5321 §4.5.3.2 allows a server to close abusive sessions.
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 TRACKED_KEYS_MAX = 100_000
 """Addresses and prefixes remembered at once; bounds memory (local policy)."""
 PREFIX_FACTOR = 4
-"""A /24 or /48 prefix may see this many times the per-address allowance."""
+"""A /24 or /48 prefix may hold this many times the per-address connection allowance,
+and is banned when this many of its addresses are banned within the ban period."""
 AUTH_DELAY_BASE = 2.0
 """First delay (seconds) after a failed login; doubles per failure (RELIABILITY.md test 10)."""
 AUTH_DELAY_MAX = 30.0
@@ -40,6 +42,8 @@ class AbuseEvent(enum.StrEnum):
     PROTOCOL_ERROR = "protocol_error"
     AUTH_FAILURE = "auth_failure"
     RELAY_DENIED = "relay_denied"
+    HOST_BANNED = "host_banned"
+    """Counted against a prefix when one of its addresses is banned (internal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,25 +165,39 @@ class AbuseTracker:
                 c.connections -= 1
 
     def record(self, ip: str, event: AbuseEvent) -> bool:
-        """Count ``event`` for ``ip``; return True if this made the address banned."""
+        """Count ``event`` for ``ip``; return True if this made the address banned.
+
+        Events count against the address (for IPv6 its /64). A prefix (/24, /48) is
+        banned only when PREFIX_FACTOR of its addresses have been banned within the ban
+        period, so one host's failures never lock out its neighbours (RELIABILITY.md D6).
+        """
         if self._exempted(ip):
             return False
         now = self._clock.monotonic()
-        threshold = self._threshold(event)
-        became_banned = False
-        for i, key in enumerate(_keys(ip)):
-            c = self._get(key)
-            times = c.events.setdefault(event, deque())
-            times.append(now)
-            self._trim(times, now)
-            if len(times) >= self._limit(i, threshold) and c.banned_until <= now:
-                c.banned_until = now + self._config.ban_seconds
-                became_banned = True
+        key, prefix = _keys(ip)[0], _keys(ip)[-1]
+        c = self._get(key)
+        if c.banned_until > now:
+            return False  # already banned: its session is being closed
+        times = c.events.setdefault(event, deque())
+        times.append(now)
+        self._trim(times, now)
+        if len(times) < self._threshold(event):
+            return False
+        c.banned_until = now + self._config.ban_seconds
+        log.warning("abuse.banned", extra={"key": key, "event": str(event), "count": len(times)})
+        if prefix != key:
+            p = self._get(prefix)
+            banned_hosts = p.events.setdefault(AbuseEvent.HOST_BANNED, deque())
+            banned_hosts.append(now)
+            horizon = now - self._config.ban_seconds
+            while banned_hosts and banned_hosts[0] < horizon:
+                banned_hosts.popleft()
+            if len(banned_hosts) >= PREFIX_FACTOR and p.banned_until <= now:
+                p.banned_until = now + self._config.ban_seconds
                 log.warning(
-                    "abuse.banned",
-                    extra={"key": key, "event": str(event), "count": len(times)},
+                    "abuse.banned", extra={"key": prefix, "banned_hosts": len(banned_hosts)}
                 )
-        return became_banned
+        return True
 
     def auth_delay(self, ip: str) -> float:
         """Seconds to wait before answering a failed login from ``ip``: 0 for the first
@@ -206,3 +224,5 @@ class AbuseTracker:
                 return self._config.max_auth_failures_per_ip
             case AbuseEvent.PROTOCOL_ERROR:
                 return self._config.max_errors_per_ip
+            case AbuseEvent.HOST_BANNED:
+                return PREFIX_FACTOR

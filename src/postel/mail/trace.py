@@ -47,9 +47,25 @@ class TraceInfo:
 
 
 def _clean(value: str) -> bytes:
-    """UTF-8 octets of ``value`` without CR, LF, NUL; at most TRACE_VALUE_MAX octets."""
-    raw = _UNSAFE.sub(b"", value.encode("utf-8", "replace"))
+    """UTF-8 octets of ``value`` without control or format characters (C0, DEL, C1,
+    U+2028/U+2029 and the like: each becomes ``?``), at most TRACE_VALUE_MAX octets.
+
+    Spec: RFC 5322 §3.2.5 (header text is printable), RFC 6532 §3.2; RELIABILITY.md test 8.
+    """
+    text = "".join(c if c.isprintable() or c == " " else "?" for c in value[:TRACE_VALUE_MAX])
+    raw = _UNSAFE.sub(b"", text.encode("utf-8", "replace"))
     return raw[:TRACE_VALUE_MAX]
+
+
+def _helo_token(value: str) -> bytes:
+    """The EHLO/HELO argument as it may appear after ``from``: its first word, with only
+    the characters of a domain or address literal kept (letters, digits, ``.-_:[]``), so
+    a client cannot write a fake ``(host [ip])`` or ``by`` clause. Spec: RFC 5321 §4.4
+    (the from clause carries the EHLO domain), §4.1.3."""
+    words = value.split()
+    word = words[0] if words else ""
+    kept = "".join(c for c in word if c.isalnum() or c in ".-_:[]")
+    return _clean(kept)
 
 
 def _comment_safe(value: bytes) -> bytes:
@@ -108,7 +124,13 @@ def received_field(
     Spec: RFC 5321 §4.4, RFC 5322 §3.6.7, RFC 3848.
     """
     peer = _comment_safe(_clean(from_rdns or "unknown")) + b" [" + _clean(from_ip) + b"]"
-    items = [b"from", _clean(from_helo) or b"unknown", b"(" + peer + b")", b"by", _clean(by_host)]
+    items = [
+        b"from",
+        _helo_token(from_helo) or b"unknown",
+        b"(" + peer + b")",
+        b"by",
+        _clean(by_host),
+    ]
     if tls:
         items.append(b"(" + _comment_safe(_clean(tls)) + b")")
     items += [b"with", _clean(protocol) or b"SMTP", b"id", _clean(queue_id)]

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 PARSE_INLINE_MAX = 64 * 1024
 """Messages up to this size are parsed on the event loop (well under a millisecond);
 larger ones in a worker thread so other sessions are not held up (STYLE.md rule 7)."""
+PARSE_CONCURRENCY_MAX = 2
+"""Large messages read into memory and parsed at once (each at most the message size
+limit, 50 MB by default), which bounds the memory they take together."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class InboundDelivery:
         self._hostname = hostname
         self._clock = clock
         self._received_max = received_max
+        self._large_parses = asyncio.Semaphore(PARSE_CONCURRENCY_MAX)
 
     def check_loops(self, envelope: InboundEnvelope, header_block: bytes) -> None:
         """Raise MailLoop when the message has been around too often.
@@ -95,19 +99,14 @@ class InboundDelivery:
                 if address.lower() in delivered:
                     raise MailLoop(f"mail loop: already delivered to {address}")
 
-    async def deliver(
-        self, envelope: InboundEnvelope, blob: BlobRef, content: bytes
-    ) -> Sequence[Delivered]:
+    async def deliver(self, envelope: InboundEnvelope, blob: BlobRef) -> Sequence[Delivered]:
         """Store the message for every local target, once per account and mailbox.
 
-        ``content`` is the message as received (the blob's bytes). Returns where each
-        copy landed; raises StoreError if the transaction failed (then nothing is kept).
+        ``blob`` is the committed message as received. Returns where each copy landed;
+        raises StoreError if the transaction failed (then nothing is kept).
         """
         now = self._clock.now()
-        if len(content) <= PARSE_INLINE_MAX:
-            summary = _summarise(content)
-        else:
-            summary = await asyncio.to_thread(_summarise, content)
+        summary = await self._summary(blob)
         deliveries: list[Delivery] = []
         seen: set[int] = set()
         for rcpt in envelope.recipients:
@@ -128,6 +127,20 @@ class InboundDelivery:
                     )
                 )
         return await self._store.deliver(deliveries)
+
+    async def _summary(self, blob: BlobRef) -> str:
+        """Parse the MIME structure once. Small messages are parsed on the event loop;
+        larger ones are read and parsed in a worker thread, at most
+        PARSE_CONCURRENCY_MAX at a time, so memory stays bounded however many large
+        messages arrive together (RELIABILITY.md D7)."""
+        if blob.inline is not None and len(blob.inline) <= PARSE_INLINE_MAX:
+            return _summarise(blob.inline)
+        async with self._large_parses:
+            content = await self._store.read_blob(blob)
+            try:
+                return await asyncio.to_thread(_summarise, content)
+            finally:
+                del content
 
     def _trace_prefix(
         self, envelope: InboundEnvelope, rcpt: str, target: LocalTarget, now: dt.datetime

@@ -50,6 +50,7 @@ _BARE = {
 
 SHUTTING_DOWN = smtp.Reply(421, "4.3.2", "Service shutting down, try again later")
 TIMEOUT = smtp.Reply(421, "4.4.2", "Timeout waiting for input, closing connection")
+BANNED = smtp.Reply(421, "4.7.0", "Too many errors from your address, closing connection")
 LOCAL_ERROR = smtp.Reply(451, "4.3.0", "Local error in processing, try again later")
 
 
@@ -183,6 +184,8 @@ class SmtpSession:
         self.txn: _Transaction | None = None
         self.command_deadline: float | None = None
         """Monotonic time by which the command being received must be complete."""
+        self.data_deadline: float | None = None
+        """Monotonic time by which the message content must be complete."""
         self.idle_deadline: asyncio.Timeout | None = None
         """The timeout of a wait for a command, rescheduled to now at shutdown."""
 
@@ -209,11 +212,13 @@ class SmtpSession:
         """Wait for input with the RFC 5321 §4.5.3.2 timeouts; an idle session ends at
         shutdown. The command timeout covers a whole command, from the end of the previous
         one to its CRLF, so a client trickling one byte at a time is cut all the same;
-        in DATA the timeout applies to each block read (§4.5.3.2.5)."""
+        in DATA the timeout applies to each block read (§4.5.3.2.5) and the whole content
+        must arrive within limits.SMTP_TIMEOUT_DATA_TOTAL."""
         in_data = self.txn is not None and self.txn.writer is not None
         now = self.service.clock.monotonic()
         if in_data:
-            timeout = self.service.config.smtp.data_timeout
+            assert self.data_deadline is not None
+            timeout = max(0.0, min(self.service.config.smtp.data_timeout, self.data_deadline - now))
         else:
             if self.service.shutdown.is_set():
                 await self.close_with(SHUTTING_DOWN)
@@ -271,9 +276,11 @@ class SmtpSession:
         """Answer one event; True when the session ends."""
         match event:
             case smtp.AutoReply(reply=reply):
-                if reply.code >= 500:
-                    self.service.abuse.record(self.peer.ip, AbuseEvent.PROTOCOL_ERROR)
                 self.send(reply)
+                if reply.code >= 500 and self.service.abuse.record(
+                    self.peer.ip, AbuseEvent.PROTOCOL_ERROR
+                ):
+                    await self.close_with(BANNED)
             case smtp.Reset(reply=reply):
                 self.abort()
                 self.send(reply)
@@ -294,6 +301,8 @@ class SmtpSession:
                 self.send(smtp.Reply(250, "2.1.0", "Sender OK"))
             case smtp.RcptTo(forward_path=path):
                 self.send(await self.recipient(path))
+                if self.service.abuse.banned(self.peer.ip):
+                    await self.close_with(BANNED)
             case smtp.DataStarted():
                 self.begin_content()
                 self.send(smtp.START_MAIL_INPUT)
@@ -349,6 +358,7 @@ class SmtpSession:
     def begin_content(self) -> None:
         assert self.txn is not None
         self.txn.writer = self.service.store.blob_writer()
+        self.data_deadline = self.service.clock.monotonic() + limits.SMTP_TIMEOUT_DATA_TOTAL
 
     def content(self, chunk: bytes) -> None:
         txn = self.txn
@@ -385,8 +395,7 @@ class SmtpSession:
         try:
             self.service.inbound.check_loops(envelope, bytes(txn.head))
             ref = await writer.commit()
-            content = await self.service.store.read_blob(ref)
-            delivered = await self.service.inbound.deliver(envelope, ref, content)
+            delivered = await self.service.inbound.deliver(envelope, ref)
         except PermanentFailure as exc:
             writer.abort()
             self.log_transaction(envelope, size, f"rejected: {exc}")

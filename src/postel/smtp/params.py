@@ -130,13 +130,18 @@ def split_params(text: str, smtputf8: bool) -> list[tuple[str, str | None]]:
 
 
 def decode_xtext(text: str, smtputf8: bool = False) -> str:
-    """Decode xtext (``+XX`` hex escapes). Raises SmtpSyntaxError 501 5.5.4.
+    """Decode xtext (``+XX`` hex escapes). Raises SmtpSyntaxError 501 5.5.4, also when
+    the decoded text has control characters (RFC 3461 §4: xtext carries printable text).
 
     Spec: RFC 3461 §4 (xtext), RFC 6533 §3 (UTF-8 in it with SMTPUTF8).
     """
     if (_XTEXT_UTF8 if smtputf8 else _XTEXT).fullmatch(text) is None:
         raise SmtpSyntaxError(Reply(501, "5.5.4", "Invalid xtext"))
-    return _HEXCHAR.sub(lambda m: chr(int(m.group(1), 16)), text)
+    decoded = _HEXCHAR.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if not decoded.isprintable():
+        # ENVID and ORCPT end up in DSN header fields: no CR, LF, NUL or other controls.
+        raise SmtpSyntaxError(Reply(501, "5.5.4", "Control character in xtext"))
+    return decoded
 
 
 def parse_mail_params(text: str, offered: Offered | None) -> MailParams:
