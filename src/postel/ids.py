@@ -14,12 +14,16 @@ QueueId = NewType("QueueId", str)
 """The id a transaction is known by in logs and in the 250 reply."""
 
 _QUEUE_ID_ALPHABET = "0123456789BCDFGHJKLMNPQRSTVWXZ"
+_QUEUE_ID_BASE = len(_QUEUE_ID_ALPHABET)
 
 
 def new_queue_id(nbytes: int = 10) -> QueueId:
-    """Return a fresh random queue id such as ``7KQ2M9XH4T0BCDFG``.
-
-    Args:
-        nbytes: number of random symbols (each ~4.9 bits).
-    """
-    return QueueId("".join(secrets.choice(_QUEUE_ID_ALPHABET) for _ in range(nbytes)))
+    """Return a fresh random queue id such as ``7KQ2M9XH4T``: ``nbytes`` symbols of a
+    30-letter alphabet without vowels (no accidental words), ~4.9 bits each, from the
+    operating system's random source."""
+    value = int.from_bytes(secrets.token_bytes(nbytes), "big")
+    symbols = []
+    for _ in range(nbytes):
+        value, digit = divmod(value, _QUEUE_ID_BASE)
+        symbols.append(_QUEUE_ID_ALPHABET[digit])
+    return QueueId("".join(symbols))
