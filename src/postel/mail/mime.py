@@ -18,16 +18,17 @@ beyond limits.MIME_PARTS_MAX, is not parsed further: it becomes an opaque leaf o
 application/octet-stream (``opaque=True``) whose body is all its octets up to the next
 delimiter of an enclosing multipart. Once MIME_PARTS_MAX parts exist, a multipart lists
 no further children: their octets stay inside its body. Header fields past limits.MIME_HEADER_FIELDS_MAX
-per part are ignored. All searches are regular-expression scans over the octets, each
-region being scanned once per enclosing level at most, with no per-line Python loop.
+per part are ignored. Delimiters are found by :mod:`postel.mail.delimiter`, which builds
+no pattern from the message and bounds its work whatever the boundaries; body line
+counts are carried forward through the parse, so each octet is counted about once.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from postel import limits
+from postel.mail.delimiter import DelimiterScanner, Hit
 from postel.mail.envelope import Envelope, envelope_from_header, field_text
 from postel.mail.header import HeaderBlock, split_header
 from postel.mail.params import (
@@ -47,7 +48,6 @@ mime4j corpus has one of 743), and the cap keeps delimiter searches cheap
 (RELIABILITY.md D7)."""
 
 _US_ASCII = (Param(b"charset", b"us-ascii"),)
-_BLANK_LINE = re.compile(rb"\n\r?\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,77 +102,41 @@ class BodyPart:
         return self.type == "multipart" and not self.opaque
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
-    """A delimiter or empty line found by a scan."""
-
-    line_start: int
-    after: int
-    level: int  # index in the boundary stack; -1 = empty line
-
-
-@dataclass(frozen=True, slots=True)
-class _Patterns:
-    """Compiled delimiter searches for one boundary stack."""
-
-    with_blank: re.Pattern[bytes]
-    delimiter: re.Pattern[bytes]
-    levels: dict[bytes, int]
-
-
 @dataclass(slots=True)
 class _Scanner:
-    """Per-parse state: the octets, part budget and compiled delimiter patterns."""
+    """Per-parse state: the octets, the part budget and the delimiter searches."""
 
     data: bytes
+    delimiters: DelimiterScanner
     parts: int = 0
-    patterns: dict[tuple[bytes, ...], _Patterns] = field(default_factory=dict)
+    counted_to: int = 0
+    counted: int = 0
+    lines_at: dict[int, int] = field(default_factory=dict)
 
-    def _pattern(self, stack: tuple[bytes, ...]) -> _Patterns:
-        cached = self.patterns.get(stack)
-        if cached is None:
-            levels = {b: i for i, b in enumerate(stack)}
-            alts = b"|".join(re.escape(b) for b in sorted(levels, key=len, reverse=True))
-            with_blank = re.compile(rb"\n(?:(\r?\n)|--(" + alts + rb"))")
-            delimiter = re.compile(rb"\n()--(" + alts + rb")")
-            cached = _Patterns(with_blank, delimiter, levels)
-            self.patterns[stack] = cached
-        return cached
+    def find(self, pos: int, *, blank: bool) -> Hit | None:
+        """First delimiter of an open multipart (or empty line) at a line start >= pos."""
+        return self.delimiters.find(pos, blank=blank)
 
-    def find(self, stack: tuple[bytes, ...], pos: int, *, blank: bool) -> _Hit | None:
-        """First delimiter of ``stack`` (or, if ``blank``, empty line) at a line start >= pos."""
-        data = self.data
-        if pos > 0 and data[pos - 1] != 0x0A:
-            return None  # pragma: no cover - callers start at line starts
-        if pos == 0:
-            hit = self._at_start(stack, blank)
-            if hit is not None:
-                return hit
-        if not stack:
-            if not blank:
-                return None
-            m0 = _BLANK_LINE.search(data, max(pos - 1, 0))
-            return None if m0 is None else _Hit(m0.start() + 1, m0.end(), -1)
-        patterns = self._pattern(stack)
-        pattern = patterns.with_blank if blank else patterns.delimiter
-        m = pattern.search(data, max(pos - 1, 0))
-        if m is None:
-            return None
-        if m.group(2) is None:
-            return _Hit(m.start() + 1, m.end(), -1)
-        return _Hit(m.start() + 1, m.end(), patterns.levels[m.group(2)])
+    def body_starts(self, offset: int) -> None:
+        """Note the number of lines before a body, counted as the parse moves forward."""
+        self.lines_at[offset] = self.lines_before(offset)
 
-    def _at_start(self, stack: tuple[bytes, ...], blank: bool) -> _Hit | None:
-        data = self.data
-        if blank and data.startswith(b"\n"):
-            return _Hit(0, 1, -1)
-        if blank and data.startswith(b"\r\n"):
-            return _Hit(0, 2, -1)
-        best = -1
-        for i, b in enumerate(stack):
-            if data.startswith(b"--" + b) and (best < 0 or len(b) >= len(stack[best])):
-                best = i
-        return None if best < 0 else _Hit(0, 2 + len(stack[best]), best)
+    def lines(self, start: int, end: int) -> int:
+        """LF octets in [start, end); each octet is counted about once per parse."""
+        if end <= start:
+            return 0
+        first = self.lines_at.get(start)
+        if first is None:  # pragma: no cover - every body start is noted
+            return self.data.count(b"\n", start, end)
+        return self.lines_before(end) - first
+
+    def lines_before(self, offset: int) -> int:
+        """LF octets before ``offset``, counting on from the last offset asked."""
+        if offset >= self.counted_to:
+            self.counted += self.data.count(b"\n", self.counted_to, offset)
+            self.counted_to = offset
+            return self.counted
+        return self.counted - self.data.count(b"\n", offset, self.counted_to)
 
 
 def parse_mime(data: bytes) -> BodyPart:
@@ -182,12 +146,12 @@ def parse_mime(data: bytes) -> BodyPart:
 
     Spec: RFC 2045, RFC 2046 §5, RFC 5322 §2.1.
     """
-    scanner = _Scanner(data)
-    part, _ = _entity(scanner, 0, (), 0, digest_child=False)
+    scanner = _Scanner(data, DelimiterScanner(data))
+    part, _ = _entity(scanner, 0, 0, digest_child=False)
     return part
 
 
-def _body_end(data: bytes, start: int, hit: _Hit | None) -> int:
+def _body_end(data: bytes, start: int, hit: Hit | None) -> int:
     """End of a body that stops before ``hit`` (its line break belongs to the delimiter)."""
     if hit is None:
         return len(data)
@@ -197,19 +161,13 @@ def _body_end(data: bytes, start: int, hit: _Hit | None) -> int:
     return max(end, start)
 
 
-def _lines(data: bytes, start: int, end: int) -> int:
-    if end <= start:
-        return 0
-    return data.count(b"\n", start, end)
-
-
 def _entity(
-    sc: _Scanner, start: int, stack: tuple[bytes, ...], depth: int, *, digest_child: bool
-) -> tuple[BodyPart, _Hit | None]:
+    sc: _Scanner, start: int, depth: int, *, digest_child: bool
+) -> tuple[BodyPart, Hit | None]:
     """Parse one entity at ``start``; returns it and the delimiter that ended it."""
     sc.parts += 1
     data = sc.data
-    hit = sc.find(stack, start, blank=True)
+    hit = sc.find(start, blank=True)
     if hit is None:
         header_end = body_start = len(data)
     elif hit.level < 0:
@@ -217,6 +175,7 @@ def _entity(
         hit = None
     else:
         header_end = body_start = hit.line_start
+    sc.body_starts(body_start)
     header = split_header(data, start, header_end)
     header = HeaderBlock(header.fields, start, body_start - start, header.truncated)
     ctype = _content_type(header, digest_child)
@@ -227,17 +186,17 @@ def _entity(
     if opaque or (ctype.type == "multipart" and not boundary):
         # Without a usable boundary a multipart has no parts (IMAP shows one empty
         # text/plain part, see imapfmt); past a bound the entity is opaque.
-        hit = sc.find(stack, body_start, blank=False) if hit is None else hit
+        hit = sc.find(body_start, blank=False) if hit is None else hit
         end = _body_end(data, body_start, hit)
         return _leaf(sc, header, ctype, opaque, body_start, end, hit)
     if boundary:
-        return _multipart(sc, header, ctype, boundary, body_start, stack, depth)
+        return _multipart(sc, header, ctype, boundary, body_start, depth)
     if ctype.type == "message" and ctype.subtype == "rfc822":
-        inner, hit = _entity(sc, body_start, stack, depth + 1, digest_child=False)
+        inner, hit = _entity(sc, body_start, depth + 1, digest_child=False)
         end = _body_end(data, body_start, hit)
         enclosed = EnclosedMessage(envelope_from_header(_inner_header(data, inner)), inner)
         return _make(sc, header, ctype, body_start, end, parts=(), message=enclosed), hit
-    hit = sc.find(stack, body_start, blank=False)
+    hit = sc.find(body_start, blank=False)
     return _leaf(sc, header, ctype, False, body_start, _body_end(data, body_start, hit), hit)
 
 
@@ -253,8 +212,8 @@ def _leaf(
     opaque: bool,
     start: int,
     end: int,
-    hit: _Hit | None,
-) -> tuple[BodyPart, _Hit | None]:
+    hit: Hit | None,
+) -> tuple[BodyPart, Hit | None]:
     if opaque:
         ctype = ContentType("application", "octet-stream", ())
     part = _make(sc, header, ctype, start, end, parts=(), message=None, opaque=opaque)
@@ -267,25 +226,25 @@ def _multipart(
     ctype: ContentType,
     boundary: bytes,
     body_start: int,
-    stack: tuple[bytes, ...],
     depth: int,
-) -> tuple[BodyPart, _Hit | None]:
+) -> tuple[BodyPart, Hit | None]:
     """Children of a multipart; ends at its close delimiter's parent delimiter or EOF.
 
     Spec: RFC 2046 §5.1.1 (preamble, delimiters, close delimiter, epilogue).
     """
     data = sc.data
-    own = len(stack)
-    inner = (*stack, boundary)
+    own = sc.delimiters.open(boundary)
     digest = ctype.subtype == "digest"
     children: list[BodyPart] = []
-    hit = sc.find(inner, body_start, blank=False)
+    hit = sc.find(body_start, blank=False)
     while hit is not None and hit.level == own:
         if data.startswith(b"--", hit.after) or sc.parts >= limits.MIME_PARTS_MAX:
-            hit = sc.find(stack, _next_line(data, hit.after), blank=False)
             break
-        child, hit = _entity(sc, _next_line(data, hit.after), inner, depth + 1, digest_child=digest)
+        child, hit = _entity(sc, _next_line(data, hit.after), depth + 1, digest_child=digest)
         children.append(child)
+    sc.delimiters.close()
+    if hit is not None and hit.level == own:  # close delimiter, or no room for more parts
+        hit = sc.find(_next_line(data, hit.after), blank=False)
     end = _body_end(data, body_start, hit)
     part = _make(sc, header, ctype, body_start, end, parts=tuple(children), message=None)
     return part, hit
@@ -322,7 +281,6 @@ def _make(
     message: EnclosedMessage | None,
     opaque: bool = False,
 ) -> BodyPart:
-    data = sc.data
     disposition = parse_content_disposition(field_text(header, b"content-disposition") or b"")
     language = field_text(header, b"content-language")
     return BodyPart(
@@ -330,7 +288,7 @@ def _make(
         header_length=header.length,
         body_offset=start,
         body_length=end - start,
-        body_lines=_lines(data, start, end),
+        body_lines=sc.lines(start, end),
         type=ctype.type,
         subtype=ctype.subtype,
         params=ctype.params,
