@@ -185,7 +185,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     )
     listeners: list[Listener] = []
     for listen, sock in zip(serving, sockets, strict=True):
-        listener = Listener(listen, sock, smtp.handle, smtp.refuse, abuse)
+        listener = Listener(listen, sock, smtp)
         await listener.start()
         listeners.append(listener)
 
@@ -200,9 +200,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     for listener in listeners:
         listener.stop_accepting()
     smtp.stop()
-    cancelled = 0
-    for listener in listeners:
-        cancelled += await listener.drain(SHUTDOWN_GRACE_SECONDS)
+    cancelled = await smtp.drain(SHUTDOWN_GRACE_SECONDS)
     await store.close()
     log.info("server.stopped", extra={"cancelled_sessions": cancelled})
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,21 +1,20 @@
-"""Listening sockets: accept, admit through the abuse tracker, run one session each.
+"""Listening sockets: bind (before privileges are dropped) and serve one protocol each.
 
-Every session runs as a task the listener tracks, so shutdown can stop accepting and
-then wait for sessions in flight (SIGTERM: finish in-flight transactions, exit 0).
+Each accepted connection gets its own ``asyncio.Protocol`` from the service's factory;
+the service tracks its sessions, so shutdown can stop accepting and then wait for
+sessions in flight (SIGTERM: finish in-flight transactions, exit 0).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from postel.abuse import AbuseTracker
 from postel.config import Listen
 from postel.errors import ConfigError
 
@@ -23,6 +22,8 @@ log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024
 """Pending connections the kernel queues per listening socket (local policy)."""
+TLS_HANDSHAKE_TIMEOUT = 30.0
+"""Seconds an implicit-TLS client has to complete its handshake (local policy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +32,6 @@ class Peer:
 
     ip: str
     port: int
-
-
-SessionHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Peer], Awaitable[None]]
-"""Runs one session to completion; must not raise (it logs and closes on error)."""
-RefuseHandler = Callable[[asyncio.StreamWriter, str], Awaitable[None]]
-"""Says goodbye to a refused client (421 for SMTP) and closes."""
 
 
 def bind_socket(listen: Listen) -> socket.socket:
@@ -75,77 +70,33 @@ class Listener:
     Args:
         listen: what to serve where.
         sock: the bound socket (see ``bind_socket``).
-        handler: runs a session.
-        refuse: answers a client the abuse tracker refuses.
-        abuse: the shared tracker.
-        ssl_context: set for implicit-TLS ports (RFC 8314).
+        protocol_factory: makes the ``asyncio.Protocol`` of each connection; it admits
+            the client through the abuse tracker itself.
+        ssl_context: set for implicit-TLS ports (RFC 8314 §3).
     """
 
     def __init__(
         self,
         listen: Listen,
         sock: socket.socket,
-        handler: SessionHandler,
-        refuse: RefuseHandler,
-        abuse: AbuseTracker,
+        protocol_factory: Callable[[], asyncio.Protocol],
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.listen = listen
         self._sock = sock
-        self._handler = handler
-        self._refuse = refuse
-        self._abuse = abuse
+        self._factory = protocol_factory
         self._ssl = ssl_context
         self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, sock=self._sock, ssl=self._ssl, limit=1 << 16
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._factory,
+            sock=self._sock,
+            ssl=self._ssl,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self._ssl else None,
         )
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername") or ("", 0)
-        peer = Peer(str(peername[0]), int(peername[1]))
-        task = asyncio.current_task()
-        admission = self._abuse.admit(peer.ip)
-        if not admission.allowed:
-            log.info(
-                "listener.refused",
-                extra={
-                    "service": str(self.listen.service),
-                    "ip": peer.ip,
-                    "reason": admission.reason,
-                },
-            )
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._refuse(writer, admission.reason), 5)
-            return
-        if task is not None:
-            self._sessions.add(task)
-        try:
-            await self._handler(reader, writer, peer)
-        finally:
-            self._abuse.release(peer.ip)
-            if task is not None:
-                self._sessions.discard(task)
 
     def stop_accepting(self) -> None:
         if self._server is not None:
             self._server.close()
-
-    async def drain(self, timeout: float) -> int:
-        """Wait up to ``timeout`` seconds for sessions in flight; cancel the rest.
-
-        Returns the number of sessions cancelled.
-        """
-        pending = set(self._sessions)
-        if pending:
-            _, still = await asyncio.wait(pending, timeout=timeout)
-        else:
-            still = set()
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.gather(*still, return_exceptions=True)
-        return len(still)

@@ -1,11 +1,17 @@
 """The asyncio driver of the SMTP server core (port 25 role).
 
-It moves bytes between the socket and ``smtp.ServerConnection``, answers the policy
-events (recipients through the directory, content into the blob store, the durable
-delivery before 250), enforces timeouts, and reports abuse to the shared tracker.
+Each connection is an ``asyncio.Protocol`` that moves bytes between the socket and
+``smtp.ServerConnection``: events the core can answer at once are answered inside
+``data_received``; the policy decisions that wait on the store (recipient lookups, the
+durable delivery before 250, the TLS handshake) run as a task while reading is paused,
+so a pipelining client's commands are processed strictly in order and the core never
+buffers more than it is given. Replies are written in command order and flushed when
+the core needs more input (RFC 2920 §3.1).
 
-Replies are written in command order and flushed whenever the core needs more input,
-so a pipelining client gets its replies in one write (RFC 2920 §3.1).
+Timeouts are timers, not awaits: a whole command must arrive within the command
+timeout (a client trickling bytes is cut as surely as a silent one), each DATA block
+within the data timeout and the whole content within ``limits.SMTP_TIMEOUT_DATA_TOTAL``;
+a client that stops reading our replies is cut after ``limits.SMTP_TIMEOUT_SEND``.
 
 Spec: RFC 5321 §4.1, §4.5.3.2 (timeouts), RFC 3207 (STARTTLS), RELIABILITY.md D1, D4.
 """
@@ -13,10 +19,11 @@ Spec: RFC 5321 §4.1, §4.5.3.2 (timeouts), RFC 3207 (STARTTLS), RELIABILITY.md 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from postel import limits, smtp
 from postel.abuse import AbuseEvent, AbuseTracker
@@ -38,11 +45,6 @@ from postel.store import BlobWriter, Store
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 64 * 1024
-"""Octets read from the socket at once; the core bounds what it buffers."""
-WRITE_BUFFER_HIGH = 64 * 1024
-"""Unsent reply octets above which the session waits for the client to read."""
-
 _BARE = {
     BareLineEndings.NORMALIZE: smtp.BareLineEndings.NORMALIZE,
     BareLineEndings.STRICT: smtp.BareLineEndings.STRICT,
@@ -52,10 +54,6 @@ SHUTTING_DOWN = smtp.Reply(421, "4.3.2", "Service shutting down, try again later
 TIMEOUT = smtp.Reply(421, "4.4.2", "Timeout waiting for input, closing connection")
 BANNED = smtp.Reply(421, "4.7.0", "Too many errors from your address, closing connection")
 LOCAL_ERROR = smtp.Reply(451, "4.3.0", "Local error in processing, try again later")
-
-
-class _Closed(Exception):
-    """The session ends (client gone, timeout, shutdown, QUIT)."""
 
 
 @dataclass(slots=True)
@@ -75,7 +73,7 @@ class _Transaction:
 
 
 class SmtpService:
-    """What every SMTP session of one postel process shares.
+    """What every SMTP session of one postel process shares, and the protocol factory.
 
     Args:
         config: limits and hostname.
@@ -85,7 +83,7 @@ class SmtpService:
         abuse: the shared tracker.
         ssl_context: offered with STARTTLS (None: STARTTLS not offered).
         clock: time source.
-        shutdown: set when the server stops; idle sessions say 421 and close.
+        shutdown: set when the server stops.
     """
 
     def __init__(
@@ -118,179 +116,198 @@ class SmtpService:
             tls_available=ssl_context is not None,
         )
 
+    def __call__(self) -> SmtpSession:
+        """A protocol instance for one new connection (``loop.create_server``)."""
+        return SmtpSession(self)
+
     def stop(self) -> None:
-        """Begin shutdown: new reads end with 421; sessions waiting for a command stop
-        waiting; transactions in flight complete."""
+        """Begin shutdown: sessions waiting for a command answer 421 and close; those in
+        a transaction finish it first, then close."""
         self.shutdown.set()
         for session in list(self.sessions):
-            session.interrupt_if_idle()
+            session.shutdown_if_idle()
 
-    async def refuse(self, writer: asyncio.StreamWriter, reason: str) -> None:
-        """Greet a refused client with 421 and close. Spec: RFC 5321 §3.1."""
-        reply = smtp.Reply(421, "4.7.0", f"{self.config.hostname} Service not available: {reason}")
-        writer.write(_render(reply))
-        with contextlib.suppress(Exception):
-            await writer.drain()
-        writer.close()
-
-    async def handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer
-    ) -> None:
-        """Run one session to its end. Never raises."""
-        session = SmtpSession(self, reader, writer, peer)
-        self.sessions.add(session)
-        try:
-            await session.run()
-        except _Closed:
-            pass
-        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
-            log.info("smtp.session.dropped", extra={"ip": peer.ip, "error": type(exc).__name__})
-        except Exception:
-            log.exception("smtp.session.crashed", extra={"ip": peer.ip})
-            with contextlib.suppress(Exception):
-                writer.write(_render(LOCAL_ERROR))
-        finally:
-            self.sessions.discard(session)
-            session.abort()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 5)
+    async def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for every session to end; abort the rest.
+        Returns the number of sessions aborted."""
+        pending = [s.finished for s in self.sessions]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        rest = [s for s in self.sessions if not s.finished.done()]
+        for session in rest:
+            session.abort_connection()
+        if rest:
+            await asyncio.wait([s.finished for s in rest], timeout=5)
+        return len(rest)
 
 
-def _render(reply: smtp.Reply) -> bytes:
-    """A reply outside the core's state machine (refusal before greeting)."""
-    return reply.render()
-
-
-class SmtpSession:
+class SmtpSession(asyncio.Protocol):
     """One SMTP connection. See the module docstring."""
 
-    def __init__(
-        self,
-        service: SmtpService,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: Peer,
-    ) -> None:
+    def __init__(self, service: SmtpService) -> None:
         self.service = service
-        self.reader = reader
-        self.writer = writer
-        self.peer = peer
+        self.loop = asyncio.get_running_loop()
         self.conn = smtp.ServerConnection(service.core_config)
+        self.transport: asyncio.Transport | None = None
+        self.peer = Peer("", 0)
+        self.admitted = False
         self.out: list[bytes] = []
         self.helo = ""
         self.extended = False
         self.tls: str | None = None
         self.txn: _Transaction | None = None
+        self.busy: asyncio.Task[None] | None = None
+        """The policy task in progress; reading is paused while it runs."""
+        self.closing = False
+        self.write_paused = False
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+        self.timer: asyncio.TimerHandle | None = None
         self.command_deadline: float | None = None
-        """Monotonic time by which the command being received must be complete."""
+        """Loop time by which the command being received must be complete."""
         self.data_deadline: float | None = None
-        """Monotonic time by which the message content must be complete."""
-        self.idle_deadline: asyncio.Timeout | None = None
-        """The timeout of a wait for a command, rescheduled to now at shutdown."""
+        """Loop time by which the message content must be complete."""
 
-    def abort(self) -> None:
-        if self.txn is not None:
-            self.txn.abort()
-            self.txn = None
-
-    # -- I/O ------------------------------------------------------------------------
-    async def flush(self) -> None:
-        """Write the replies due; wait for the client to read them only when the
-        transport's buffer passes WRITE_BUFFER_HIGH (a client that reads nothing is cut
-        after limits.SMTP_TIMEOUT_SEND)."""
-        if not self.out:
+    # -- transport callbacks --------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername") or ("", 0)
+        self.peer = Peer(str(peername[0]), int(peername[1]))
+        admission = self.service.abuse.admit(self.peer.ip)
+        if not admission.allowed:
+            log.info("smtp.refused", extra={"ip": self.peer.ip, "reason": admission.reason})
+            reply = smtp.Reply(
+                421,
+                "4.7.0",
+                f"{self.service.config.hostname} Service not available: {admission.reason}",
+            )
+            transport.write(reply.render())
+            self.closing = True
+            transport.close()
             return
-        data = b"".join(self.out)
-        self.out.clear()
-        self.writer.write(data)
-        if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
-            async with asyncio.timeout(limits.SMTP_TIMEOUT_SEND):
-                await self.writer.drain()
+        self.admitted = True
+        self.service.sessions.add(self)
+        self.tls = tls.describe(transport.get_extra_info("ssl_object"))
+        if self.service.shutdown.is_set():
+            self.close_with(SHUTTING_DOWN)
+            return
+        greeting = smtp.Reply(220, None, f"{self.service.config.hostname} ESMTP postel")
+        self.out.append(self.conn.greeting(greeting))
+        self.pump()
 
-    async def read(self) -> bytes:
-        """Wait for input with the RFC 5321 §4.5.3.2 timeouts; an idle session ends at
-        shutdown. The command timeout covers a whole command, from the end of the previous
-        one to its CRLF, so a client trickling one byte at a time is cut all the same;
-        in DATA the timeout applies to each block read (§4.5.3.2.5) and the whole content
-        must arrive within limits.SMTP_TIMEOUT_DATA_TOTAL."""
-        in_data = self.txn is not None and self.txn.writer is not None
-        now = self.service.clock.monotonic()
-        if in_data:
-            assert self.data_deadline is not None
-            timeout = max(0.0, min(self.service.config.smtp.data_timeout, self.data_deadline - now))
-        else:
-            if self.service.shutdown.is_set():
-                await self.close_with(SHUTTING_DOWN)
-            if self.command_deadline is None:
-                self.command_deadline = now + self.service.config.smtp.command_timeout
-            timeout = max(0.0, self.command_deadline - now)
-        try:
-            async with asyncio.timeout(timeout) as deadline:
-                if not in_data:
-                    self.idle_deadline = deadline
-                return await self.reader.read(READ_CHUNK)
-        except TimeoutError:
-            pass
-        finally:
-            self.idle_deadline = None
-        await self.close_with(SHUTTING_DOWN if self.service.shutdown.is_set() else TIMEOUT)
-        raise AssertionError("unreachable")
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.conn.receive_data(data)
+        if self.busy is None:
+            self.pump()
 
-    def interrupt_if_idle(self) -> None:
-        """Shutdown: a session waiting for a command stops waiting now (it answers 421);
-        one in a transaction finishes it first."""
-        if self.idle_deadline is not None and self.txn is None:
-            self.idle_deadline.reschedule(asyncio.get_running_loop().time())
+    def eof_received(self) -> bool | None:
+        """The client has finished sending. Keep the connection open for the replies
+        still due (a step may be writing a 250); the core's ConnectionClosed closes it."""
+        if not self.closing:
+            self.conn.receive_data(b"")
+            if self.busy is None:
+                self.pump()
+        if self.transport is not None and self.transport.get_extra_info("sslcontext"):
+            return None  # TLS transports close on EOF by themselves
+        return True
 
-    async def close_with(self, reply: smtp.Reply) -> None:
-        """Send an unsolicited closing reply (421) and end the session."""
-        self.out.append(self.conn.abort(reply))
-        await self.flush()
-        raise _Closed
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.cancel_timer()
+        if self.busy is not None and self.txn is not None and self.txn.writer is not None:
+            self.busy.cancel()  # a client gone in the middle of DATA: nothing to finish
+        self.abort()
+        if self.admitted:
+            self.service.abuse.release(self.peer.ip)
+            self.admitted = False
+        self.service.sessions.discard(self)
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def pause_writing(self) -> None:
+        """The client is not reading our replies: read nothing more until it does."""
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self.arm(self.loop.time() + limits.SMTP_TIMEOUT_SEND)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.busy is None and not self.closing and self.transport is not None:
+            self.transport.resume_reading()
+            self.pump()
 
     # -- the loop -------------------------------------------------------------------
-    async def run(self) -> None:
-        if self.service.shutdown.is_set():
-            self.out.append(self.conn.abort(SHUTTING_DOWN))
-            await self.flush()
-            return
-        self.out.append(
-            self.conn.greeting(
-                smtp.Reply(220, None, f"{self.service.config.hostname} ESMTP postel")
-            )
-        )
-        while True:
-            event = self.conn.next_event()
-            if isinstance(event, smtp.NeedData):
-                await self.flush()
-                self.conn.receive_data(await self.read())
-                continue
-            if not isinstance(event, smtp.MessageData):
-                self.command_deadline = None
-            if await self.dispatch(event):
-                await self.flush()
-                return
+    def pump(self) -> None:
+        """Answer events until the core needs data or a policy decision has to wait."""
+        try:
+            while not self.closing and self.busy is None:
+                event = self.conn.next_event()
+                if isinstance(event, smtp.NeedData):
+                    self.flush()
+                    self.arm_read_timer()
+                    return
+                if not isinstance(event, smtp.MessageData):
+                    self.command_deadline = None
+                waiting = self.dispatch(event)
+                if waiting is not None:
+                    self.wait_for(waiting)
+        except Exception:
+            log.exception("smtp.session.crashed", extra={"ip": self.peer.ip})
+            self.close_with(LOCAL_ERROR)
 
-    async def dispatch(self, event: smtp.Event) -> bool:
-        """Answer one event; True when the session ends."""
+    def wait_for(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a policy step that must wait, with reading paused until it is done."""
+        assert self.transport is not None
+        self.flush()
+        self.cancel_timer()
+        self.transport.pause_reading()
+        self.busy = self.loop.create_task(self.run_step(work))
+
+    async def run_step(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            return
+        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
+            log.info(
+                "smtp.session.dropped", extra={"ip": self.peer.ip, "error": type(exc).__name__}
+            )
+            self.abort_connection()
+            return
+        except Exception:
+            log.exception("smtp.session.crashed", extra={"ip": self.peer.ip})
+            self.busy = None
+            self.close_with(LOCAL_ERROR)
+            return
+        self.busy = None
+        if self.closing or self.transport is None:
+            return
+        if not self.write_paused:
+            self.transport.resume_reading()
+        self.pump()
+
+    def dispatch(self, event: smtp.Event) -> Coroutine[Any, Any, None] | None:
+        """Answer one event now, or return the step that must wait for its answer."""
         match event:
             case smtp.AutoReply(reply=reply):
                 self.send(reply)
                 if reply.code >= 500 and self.service.abuse.record(
                     self.peer.ip, AbuseEvent.PROTOCOL_ERROR
                 ):
-                    await self.close_with(BANNED)
+                    self.close_with(BANNED)
             case smtp.Reset(reply=reply):
                 self.abort()
                 self.send(reply)
             case smtp.Quit(reply=reply) | smtp.TooManyErrors(reply=reply):
                 self.abort()
                 self.send(reply)
-                return True
+                self.close()
             case smtp.ConnectionClosed():
                 self.abort()
-                return True
+                self.close()
             case smtp.Hello(name=name, extended=extended):
                 self.abort()
                 self.helo, self.extended = name, extended
@@ -300,9 +317,7 @@ class SmtpSession:
                 self.txn = _Transaction(new_queue_id(), _path_text(path), params)
                 self.send(smtp.Reply(250, "2.1.0", "Sender OK"))
             case smtp.RcptTo(forward_path=path):
-                self.send(await self.recipient(path))
-                if self.service.abuse.banned(self.peer.ip):
-                    await self.close_with(BANNED)
+                return self.rcpt_step(path)
             case smtp.DataStarted():
                 self.begin_content()
                 self.send(smtp.START_MAIL_INPUT)
@@ -314,15 +329,101 @@ class SmtpSession:
                 self.abort()
                 self.send(reply)
             case smtp.MessageComplete():
-                self.send(await self.complete())
+                return self.complete_step()
             case smtp.StartTls():
-                await self.start_tls()
+                return self.start_tls()
             case _:
                 raise PostelError(f"unexpected SMTP event {event!r}")
-        return False
+        return None
 
+    async def rcpt_step(self, path: smtp.Path) -> None:
+        self.send(await self.recipient(path))
+        if self.service.abuse.banned(self.peer.ip):
+            self.close_with(BANNED)
+
+    async def complete_step(self) -> None:
+        self.send(await self.complete())
+        self.data_deadline = None
+
+    # -- output and closing -----------------------------------------------------------
     def send(self, reply: smtp.Reply) -> None:
         self.out.append(self.conn.send(reply))
+
+    def flush(self) -> None:
+        if self.out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.out))
+        self.out.clear()
+
+    def close(self) -> None:
+        """Write what is due and close (QUIT, EOF)."""
+        self.flush()
+        self.closing = True
+        self.cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def close_with(self, reply: smtp.Reply) -> None:
+        """Send an unsolicited closing reply (421) and close."""
+        if self.closing:
+            return
+        self.out.append(self.conn.abort(reply))
+        self.close()
+
+    def abort_connection(self) -> None:
+        """Drop the connection without a word (shutdown grace over, broken TLS)."""
+        self.closing = True
+        self.cancel_timer()
+        if self.busy is not None:
+            self.busy.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def abort(self) -> None:
+        if self.txn is not None:
+            self.txn.abort()
+            self.txn = None
+
+    def shutdown_if_idle(self) -> None:
+        """Shutdown: a session waiting for a command answers 421 now; one in a
+        transaction finishes it first (its next wait for a command ends it)."""
+        if self.busy is None and self.txn is None:
+            self.close_with(SHUTTING_DOWN)
+
+    # -- timers -----------------------------------------------------------------------
+    def arm_read_timer(self) -> None:
+        """The deadline for the input the core is waiting for. Spec: RFC 5321
+        §4.5.3.2.5 (data block), §4.5.3.2.7 (server timeout: a whole command)."""
+        now = self.loop.time()
+        if self.txn is not None and self.txn.writer is not None:
+            assert self.data_deadline is not None
+            self.arm(min(now + self.service.config.smtp.data_timeout, self.data_deadline))
+            return
+        if self.service.shutdown.is_set():
+            self.close_with(SHUTTING_DOWN)
+            return
+        if self.command_deadline is None:
+            self.command_deadline = now + self.service.config.smtp.command_timeout
+        self.arm(self.command_deadline)
+
+    def arm(self, when: float) -> None:
+        if self.timer is not None:
+            if self.timer.when() == when:
+                return
+            self.timer.cancel()
+        self.timer = self.loop.call_at(when, self.on_timeout)
+
+    def cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def on_timeout(self) -> None:
+        self.timer = None
+        if self.write_paused:
+            self.abort_connection()  # the client reads nothing: no point in a 421
+            return
+        if self.busy is None:
+            self.close_with(SHUTTING_DOWN if self.service.shutdown.is_set() else TIMEOUT)
 
     # -- policy ---------------------------------------------------------------------
     async def recipient(self, path: smtp.Path) -> smtp.Reply:
@@ -358,7 +459,7 @@ class SmtpSession:
     def begin_content(self) -> None:
         assert self.txn is not None
         self.txn.writer = self.service.store.blob_writer()
-        self.data_deadline = self.service.clock.monotonic() + limits.SMTP_TIMEOUT_DATA_TOTAL
+        self.data_deadline = self.loop.time() + limits.SMTP_TIMEOUT_DATA_TOTAL
 
     def content(self, chunk: bytes) -> None:
         txn = self.txn
@@ -428,34 +529,32 @@ class SmtpSession:
         )
 
     async def start_tls(self) -> None:
-        """Answer 220, then handshake. Plaintext read ahead is thrown away first
-        (the core discards what it was given; the stream buffer is emptied here).
+        """Answer 220, then hand the connection to TLS. Reading is paused before this
+        step runs, so nothing sent after the 220 (the ClientHello) is read as plaintext,
+        and what was read before it is discarded by the core.
         Spec: RFC 3207 §4.2, §5; CVE-2011-0411."""
         context = self.service.ssl_context
-        if context is None:
+        if context is None or self.transport is None:
             self.send(smtp.TLS_NOT_AVAILABLE)
             return
         self.send(smtp.READY_TO_START_TLS)
-        # Everything already read arrived before the client could see the 220: it is
-        # plaintext to throw away. Nothing may be awaited between emptying the buffer and
-        # starting TLS, or a prompt ClientHello would be thrown away with it.
-        _discard_buffered(self.reader)
-        self.writer.write(b"".join(self.out))
-        self.out.clear()
-        await asyncio.wait_for(self.writer.start_tls(context), limits.SMTP_TIMEOUT_TLS_HANDSHAKE)
+        self.flush()
+        transport = await self.loop.start_tls(
+            self.transport,
+            self,
+            context,
+            server_side=True,
+            ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE,
+        )
+        if transport is None:
+            raise ConnectionError("TLS handshake did not complete")
+        self.transport = transport
         self.conn.tls_established()
         self.helo, self.extended = "", False
         self.abort()
-        self.tls = tls.describe(self.writer.get_extra_info("ssl_object"))
+        self.tls = tls.describe(transport.get_extra_info("ssl_object"))
 
 
 def _path_text(path: smtp.Path) -> str:
     """A reverse-path without angle brackets; ``""`` for ``<>``."""
     return "" if path.mailbox is None else str(path.mailbox)
-
-
-def _discard_buffered(reader: asyncio.StreamReader) -> None:
-    """Empty the StreamReader's buffer: bytes there arrived before the TLS handshake."""
-    buffer = getattr(reader, "_buffer", None)
-    if isinstance(buffer, bytearray):
-        del buffer[:]
