@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -212,6 +213,36 @@ def test_recipient_1001_gets_452(mx: PostelServer) -> None:
         client.send(b"Subject: many recipients\r\n\r\nbody\r\n.\r\n")
         assert client.reply().code == 250
     assert inbox_count(mx) == before + 1, "one copy per account, however many addresses"
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_pipelined_flood_during_a_lookup_is_answered_in_order_with_bounded_memory(
+    mx: PostelServer,
+) -> None:
+    """Commands pipelined behind a RCPT TO wait while its lookup runs; the server holds
+    at most PIPELINE_BUFFER_MAX of them and reads the rest as it answers (RFC 2920 §3.1),
+    so memory stays bounded (RELIABILITY.md test 5: < 16 MB per attacking connection)."""
+    assert mx.proc is not None
+    noops = 300_000  # 1.8 MB of commands behind one lookup
+    before = _rss_kib(mx.proc.pid)
+    peak = before
+    with RawSmtp(mx.address, timeout=60) as client:
+        client.greet()
+        assert client.command(f"MAIL FROM:<{SENDER}>").code == 250
+        client.send(f"RCPT TO:<wire@{DOMAIN}>\r\n".encode() + b"NOOP\r\n" * noops)
+        assert client.reply().code == 250
+        for n in range(noops):
+            assert client.reply().code == 250
+            if n % 50_000 == 0:
+                peak = max(peak, _rss_kib(mx.proc.pid))
+        assert client.command("QUIT").code == 221
+    assert peak - before < 16 * 1024, f"RSS grew {peak - before} KiB"
 
 
 # -- timeouts ----------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 Each connection is an ``asyncio.Protocol`` that moves bytes between the socket and
 ``smtp.ServerConnection``: events the core can answer at once are answered inside
 ``data_received``; the policy decisions that wait on the store (recipient lookups, the
-durable delivery before 250, the TLS handshake) run as a task while reading is paused,
-so a pipelining client's commands are processed strictly in order and the core never
-buffers more than it is given. Replies are written in command order and flushed when
+durable delivery before 250, the TLS handshake) run as a task; input that arrives
+meanwhile waits in the core (reading pauses past ``PIPELINE_BUFFER_MAX``), so a
+pipelining client's commands are processed strictly in order. Replies are written in command order and flushed when
 the core needs more input (RFC 2920 §3.1).
 
 Timeouts are timers, not awaits: a whole command must arrive within the command
@@ -54,6 +54,10 @@ SHUTTING_DOWN = smtp.Reply(421, "4.3.2", "Service shutting down, try again later
 TIMEOUT = smtp.Reply(421, "4.4.2", "Timeout waiting for input, closing connection")
 BANNED = smtp.Reply(421, "4.7.0", "Too many errors from your address, closing connection")
 LOCAL_ERROR = smtp.Reply(451, "4.3.0", "Local error in processing, try again later")
+
+PIPELINE_BUFFER_MAX = 64 * 1024
+"""Octets a client may send ahead while a step (lookup, delivery) is in progress before
+reading pauses; bounds memory per connection. Spec: RFC 2920 §3.1 (clients pipeline)."""
 
 
 @dataclass(slots=True)
@@ -201,6 +205,8 @@ class SmtpSession(asyncio.Protocol):
         self.conn.receive_data(data)
         if self.busy is None:
             self.pump()
+        elif self.conn.buffered > PIPELINE_BUFFER_MAX and self.transport is not None:
+            self.transport.pause_reading()  # resumed when the step is done
 
     def eof_received(self) -> bool | None:
         """The client has finished sending. Keep the connection open for the replies
@@ -259,11 +265,11 @@ class SmtpSession(asyncio.Protocol):
             self.close_with(LOCAL_ERROR)
 
     def wait_for(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run a policy step that must wait, with reading paused until it is done."""
-        assert self.transport is not None
+        """Run a policy step that must wait. Input that arrives meanwhile is given to the
+        core, which holds it until the step is done; reading pauses once more than
+        PIPELINE_BUFFER_MAX octets wait there."""
         self.flush()
         self.cancel_timer()
-        self.transport.pause_reading()
         self.busy = self.loop.create_task(self.run_step(work))
 
     async def run_step(self, work: Coroutine[Any, Any, None]) -> None:
@@ -285,7 +291,7 @@ class SmtpSession(asyncio.Protocol):
         self.busy = None
         if self.closing or self.transport is None:
             return
-        if not self.write_paused:
+        if not self.write_paused and not self.transport.is_reading():
             self.transport.resume_reading()
         self.pump()
 
@@ -331,6 +337,9 @@ class SmtpSession(asyncio.Protocol):
             case smtp.MessageComplete():
                 return self.complete_step()
             case smtp.StartTls():
+                if self.transport is not None:
+                    # Nothing sent after our 220 (the ClientHello) may be read as plaintext.
+                    self.transport.pause_reading()
                 return self.start_tls()
             case _:
                 raise PostelError(f"unexpected SMTP event {event!r}")
