@@ -8,7 +8,9 @@ RFC 1870 (SIZE); RFC 3463 (enhanced codes); RELIABILITY.md D3, D4.
 
 from __future__ import annotations
 
+import smtplib
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -243,6 +245,49 @@ def test_pipelined_flood_during_a_lookup_is_answered_in_order_with_bounded_memor
                 peak = max(peak, _rss_kib(mx.proc.pid))
         assert client.command("QUIT").code == 221
     assert peak - before < 16 * 1024, f"RSS grew {peak - before} KiB"
+
+
+def test_a_pipelining_flood_does_not_starve_other_sessions(mx: PostelServer) -> None:
+    """One client pipelining NOOPs as fast as it can while another sends mail: the
+    second is answered promptly, because each session's turn is bounded
+    (PUMP_EVENTS_MAX) (RELIABILITY.md test 12: other clients keep being served)."""
+    stop = threading.Event()
+
+    def flood() -> None:
+        with RawSmtp(mx.address, timeout=30) as client:
+            client.greet()
+            client.sock.setblocking(True)
+            chunk = b"NOOP\r\n" * 20_000
+            drained = threading.Thread(target=_drain, args=(client, stop), daemon=True)
+            drained.start()
+            while not stop.is_set():
+                client.sock.sendall(chunk)
+            drained.join(5)
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    time.sleep(0.5)
+    try:
+        worst = 0.0
+        for _ in range(5):
+            began = time.monotonic()
+            with smtplib.SMTP(*mx.address, timeout=30) as control:
+                control.sendmail(SENDER, [f"wire@{DOMAIN}"], b"Subject: control\r\n\r\nhi\r\n")
+            worst = max(worst, time.monotonic() - began)
+    finally:
+        stop.set()
+        flooder.join(10)
+    assert worst < 2.0, f"a control transaction took {worst:.2f} s during the flood"
+
+
+def _drain(client: RawSmtp, stop: threading.Event) -> None:
+    client.sock.settimeout(0.5)
+    while not stop.is_set():
+        try:
+            if not client.sock.recv(1 << 16):
+                return
+        except OSError:
+            continue
 
 
 # -- timeouts ----------------------------------------------------------------------------

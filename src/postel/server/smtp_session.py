@@ -55,6 +55,8 @@ TIMEOUT = smtp.Reply(421, "4.4.2", "Timeout waiting for input, closing connectio
 BANNED = smtp.Reply(421, "4.7.0", "Too many errors from your address, closing connection")
 LOCAL_ERROR = smtp.Reply(451, "4.3.0", "Local error in processing, try again later")
 
+PUMP_EVENTS_MAX = 256
+"""Events answered for one session before other sessions get a turn (fairness)."""
 PIPELINE_BUFFER_MAX = 64 * 1024
 """Octets a client may send ahead while a step (lookup, delivery) is in progress before
 reading pauses; bounds memory per connection. Spec: RFC 2920 §3.1 (clients pipeline)."""
@@ -164,6 +166,8 @@ class SmtpSession(asyncio.Protocol):
         """The policy task in progress; reading is paused while it runs."""
         self.closing = False
         self.write_paused = False
+        self.busy_turn = False
+        """True while a turn is yielded to other sessions (see ``pump``)."""
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
         self.command_deadline: float | None = None
@@ -203,7 +207,7 @@ class SmtpSession(asyncio.Protocol):
         if self.closing:
             return
         self.conn.receive_data(data)
-        if self.busy is None:
+        if self.busy is None and not self.busy_turn:
             self.pump()
         elif self.conn.buffered > PIPELINE_BUFFER_MAX and self.transport is not None:
             self.transport.pause_reading()  # resumed when the step is done
@@ -241,15 +245,31 @@ class SmtpSession(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.busy is None and not self.closing and self.transport is not None:
+        self.cancel_timer()
+        if (
+            self.busy is None
+            and not self.busy_turn
+            and not self.closing
+            and self.transport is not None
+        ):
             self.transport.resume_reading()
             self.pump()
 
     # -- the loop -------------------------------------------------------------------
     def pump(self) -> None:
-        """Answer events until the core needs data or a policy decision has to wait."""
+        """Answer events until the core needs data or a policy decision has to wait.
+
+        At most PUMP_EVENTS_MAX events are answered in one go: a client pipelining
+        thousands of commands then gets the rest answered on later turns of the event
+        loop, with reading paused meanwhile, so it cannot starve other sessions."""
         try:
+            budget = PUMP_EVENTS_MAX
             while not self.closing and self.busy is None:
+                budget -= 1
+                if budget < 0:
+                    self.flush()
+                    self.yield_turn()
+                    return
                 event = self.conn.next_event()
                 if isinstance(event, smtp.NeedData):
                     self.flush()
@@ -263,6 +283,21 @@ class SmtpSession(asyncio.Protocol):
         except Exception:
             log.exception("smtp.session.crashed", extra={"ip": self.peer.ip})
             self.close_with(LOCAL_ERROR)
+
+    def yield_turn(self) -> None:
+        """Let other sessions run before answering more of this client's input."""
+        if self.transport is not None and self.transport.is_reading():
+            self.transport.pause_reading()
+        self.busy_turn = True
+        self.loop.call_soon(self.resume_turn)
+
+    def resume_turn(self) -> None:
+        self.busy_turn = False
+        if self.closing or self.transport is None or self.busy is not None:
+            return
+        if not self.write_paused and not self.transport.is_reading():
+            self.transport.resume_reading()
+        self.pump()
 
     def wait_for(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a policy step that must wait. Input that arrives meanwhile is given to the
@@ -402,6 +437,8 @@ class SmtpSession(asyncio.Protocol):
     def arm_read_timer(self) -> None:
         """The deadline for the input the core is waiting for. Spec: RFC 5321
         §4.5.3.2.5 (data block), §4.5.3.2.7 (server timeout: a whole command)."""
+        if self.write_paused:
+            return  # the send deadline set by pause_writing stands
         now = self.loop.time()
         if self.txn is not None and self.txn.writer is not None:
             assert self.data_deadline is not None
