@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from postel.abuse import AbuseTracker
@@ -229,8 +228,3 @@ def run(config: Config) -> int:
     the STARTTLS 220 (MagicStack/uvloop issue 707), which asyncio's loop does not.
     """
     return asyncio.run(serve(config))
-
-
-def listening(config: Config) -> Sequence[str]:
-    """``host:port`` of every service this version serves (for tests and the banner)."""
-    return [f"{x.host}:{x.port}" for x in config.listen if x.service in SERVING]

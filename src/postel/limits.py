@@ -37,8 +37,6 @@ SMTP_HEADER_BLOCK_MAX = 1024 * 1024
 SMTP_TRACE_SCAN_MAX = 256 * 1024
 """Start of the content kept to count Received and Delivered-To fields (loop check).
 Fifty Received fields take about 15 KB. Spec: RFC 5321 §6.3."""
-SMTP_BDAT_CHUNK_MAX = SMTP_MESSAGE_SIZE_MAX
-"""One BDAT chunk; the message size limit applies to the sum. Spec: RFC 3030 §2."""
 
 # --- SMTP timeouts, seconds (RFC 5321 §4.5.3.2) ------------------------------------
 SMTP_TIMEOUT_COMMAND = 300.0

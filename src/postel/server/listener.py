@@ -15,6 +15,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from postel import limits
 from postel.config import Listen
 from postel.errors import ConfigError
 
@@ -22,8 +23,6 @@ log = logging.getLogger(__name__)
 
 LISTEN_BACKLOG = 1024
 """Pending connections the kernel queues per listening socket (local policy)."""
-TLS_HANDSHAKE_TIMEOUT = 30.0
-"""Seconds an implicit-TLS client has to complete its handshake (local policy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +93,7 @@ class Listener:
             self._factory,
             sock=self._sock,
             ssl=self._ssl,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self._ssl else None,
+            ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE if self._ssl else None,
         )
 
     def stop_accepting(self) -> None:
