@@ -70,7 +70,7 @@ def test_mailbox_and_message_views(tmp_path: Path, capsys: pytest.CaptureFixture
 
     assert main(["--data", str(data), "message", "show", "bob@example.org", "1"]) == 0
     shown = capsys.readouterr().out
-    assert shown.startswith("Return-Path: <alice@example.org>\nFrom: Alice")
+    assert shown == "Return-Path: <alice@example.org>\r\n" + MESSAGE.decode()
 
     assert main(["--data", str(data), "message", "show", "bob@example.org", "9"]) == 1
     err = capsys.readouterr().err

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import sys
 from collections.abc import Sequence
 
 from postel.cli.context import CliError, Io
@@ -45,6 +47,11 @@ def run(argv: Sequence[str] | None, io: Io) -> int:
         return _dispatch(args, io)
     except (CliError, PostelError) as exc:
         print(f"postel: error: {exc}", file=io.stderr)
+    except BrokenPipeError:
+        # The reader went away (`postel message list ... | head`): not an error.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print("postel: interrupted", file=io.stderr)
         return EXIT_INTERRUPTED

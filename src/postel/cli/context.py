@@ -49,6 +49,17 @@ class Io:
         """One line on standard output."""
         print(line, file=self.stdout)
 
+    def out_bytes(self, data: bytes) -> None:
+        """Octets on standard output as they are (through the text stream's binary
+        buffer when it has one)."""
+        self.stdout.flush()
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            self.stdout.write(data.decode("utf-8", "surrogateescape"))
+
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The configuration selected by ``--config FILE`` or ``--data DIR``."""

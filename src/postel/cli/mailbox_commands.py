@@ -106,12 +106,13 @@ async def message_list(args: argparse.Namespace, io: Io) -> int:
 
 
 async def message_show(args: argparse.Namespace, io: Io) -> int:
-    """`postel message show ADDRESS UID [--mailbox NAME]`: the stored bytes."""
+    """`postel message show ADDRESS UID [--mailbox NAME]`: the stored bytes, unchanged
+    (CRLF line ends, 8-bit octets as they are)."""
     async with open_configured_store(config_from_args(args)) as store:
         mailbox = await _mailbox(store, args.address, args.mailbox)
         try:
             data = await store.read_message(mailbox.id, args.uid)
         except NotFound:
             raise CliError(f"no message with UID {args.uid} in {args.mailbox}") from None
-    io.out(data.decode("utf-8", "replace").replace("\r\n", "\n").rstrip("\n"))
+    io.out_bytes(data)
     return 0
