@@ -5,16 +5,19 @@ here; both backends."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from postel.errors import NotFound, StoreError
 from postel.store import Account, BlobRef, Delivered, Delivery, Store
 from postel.store.blobs import BlobFiles
 from postel.store.delivery_batch import DeliveryStatements, Outcome, run_batch
+from postel.store.delivery_sqlite import SqliteBatchIO
 from postel.store.engines import Engines, make_engines
 from postel.store.schema import blobs, mailboxes, messages
 
@@ -23,23 +26,52 @@ from .test_contract import delivery, make_accounts, message, put_blob
 FALLBACK_EVENT = "store.deliver.fast_path_failed"
 
 
-@pytest.fixture
-def engines(store: Store, database_url: str) -> Iterator[Engines]:
+@dataclass(frozen=True)
+class BatchEngines:
+    """The store's engines and which ``BatchIO`` runs the fast path: SQLAlchemy, or
+    (SQLite only) the driver's cursor as the group committer uses it."""
+
+    engines: Engines
+    io: str
+
+    @property
+    def writer(self) -> Engine:
+        return self.engines.writer
+
+    @property
+    def reader(self) -> Engine:
+        return self.engines.reader
+
+    @property
+    def dialect(self) -> str:
+        return self.engines.dialect
+
+
+@pytest.fixture(params=["alchemy", "driver"])
+def engines(
+    store: Store, database_url: str, request: pytest.FixtureRequest
+) -> Iterator[BatchEngines]:
     made = make_engines(database_url)
+    if request.param == "driver" and made.dialect != "sqlite":
+        pytest.skip("the driver-cursor fast path is SQLite's")
     try:
-        yield made
+        yield BatchEngines(made, request.param)
     finally:
         made.writer.dispose()
         made.reader.dispose()
 
 
 def batch(
-    engines: Engines, blob_dir: Path, requests: Sequence[Sequence[Delivery]]
+    engines: BatchEngines, blob_dir: Path, requests: Sequence[Sequence[Delivery]]
 ) -> list[Outcome]:
     with engines.writer.begin() as conn:
-        return run_batch(
-            conn, DeliveryStatements.for_dialect(engines.dialect), BlobFiles(blob_dir), requests
-        )
+        io = None
+        if engines.io == "driver":
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, sqlite3.Connection)
+            io = SqliteBatchIO(raw)
+        stmts = DeliveryStatements.for_dialect(engines.dialect)
+        return run_batch(conn, stmts, BlobFiles(blob_dir), requests, io)
 
 
 def delivered(outcome: Outcome) -> list[Delivered]:
@@ -62,7 +94,7 @@ def ghost(of: Account) -> Account:
 
 
 async def test_fast_path_allocates_dense_uids_in_request_order(
-    store: Store, engines: Engines, blob_dir: Path, caplog: pytest.LogCaptureFixture
+    store: Store, engines: BatchEngines, blob_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="postel.store")
     alice, bob = await make_accounts(store, "alice", "bob")
@@ -90,7 +122,7 @@ async def test_fast_path_allocates_dense_uids_in_request_order(
 
 
 async def test_duplicates_within_one_batch_are_stored_once(
-    store: Store, engines: Engines, blob_dir: Path
+    store: Store, engines: BatchEngines, blob_dir: Path
 ) -> None:
     alice, bob = await make_accounts(store, "alice", "bob")
     ref = await put_blob(store, message(1))
@@ -112,7 +144,7 @@ async def test_duplicates_within_one_batch_are_stored_once(
 
 
 async def test_a_failed_request_leaves_no_trace_for_the_next(
-    store: Store, engines: Engines, blob_dir: Path, caplog: pytest.LogCaptureFixture
+    store: Store, engines: BatchEngines, blob_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="postel.store")
     (alice,) = await make_accounts(store, "alice")
@@ -130,7 +162,7 @@ async def test_a_failed_request_leaves_no_trace_for_the_next(
 
 
 async def test_database_refusal_falls_back_to_one_savepoint_per_request(
-    store: Store, engines: Engines, blob_dir: Path, caplog: pytest.LogCaptureFixture
+    store: Store, engines: BatchEngines, blob_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="postel.store")
     alice, bob = await make_accounts(store, "alice", "bob")
@@ -159,7 +191,7 @@ async def test_database_refusal_falls_back_to_one_savepoint_per_request(
 
 
 async def test_one_blob_row_per_key_and_missing_files_refused(
-    store: Store, engines: Engines, blob_dir: Path, tmp_path: Path
+    store: Store, engines: BatchEngines, blob_dir: Path, tmp_path: Path
 ) -> None:
     alice, bob = await make_accounts(store, "alice", "bob")
     small = await put_blob(store, message(1))

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from postel.errors import StoreError
 from postel.store.api import Delivered, Delivery
 from postel.store.blobs import BlobFiles
 from postel.store.delivery_batch import DeliveryStatements, Outcome, run_batch
+from postel.store.delivery_sqlite import SqliteBatchIO
 
 _log = logging.getLogger(__name__)
 
@@ -146,6 +148,11 @@ class GroupCommitter:
 
     def _commit(self, requests: list[Sequence[Delivery]]) -> list[Outcome]:
         with self._engine.begin() as conn:
-            outcomes = run_batch(conn, self._statements, self._files, requests)
+            io = None
+            if self._statements.dialect == "sqlite":
+                raw = conn.connection.driver_connection
+                assert isinstance(raw, sqlite3.Connection)
+                io = SqliteBatchIO(raw)
+            outcomes = run_batch(conn, self._statements, self._files, requests, io)
         self.batches_committed += 1
         return outcomes

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Insert, Select, TextClause, Update, bindparam, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -65,6 +67,9 @@ JOIN messages AS m ON m.mailbox_id = v.mb AND m.queue_id = v.q
 
 _FALLBACK_ERRORS = (DBAPIError, StatementError, ValueError, TypeError)
 """Errors of the fast path's writes that send the batch to the per-request path."""
+FALLBACK_DRIVER_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError)
+"""The same for statements run on the sqlite3 cursor (``SqliteBatchIO``): a value or
+constraint the database refuses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +142,62 @@ class _MailboxState:
         )
 
 
-def _lock_mailboxes(
-    conn: Connection, stmts: DeliveryStatements, account_ids: list[int]
-) -> dict[MailboxKey, _MailboxState]:
-    state: dict[MailboxKey, _MailboxState] = {}
-    for i in range(0, len(account_ids), LOCK_CHUNK):
-        rows = conn.execute(stmts.lock_mailboxes, {"account_ids": account_ids[i : i + LOCK_CHUNK]})
-        for mb_id, account_id, name, validity, uidnext, modseq in rows:
-            state[(account_id, name)] = _MailboxState(mb_id, validity, uidnext, modseq)
-    return state
+class BatchIO(Protocol):
+    """The statements of the fast path, on one open transaction.
+
+    Two implementations: ``AlchemyBatchIO`` (SQLAlchemy Core, every dialect) and
+    ``postel.store.delivery_sqlite.SqliteBatchIO`` (the sqlite3 cursor under the same
+    transaction: the same SQL without SQLAlchemy's per-statement cost).
+    """
+
+    def lock_mailboxes(self, account_ids: list[int]) -> dict[MailboxKey, _MailboxState]: ...
+    def seen(self, pairs: list[SeenKey]) -> dict[SeenKey, tuple[int, int]]: ...
+    def present_blobs(self, keys: list[str]) -> set[str]: ...
+    def insert_blobs(self, rows: list[dict[str, Any]]) -> None: ...
+    def insert_messages(self, rows: list[dict[str, Any]]) -> None: ...
+    def update_mailboxes(self, rows: list[dict[str, Any]]) -> None: ...
+    def savepoint(self) -> AbstractContextManager[object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlchemyBatchIO:
+    """``BatchIO`` through SQLAlchemy Core on ``conn``."""
+
+    conn: Connection
+    stmts: DeliveryStatements
+
+    def lock_mailboxes(self, account_ids: list[int]) -> dict[MailboxKey, _MailboxState]:
+        state: dict[MailboxKey, _MailboxState] = {}
+        for i in range(0, len(account_ids), LOCK_CHUNK):
+            rows = self.conn.execute(
+                self.stmts.lock_mailboxes, {"account_ids": account_ids[i : i + LOCK_CHUNK]}
+            )
+            for mb_id, account_id, name, validity, uidnext, modseq in rows:
+                state[(account_id, name)] = _MailboxState(mb_id, validity, uidnext, modseq)
+        return state
+
+    def seen(self, pairs: list[SeenKey]) -> dict[SeenKey, tuple[int, int]]:
+        rows = self.conn.execute(self.stmts.seen_pairs, self.stmts.seen_parameters(pairs))
+        return {(int(mb), str(q)): (int(uid), int(modseq)) for mb, q, uid, modseq in rows}
+
+    def present_blobs(self, keys: list[str]) -> set[str]:
+        present: set[str] = set()
+        for i in range(0, len(keys), LOCK_CHUNK):
+            chunk = {"keys": keys[i : i + LOCK_CHUNK]}
+            present.update(self.conn.execute(self.stmts.blob_keys, chunk).scalars())
+        return present
+
+    def insert_blobs(self, rows: list[dict[str, Any]]) -> None:
+        self.conn.execute(self.stmts.insert_blob, rows)
+
+    def insert_messages(self, rows: list[dict[str, Any]]) -> None:
+        self.conn.execute(self.stmts.insert_message, rows)
+
+    def update_mailboxes(self, rows: list[dict[str, Any]]) -> None:
+        self.conn.execute(self.stmts.update_mailbox, rows)
+
+    def savepoint(self) -> AbstractContextManager[object]:
+        return self.conn.begin_nested()
 
 
 def _message_row(delivery: Delivery, mailbox_id: int, uid: int, modseq: int) -> dict[str, Any]:
@@ -272,52 +324,37 @@ def _plan_request(plan: _Plan, deliveries: Sequence[Delivery], files: BlobFiles)
     plan.outcomes.append(out)
 
 
-def _read_seen(
-    conn: Connection,
-    stmts: DeliveryStatements,
-    state: dict[MailboxKey, _MailboxState],
-    requests: Sequence[Sequence[Delivery]],
-) -> dict[SeenKey, tuple[int, int]]:
+def _seen_pairs(
+    state: dict[MailboxKey, _MailboxState], requests: Sequence[Sequence[Delivery]]
+) -> list[SeenKey]:
     pairs: set[SeenKey] = set()
     for request in requests:
         for d in request:
             mailbox = state.get((int(d.account_id), mailbox_name(d.mailbox)))
             if d.queue_id is not None and mailbox is not None:
                 pairs.add((mailbox.id, str(d.queue_id)))
-    if not pairs:
-        return {}
-    rows = conn.execute(stmts.seen_pairs, stmts.seen_parameters(sorted(pairs)))
-    return {(int(mb), str(q)): (int(uid), int(modseq)) for mb, q, uid, modseq in rows}
-
-
-def _read_file_blobs(
-    conn: Connection, stmts: DeliveryStatements, requests: Sequence[Sequence[Delivery]]
-) -> set[str]:
-    keys = sorted({d.blob.key for r in requests for d in r if d.blob.inline is None})
-    present: set[str] = set()
-    for i in range(0, len(keys), LOCK_CHUNK):
-        present.update(conn.execute(stmts.blob_keys, {"keys": keys[i : i + LOCK_CHUNK]}).scalars())
-    return present
+    return sorted(pairs)
 
 
 def _fast_path(
-    conn: Connection,
-    stmts: DeliveryStatements,
+    io: BatchIO,
     files: BlobFiles,
     locked: dict[MailboxKey, _MailboxState],
     requests: Sequence[Sequence[Delivery]],
 ) -> _Plan:
+    pairs = _seen_pairs(locked, requests)
+    file_keys = sorted({d.blob.key for r in requests for d in r if d.blob.inline is None})
     plan = _Plan(
         state=dict(locked),
-        seen=_read_seen(conn, stmts, locked, requests),
-        present_blobs=_read_file_blobs(conn, stmts, requests),
+        seen=io.seen(pairs) if pairs else {},
+        present_blobs=io.present_blobs(file_keys) if file_keys else set(),
     )
     for request in requests:
         _plan_request(plan, request, files)
     if plan.blob_rows:
-        conn.execute(stmts.insert_blob, [plan.blob_rows[k] for k in sorted(plan.blob_rows)])
+        io.insert_blobs([plan.blob_rows[k] for k in sorted(plan.blob_rows)])
     if plan.message_rows:
-        conn.execute(stmts.insert_message, plan.message_rows)
+        io.insert_messages(plan.message_rows)
     return plan
 
 
@@ -405,21 +442,24 @@ def run_batch(
     stmts: DeliveryStatements,
     files: BlobFiles,
     requests: Sequence[Sequence[Delivery]],
+    io: BatchIO | None = None,
 ) -> list[Outcome]:
     """Run every request of a batch in the open transaction ``conn``; one outcome per
     request (its Delivered list, or the StoreError that kept it out of the commit).
 
-    The fast path runs first; if one of its writes fails, the per-request path runs
-    instead (see the module docstring). Raises DBAPIError when the transaction itself
-    fails (e.g. locking the mailboxes).
+    ``io`` runs the fast path's statements (default: SQLAlchemy on ``conn``). The fast
+    path runs first; if one of its writes fails, the per-request path runs instead (see
+    the module docstring). Raises DBAPIError (or sqlite3.Error through ``io``) when the
+    transaction itself fails (e.g. locking the mailboxes).
     """
+    io = io or AlchemyBatchIO(conn, stmts)
     account_ids = sorted({int(d.account_id) for request in requests for d in request})
-    locked = _lock_mailboxes(conn, stmts, account_ids)
+    locked = io.lock_mailboxes(account_ids)
     try:
-        with conn.begin_nested():
-            plan = _fast_path(conn, stmts, files, locked, requests)
+        with io.savepoint():
+            plan = _fast_path(io, files, locked, requests)
         state, outcomes = plan.state, plan.outcomes
-    except _FALLBACK_ERRORS as exc:
+    except (*_FALLBACK_ERRORS, *FALLBACK_DRIVER_ERRORS) as exc:
         _log.info("store.deliver.fast_path_failed error=%s", type(exc).__name__)
         state, outcomes = _per_request_path(conn, stmts, files, locked, requests)
     dirty = [
@@ -428,5 +468,5 @@ def run_batch(
         if s.dirty
     ]
     if dirty:
-        conn.execute(stmts.update_mailbox, dirty)
+        io.update_mailboxes(dirty)
     return outcomes

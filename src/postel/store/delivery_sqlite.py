@@ -1,0 +1,126 @@
+"""The delivery fast path's statements on the sqlite3 cursor.
+
+Inside the transaction SQLAlchemy opened (``BEGIN IMMEDIATE``), ``SqliteBatchIO`` runs
+the same statements as ``delivery_batch.AlchemyBatchIO`` with the driver's cursor: at one
+message per batch SQLAlchemy's per-statement work (compiled-cache lookup, parameter
+processing, result wrapping) was most of the writer thread's CPU. Values are converted
+with the column types' own bind processors, so the stored bytes are the same as through
+SQLAlchemy (a contract test reads them back through SQLAlchemy).
+
+Spec: ARCHITECTURE.md principle 3 (one durability point per message).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from postel.store.delivery_batch import (
+    _SEEN_SQLITE,
+    LOCK_CHUNK,
+    MailboxKey,
+    SeenKey,
+    _MailboxState,
+)
+from postel.store.schema import messages
+
+__all__ = ["SqliteBatchIO"]
+
+_DIALECT = sqlite_dialect.dialect()
+_MESSAGE_COLUMNS = (
+    "mailbox_id",
+    "uid",
+    "modseq",
+    "flags",
+    "internal_date",
+    "size",
+    "blob_key",
+    "trace_prefix",
+    "summary",
+    "queue_id",
+)
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_MESSAGE_COLUMNS))})"
+)
+_INSERT_BLOB = "INSERT INTO blobs (key, size, data) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"
+_UPDATE_MAILBOX = "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?"
+_SEEN = _SEEN_SQLITE.replace(":pairs", "?")
+
+
+def _processors() -> tuple[Callable[[Any], Any] | None, ...]:
+    return tuple(messages.c[name].type.bind_processor(_DIALECT) for name in _MESSAGE_COLUMNS)
+
+
+_BIND = _processors()
+
+
+@dataclass(slots=True)
+class SqliteBatchIO:
+    """``delivery_batch.BatchIO`` on ``raw``, the sqlite3 connection of the open
+    transaction. Raises sqlite3.Error for what the database refuses."""
+
+    raw: sqlite3.Connection
+    _savepoints: int = 0
+
+    def lock_mailboxes(self, account_ids: list[int]) -> dict[MailboxKey, _MailboxState]:
+        # BEGIN IMMEDIATE already holds SQLite's write lock: a plain read is enough.
+        state: dict[MailboxKey, _MailboxState] = {}
+        for i in range(0, len(account_ids), LOCK_CHUNK):
+            chunk = account_ids[i : i + LOCK_CHUNK]
+            sql = (
+                "SELECT id, account_id, name, uidvalidity, uidnext, highestmodseq "
+                f"FROM mailboxes WHERE account_id IN ({', '.join('?' * len(chunk))}) ORDER BY id"
+            )
+            for mb_id, account_id, name, validity, uidnext, modseq in self.raw.execute(sql, chunk):
+                state[(account_id, name)] = _MailboxState(mb_id, validity, uidnext, modseq)
+        return state
+
+    def seen(self, pairs: list[SeenKey]) -> dict[SeenKey, tuple[int, int]]:
+        rows = self.raw.execute(_SEEN, (json.dumps(pairs),))
+        return {(int(mb), str(q)): (int(uid), int(modseq)) for mb, q, uid, modseq in rows}
+
+    def present_blobs(self, keys: list[str]) -> set[str]:
+        present: set[str] = set()
+        for i in range(0, len(keys), LOCK_CHUNK):
+            chunk = keys[i : i + LOCK_CHUNK]
+            sql = f"SELECT key FROM blobs WHERE key IN ({', '.join('?' * len(chunk))})"
+            present.update(row[0] for row in self.raw.execute(sql, chunk))
+        return present
+
+    def insert_blobs(self, rows: list[dict[str, Any]]) -> None:
+        self.raw.executemany(_INSERT_BLOB, [(r["key"], r["size"], r["data"]) for r in rows])
+
+    def insert_messages(self, rows: list[dict[str, Any]]) -> None:
+        self.raw.executemany(_INSERT_MESSAGE, [_message_values(r) for r in rows])
+
+    def update_mailboxes(self, rows: list[dict[str, Any]]) -> None:
+        self.raw.executemany(
+            _UPDATE_MAILBOX, [(r["b_uidnext"], r["b_modseq"], r["b_id"]) for r in rows]
+        )
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[object]:
+        self._savepoints += 1
+        name = f"postel_fast_{self._savepoints}"
+        self.raw.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self.raw.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self.raw.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.raw.execute(f"RELEASE SAVEPOINT {name}")
+
+
+def _message_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        value if proc is None or value is None else proc(value)
+        for proc, value in zip(_BIND, (row[c] for c in _MESSAGE_COLUMNS), strict=True)
+    )
