@@ -19,7 +19,7 @@ from postel.directory import (
     verify_password,
 )
 from postel.directory.passwords import GENERATED_PASSWORD_ALPHABET, GENERATED_PASSWORD_LENGTH
-from postel.directory.saslprep import SaslprepError
+from postel.sasl.saslprep import SaslprepError
 
 # RFC 7677 §3: user "user", password "pencil".
 RFC7677_SALT = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")

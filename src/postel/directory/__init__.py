@@ -26,7 +26,7 @@ from postel.directory.resolve import (
     Resolution,
     UnknownRecipient,
 )
-from postel.directory.saslprep import SaslprepError, saslprep
+from postel.sasl.saslprep import SaslprepError, saslprep
 
 __all__ = [
     "Address",

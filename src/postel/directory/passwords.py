@@ -17,7 +17,7 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from postel.directory.saslprep import SaslprepError, saslprep
+from postel.sasl.saslprep import SaslprepError, saslprep
 from postel.store.api import Credentials
 
 SCRAM_ITERATIONS = 4096
