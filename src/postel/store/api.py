@@ -9,13 +9,18 @@ Spec: RELIABILITY.md D1 (durable acknowledgement), ARCHITECTURE.md principle 3.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from postel.errors import StoreError
 from postel.ids import AccountId, DomainId, MailboxId, QueueId
+
+if TYPE_CHECKING:
+    from postel.store.changes import ChangeHub
 
 
 class SpecialUse(enum.StrEnum):
@@ -185,6 +190,8 @@ class StoredMessage:
     blob: BlobRef
     summary: str
     queue_id: QueueId | None
+    trace_prefix: bytes = b""
+    """The per-recipient header block stored before the blob (empty for APPEND)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +201,182 @@ class RecoveryReport:
     orphan_blobs_removed: int = 0
     temp_files_removed: int = 0
     missing_blobs: tuple[str, ...] = field(default_factory=tuple)
+
+
+# -- IMAP shapes ---------------------------------------------------------------------------
+
+UID_MAX = 2**32 - 1
+"""UIDs are 32-bit nz-numbers. Spec: RFC 9051 §2.3.1.1, §9 (uniqueid, nz-number)."""
+
+
+class InvalidMailboxName(StoreError):
+    """A mailbox name the store refuses: empty, an empty level, a leading or trailing
+    ``/``, a control character or wildcard, too long or too deep. Spec: RFC 9051 §5.1."""
+
+
+class InvalidFlag(StoreError):
+    """A flag that is not a system flag nor a keyword atom. Spec: RFC 9051 §2.3.2, §9 (flag)."""
+
+
+class MailboxRefused(StoreError):
+    """An operation the named mailbox does not allow (deleting INBOX).
+    Spec: RFC 9051 §6.3.4."""
+
+
+class FlagMode(enum.StrEnum):
+    """How ``store_flags`` combines the given flags with a message's flags.
+    Spec: RFC 9051 §6.4.6 (FLAGS, +FLAGS, -FLAGS)."""
+
+    SET = "set"
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class UidSet:
+    """A set of UIDs as sorted, disjoint, non-adjacent inclusive ranges ``(low, high)``,
+    ``1 <= low <= high <= UID_MAX``; ``UidSet.all()`` is ``1:UID_MAX``.
+
+    Every store method that takes UIDs takes a UidSet: an IMAP layer turns a sequence
+    set into one (``UidSet.of(uids)`` or ``UidSet.from_ranges(...)``) and the store
+    matches the ranges in SQL without listing every UID. Build it with the class methods
+    (they normalise); StoreError for a UID out of range.
+    Spec: RFC 9051 §9 (sequence-set, uid-set).
+    """
+
+    ranges: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> UidSet:
+        """Normalise ``ranges`` (any order, overlapping, ``low > high`` swapped)."""
+        spans = sorted((min(a, b), max(a, b)) for a, b in ranges)
+        merged: list[tuple[int, int]] = []
+        for low, high in spans:
+            if low < 1 or high > UID_MAX:
+                raise StoreError(f"UID range {low}:{high} outside 1:{UID_MAX}")
+            if merged and low <= merged[-1][1] + 1:
+                if high > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], high)
+                continue
+            merged.append((low, high))
+        return cls(tuple(merged))
+
+    @classmethod
+    def of(cls, uids: Iterable[int]) -> UidSet:
+        """The set of the given UIDs."""
+        return cls.from_ranges((u, u) for u in uids)
+
+    @classmethod
+    def all(cls) -> UidSet:
+        """Every UID (``1:*``)."""
+        return cls(((1, UID_MAX),))
+
+    def __contains__(self, uid: object) -> bool:
+        if not isinstance(uid, int):
+            return False
+        i = bisect.bisect_right(self.ranges, (uid, UID_MAX))
+        return i > 0 and self.ranges[i - 1][0] <= uid <= self.ranges[i - 1][1]
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+
+FlagState = tuple[int, frozenset[str], int]
+"""``(uid, flags, modseq)`` of one message: a plain tuple so that a 100,000-message
+snapshot costs one small object per message. Equal flag sets share one frozenset."""
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """The STATUS items of one mailbox, read in one statement.
+    Spec: RFC 9051 §6.3.11; RFC 7162 §3.1.2.1 (HIGHESTMODSEQ)."""
+
+    messages: int
+    unseen: int
+    """Messages without ``\\Seen``."""
+    deleted: int
+    """Messages with ``\\Deleted``."""
+    size: int
+    """Sum of RFC822.SIZE over the mailbox, octets."""
+    uidnext: int
+    uidvalidity: int
+    highestmodseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxSnapshot:
+    """What SELECT needs: the counters and every message's ``(uid, flags, modseq)``,
+    ordered by UID, read in one consistent statement. Spec: RFC 9051 §6.3.2."""
+
+    mailbox_id: MailboxId
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: tuple[FlagState, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsResult:
+    """The outcome of ``store_flags``.
+
+    ``messages``: every message of the UID set that exists and passed UNCHANGEDSINCE,
+    with its flags and MODSEQ after the operation (unchanged ones keep their MODSEQ),
+    ordered by UID. ``modified``: the UIDs that failed UNCHANGEDSINCE (the MODIFIED
+    response code). ``highestmodseq``: the mailbox's value after the operation.
+    Spec: RFC 9051 §6.4.6; RFC 7162 §3.1.3.
+    """
+
+    highestmodseq: int
+    messages: tuple[FlagState, ...]
+    modified: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where APPEND put the message (the APPENDUID response code). Spec: RFC 4315 §3."""
+
+    mailbox_id: MailboxId
+    uidvalidity: int
+    uid: int
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """``pairs``: ``(source UID, destination UID)`` in ascending source UID order;
+    ``uidvalidity`` and ``modseq`` are the destination's (COPYUID response code; empty
+    ``pairs`` when no message matched). Spec: RFC 4315 §3; RFC 9051 §6.4.7."""
+
+    uidvalidity: int
+    pairs: tuple[tuple[int, int], ...]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MoveResult:
+    """A COPY result plus ``source_modseq``, the source's HIGHESTMODSEQ after the
+    sources were expunged (unchanged when nothing matched). Spec: RFC 6851 §3.3."""
+
+    uidvalidity: int
+    pairs: tuple[tuple[int, int], ...]
+    modseq: int
+    source_modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What a session that last saw MODSEQ ``since`` must learn, read in one statement.
+
+    ``changed``: every message whose MODSEQ is above ``since`` (new messages and flag
+    changes), ``(uid, flags, modseq)`` ordered by UID. ``expunged``: UIDs removed with
+    a MODSEQ above ``since``, ascending (may name UIDs the session never saw: a message
+    added and removed in between). Spec: RFC 7162 §3.1, §3.2.5 (VANISHED).
+    """
+
+    highestmodseq: int
+    uidnext: int
+    changed: tuple[FlagState, ...]
+    expunged: tuple[int, ...]
 
 
 class BlobWriter(Protocol):
@@ -306,4 +489,110 @@ class Store(Protocol):
         (group commit). Returns only after the commit is durable; inline blobs are written
         in that same transaction. Raises StoreError if the transaction failed (nothing of
         it is visible then). Spec: RELIABILITY.md D1."""
+        ...
+
+    # -- IMAP: mailboxes --
+    @property
+    def changes(self) -> ChangeHub:
+        """The in-process change signal: published after every committed write to a
+        mailbox (deliveries included). Spec: RFC 9051 §5.2, §7.5 (untagged updates)."""
+        ...
+
+    async def get_mailbox_by_id(self, mailbox_id: MailboxId) -> Mailbox | None: ...
+
+    async def create_mailbox(
+        self, account_id: AccountId, name: str, special_use: SpecialUse | None = None
+    ) -> Mailbox:
+        """A new empty mailbox: fresh UIDVALIDITY, UIDNEXT 1, HIGHESTMODSEQ 1. Superior
+        names are not created. AlreadyExists, InvalidMailboxName, NotFound (account).
+        Spec: RFC 9051 §6.3.4; RFC 6154 §3 (CREATE-SPECIAL-USE)."""
+        ...
+
+    async def delete_mailbox(self, account_id: AccountId, name: str) -> None:
+        """Remove the mailbox and its messages (inferior names stay; subscriptions stay).
+        MailboxRefused for INBOX, NotFound. Spec: RFC 9051 §6.3.5."""
+        ...
+
+    async def rename_mailbox(self, account_id: AccountId, old: str, new: str) -> Mailbox:
+        """Rename ``old`` and its inferior names (``old/x`` becomes ``new/x``), keeping
+        UIDVALIDITY; renaming INBOX moves its messages into a new mailbox ``new`` and
+        leaves INBOX empty (its inferiors stay). Returns the mailbox now named ``new``.
+        NotFound, AlreadyExists (any target name taken), InvalidMailboxName.
+        Spec: RFC 9051 §6.3.6."""
+        ...
+
+    async def set_subscribed(self, account_id: AccountId, name: str, subscribed: bool) -> None:
+        """Add or remove ``name`` from the subscriptions (the mailbox need not exist;
+        removing an absent name is a no-op). Spec: RFC 9051 §6.3.7, §6.3.8."""
+        ...
+
+    async def list_subscriptions(self, account_id: AccountId) -> Sequence[str]:
+        """Subscribed names, sorted. Spec: RFC 9051 §6.3.7."""
+        ...
+
+    async def mailbox_status(self, mailbox_id: MailboxId) -> MailboxStatus:
+        """STATUS items in one statement. NotFound. Spec: RFC 9051 §6.3.11."""
+        ...
+
+    # -- IMAP: messages --
+    async def select_mailbox(self, mailbox_id: MailboxId) -> MailboxSnapshot:
+        """Counters and every ``(uid, flags, modseq)`` in one statement. NotFound.
+        Spec: RFC 9051 §6.3.2."""
+        ...
+
+    async def fetch_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[StoredMessage]:
+        """The messages of ``uids`` that exist, ordered by UID (absent UIDs are skipped).
+        Spec: RFC 9051 §6.4.5."""
+        ...
+
+    async def store_flags(
+        self,
+        mailbox_id: MailboxId,
+        uids: UidSet,
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> FlagsResult:
+        """Set, add or remove ``flags``; every changed message takes one new MODSEQ (the
+        same for the whole operation). ``\\Recent`` is ignored. InvalidFlag, NotFound.
+        Spec: RFC 9051 §6.4.6; RFC 7162 §3.1.3 (UNCHANGEDSINCE)."""
+        ...
+
+    async def expunge(self, mailbox_id: MailboxId, uids: UidSet | None = None) -> Sequence[int]:
+        """Remove the messages flagged ``\\Deleted`` (only those in ``uids`` when given:
+        UID EXPUNGE), record them as expunged with one new MODSEQ; returns their UIDs,
+        ascending. Spec: RFC 9051 §6.4.3, §6.4.9; RFC 7162 §3.2.10."""
+        ...
+
+    async def append(
+        self,
+        mailbox_id: MailboxId,
+        blob: BlobRef,
+        *,
+        internal_date: dt.datetime,
+        summary: str,
+        flags: frozenset[str] = frozenset(),
+    ) -> Appended:
+        """Store ``blob`` (from ``blob_writer().commit()``) as a new message; durable at
+        return. ``summary`` is ``postel.mail.summary`` JSON made by the caller.
+        NotFound (mailbox, or a file blob never committed), InvalidFlag.
+        Spec: RFC 9051 §6.3.12; RFC 4315 §3 (APPENDUID)."""
+        ...
+
+    async def copy_messages(
+        self, source_id: MailboxId, uids: UidSet, target_id: MailboxId
+    ) -> CopyResult:
+        """Copy (same blob, flags and INTERNALDATE) into ``target_id``; new UIDs in
+        ascending source order. NotFound. Spec: RFC 9051 §6.4.7; RFC 4315 §3."""
+        ...
+
+    async def move_messages(
+        self, source_id: MailboxId, uids: UidSet, target_id: MailboxId
+    ) -> MoveResult:
+        """Copy, then expunge the sources, in ONE transaction. NotFound.
+        Spec: RFC 6851 §3.3."""
+        ...
+
+    async def changes_since(self, mailbox_id: MailboxId, modseq: int) -> Changes:
+        """Everything above ``modseq`` (see Changes). NotFound. Spec: RFC 7162 §3.1."""
         ...

@@ -182,3 +182,34 @@ Index(
     postgresql_where=messages.c.queue_id.is_not(None),
 )
 Index("ix_messages_mailbox_id_modseq", messages.c.mailbox_id, messages.c.modseq)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(MAILBOX_NAME_MAX), primary_key=True),
+)
+"""Subscribed mailbox names, which need not exist and outlive DELETE. Spec: RFC 9051
+§6.3.7. ``mailboxes.subscribed`` mirrors it for the mailboxes that exist."""
+
+expunged = Table(
+    "expunged",
+    metadata,
+    Column(
+        "mailbox_id",
+        Integer,
+        ForeignKey("mailboxes.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("uid", BigInteger, primary_key=True),
+    Column("modseq", BigInteger, nullable=False),
+)
+"""UIDs removed from a mailbox and the MODSEQ of their removal, for sessions catching up
+(``changes_since``) and QRESYNC VANISHED. Spec: RFC 7162 §3.2.5, §3.2.10."""
+
+Index("ix_expunged_mailbox_id_modseq", expunged.c.mailbox_id, expunged.c.modseq)

@@ -10,6 +10,8 @@ Spec: ARCHITECTURE.md principle 3; RELIABILITY.md D1, D2.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -24,25 +26,40 @@ from postel.clock import Clock
 from postel.errors import StoreError
 from postel.ids import AccountId, MailboxId
 from postel.store import directory_sql as q
+from postel.store import mailbox_ops as mq
+from postel.store import message_ops as xq
 from postel.store.api import (
+    UID_MAX,
     Account,
     Alias,
+    Appended,
     BlobRef,
     BlobWriter,
+    Changes,
+    CopyResult,
     Credentials,
     Delivered,
     Delivery,
     DirectoryLookup,
     Domain,
+    FlagMode,
+    FlagsResult,
     Mailbox,
+    MailboxSnapshot,
+    MailboxStatus,
+    MoveResult,
     RecoveryReport,
+    SpecialUse,
     Store,
     StoredMessage,
+    UidSet,
 )
 from postel.store.blobs import READ_CHUNK, BlobFiles, SpoolingBlobWriter
+from postel.store.changes import ChangeHub
 from postel.store.delivery import GroupCommitter
 from postel.store.directory_lookup import lookup_addresses
 from postel.store.engines import READER_CONNECTIONS, make_engines
+from postel.store.flags import canonical_set
 from postel.store.migrate import upgrade
 from postel.store.recovery import SHARED_GRACE_SECONDS, recover
 
@@ -72,6 +89,8 @@ class SqlStore:
             self._engines.writer, self._engines.dialect, self._files, self._writer
         )
         self._directory_version = 0
+        self._changes = ChangeHub()
+        self._sql = xq.Dialect(self._engines.dialect)
 
     @property
     def dialect(self) -> str:
@@ -82,6 +101,11 @@ class SqlStore:
     def directory_version(self) -> int:
         """Changes whenever this store changes domains, accounts or aliases."""
         return self._directory_version
+
+    @property
+    def changes(self) -> ChangeHub:
+        """Signals committed changes per mailbox (see changes.py)."""
+        return self._changes
 
     @property
     def group_commit_batches(self) -> int:
@@ -178,7 +202,7 @@ class SqlStore:
         self, address: str, credentials: Credentials, *, is_admin: bool = False
     ) -> Account:
         return await self._write_directory(
-            q.add_account, address, credentials, is_admin, self._clock.now()
+            _add_account, address, credentials, is_admin, self._clock.now()
         )
 
     async def list_accounts(self, domain: str | None = None) -> Sequence[Account]:
@@ -214,15 +238,18 @@ class SqlStore:
     # -- mailboxes and messages --------------------------------------------------------
 
     async def list_mailboxes(self, account_id: AccountId) -> Sequence[Mailbox]:
-        return await self._read(q.list_mailboxes, account_id)
+        return await self._read(mq.list_mailboxes, account_id)
 
     async def get_mailbox(self, account_id: AccountId, name: str) -> Mailbox | None:
-        return await self._read(q.get_mailbox, account_id, name)
+        return await self._read(mq.get_mailbox, account_id, name)
 
     async def list_messages(
         self, mailbox_id: MailboxId, *, uid_from: int = 1
     ) -> Sequence[StoredMessage]:
-        return await self._read(q.list_messages, mailbox_id, uid_from)
+        if uid_from > UID_MAX:
+            return []
+        uids = UidSet.from_ranges([(max(uid_from, 1), UID_MAX)])
+        return await self._read(xq.fetch_messages, self._sql, mailbox_id, uids)
 
     async def read_message(self, mailbox_id: MailboxId, uid: int) -> bytes:
         """trace_prefix + blob bytes; NotFound if the message or its blob file is absent."""
@@ -265,7 +292,128 @@ class SqlStore:
         return await self._in(self._readers, functools.partial(self._files.read, ref.key))
 
     async def deliver(self, deliveries: Sequence[Delivery]) -> Sequence[Delivered]:
-        return await self._committer.submit(deliveries)
+        """Group-committed delivery (delivery.py); flags are stored in canonical form
+        (InvalidFlag otherwise) and every mailbox that got mail is published."""
+        deliveries = [_canonical_flags(d) for d in deliveries]
+        delivered = await self._committer.submit(deliveries)
+        latest: dict[MailboxId, int] = {}
+        for d in delivered:
+            if not d.duplicate:
+                latest[d.mailbox_id] = max(latest.get(d.mailbox_id, 0), d.modseq)
+        for mailbox_id, modseq in latest.items():
+            self._changes.publish(mailbox_id, modseq)
+        return delivered
+
+    # -- IMAP: mailboxes ---------------------------------------------------------------
+
+    async def get_mailbox_by_id(self, mailbox_id: MailboxId) -> Mailbox | None:
+        return await self._read(mq.get_mailbox_by_id, mailbox_id)
+
+    async def create_mailbox(
+        self, account_id: AccountId, name: str, special_use: SpecialUse | None = None
+    ) -> Mailbox:
+        return await self._write(
+            mq.create_mailbox, account_id, name, special_use, self._clock.now()
+        )
+
+    async def delete_mailbox(self, account_id: AccountId, name: str) -> None:
+        mailbox_id, modseq = await self._write(mq.delete_mailbox, account_id, name)
+        self._changes.publish(mailbox_id, modseq)
+
+    async def rename_mailbox(self, account_id: AccountId, old: str, new: str) -> Mailbox:
+        done = await self._write(mq.rename_mailbox, account_id, old, new, self._clock.now())
+        for mailbox_id, modseq in done.touched:
+            self._changes.publish(mailbox_id, modseq)
+        return done.mailbox
+
+    async def set_subscribed(self, account_id: AccountId, name: str, subscribed: bool) -> None:
+        await self._write(mq.set_subscribed, account_id, name, subscribed)
+
+    async def list_subscriptions(self, account_id: AccountId) -> Sequence[str]:
+        return await self._read(mq.list_subscriptions, account_id)
+
+    async def mailbox_status(self, mailbox_id: MailboxId) -> MailboxStatus:
+        return await self._read(mq.mailbox_status, mailbox_id)
+
+    # -- IMAP: messages ----------------------------------------------------------------
+
+    async def select_mailbox(self, mailbox_id: MailboxId) -> MailboxSnapshot:
+        return await self._read(xq.select_mailbox, mailbox_id)
+
+    async def fetch_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[StoredMessage]:
+        return await self._read(xq.fetch_messages, self._sql, mailbox_id, uids)
+
+    async def store_flags(
+        self,
+        mailbox_id: MailboxId,
+        uids: UidSet,
+        mode: FlagMode,
+        flags: frozenset[str],
+        unchanged_since: int | None = None,
+    ) -> FlagsResult:
+        done = await self._write(
+            xq.store_flags, self._sql, mailbox_id, uids, mode, flags, unchanged_since
+        )
+        if any(modseq == done.highestmodseq for _, _, modseq in done.messages):
+            self._changes.publish(mailbox_id, done.highestmodseq)
+        return done
+
+    async def expunge(self, mailbox_id: MailboxId, uids: UidSet | None = None) -> Sequence[int]:
+        gone, modseq = await self._write(xq.expunge, self._sql, mailbox_id, uids)
+        if gone:
+            self._changes.publish(mailbox_id, modseq)
+        return gone
+
+    async def append(
+        self,
+        mailbox_id: MailboxId,
+        blob: BlobRef,
+        *,
+        internal_date: dt.datetime,
+        summary: str,
+        flags: frozenset[str] = frozenset(),
+    ) -> Appended:
+        done = await self._write(
+            xq.append, self._sql, self._files, mailbox_id, blob, flags, internal_date, summary
+        )
+        self._changes.publish(mailbox_id, done.modseq)
+        return done
+
+    async def copy_messages(
+        self, source_id: MailboxId, uids: UidSet, target_id: MailboxId
+    ) -> CopyResult:
+        done = await self._write(xq.copy_messages, self._sql, source_id, uids, target_id)
+        if done.pairs:
+            self._changes.publish(target_id, done.modseq)
+        return done
+
+    async def move_messages(
+        self, source_id: MailboxId, uids: UidSet, target_id: MailboxId
+    ) -> MoveResult:
+        done = await self._write(xq.move_messages, self._sql, source_id, uids, target_id)
+        if done.pairs:
+            self._changes.publish(source_id, done.source_modseq)
+            self._changes.publish(target_id, done.modseq)
+        return done
+
+    async def changes_since(self, mailbox_id: MailboxId, modseq: int) -> Changes:
+        return await self._read(xq.changes_since, mailbox_id, modseq)
+
+
+def _add_account(
+    conn: Connection, address: str, credentials: Credentials, is_admin: bool, now: dt.datetime
+) -> Account:
+    """The account with its default mailboxes, each subscribed (RFC 9051 §6.3.7)."""
+    account = q.add_account(conn, address, credentials, is_admin, now)
+    mq.subscribe_existing(conn, account.id)
+    return account
+
+
+def _canonical_flags(delivery: Delivery) -> Delivery:
+    if not delivery.flags:
+        return delivery
+    flags = canonical_set(delivery.flags)
+    return delivery if flags == delivery.flags else dataclasses.replace(delivery, flags=flags)
 
 
 _conforms: type[Store] = SqlStore

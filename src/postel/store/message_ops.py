@@ -1,0 +1,458 @@
+"""Message operations for IMAP: SELECT snapshots, FETCH rows, STORE, EXPUNGE, APPEND,
+COPY, MOVE and the changes a session must learn.
+
+Synchronous functions over an open Connection (see mailbox_ops.py for threads and lock
+order). A UidSet is matched in SQL: one range as ``uid BETWEEN``, several as a join with
+a one-parameter range list (SQLite: a JSON array through ``json_each``; PostgreSQL: two
+arrays through ``unnest``), driven by the ``(mailbox_id, uid)`` unique index.
+
+Every write that changes a mailbox takes ONE new MODSEQ (``HIGHESTMODSEQ + 1``) for the
+whole operation; UIDs come from UIDNEXT and are never reused.
+
+Spec: RFC 9051 §2.3.1.1, §6.3.2, §6.3.12, §6.4.3, §6.4.5-§6.4.9; RFC 7162 §3.1, §3.2.10;
+RFC 4315 §3; RFC 6851 §3.3.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import Join
+
+from postel.errors import NotFound, StoreError
+from postel.ids import MailboxId, QueueId
+from postel.store import flags as fl
+from postel.store.api import (
+    Appended,
+    BlobRef,
+    Changes,
+    CopyResult,
+    FlagMode,
+    FlagsResult,
+    FlagState,
+    MailboxSnapshot,
+    MoveResult,
+    StoredMessage,
+    UidSet,
+)
+from postel.store.blobs import BlobFiles
+from postel.store.mailbox_ops import LockedMailbox, has_flag, lock_mailboxes, save_counters
+from postel.store.schema import blobs, expunged, mailboxes, messages
+
+
+class DrivingJoin(Join):
+    """A join whose left side drives the loop: SQLite's ``CROSS JOIN`` keeps the planner
+    from scanning every message of the mailbox and probing the range list per row
+    (https://www.sqlite.org/optoverview.html#crossjoin); elsewhere a plain JOIN."""
+
+    inherit_cache = True
+
+
+@compiles(DrivingJoin, "sqlite")
+def _driving_join_sqlite(element: DrivingJoin, compiler: SQLCompiler, **kw: Any) -> str:
+    plain: str = compiler.visit_join(element, **kw)  # type: ignore[no-untyped-call]
+    return plain.replace(" JOIN ", " CROSS JOIN ", 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between the backends here: the name and the blob upsert."""
+
+    name: str
+
+    def uid_match(
+        self, table: FromClause, uids: UidSet
+    ) -> tuple[FromClause | None, ColumnElement[bool], dict[str, Any]]:
+        """A FROM item to join (None for one range), the condition on ``table.c.uid`` and
+        the parameters."""
+        uid = table.c.uid
+        if len(uids.ranges) == 1:
+            low, high = uids.ranges[0]
+            return None, uid.between(low, high), {}
+        if self.name == "postgresql":
+            r = (
+                func.unnest(
+                    cast(bindparam("u_lows"), ARRAY(BigInteger)),
+                    cast(bindparam("u_highs"), ARRAY(BigInteger)),
+                )
+                .table_valued("lo", "hi")
+                .render_derived(name="r")
+            )
+            params = {"u_lows": [r[0] for r in uids.ranges], "u_highs": [r[1] for r in uids.ranges]}
+            return r, uid.between(r.c.lo, r.c.hi), params
+        j = func.json_each(bindparam("u_ranges")).table_valued("value").alias("r")
+        low_e, high_e = func.json_extract(j.c.value, "$[0]"), func.json_extract(j.c.value, "$[1]")
+        return j, uid.between(low_e, high_e), {"u_ranges": json.dumps(uids.ranges)}
+
+    def insert_blob(self, ref: BlobRef) -> Any:
+        flavour = postgresql if self.name == "postgresql" else sqlite
+        data = ref.inline
+        return (
+            flavour.insert(blobs)
+            .values(key=ref.key, size=ref.size, data=data)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+
+
+def _in_uids(
+    dialect: Dialect,
+    table: FromClause,
+    mailbox_id: int,
+    uids: UidSet,
+    *columns: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """``SELECT columns FROM table`` restricted to ``mailbox_id`` and ``uids``."""
+    source, cond, params = dialect.uid_match(table, uids)
+    where = (table.c.mailbox_id == mailbox_id) & cond
+    if source is None:
+        query = select(*columns).select_from(table).where(where)
+    else:
+        query = select(*columns).select_from(DrivingJoin(source, table, where))
+    return query.order_by(table.c.uid), params
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+
+def select_mailbox(conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
+    """Counters and every ``(uid, flags, modseq)`` by UID, in one statement. NotFound."""
+    rows = conn.execute(
+        select(
+            mailboxes.c.uidvalidity,
+            mailboxes.c.uidnext,
+            mailboxes.c.highestmodseq,
+            messages.c.uid,
+            messages.c.flags,
+            messages.c.modseq,
+        )
+        .select_from(mailboxes.outerjoin(messages, messages.c.mailbox_id == mailboxes.c.id))
+        .where(mailboxes.c.id == mailbox_id)
+        .order_by(messages.c.uid)
+    ).all()
+    if not rows:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    validity, uidnext, highest = rows[0][0], rows[0][1], rows[0][2]
+    cache = fl.FlagCache()
+    parse = cache.parse
+    states: tuple[FlagState, ...] = ()
+    if rows[0][3] is not None:
+        states = tuple([(r[3], parse(r[4]), r[5]) for r in rows])
+    return MailboxSnapshot(
+        mailbox_id=mailbox_id,
+        uidvalidity=int(validity),
+        uidnext=int(uidnext),
+        highestmodseq=int(highest),
+        messages=states,
+    )
+
+
+def fetch_messages(
+    conn: Connection, dialect: Dialect, mailbox_id: MailboxId, uids: UidSet
+) -> list[StoredMessage]:
+    """The messages of ``uids`` that exist, by UID, with their trace prefix."""
+    if not uids:
+        return []
+    query, params = _in_uids(
+        dialect,
+        messages,
+        mailbox_id,
+        uids,
+        messages.c.uid,
+        messages.c.modseq,
+        messages.c.flags,
+        messages.c.internal_date,
+        messages.c.size,
+        messages.c.blob_key,
+        blobs.c.size,
+        messages.c.summary,
+        messages.c.queue_id,
+        messages.c.trace_prefix,
+    )
+    query = query.join(blobs, blobs.c.key == messages.c.blob_key)
+    cache = fl.FlagCache()
+    return [
+        StoredMessage(
+            mailbox_id=mailbox_id,
+            uid=int(uid),
+            modseq=int(modseq),
+            flags=cache.parse(flags),
+            internal_date=internal_date,
+            size=int(size),
+            blob=BlobRef(key=key, size=int(blob_size)),
+            summary=summary,
+            queue_id=None if queue_id is None else QueueId(queue_id),
+            trace_prefix=bytes(prefix),
+        )
+        for uid, modseq, flags, internal_date, size, key, blob_size, summary, queue_id, prefix in (
+            conn.execute(query, params)
+        )
+    ]
+
+
+def changes_since(conn: Connection, mailbox_id: MailboxId, since: int) -> Changes:
+    """Counters, messages with MODSEQ above ``since`` and UIDs expunged above it, in one
+    statement. NotFound. Spec: RFC 7162 §3.1, §3.2.5."""
+    kind = literal(0, Integer).label("kind")
+    head = select(
+        kind,
+        mailboxes.c.highestmodseq.label("a"),
+        mailboxes.c.uidnext.label("b"),
+        literal("", String).label("flags"),
+    ).where(mailboxes.c.id == mailbox_id)
+    changed = select(
+        literal(1, Integer), messages.c.uid, messages.c.modseq, messages.c.flags
+    ).where(messages.c.mailbox_id == mailbox_id, messages.c.modseq > since)
+    gone = select(
+        literal(2, Integer), expunged.c.uid, expunged.c.modseq, literal("", String)
+    ).where(expunged.c.mailbox_id == mailbox_id, expunged.c.modseq > since)
+    rows = conn.execute(union_all(head, changed, gone)).all()
+    heads = [r for r in rows if r[0] == 0]
+    if not heads:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    cache = fl.FlagCache()
+    return Changes(
+        highestmodseq=int(heads[0][1]),
+        uidnext=int(heads[0][2]),
+        changed=tuple(sorted((int(r[1]), cache.parse(r[3]), int(r[2])) for r in rows if r[0] == 1)),
+        expunged=tuple(sorted(int(r[1]) for r in rows if r[0] == 2)),
+    )
+
+
+# -- STORE ---------------------------------------------------------------------------------
+
+
+def store_flags(
+    conn: Connection,
+    dialect: Dialect,
+    mailbox_id: MailboxId,
+    uids: UidSet,
+    mode: FlagMode,
+    flags: frozenset[str],
+    unchanged_since: int | None,
+) -> FlagsResult:
+    """STORE on the messages of ``uids``: changed ones take one new MODSEQ; those whose
+    MODSEQ is above ``unchanged_since`` are left alone and reported. NotFound, InvalidFlag.
+    Spec: RFC 9051 §6.4.6; RFC 7162 §3.1.3."""
+    given = fl.canonical_set(flags)
+    box = lock_mailboxes(conn, [mailbox_id])[mailbox_id]
+    if not uids:
+        return FlagsResult(highestmodseq=box.highestmodseq, messages=())
+    query, params = _in_uids(
+        dialect, messages, mailbox_id, uids, messages.c.uid, messages.c.flags, messages.c.modseq
+    )
+    modseq = box.highestmodseq + 1
+    cache = fl.FlagCache()
+    states: list[FlagState] = []
+    modified: list[int] = []
+    updates: list[dict[str, Any]] = []
+    for uid, text, old_modseq in conn.execute(query, params):
+        if unchanged_since is not None and old_modseq > unchanged_since:
+            modified.append(int(uid))
+            continue
+        current = cache.parse(text)
+        new = fl.apply(current, mode, given)
+        if new == current:
+            states.append((int(uid), current, int(old_modseq)))
+            continue
+        updates.append({"b_uid": uid, "b_flags": fl.to_text(new)})
+        states.append((int(uid), new, modseq))
+    if updates:
+        conn.execute(
+            update(messages)
+            .where(messages.c.mailbox_id == mailbox_id, messages.c.uid == bindparam("b_uid"))
+            .values(flags=bindparam("b_flags"), modseq=modseq),
+            updates,
+        )
+        box.highestmodseq = modseq
+        save_counters(conn, box)
+    return FlagsResult(box.highestmodseq, tuple(states), tuple(modified))
+
+
+# -- EXPUNGE -------------------------------------------------------------------------------
+
+
+def _remove(conn: Connection, box: LockedMailbox, gone: Sequence[int]) -> None:
+    """Delete the messages ``gone`` of a locked mailbox and record them as expunged with
+    one new MODSEQ."""
+    box.highestmodseq += 1
+    conn.execute(
+        delete(messages).where(
+            messages.c.mailbox_id == box.id, messages.c.uid == bindparam("b_uid")
+        ),
+        [{"b_uid": u} for u in gone],
+    )
+    conn.execute(
+        insert(expunged),
+        [{"mailbox_id": box.id, "uid": u, "modseq": box.highestmodseq} for u in gone],
+    )
+    save_counters(conn, box)
+
+
+def expunge(
+    conn: Connection, dialect: Dialect, mailbox_id: MailboxId, uids: UidSet | None
+) -> tuple[list[int], int]:
+    """Remove the ``\\Deleted`` messages (of ``uids`` if given); their UIDs ascending
+    and the mailbox's HIGHESTMODSEQ after. Spec: RFC 9051 §6.4.3, §6.4.9 (UID EXPUNGE);
+    RFC 7162 §3.2.10."""
+    box = lock_mailboxes(conn, [mailbox_id])[mailbox_id]
+    if uids is not None and not uids:
+        return [], box.highestmodseq
+    query, params = _in_uids(
+        dialect, messages, mailbox_id, UidSet.all() if uids is None else uids, messages.c.uid
+    )
+    gone = [int(u) for u in conn.execute(query.where(has_flag(fl.DELETED)), params).scalars()]
+    if gone:
+        _remove(conn, box, gone)
+    return gone, box.highestmodseq
+
+
+# -- APPEND --------------------------------------------------------------------------------
+
+
+def append(
+    conn: Connection,
+    dialect: Dialect,
+    files: BlobFiles,
+    mailbox_id: MailboxId,
+    blob: BlobRef,
+    flags: frozenset[str],
+    internal_date: dt.datetime,
+    summary: str,
+) -> Appended:
+    """Insert the blob row (if new) and the message in the open transaction.
+    NotFound (mailbox, or a file blob never committed), InvalidFlag, StoreError.
+    Spec: RFC 9051 §6.3.12; RFC 4315 §3."""
+    stored_flags = fl.canonical_set(flags)
+    if internal_date.tzinfo is None:
+        raise StoreError("APPEND refused: naive INTERNALDATE")
+    box = lock_mailboxes(conn, [mailbox_id])[mailbox_id]
+    _ensure_blob(conn, dialect, files, blob)
+    uid, modseq = box.uidnext, box.highestmodseq + 1
+    conn.execute(
+        insert(messages).values(
+            mailbox_id=mailbox_id,
+            uid=uid,
+            modseq=modseq,
+            flags=fl.to_text(stored_flags),
+            internal_date=internal_date,
+            size=blob.size,
+            blob_key=blob.key,
+            trace_prefix=b"",
+            summary=summary,
+            queue_id=None,
+        )
+    )
+    box.uidnext, box.highestmodseq = uid + 1, modseq
+    save_counters(conn, box)
+    return Appended(mailbox_id, box.uidvalidity, uid, modseq)
+
+
+def _ensure_blob(conn: Connection, dialect: Dialect, files: BlobFiles, ref: BlobRef) -> None:
+    if ref.inline is not None:
+        if len(ref.inline) != ref.size:
+            raise StoreError(f"blob {ref.key}: inline bytes do not match its size")
+        conn.execute(dialect.insert_blob(ref))
+        return
+    present = conn.execute(select(blobs.c.key).where(blobs.c.key == ref.key)).first()
+    if present is None:
+        if not files.exists(ref.key):
+            raise NotFound(f"blob {ref.key} was never committed")
+        conn.execute(dialect.insert_blob(ref))
+
+
+# -- COPY and MOVE -------------------------------------------------------------------------
+
+_COPIED = (
+    "flags",
+    "internal_date",
+    "size",
+    "blob_key",
+    "trace_prefix",
+    "summary",
+)
+
+
+def _copy(
+    conn: Connection,
+    dialect: Dialect,
+    source: LockedMailbox,
+    uids: UidSet,
+    target: LockedMailbox,
+) -> tuple[list[int], int]:
+    """Copy the messages of ``uids`` into ``target`` set-wise (INSERT ... SELECT, new
+    UIDs by ascending source UID); returns the source UIDs and the first new UID."""
+    src = messages.alias("src")
+    query, params = _in_uids(dialect, src, source.id, uids, src.c.uid)
+    source_uids = [int(u) for u in conn.execute(query, params).scalars()]
+    first = target.uidnext
+    if not source_uids:
+        return [], first
+    target.uidnext += len(source_uids)
+    target.highestmodseq += 1
+    numbered, _ = _in_uids(
+        dialect,
+        src,
+        source.id,
+        uids,
+        literal(target.id, Integer),
+        literal(first - 1, BigInteger) + func.row_number().over(order_by=src.c.uid),
+        literal(target.highestmodseq, BigInteger),
+        *(src.c[name] for name in _COPIED),
+    )
+    conn.execute(
+        insert(messages).from_select(["mailbox_id", "uid", "modseq", *_COPIED], numbered),
+        params,
+    )
+    save_counters(conn, target)
+    return source_uids, first
+
+
+def copy_messages(
+    conn: Connection, dialect: Dialect, source_id: MailboxId, uids: UidSet, target_id: MailboxId
+) -> CopyResult:
+    """COPY: same blobs, flags and INTERNALDATE; one new MODSEQ in the target.
+    NotFound. Spec: RFC 9051 §6.4.7; RFC 4315 §3 (COPYUID)."""
+    locked = lock_mailboxes(conn, [source_id, target_id])
+    source, target = locked[source_id], locked[target_id]
+    moved, first = _copy(conn, dialect, source, uids, target) if uids else ([], target.uidnext)
+    pairs = tuple((u, first + i) for i, u in enumerate(moved))
+    return CopyResult(target.uidvalidity, pairs, target.highestmodseq)
+
+
+def move_messages(
+    conn: Connection, dialect: Dialect, source_id: MailboxId, uids: UidSet, target_id: MailboxId
+) -> MoveResult:
+    """MOVE: COPY, then expunge the sources, in the open transaction. NotFound.
+    Spec: RFC 6851 §3.3."""
+    locked = lock_mailboxes(conn, [source_id, target_id])
+    source, target = locked[source_id], locked[target_id]
+    moved, first = _copy(conn, dialect, source, uids, target) if uids else ([], target.uidnext)
+    if moved:
+        _remove(conn, source, moved)
+    pairs = tuple((u, first + i) for i, u in enumerate(moved))
+    return MoveResult(target.uidvalidity, pairs, target.highestmodseq, source.highestmodseq)
