@@ -72,3 +72,25 @@ BLOB_SPILL_THRESHOLD = 1024 * 1024
 """An incoming message larger than this is spooled to a file while it arrives."""
 GROUP_COMMIT_MAX_BATCH = 256
 """Deliveries committed together in one transaction at most."""
+
+# -- IMAP ------------------------------------------------------------------------------
+
+IMAP_APPEND_LIMIT = 50 * 1024 * 1024
+"""Largest message APPEND accepts, announced as APPENDLIMIT (the SMTP size limit's
+default, so any message postel accepts by SMTP can be appended). Spec: RFC 7889 §3."""
+IMAP_TIMEOUT_AUTHENTICATED = 30 * 60.0
+"""Inactivity timeout of an authenticated session: at least 30 minutes.
+Spec: RFC 9051 §5.4 (autologout timer)."""
+IMAP_TIMEOUT_NOT_AUTHENTICATED = 60.0
+"""Inactivity timeout before login (RFC 9051 §5.4 allows a shorter one before
+authentication; RELIABILITY.md D4)."""
+IMAP_TIMEOUT_IDLE = 30 * 60.0
+"""IDLE longer than this ends the session (clients re-issue IDLE at least every 29
+minutes). Spec: RFC 2177 §3, RFC 9051 §6.3.13."""
+IMAP_TIMEOUT_SEND = 60.0
+"""A client that does not read our responses for this long is disconnected."""
+IMAP_FETCH_BATCH = 256
+"""Messages loaded from the store per round trip while answering FETCH or SEARCH."""
+IMAP_CHANGE_RECHECK = 2.0
+"""Seconds between store re-checks of an IDLE session even without a notification
+(a notification from another process may be lost)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from postel.config.fields import Reader, Validator, networks, positive
 from postel.config.lines import KeyPath, LineIndex
 from postel.config.listen import read_listen
-from postel.config.model import AbuseConfig, Config, SmtpLimits, TlsConfig
+from postel.config.model import AbuseConfig, Config, ImapLimits, SmtpLimits, TlsConfig
 from postel.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("postel-data")
@@ -40,6 +40,7 @@ _TOP_KEYS = {
     "listen",
     "tls",
     "smtp",
+    "imap",
     "abuse",
 }
 _TLS_KEYS = {"cert_file", "key_file", "generate_self_signed"}
@@ -54,6 +55,12 @@ _SMTP_CHECKS: dict[str, Validator] = {
     "received_max": positive,
     "command_timeout": positive,
     "data_timeout": positive,
+}
+_IMAP_CHECKS: dict[str, Validator] = {
+    "append_limit": positive,
+    "timeout_authenticated": positive,
+    "timeout_not_authenticated": positive,
+    "timeout_idle": positive,
 }
 _ABUSE_CHECKS: dict[str, Validator] = {
     "max_connections_per_ip": positive,
@@ -217,6 +224,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     listen = read_listen(reader, reader.table(data, ("listen",)))
     tls = _tls(reader, data, base, data_dir)
     smtp = reader.section(data, ("smtp",), SmtpLimits, _SMTP_CHECKS)
+    imap = reader.section(data, ("imap",), ImapLimits, _IMAP_CHECKS)
     abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
     if hostname is None or data_dir is None or database_url is None or tls is None:
         return None
@@ -227,6 +235,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         listen=listen,
         tls=tls,
         smtp=smtp,
+        imap=imap,
         abuse=abuse,
         admin_address=admin_address,
         run_as=run_as or None,

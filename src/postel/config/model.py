@@ -96,6 +96,16 @@ class SmtpLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class ImapLimits:
+    """IMAP bounds and timeouts; defaults from ``postel.limits`` (RELIABILITY.md D3, D4)."""
+
+    append_limit: int = limits.IMAP_APPEND_LIMIT
+    timeout_authenticated: float = limits.IMAP_TIMEOUT_AUTHENTICATED
+    timeout_not_authenticated: float = limits.IMAP_TIMEOUT_NOT_AUTHENTICATED
+    timeout_idle: float = limits.IMAP_TIMEOUT_IDLE
+
+
+@dataclass(frozen=True, slots=True)
 class AbuseConfig:
     """Thresholds of the shared abuse tracker (RELIABILITY.md D6). Windows in seconds."""
 
@@ -125,6 +135,7 @@ class Config:
     listen: tuple[Listen, ...]
     tls: TlsConfig
     smtp: SmtpLimits = field(default_factory=SmtpLimits)
+    imap: ImapLimits = field(default_factory=ImapLimits)
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
     admin_address: str | None = None
     """Account that receives postmaster@ and abuse@ of every domain (RFC 5321 §4.5.1,

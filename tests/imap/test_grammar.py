@@ -1,0 +1,125 @@
+"""The command cursor: atoms, numbers, strings, literals, dates, nesting bounds."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from postel.imap.grammar import Cursor, ImapSyntaxError
+
+
+def cur(text: bytes, *literals: bytes, utf8: bool = False) -> Cursor:
+    parts = text.split(b"\x00")
+    return Cursor(parts, list(literals), utf8=utf8)
+
+
+def test_tag_and_atom() -> None:
+    c = cur(b"a001 login")
+    assert c.tag_text() == "a001"
+    c.sp()
+    assert c.atom() == "login"
+    assert c.at_end()
+
+
+@pytest.mark.parametrize("tag", [b"+a", b"a+b", b"", b"(x", b'"a"'])
+def test_bad_tags(tag: bytes) -> None:
+    with pytest.raises(ImapSyntaxError) as info:
+        cur(tag + b" NOOP").tag_text()
+    assert info.value.tag is None
+
+
+def test_quoted_escapes() -> None:
+    assert cur(rb'"a\"b\\c"').quoted() == b'a"b\\c'
+
+
+@pytest.mark.parametrize("bad", [rb'"abc', rb'"a\b"', b'"a\rb"', b'"a\x00"', '"é"'.encode()])
+def test_quoted_rejects(bad: bytes) -> None:
+    with pytest.raises(ImapSyntaxError):
+        Cursor([bad]).quoted()
+
+
+def test_quoted_utf8_only_in_utf8_mode() -> None:
+    assert cur('"é"'.encode(), utf8=True).quoted() == "é".encode()
+    with pytest.raises(ImapSyntaxError):
+        cur(b'"\xff"', utf8=True).quoted()
+
+
+def test_literal_and_following_text() -> None:
+    c = cur(b"{5}\x00 {3+}\x00", b"hello", b"abc")
+    assert c.astring() == b"hello"
+    c.sp()
+    assert c.astring() == b"abc"
+    c.end()
+
+
+def test_literal8_only_where_binary() -> None:
+    with pytest.raises(ImapSyntaxError):
+        cur(b"~{3}\x00", b"abc").literal()
+    assert cur(b"~{3}\x00", b"a\x00c").literal(binary=True) == b"a\x00c"
+
+
+def test_literal_refuses_nul() -> None:
+    with pytest.raises(ImapSyntaxError):
+        cur(b"{3}\x00", b"a\x00c").literal()
+
+
+def test_astring_allows_right_bracket_atom_does_not() -> None:
+    assert cur(b"a]b").astring() == b"a]b"
+    assert cur(b"a]b").atom() == "a"
+
+
+def test_nstring() -> None:
+    assert cur(b"NIL").nstring() is None
+    assert cur(b'"NIL"').nstring() == b"NIL"
+
+
+def test_numbers() -> None:
+    assert cur(b"4294967295").number() == 4294967295
+    with pytest.raises(ImapSyntaxError):
+        cur(b"4294967296").number()
+    with pytest.raises(ImapSyntaxError):
+        cur(b"0").nz_number()
+    assert cur(b"9223372036854775807").number64() == 2**63 - 1
+
+
+def test_sequence_set() -> None:
+    assert str(cur(b"1:3,5,7:*").sequence_set()) == "1:3,5,7:*"
+    with pytest.raises(ImapSyntaxError):
+        cur(b"0:3").sequence_set()
+
+
+def test_flags() -> None:
+    assert cur(b"(\\Seen $Junk)").flag_list() == ("\\Seen", "$Junk")
+    assert cur(b"()").flag_list() == ()
+
+
+def test_dates() -> None:
+    assert cur(b"1-Feb-1994").date() == dt.date(1994, 2, 1)
+    assert cur(b'"01-feb-1994"').date() == dt.date(1994, 2, 1)
+    for bad in (b"31-Feb-1994", b"1-Foo-1994", b"1-Feb-94", b"123-Feb-1994"):
+        with pytest.raises(ImapSyntaxError):
+            cur(bad).date()
+
+
+def test_date_time() -> None:
+    value = cur(b'" 7-Feb-1994 21:52:25 -0800"').date_time()
+    assert value == dt.datetime(1994, 2, 7, 21, 52, 25, tzinfo=dt.timezone(dt.timedelta(hours=-8)))
+    assert cur(b'"17-Jul-1996 02:44:25 +0000"').date_time().day == 17
+    # a one-digit day without its leading space is accepted (common client mistake)
+    assert cur(b'"7-Feb-1994 21:52:25 -0800"').date_time().day == 7
+    for bad in (b'" 17-Feb-1994 21:52:25 -0800"', b'" 7-Feb-1994 25:52:25 -0800"', b'"x"'):
+        with pytest.raises(ImapSyntaxError):
+            cur(bad).date_time()
+
+
+def test_paren_depth_bound() -> None:
+    c = Cursor([b"(" * 5], depth_max=4)
+    for _ in range(4):
+        c.open()
+    with pytest.raises(ImapSyntaxError, match="deep"):
+        c.open()
+
+
+def test_list_mailbox_wildcards() -> None:
+    assert cur(b"foo/%*").list_mailbox() == b"foo/%*"
