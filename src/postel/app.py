@@ -22,6 +22,8 @@ from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
 from postel.pipeline import InboundDelivery
 from postel.server import tls
+from postel.server.auth import Authenticator
+from postel.server.imap_session import ImapService
 from postel.server.listener import Listener, bind_socket
 from postel.server.smtp_session import SmtpService
 from postel.store import Store, open_store
@@ -35,7 +37,7 @@ DEMO_DOMAIN = "demo.test"
 """The embedded default's demo domain (RFC 2606 reserves .test)."""
 DEMO_ACCOUNT = f"demo@{DEMO_DOMAIN}"
 
-SERVING: frozenset[Service] = frozenset({Service.SMTP})
+SERVING: frozenset[Service] = frozenset({Service.SMTP, Service.IMAP, Service.IMAPS})
 """Services this version serves; the other configured ports are reserved."""
 
 
@@ -95,6 +97,31 @@ async def _admin_address(store: Store, config: Config) -> str | None:
         if account.is_admin:
             return account.address
     return None
+
+
+SECRET_FILE = "secret"
+"""Random octets under the data directory, made on first start: the key of values that
+must be stable across restarts but unguessable (the fake SCRAM salts of unknown users)."""
+SECRET_LENGTH = 32
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The installation secret, created (mode 0600) when missing."""
+    path = data_dir / SECRET_FILE
+    try:
+        data = path.read_bytes()
+        if len(data) >= SECRET_LENGTH:
+            return data
+    except FileNotFoundError:
+        pass
+    data = os.urandom(SECRET_LENGTH)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return data
 
 
 def _owned_paths(data_dir: Path) -> list[Path]:
@@ -182,9 +209,23 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         clock=clock,
         shutdown=shutdown,
     )
+    imap = ImapService(
+        config=config,
+        store=store,
+        authenticator=Authenticator(store, abuse, load_secret(config.data_dir)),
+        abuse=abuse,
+        ssl_context=ssl_context,
+        clock=clock,
+    )
     listeners: list[Listener] = []
     for listen, sock in zip(serving, sockets, strict=True):
-        listener = Listener(listen, sock, smtp)
+        match listen.service:
+            case Service.IMAP:
+                listener = Listener(listen, sock, imap.plain_factory)
+            case Service.IMAPS:
+                listener = Listener(listen, sock, imap.tls_factory, ssl_context)
+            case _:
+                listener = Listener(listen, sock, smtp)
         await listener.start()
         listeners.append(listener)
 
@@ -199,7 +240,9 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     for listener in listeners:
         listener.stop_accepting()
     smtp.stop()
+    imap.stop()
     cancelled = await smtp.drain(SHUTDOWN_GRACE_SECONDS)
+    cancelled += await imap.drain(5.0)
     await store.close()
     log.info("server.stopped", extra={"cancelled_sessions": cancelled})
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -91,6 +91,6 @@ IMAP_TIMEOUT_SEND = 60.0
 """A client that does not read our responses for this long is disconnected."""
 IMAP_FETCH_BATCH = 256
 """Messages loaded from the store per round trip while answering FETCH or SEARCH."""
-IMAP_CHANGE_RECHECK = 2.0
+IMAP_CHANGE_RECHECK = 30.0
 """Seconds between store re-checks of an IDLE session even without a notification
-(a notification from another process may be lost)."""
+(a notification from another process may be lost; local ones are immediate)."""

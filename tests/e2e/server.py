@@ -48,11 +48,14 @@ def write_config(
     database_url: str | None = None,
     admin_address: str | None = None,
     abuse: dict[str, object] | None = None,
+    imap_ports: tuple[int, int] | None = None,
+    imap: dict[str, object] | None = None,
     **smtp: object,
 ) -> Path:
     """A TOML config in ``home`` for a test server: data in ``data`` (default ``home``),
-    SMTP on 127.0.0.1:``smtp_port``, self-signed TLS, the abuse tracker off, and the
-    ``[smtp]`` keys given (``command_timeout=2``, ``bare_line_endings="strict"``...)."""
+    SMTP on 127.0.0.1:``smtp_port``, IMAP and IMAPS on ``imap_ports`` (none when None),
+    self-signed TLS, the abuse tracker off, and the ``[smtp]`` keys given
+    (``command_timeout=2``, ``bare_line_endings="strict"``...) and ``[imap]`` keys."""
     from postel.server.tls import ensure_self_signed
 
     data = data or home
@@ -69,11 +72,18 @@ def write_config(
         if abuse is not None
         else "enabled = false\n"
     )
+    if imap_ports is None:
+        imap_listen = "imap = []\nimaps = []\n"
+    else:
+        imap_listen = f'imap = ["127.0.0.1:{imap_ports[0]}"]\nimaps = ["127.0.0.1:{imap_ports[1]}"]\n'
+    imap_text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in (imap or {}).items())
     text = f"""hostname = "{HOSTNAME}"
 {top}
 [listen]
 smtp = ["127.0.0.1:{smtp_port}"]
-
+{imap_listen}
+[imap]
+{imap_text}
 [tls]
 cert_file = "{tls_dir / "cert.pem"}"
 key_file = "{tls_dir / "key.pem"}"
@@ -116,6 +126,7 @@ class PostelServer:
         database_url: str | None = None,
         admin_address: str | None = None,
         abuse: dict[str, object] | None = None,
+        imap: dict[str, object] | None = None,
         **smtp: object,
     ) -> None:
         self.data = data
@@ -123,6 +134,8 @@ class PostelServer:
         data.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
         self.smtp_port = free_port()
+        self.imap_port = free_port()
+        self.imaps_port = free_port()
         self.database_url = database_url or f"sqlite:///{data / 'postel.sqlite3'}"
         self.config = write_config(
             self.home,
@@ -131,6 +144,8 @@ class PostelServer:
             database_url=database_url,
             admin_address=admin_address,
             abuse=abuse,
+            imap_ports=(self.imap_port, self.imaps_port),
+            imap=imap,
             **smtp,
         )
         self.proc: subprocess.Popen[bytes] | None = None

@@ -109,6 +109,11 @@ class MailboxView:
         """The flags the client was last told for ``uid`` (empty if unknown)."""
         return self._flags.get(uid, frozenset())
 
+    @property
+    def has_pending_expunge(self) -> bool:
+        """True when expunges are held back for the next sync point that allows them."""
+        return bool(self._pending_expunge)
+
     def is_expunged(self, uid: int) -> bool:
         """True when ``uid`` is gone from the store but the client was not told yet."""
         return uid in self._pending_expunge

@@ -47,6 +47,13 @@ class ChangeSubscription:
         """True when something was published since the last ``wait`` returned True."""
         return self._event.is_set()
 
+    def consume(self) -> bool:
+        """Take the signal without waiting: True if something was published since the
+        last ``wait``/``consume`` returned True."""
+        was = self._event.is_set()
+        self._event.clear()
+        return was
+
     def _signal(self, highestmodseq: int) -> None:
         self.highestmodseq = max(self.highestmodseq, highestmodseq)
         self._event.set()

@@ -1,0 +1,146 @@
+"""Login for every protocol: passwords and SASL exchanges checked against the store,
+with the shared failed-login delay and per-IP ban.
+
+IMAP (LOGIN, AUTHENTICATE), POP3 (USER/PASS, AUTH) and SMTP AUTH all come here, so one
+mechanism counts failures (``AbuseEvent.AUTH_FAILURE``), delays answers after repeated
+failures (``AbuseTracker.auth_delay``) and bans an address past the threshold. A driver
+supplies only its framing: a coroutine that sends a challenge and returns the client's
+decoded response.
+
+An unknown account and a wrong password take the same path and the same time (the
+password hash is checked against a dummy hash), so replies never reveal which accounts
+exist.
+
+Spec: RFC 4422 §3 (SASL exchange), RFC 9051 §6.2.2-6.2.3, RFC 1939 §7, RFC 5034,
+RFC 4954; RELIABILITY.md D6 (abuse), test 10 (failed-login delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from postel import sasl
+from postel.abuse import AbuseEvent, AbuseTracker
+from postel.directory import make_credentials, verify_password
+from postel.store import Account, Credentials, Store
+
+log = logging.getLogger(__name__)
+
+Ask = Callable[[bytes], Awaitable["bytes | sasl.Cancelled"]]
+"""Send a server challenge (raw octets; the driver base64-encodes and frames it) and
+return the client's decoded response, or ``sasl.CANCELLED``. Raises sasl.SaslError for
+a malformed response line."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """The outcome of a login. ``account`` is None on failure; ``banned`` says the
+    client's address was banned by this failure (the session should close);
+    ``cancelled`` that the client aborted the exchange (RFC 4422 §3.5)."""
+
+    account: Account | None
+    banned: bool = False
+    cancelled: bool = False
+    server_final: bytes | None = None
+    """Additional data with success (SCRAM's ``v=``), for protocols that carry it."""
+
+
+class Authenticator:
+    """Checks credentials for all protocols.
+
+    ``secret`` (at least 16 octets, stable across restarts) derives the fake SCRAM salts
+    given for unknown accounts. Password hashing runs in a worker thread.
+    """
+
+    def __init__(self, store: Store, abuse: AbuseTracker, secret: bytes) -> None:
+        self._store = store
+        self._abuse = abuse
+        self._secret = secret
+        self._dummy: Credentials | None = None
+
+    async def login(self, ip: str, username: str, password: str) -> AuthResult:
+        """A plaintext login (IMAP LOGIN, POP3 USER/PASS). Spec: RFC 9051 §6.2.3."""
+        account = await self._lookup(username)
+        ok = await self._check_password(account, password)
+        return await self._finish(ip, username, account if ok else None)
+
+    async def authenticate(
+        self, ip: str, mechanism: str, initial: bytes | None, ask: Ask
+    ) -> AuthResult:
+        """Run a SASL exchange. ``initial`` is the decoded initial response (SASL-IR,
+        RFC 4959), or None if the client sent none. Raises sasl.UnsupportedMechanism
+        for an unknown name and sasl.SaslError for a malformed response line.
+
+        Spec: RFC 4422 §3, §5.
+        """
+        mech = sasl.start(mechanism, nonce_source=sasl.random_nonce, fake_salt_secret=self._secret)
+        step = mech.step(initial)
+        account: Account | None = None
+        username = ""
+        while True:
+            match step:
+                case sasl.Challenge(data=data):
+                    response = await ask(data)
+                    if isinstance(response, sasl.Cancelled):
+                        return AuthResult(None, cancelled=True)
+                    step = mech.step(response)
+                case sasl.NeedCredentials(authcid=authcid):
+                    username = authcid
+                    account = await self._lookup(authcid)
+                    step = mech.provide_credentials(_scram(account))
+                case sasl.VerifyPassword(authcid=authcid, password=password):
+                    username = authcid
+                    account = await self._lookup(authcid)
+                    step = mech.password_result(await self._check_password(account, password))
+                case sasl.Success(authcid=authcid, server_final=final):
+                    if account is None:  # not reachable: a mechanism succeeds only on credentials
+                        account = await self._lookup(authcid)
+                    result = await self._finish(ip, authcid, account)
+                    return AuthResult(result.account, result.banned, server_final=final)
+                case sasl.Failure(reason=reason):
+                    log.info("auth.sasl.failed", extra={"mechanism": mechanism, "reason": reason})
+                    return await self._finish(ip, username, None)
+
+    async def _lookup(self, username: str) -> Account | None:
+        if not username or len(username) > sasl.AUTHCID_MAX or "@" not in username:
+            return None
+        return await self._store.get_account(username)
+
+    async def _check_password(self, account: Account | None, password: str) -> bool:
+        if account is None:
+            # The same work as a real check, so timing does not reveal unknown accounts.
+            dummy = await self._dummy_credentials()
+            await asyncio.to_thread(verify_password, dummy, password)
+            return False
+        return await asyncio.to_thread(verify_password, account.credentials, password)
+
+    async def _dummy_credentials(self) -> Credentials:
+        if self._dummy is None:
+            self._dummy = await asyncio.to_thread(make_credentials, "postel-dummy-password")
+        return self._dummy
+
+    async def _finish(self, ip: str, username: str, account: Account | None) -> AuthResult:
+        if account is not None:
+            log.info("auth.succeeded", extra={"ip": ip, "user": account.address})
+            return AuthResult(account)
+        banned = self._abuse.record(ip, AbuseEvent.AUTH_FAILURE)
+        log.info("auth.failed", extra={"ip": ip, "user": username[:64], "banned": banned})
+        delay = self._abuse.auth_delay(ip)
+        if delay > 0 and not banned:
+            await asyncio.sleep(delay)
+        return AuthResult(None, banned=banned)
+
+
+def _scram(account: Account | None) -> sasl.ScramCredentials | None:
+    if account is None:
+        return None
+    c = account.credentials
+    return sasl.ScramCredentials(
+        salt=c.scram_salt,
+        iterations=c.scram_iterations,
+        stored_key=c.scram_stored_key,
+        server_key=c.scram_server_key,
+    )

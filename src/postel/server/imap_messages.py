@@ -1,0 +1,446 @@
+"""IMAP commands on the selected mailbox and APPEND: FETCH, STORE, SEARCH, COPY, MOVE,
+EXPUNGE, UID EXPUNGE, CLOSE, UNSELECT.
+
+Messages are loaded from the store in batches of ``limits.IMAP_FETCH_BATCH`` and each
+FETCH response is written (and flow-controlled) before the next message's bytes are
+read, so a ``FETCH 1:* BODY[]`` never holds more than one message in memory.
+
+A command that names messages by sequence number holds expunges back (RFC 9051
+§7.5.1); its UID form and the other commands are full sync points.
+
+Spec: RFC 9051 §6.3.12 (APPEND), §6.4; RFC 4315 (UIDPLUS); RFC 6851 (MOVE); RFC 3502
+(MULTIAPPEND); RFC 3516 (BINARY); RFC 4731 (ESEARCH); RFC 7889 (APPENDLIMIT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from postel import limits
+from postel.errors import NotFound
+from postel.ids import MailboxId
+from postel.imap import commands as cmd
+from postel.imap import events as ev
+from postel.imap import fetch, search
+from postel.imap import responses as r
+from postel.imap.decode import UnknownTransferEncoding
+from postel.imap.fetch_items import FetchAttr, FetchItem
+from postel.mail import MessageSummary, parse_message
+from postel.store import BlobRef, StoredMessage
+from postel.store.api import FlagMode, InvalidFlag, UidSet
+
+if TYPE_CHECKING:
+    from postel.server.imap_session import ImapSession, Selected
+
+INLINE_PARSE_MAX = 4096
+"""Messages up to this size are parsed on the event loop; larger ones in a thread."""
+_CHEAP_ITEMS = frozenset(
+    {FetchAttr.UID, FetchAttr.FLAGS, FetchAttr.INTERNALDATE, FetchAttr.RFC822_SIZE}
+)
+_EMPTY_SUMMARY = parse_message(b"\r\n")
+_MODES = {
+    cmd.StoreMode.REPLACE: FlagMode.SET,
+    cmd.StoreMode.ADD: FlagMode.ADD,
+    cmd.StoreMode.REMOVE: FlagMode.REMOVE,
+}
+SEEN = "\\Seen"
+
+
+async def run(session: ImapSession, command: cmd.Command) -> None:
+    """Run one selected-state command and write its responses."""
+    selected = session.selected
+    assert selected is not None
+    match command:
+        case cmd.Fetch():
+            await fetch_command(session, selected, command)
+        case cmd.Store():
+            await store_command(session, selected, command)
+        case cmd.Search():
+            await search_command(session, selected, command)
+        case cmd.Copy() | cmd.Move():
+            await copy_move(session, selected, command)
+        case cmd.Expunge():
+            await expunge(session, selected, command)
+        case cmd.Close():
+            if not selected.view.read_only:
+                await session.store.expunge(selected.mailbox_id)
+            await session.unselect()
+            await session.tagged(command.tag, r.Status.OK, "CLOSE completed")
+        case cmd.Unselect():
+            await session.unselect()
+            await session.tagged(command.tag, r.Status.OK, "UNSELECT completed")
+        case _:
+            await session.tagged(command.tag, r.Status.BAD, "Command not supported")
+
+
+def _resolve(selected: Selected, sequence: object, uid: bool) -> list[tuple[int, int]] | None:
+    """``(msn, uid)`` pairs, or None for a sequence number beyond EXISTS (BAD)."""
+    from postel.imap.sequence import SequenceSet
+
+    assert isinstance(sequence, SequenceSet)
+    if sequence.saved:
+        return None
+    if not uid and selected.view.out_of_range(sequence):
+        return None
+    return selected.view.select(sequence, uid=uid)
+
+
+async def _bad_sequence(session: ImapSession, tag: str) -> None:
+    await session.tagged(tag, r.Status.BAD, "Invalid message sequence number")
+
+
+def _batches(pairs: Sequence[tuple[int, int]]) -> list[Sequence[tuple[int, int]]]:
+    size = limits.IMAP_FETCH_BATCH
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
+
+
+async def _rows(
+    session: ImapSession, mailbox_id: MailboxId, uids: Sequence[int]
+) -> dict[int, StoredMessage]:
+    rows = await session.store.fetch_messages(mailbox_id, UidSet.of(uids))
+    return {m.uid: m for m in rows}
+
+
+# -- FETCH -----------------------------------------------------------------------------
+
+
+async def fetch_command(session: ImapSession, selected: Selected, command: cmd.Fetch) -> None:
+    """FETCH / UID FETCH. Spec: RFC 9051 §6.4.5, §6.4.9."""
+    pairs = _resolve(selected, command.sequence, command.uid)
+    if pairs is None:
+        await _bad_sequence(session, command.tag)
+        return
+    items: tuple[FetchItem, ...] = command.items
+    if command.uid and FetchAttr.UID not in items:
+        items = (FetchAttr.UID, *items)
+    sets_seen = fetch.sets_seen(items) and not selected.view.read_only
+    needs_bytes = fetch.needs_bytes(items)
+    needs_summary = any(item not in _CHEAP_ITEMS for item in items)
+    unknown_cte = False
+    for batch in _batches(pairs):
+        rows = await _rows(session, selected.mailbox_id, [u for _, u in batch])
+        flagged: set[int] = set()
+        if sets_seen:
+            flagged = await _mark_seen(session, selected, rows)
+        for msn, uid in batch:
+            m = rows.get(uid)
+            if m is None:
+                continue  # expunged meanwhile; the client hears of it at the next sync point
+            wanted = items
+            if uid in flagged and FetchAttr.FLAGS not in wanted:
+                wanted = (*wanted, FetchAttr.FLAGS)
+            try:
+                data = (
+                    await session.store.read_message(selected.mailbox_id, uid)
+                    if needs_bytes
+                    else None
+                )
+            except NotFound:
+                continue
+            summary = await _summary(m) if needs_summary else _EMPTY_SUMMARY
+            source = fetch.FetchSource(
+                uid, m.flags, m.internal_date, m.size, summary, m.trace_prefix, data
+            )
+            try:
+                rendered = fetch.render_items(wanted, source)
+            except UnknownTransferEncoding:
+                unknown_cte = True
+                continue
+            await session.write(r.fetch_response(msn, rendered))
+    await session.sync(allow_expunge=command.uid)
+    if unknown_cte:
+        await session.tagged(
+            command.tag, r.Status.NO, "Unknown content-transfer-encoding", r.UNKNOWN_CTE
+        )
+        return
+    await session.tagged(command.tag, r.Status.OK, "FETCH completed")
+
+
+async def _summary(m: StoredMessage) -> MessageSummary:
+    if len(m.summary) <= INLINE_PARSE_MAX * 4:
+        return MessageSummary.from_json(m.summary)
+    return await asyncio.to_thread(MessageSummary.from_json, m.summary)
+
+
+async def _mark_seen(
+    session: ImapSession, selected: Selected, rows: dict[int, StoredMessage]
+) -> set[int]:
+    """Set \\Seen on fetched messages that lack it (non-PEEK body items); returns
+    their UIDs and updates ``rows`` and the view. Spec: RFC 9051 §6.4.5."""
+    lacking = [uid for uid, m in rows.items() if SEEN not in m.flags]
+    if not lacking:
+        return set()
+    result = await session.store.store_flags(
+        selected.mailbox_id,
+        UidSet.of(lacking),
+        FlagMode.ADD,
+        frozenset({SEEN}),
+    )
+    for uid, flags, _ in result.messages:
+        m = rows.get(uid)
+        if m is not None:
+            rows[uid] = _with_flags(m, flags)
+        selected.view.set_flags(uid, flags)
+    return set(lacking)
+
+
+def _with_flags(m: StoredMessage, flags: frozenset[str]) -> StoredMessage:
+    import dataclasses
+
+    return dataclasses.replace(m, flags=flags)
+
+
+# -- STORE -----------------------------------------------------------------------------
+
+
+async def store_command(session: ImapSession, selected: Selected, command: cmd.Store) -> None:
+    """STORE / UID STORE (+/-FLAGS[.SILENT]). Spec: RFC 9051 §6.4.6."""
+    if selected.view.read_only:
+        await session.tagged(command.tag, r.Status.NO, "Mailbox is read-only", r.Code("READ-ONLY"))
+        return
+    pairs = _resolve(selected, command.sequence, command.uid)
+    if pairs is None:
+        await _bad_sequence(session, command.tag)
+        return
+    msn_of = {uid: msn for msn, uid in pairs}
+    if pairs:
+        try:
+            result = await session.store.store_flags(
+                selected.mailbox_id,
+                UidSet.of(msn_of),
+                _MODES[command.mode],
+                frozenset(command.flags),
+                command.unchanged_since,
+            )
+        except InvalidFlag as exc:
+            await session.tagged(command.tag, r.Status.BAD, f"Invalid flag: {exc}")
+            return
+        out: list[bytes] = []
+        for uid, flags, _ in result.messages:
+            selected.view.set_flags(uid, flags)
+            if not command.silent and uid in msn_of:
+                items = [(b"FLAGS", r.flag_list(sorted(flags)))]
+                if command.uid:
+                    items.append((b"UID", b"%d" % uid))
+                out.append(r.fetch_response(msn_of[uid], items))
+        if out:
+            await session.write(b"".join(out))
+    await session.sync(allow_expunge=command.uid)
+    await session.tagged(command.tag, r.Status.OK, "STORE completed")
+
+
+# -- SEARCH ----------------------------------------------------------------------------
+
+
+async def search_command(session: ImapSession, selected: Selected, command: cmd.Search) -> None:
+    """SEARCH / UID SEARCH, answered by ``* SEARCH`` (IMAP4rev1 without RETURN) or
+    ``* ESEARCH``. Spec: RFC 9051 §6.4.4, §7.3.4; RFC 4731; RFC 3501 §7.2.5."""
+    view = selected.view
+    key = command.key
+    ctx = search.SearchContext(
+        largest_msn=view.exists, largest_uid=view.uids[-1] if view.uids else 0
+    )
+    needs_bytes = search.needs_bytes(key)
+    needs_summary = search.needs_summary(key)
+    pairs = list(enumerate(view.uids, start=1))
+    found: list[int] = []
+    for batch in _batches(pairs):
+        rows = await _rows(session, selected.mailbox_id, [u for _, u in batch])
+        for msn, uid in batch:
+            m = rows.get(uid)
+            if m is None:
+                continue
+            data = None
+            if needs_bytes:
+                try:
+                    data = await session.store.read_message(selected.mailbox_id, uid)
+                except NotFound:
+                    continue
+            summary = await _summary(m) if needs_summary else None
+            source = search.SearchSource(
+                msn, uid, m.flags, m.internal_date, m.size, summary, m.trace_prefix, data
+            )
+            if search.evaluate(key, source, ctx):
+                found.append(uid if command.uid else msn)
+    await session.write(_search_response(session, command, found))
+    await session.sync(allow_expunge=command.uid)
+    await session.tagged(command.tag, r.Status.OK, "SEARCH completed")
+
+
+def _search_response(session: ImapSession, command: cmd.Search, found: list[int]) -> bytes:
+    returns = command.returns
+    if returns is None and not session.rev2:
+        return r.search(found)
+    options = set(returns or ())
+    if not options - {cmd.SearchReturn.SAVE}:
+        options.add(cmd.SearchReturn.ALL)
+    return r.esearch(
+        command.tag,
+        uid=command.uid,
+        minimum=min(found) if found and cmd.SearchReturn.MIN in options else None,
+        maximum=max(found) if found and cmd.SearchReturn.MAX in options else None,
+        all_numbers=found if cmd.SearchReturn.ALL in options else None,
+        count=len(found) if cmd.SearchReturn.COUNT in options else None,
+    )
+
+
+# -- COPY / MOVE / EXPUNGE -------------------------------------------------------------
+
+
+async def copy_move(session: ImapSession, selected: Selected, command: cmd.Copy | cmd.Move) -> None:
+    """COPY / MOVE (and UID forms) with COPYUID. Spec: RFC 9051 §6.4.7, §6.4.8;
+    RFC 4315 §3; RFC 6851 §3."""
+    tag = command.tag
+    moving = isinstance(command, cmd.Move)
+    if moving and selected.view.read_only:
+        await session.tagged(tag, r.Status.NO, "Mailbox is read-only", r.Code("READ-ONLY"))
+        return
+    pairs = _resolve(selected, command.sequence, command.uid)
+    if pairs is None:
+        await _bad_sequence(session, tag)
+        return
+    target = await session.store.get_mailbox(session.account.id, command.mailbox)  # type: ignore[union-attr]
+    if target is None:
+        await session.tagged(tag, r.Status.NO, "No such mailbox", r.TRYCREATE)
+        return
+    uids = UidSet.of(u for _, u in pairs)
+    verb = "MOVE" if moving else "COPY"
+    if not pairs:
+        await session.sync(allow_expunge=command.uid)
+        await session.tagged(tag, r.Status.OK, f"{verb} completed")
+        return
+    source_id = selected.mailbox_id
+    if moving:
+        moved = await session.store.move_messages(source_id, uids, target.id)
+        code = _copyuid(moved.uidvalidity, moved.pairs)
+        if code is not None:
+            await session.write(r.untagged(r.Status.OK, "Moved", code))
+        await session.sync(allow_expunge=True, force=True)
+        await session.tagged(tag, r.Status.OK, "MOVE completed")
+        return
+    copied = await session.store.copy_messages(source_id, uids, target.id)
+    await session.sync(allow_expunge=command.uid)
+    await session.tagged(
+        tag, r.Status.OK, "COPY completed", _copyuid(copied.uidvalidity, copied.pairs)
+    )
+
+
+def _copyuid(uidvalidity: int, pairs: Sequence[tuple[int, int]]) -> r.Code | None:
+    if not pairs:
+        return None
+    return r.copyuid(uidvalidity, [s for s, _ in pairs], [d for _, d in pairs])
+
+
+async def expunge(session: ImapSession, selected: Selected, command: cmd.Expunge) -> None:
+    """EXPUNGE / UID EXPUNGE. Spec: RFC 9051 §6.4.3; RFC 4315 §2.1."""
+    if selected.view.read_only:
+        await session.tagged(command.tag, r.Status.NO, "Mailbox is read-only", r.Code("READ-ONLY"))
+        return
+    uids: UidSet | None = None
+    if command.uids is not None:
+        pairs = _resolve(selected, command.uids, True)
+        if pairs is None:
+            await _bad_sequence(session, command.tag)
+            return
+        uids = UidSet.of(u for _, u in pairs)
+    if uids is None or uids:
+        await session.store.expunge(selected.mailbox_id, uids)
+    await session.sync(allow_expunge=True, force=True)
+    await session.tagged(command.tag, r.Status.OK, "EXPUNGE completed")
+
+
+# -- APPEND ----------------------------------------------------------------------------
+
+
+async def append(session: ImapSession, started: ev.AppendStarted) -> None:
+    """APPEND with MULTIAPPEND: every message is received into a durable blob, then all
+    are stored; the tagged OK carries APPENDUID. Spec: RFC 9051 §6.3.12; RFC 3502;
+    RFC 4315 §3; RFC 7889."""
+    tag = started.tag
+    received: list[tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str]] = []
+    event: ev.Event = started
+    while True:
+        match event:
+            case ev.AppendStarted():
+                item = await _receive_one(session, event)
+                if item is None:
+                    return
+                received.append(item)
+            case ev.AppendCommandEnd():
+                break
+            case ev.AppendAborted(text=text):
+                await session.tagged(tag, r.Status.BAD, text)
+                return
+            case ev.BadCommand(text=text):
+                await session.tagged(tag, r.Status.BAD, text)
+                return
+            case _:
+                return
+        event = await session.next_event(session.command_timeout())
+    appended = []
+    try:
+        for mailbox_id, ref, flags, when, summary in received:
+            appended.append(
+                await session.store.append(
+                    mailbox_id,
+                    ref,
+                    internal_date=when,
+                    summary=summary,
+                    flags=flags,
+                )
+            )
+    except InvalidFlag as exc:
+        await session.tagged(tag, r.Status.BAD, f"Invalid flag: {exc}")
+        return
+    await session.sync(allow_expunge=False)
+    last = appended[-1]
+    code = r.appenduid(
+        last.uidvalidity, [a.uid for a in appended if a.mailbox_id == last.mailbox_id]
+    )
+    await session.tagged(tag, r.Status.OK, "APPEND completed", code)
+
+
+async def _receive_one(
+    session: ImapSession, started: ev.AppendStarted
+) -> tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str] | None:
+    mailbox = await session.store.get_mailbox(session.account.id, started.mailbox)  # type: ignore[union-attr]
+    if mailbox is None:
+        session.conn.reject_literal()
+        await session.tagged(started.tag, r.Status.NO, "No such mailbox", r.TRYCREATE)
+        return None
+    if started.size > session.service.config.imap.append_limit:
+        session.conn.reject_literal()
+        await session.tagged(started.tag, r.Status.NO, "Message too large", r.TOOBIG)
+        return None
+    continuation = session.conn.accept_literal()
+    if continuation:
+        await session.write(continuation)
+    writer = session.store.blob_writer()
+    try:
+        while True:
+            event = await session.next_event(session.command_timeout())
+            if isinstance(event, ev.AppendData):
+                writer.write(event.data)
+            elif isinstance(event, ev.AppendMessageEnd):
+                break
+            else:
+                writer.abort()
+                if isinstance(event, ev.AppendAborted | ev.BadCommand):
+                    await session.tagged(
+                        started.tag, r.Status.BAD, getattr(event, "text", "bad APPEND")
+                    )
+                return None
+        ref = await writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    content = ref.inline if ref.inline is not None else await session.store.read_blob(ref)
+    if len(content) <= INLINE_PARSE_MAX:
+        summary = parse_message(content).to_json()
+    else:
+        summary = await asyncio.to_thread(lambda: parse_message(content).to_json())
+    when = started.internal_date or session.service.clock.now()
+    return mailbox.id, ref, frozenset(started.flags), when, summary

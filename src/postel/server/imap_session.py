@@ -1,0 +1,634 @@
+"""The asyncio driver of the IMAP server core.
+
+Each connection is an ``asyncio.Protocol`` that feeds ``imap.ServerConnection`` and one
+task per session that pulls the core's events in order and runs each command to its
+end before the next (commands of one session never overlap, so the MailboxView is only
+touched by that task). The commands themselves are in ``imap_mailboxes`` (mailbox
+level) and ``imap_messages`` (the selected mailbox); this module owns the transport,
+timeouts, TLS, login, IDLE and the sync points.
+
+Timeouts: the whole wait for a command (before login ``timeout_not_authenticated``,
+after it ``timeout_authenticated``, in IDLE ``timeout_idle``) ends the session with
+``* BYE``; a client that stops reading our responses is cut after
+``limits.IMAP_TIMEOUT_SEND``. Reading pauses while the core holds more than one
+command's worth of input, so memory per connection stays within the core's bound.
+
+Spec: RFC 9051 §3 (states), §5.4 (autologout), §5.5 (pipelining), §6.2.1 (STARTTLS),
+§7.5.1 (when EXPUNGE may be sent); RFC 2177 (IDLE); RELIABILITY.md D4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass, field
+
+from postel import imap, limits
+from postel.abuse import AbuseEvent, AbuseTracker
+from postel.clock import Clock
+from postel.config import Config
+from postel.errors import PostelError, StoreError
+from postel.ids import MailboxId
+from postel.imap import commands as cmd
+from postel.imap import events as ev
+from postel.imap import responses as r
+from postel.imap.connection import ConnectionConfig, ServerConnection, State
+from postel.imap.view import Exists, Expunge, FlagsChanged, MailboxView, ViewUpdate
+from postel.sasl import CANCELLED, Cancelled, SaslError, UnsupportedMechanism, decode_response
+from postel.server import tls
+from postel.server.auth import Authenticator
+from postel.server.listener import Peer
+from postel.store import Account, Store
+from postel.store.changes import ChangeSubscription
+
+log = logging.getLogger(__name__)
+
+READ_BUFFER_MAX = 256 * 1024
+"""Octets of unprocessed input after which reading pauses until the session task has
+consumed them (bounds memory per connection; RELIABILITY.md D7)."""
+BAD_COMMANDS_MAX_PREAUTH = 3
+"""BAD answers before login after which the session ends (local policy against
+scanners; RELIABILITY.md D6)."""
+BAD_COMMANDS_MAX = 20
+"""BAD answers after login after which the session ends (local policy)."""
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+"""The flags every mailbox supports. Spec: RFC 9051 §2.3.2."""
+
+
+class SessionEnded(Exception):
+    """The session must end now (timeout, EOF, ban, shutdown); not a protocol error."""
+
+
+@dataclass(slots=True)
+class Selected:
+    """The selected mailbox: its id and name, the view, and the change subscription."""
+
+    mailbox_id: MailboxId
+    name: str
+    view: MailboxView
+    subscription: ChangeSubscription
+    exit_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+
+class ImapService:
+    """What every IMAP session of one postel process shares, and the protocol factory.
+
+    Args:
+        config: limits, hostname, embedded default (loopback plaintext rule).
+        store: the message store.
+        authenticator: checks logins (shared with POP3 and submission).
+        abuse: the shared tracker.
+        ssl_context: for STARTTLS (None: not offered).
+        clock: time source.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        authenticator: Authenticator,
+        abuse: AbuseTracker,
+        ssl_context: ssl.SSLContext | None,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.authenticator = authenticator
+        self.abuse = abuse
+        self.ssl_context = ssl_context
+        self.clock = clock
+        self.sessions: set[ImapSession] = set()
+        self.stopping = False
+        self.core_config = ConnectionConfig(append_limit=config.imap.append_limit)
+
+    def protocol(self, *, implicit_tls: bool) -> ImapSession:
+        """A protocol instance for one new connection."""
+        return ImapSession(self, implicit_tls=implicit_tls)
+
+    def plain_factory(self) -> ImapSession:
+        """Factory for the port with STARTTLS (143)."""
+        return self.protocol(implicit_tls=False)
+
+    def tls_factory(self) -> ImapSession:
+        """Factory for the implicit-TLS port (993, RFC 8314)."""
+        return self.protocol(implicit_tls=True)
+
+    def stop(self) -> None:
+        """Begin shutdown: every session says ``* BYE`` at its next wait and closes."""
+        self.stopping = True
+        for session in list(self.sessions):
+            session.wake()
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for sessions to end; abort the rest."""
+        pending = [s.finished for s in self.sessions]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        rest = [s for s in self.sessions if not s.finished.done()]
+        for session in rest:
+            session.abort()
+        return len(rest)
+
+
+class ImapSession(asyncio.Protocol):
+    """One IMAP connection. See the module docstring."""
+
+    def __init__(self, service: ImapService, *, implicit_tls: bool) -> None:
+        self.service = service
+        self.store = service.store
+        self.loop = asyncio.get_running_loop()
+        self.conn = ServerConnection(service.core_config)
+        self.transport: asyncio.Transport | None = None
+        self.peer = Peer("", 0)
+        self.tls_active = implicit_tls
+        self.account: Account | None = None
+        self.selected: Selected | None = None
+        self.rev2 = False
+        self.utf8 = False
+        self.finished: asyncio.Future[None] = self.loop.create_future()
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._eof = False
+        self._closed = False
+        self._reading_paused = False
+        self._pending = 0
+        self._task: asyncio.Task[None] | None = None
+        self._admitted = False
+
+    # -- transport callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peername = transport.get_extra_info("peername") or ("", 0)
+        self.peer = Peer(str(peername[0]), int(peername[1]))
+        self.service.sessions.add(self)
+        self._task = self.loop.create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self.conn.receive_data(data)
+        self._pending += len(data)
+        self._readable.set()
+        if self._pending > READ_BUFFER_MAX and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        self._readable.set()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._readable.set()
+        self._writable.set()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    def wake(self) -> None:
+        """Interrupt a wait (shutdown)."""
+        self._readable.set()
+        if self.selected is not None:
+            self.selected.subscription._signal(0)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- output ----------------------------------------------------------------------
+
+    async def write(self, data: bytes) -> None:
+        """Write ``data``; wait (bounded) while the client is not reading."""
+        if self._closed or self.transport is None:
+            raise SessionEnded
+        self.transport.write(data)
+        if not self._writable.is_set():
+            try:
+                async with asyncio.timeout(limits.IMAP_TIMEOUT_SEND):
+                    await self._writable.wait()
+            except TimeoutError:
+                raise SessionEnded from None
+            if self._closed:
+                raise SessionEnded
+
+    async def tagged(
+        self, tag: str, status: r.Status, text: str, code: r.Code | None = None
+    ) -> None:
+        await self.write(r.tagged(tag, status, text, code))
+
+    # -- input -----------------------------------------------------------------------
+
+    async def next_event(self, timeout: float) -> ev.Event:
+        """The core's next event, reading as needed, within ``timeout`` seconds."""
+        deadline = self.loop.time() + timeout
+        while True:
+            event = self.conn.next_event()
+            if not isinstance(event, ev.NeedData):
+                return event
+            self._pending = self.conn.buffered
+            if self._reading_paused and self.transport is not None:
+                self._reading_paused = False
+                self.transport.resume_reading()
+            if self._eof or self._closed:
+                self.conn.receive_data(b"")
+                continue
+            if self.service.stopping:
+                raise SessionEnded
+            self._readable.clear()
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._readable.wait()
+            except TimeoutError:
+                raise TimeoutError from None
+
+    def command_timeout(self) -> float:
+        cfg = self.service.config.imap
+        if self.conn.state is State.NOT_AUTHENTICATED:
+            return cfg.timeout_not_authenticated
+        return cfg.timeout_authenticated
+
+    # -- the session -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._serve()
+        except (SessionEnded, ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("imap.session.failed", extra={"client": self.peer.ip})
+            with contextlib.suppress(Exception):
+                await self.write(r.bye("Internal error, closing connection", r.SERVERBUG))
+        finally:
+            await self._unselect_quietly()
+            if self._admitted:
+                self.service.abuse.release(self.peer.ip)
+            if self.transport is not None:
+                self.transport.close()
+            self.service.sessions.discard(self)
+            if not self.finished.done():
+                self.finished.set_result(None)
+
+    async def _serve(self) -> None:
+        admission = self.service.abuse.admit(self.peer.ip)
+        if not admission.allowed:
+            await self.write(r.bye("Too many connections from your address"))
+            return
+        self._admitted = True
+        if self.tls_active and self.transport is not None:
+            self._note_tls(self.transport)
+        await self.write(
+            r.untagged(
+                r.Status.OK, "postel IMAP4rev2 ready", r.capability_code(self.capabilities())
+            )
+        )
+        while True:
+            try:
+                event = await self.next_event(self.command_timeout())
+            except TimeoutError:
+                await self.write(r.bye("Autologout; idle for too long"))
+                return
+            except SessionEnded:
+                with contextlib.suppress(SessionEnded, ConnectionError):
+                    await self.write(r.bye("Server shutting down", r.UNAVAILABLE))
+                raise
+            if isinstance(event, ev.ConnectionClosed):
+                return
+            await self._handle(event)
+            if self.conn.state is State.LOGOUT:
+                return
+            limit = BAD_COMMANDS_MAX_PREAUTH if self.account is None else BAD_COMMANDS_MAX
+            if self.conn.bad_commands >= limit:
+                self.service.abuse.record(self.peer.ip, AbuseEvent.PROTOCOL_ERROR)
+                await self.write(r.bye("Too many invalid commands"))
+                return
+
+    async def _handle(self, event: ev.Event) -> None:
+        from postel.server import imap_mailboxes, imap_messages
+
+        match event:
+            case ev.CommandReceived(command=command):
+                await self._command(command, imap_mailboxes, imap_messages)
+            case ev.BadCommand(tag=tag, text=text, code=code):
+                code_obj = r.Code(code) if code else None
+                if tag is None:
+                    await self.write(r.untagged(r.Status.BAD, text, code_obj))
+                else:
+                    await self.tagged(tag, r.Status.BAD, text, code_obj)
+            case ev.CommandRefused(tag=tag, text=text, code=code):
+                await self.tagged(tag, r.Status.NO, text, r.Code(code) if code else None)
+            case ev.LiteralContinuationNeeded():
+                await self.write(self.conn.accept_literal())
+            case ev.AppendStarted():
+                await imap_messages.append(self, event)
+            case _:
+                raise PostelError(f"unexpected IMAP event {event!r}")
+
+    async def _command(self, command: cmd.Command, mailboxes: object, messages: object) -> None:
+        from postel.server import imap_mailboxes as mb
+        from postel.server import imap_messages as msg
+
+        tag = command.tag
+        try:
+            match command:
+                case cmd.Capability():
+                    await self.write(r.capability(self.capabilities()))
+                    await self.tagged(tag, r.Status.OK, "CAPABILITY completed")
+                case cmd.Noop():
+                    await self.sync(allow_expunge=True)
+                    await self.tagged(tag, r.Status.OK, "NOOP completed")
+                case cmd.Logout():
+                    await self.write(r.bye("postel logging out"))
+                    self.conn.logout()
+                    await self.tagged(tag, r.Status.OK, "LOGOUT completed")
+                case cmd.StartTls():
+                    await self.starttls(tag)
+                case cmd.Login(userid=userid, password=password):
+                    await self.login(tag, userid, password)
+                case cmd.Authenticate(mechanism=mechanism, initial_response=initial):
+                    await self.authenticate(tag, mechanism, initial)
+                case cmd.Enable(capabilities=caps):
+                    await self.enable(tag, caps)
+                case cmd.Id():
+                    await self.write(r.id_response((("name", "postel"), ("vendor", "postel"))))
+                    await self.tagged(tag, r.Status.OK, "ID completed")
+                case cmd.Idle():
+                    await self.idle(tag)
+                case cmd.Namespace():
+                    await self.write(r.namespace((("", "/"),), utf8=self.utf8))
+                    await self.tagged(tag, r.Status.OK, "NAMESPACE completed")
+                case (
+                    cmd.Select()
+                    | cmd.Create()
+                    | cmd.Delete()
+                    | cmd.Rename()
+                    | cmd.Subscribe()
+                    | cmd.Unsubscribe()
+                    | cmd.List()
+                    | cmd.Lsub()
+                    | cmd.Status()
+                ):
+                    await mb.run(self, command)
+                case _:
+                    await msg.run(self, command)
+        except StoreError as exc:
+            log.warning(
+                "imap.store_error", extra={"command": type(command).__name__, "error": str(exc)}
+            )
+            await self.tagged(tag, r.Status.NO, "Temporary failure, try again", r.UNAVAILABLE)
+
+    # -- capabilities, login, TLS --------------------------------------------------------
+
+    def plaintext_allowed(self) -> bool:
+        """Plaintext passwords only over TLS, or on loopback in the embedded default.
+        Spec: RFC 9051 §6.2.3, §11.1; RFC 8314 §3."""
+        if self.tls_active:
+            return True
+        if not self.service.config.embedded:
+            return False
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_address(self.peer.ip).is_loopback
+        return False
+
+    def capabilities(self) -> list[str]:
+        """The CAPABILITY list for the session's state. Spec: RFC 9051 §7.2.2."""
+        caps = ["IMAP4rev1", "IMAP4rev2"]
+        if self.account is None:
+            if not self.tls_active and self.service.ssl_context is not None:
+                caps.append("STARTTLS")
+            if self.plaintext_allowed():
+                caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            else:
+                caps.append("LOGINDISABLED")
+            caps += ["AUTH=SCRAM-SHA-256", "SASL-IR"]
+        caps += [
+            "LITERAL+",
+            "ENABLE",
+            "ID",
+            "IDLE",
+            "NAMESPACE",
+            "UNSELECT",
+            "UIDPLUS",
+            "MOVE",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "ESEARCH",
+            "MULTIAPPEND",
+            "BINARY",
+            f"APPENDLIMIT={self.service.config.imap.append_limit}",
+            "STATUS=SIZE",
+            "UTF8=ACCEPT",
+        ]
+        return caps
+
+    async def starttls(self, tag: str) -> None:
+        context = self.service.ssl_context
+        if self.tls_active or context is None or self.transport is None:
+            self.conn.starttls_refused()
+            await self.tagged(tag, r.Status.BAD, "TLS not available")
+            return
+        await self.tagged(tag, r.Status.OK, "Begin TLS negotiation now")
+        transport = await self.loop.start_tls(
+            self.transport,
+            self,
+            context,
+            server_side=True,
+            ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE,
+        )
+        if transport is None:
+            raise SessionEnded
+        self.transport = transport
+        self.tls_active = True
+        self.conn.tls_established()
+        self._note_tls(transport)
+
+    def _note_tls(self, transport: asyncio.BaseTransport) -> None:
+        log.info(
+            "imap.tls",
+            extra={
+                "client": self.peer.ip,
+                "tls": tls.describe(transport.get_extra_info("ssl_object")),
+            },
+        )
+
+    async def login(self, tag: str, userid: str, password: str) -> None:
+        if not self.plaintext_allowed():
+            await self.tagged(tag, r.Status.NO, "Plaintext login needs TLS", r.PRIVACYREQUIRED)
+            return
+        result = await self.service.authenticator.login(self.peer.ip, userid, password)
+        await self._logged_in(tag, result.account, result.banned)
+
+    async def authenticate(self, tag: str, mechanism: str, initial: bytes | None) -> None:
+        name = mechanism.upper()
+        if name in ("PLAIN", "LOGIN") and not self.plaintext_allowed():
+            await self.tagged(tag, r.Status.NO, "Plaintext mechanisms need TLS", r.PRIVACYREQUIRED)
+            return
+        self.conn.begin_authenticate(tag)
+
+        async def ask(challenge: bytes) -> bytes | Cancelled:
+            await self.write(r.continuation_data(challenge))
+            event = await self.next_event(self.command_timeout())
+            if not isinstance(event, ev.AuthenticateResponse):
+                raise SessionEnded
+            return CANCELLED if event.cancelled else _decoded(event.line)
+
+        try:
+            result = await self.service.authenticator.authenticate(self.peer.ip, name, initial, ask)
+        except UnsupportedMechanism:
+            self.conn.end_authenticate()
+            await self.tagged(tag, r.Status.NO, "Unsupported authentication mechanism")
+            return
+        except SaslError:
+            self.conn.end_authenticate()
+            await self.tagged(tag, r.Status.BAD, "Malformed authentication response")
+            return
+        self.conn.end_authenticate()
+        if result.cancelled:
+            await self.tagged(tag, r.Status.BAD, "Authentication cancelled")
+            return
+        await self._logged_in(tag, result.account, result.banned)
+
+    async def _logged_in(self, tag: str, account: Account | None, banned: bool) -> None:
+        if account is None:
+            await self.tagged(tag, r.Status.NO, "Authentication failed", r.AUTHENTICATIONFAILED)
+            if banned:
+                await self.write(r.bye("Too many failed logins"))
+                raise SessionEnded
+            return
+        self.account = account
+        self.conn.authenticated()
+        await self.tagged(tag, r.Status.OK, "Logged in", r.capability_code(self.capabilities()))
+
+    async def enable(self, tag: str, caps: tuple[str, ...]) -> None:
+        done: list[str] = []
+        for cap in caps:
+            upper = cap.upper()
+            if upper == "IMAP4REV2" and not self.rev2:
+                self.rev2 = True
+                done.append("IMAP4rev2")
+            if upper in ("UTF8=ACCEPT", "IMAP4REV2") and not self.utf8:
+                self.utf8 = True
+                self.conn.enable_utf8()
+                if upper == "UTF8=ACCEPT":
+                    done.append("UTF8=ACCEPT")
+        await self.write(r.enabled(done))
+        await self.tagged(tag, r.Status.OK, "ENABLE completed")
+
+    # -- selected mailbox: sync points and IDLE ------------------------------------------
+
+    async def select(self, selected: Selected) -> None:
+        await self._unselect_quietly()
+        self.selected = selected
+        self.conn.selected(read_only=selected.view.read_only)
+
+    async def unselect(self) -> None:
+        await self._unselect_quietly()
+        self.conn.unselected()
+
+    async def _unselect_quietly(self) -> None:
+        if self.selected is not None:
+            selected, self.selected = self.selected, None
+            with contextlib.suppress(Exception):
+                await selected.exit_stack.aclose()
+
+    async def sync(self, *, allow_expunge: bool, force: bool = False) -> None:
+        """A sync point: tell the client what changed in the selected mailbox. The store
+        is asked only when the change hub signalled (or ``force``). Spec: RFC 9051 §5.2,
+        §7.5.1."""
+        selected = self.selected
+        if selected is None:
+            return
+        view = selected.view
+        if selected.subscription.consume() or force:
+            changes = await self.store.changes_since(selected.mailbox_id, view.modseq)
+            updates = view.update(
+                changes.changed,
+                changes.expunged,
+                changes.highestmodseq,
+                allow_expunge=allow_expunge,
+            )
+        elif allow_expunge and view.has_pending_expunge:
+            updates = view.update([], [], view.modseq, allow_expunge=True)
+        else:
+            return
+        await self.write_updates(updates)
+
+    async def write_updates(self, updates: list[ViewUpdate]) -> None:
+        out: list[bytes] = []
+        for u in updates:
+            match u:
+                case Expunge(msn=msn):
+                    out.append(r.expunge(msn))
+                case Exists(count=count):
+                    out.append(r.exists(count))
+                case FlagsChanged(msn=msn, uid=uid, flags=flags):
+                    items = [(b"UID", b"%d" % uid), (b"FLAGS", r.flag_list(sorted(flags)))]
+                    out.append(r.fetch_response(msn, items))
+        if out:
+            await self.write(b"".join(out))
+
+    async def idle(self, tag: str) -> None:
+        """Report changes as they happen until DONE. Spec: RFC 9051 §6.3.13, RFC 2177."""
+        self.conn.begin_idle(tag)
+        await self.write(r.continuation("idling"))
+        await self.sync(allow_expunge=True)
+        deadline = self.loop.time() + self.service.config.imap.timeout_idle
+        reader = self.loop.create_task(self._idle_read(deadline))
+        try:
+            while True:
+                sub = self.selected.subscription if self.selected is not None else None
+                waiter: asyncio.Task[object] = self.loop.create_task(
+                    sub.wait(limits.IMAP_CHANGE_RECHECK)
+                    if sub is not None
+                    else asyncio.sleep(limits.IMAP_CHANGE_RECHECK)
+                )
+                done, _ = await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    waiter.cancel()
+                    break
+                # A signal (consumed by wait) or the periodic re-check: ask the store.
+                await self.sync(allow_expunge=True, force=True)
+            event = reader.result()
+        finally:
+            if not reader.done():
+                reader.cancel()
+        if isinstance(event, ev.IdleDone):
+            await self.sync(allow_expunge=True)
+            await self.tagged(event.tag, r.Status.OK, "IDLE terminated")
+        elif isinstance(event, ev.BadCommand):
+            await self.tagged(event.tag or tag, r.Status.BAD, event.text)
+        else:
+            raise SessionEnded
+
+    async def _idle_read(self, deadline: float) -> ev.Event:
+        try:
+            return await self.next_event(max(deadline - self.loop.time(), 0.0))
+        except TimeoutError:
+            await self.write(r.bye("IDLE for too long"))
+            raise SessionEnded from None
+
+
+def _decoded(line: bytes) -> bytes | Cancelled:
+    return decode_response(line)
+
+
+__all__ = ["ImapService", "ImapSession", "Selected", "SessionEnded", "imap"]
