@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -93,10 +94,21 @@ class ImapConnection:
 
     @classmethod
     def connect(
-        cls, host: str, port: int, timeout: float = DEFAULT_TIMEOUT_SECONDS
+        cls,
+        host: str,
+        port: int,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        tls: bool = False,
     ) -> ImapConnection:
-        """Open a TCP connection. Raises OSError (incl. TimeoutError) on failure."""
-        return cls(socket.create_connection((host, port), timeout=timeout), timeout)
+        """Open a TCP connection (implicit TLS when ``tls``, certificate not checked:
+        test servers use self-signed ones). Raises OSError (incl. TimeoutError)."""
+        sock = socket.create_connection((host, port), timeout=timeout)
+        if tls:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock, server_hostname=host)
+        return cls(sock, timeout)
 
     def send(self, data: bytes) -> None:
         """Send raw bytes. Raises `ConnectionClosed` if the peer has gone."""

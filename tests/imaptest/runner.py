@@ -65,6 +65,8 @@ class ServerAddress:
     password2: str | None = None
     mailbox: str = DEFAULT_MAILBOX
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    tls: bool = False
+    """Implicit TLS (an IMAPS port)."""
 
 
 class Outcome(StrEnum):
@@ -272,7 +274,7 @@ def run_script(
     missing: tuple[str, ...] = ()
     try:
         for index in range(script.connections):
-            imap = ImapConnection.connect(server.host, server.port, server.timeout)
+            imap = ImapConnection.connect(server.host, server.port, server.timeout, server.tls)
             connections.append(Connection(imap, index))
         missing = _set_up(script, session, server, users, passwords)
         if not missing:

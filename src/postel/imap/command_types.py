@@ -19,6 +19,7 @@ from postel.imap.sequence import SequenceSet
 __all__ = [
     "Authenticate",
     "Capability",
+    "Check",
     "Close",
     "Command",
     "Copy",
@@ -64,6 +65,12 @@ class Command:
 @dataclass(frozen=True, slots=True)
 class Capability(Command):
     """CAPABILITY. Spec: RFC 9051 §6.1.1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check(Command):
+    """``CHECK``: a checkpoint of the selected mailbox (IMAP4rev1; postel writes every
+    change durably at once, so it is a NOOP). Spec: RFC 3501 §6.4.1."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from postel.imap import limits
 from postel.imap.command_types import (
     Authenticate,
     Capability,
+    Check,
     Close,
     Command,
     Copy,
@@ -77,6 +78,7 @@ __all__ = [
     "AppendHead",
     "Authenticate",
     "Capability",
+    "Check",
     "Close",
     "Command",
     "Copy",
@@ -156,6 +158,7 @@ COMMAND_STATES: dict[str, frozenset[State]] = {
     "IDLE": _AUTH,
     "CLOSE": _SEL,
     "UNSELECT": _SEL,
+    "CHECK": _SEL,
     "EXPUNGE": _SEL,
     "SEARCH": _SEL,
     "FETCH": _SEL,
@@ -270,7 +273,7 @@ def parse_command(
 
 
 def _simple(
-    cls: type[Capability | Noop | Logout | StartTls | Namespace | Idle | Close | Unselect],
+    cls: type[Capability | Check | Noop | Logout | StartTls | Namespace | Idle | Close | Unselect],
 ) -> Callable[[Cursor, str, bool], Command]:
     def parse(cur: Cursor, tag: str, uid: bool) -> Command:
         return cls(tag)
@@ -408,6 +411,7 @@ _PARSERS: dict[str, Callable[[Cursor, str, bool], Command]] = {
     "IDLE": _simple(Idle),
     "CLOSE": _simple(Close),
     "UNSELECT": _simple(Unselect),
+    "CHECK": _simple(Check),
     "AUTHENTICATE": _authenticate,
     "LOGIN": _login,
     "ENABLE": _enable,

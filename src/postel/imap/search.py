@@ -94,7 +94,8 @@ class SearchSource:
 @dataclass(frozen=True, slots=True)
 class SearchContext:
     """The mailbox around the message: ``largest_msn`` and ``largest_uid`` stand for
-    ``*``; ``saved_uids`` is the saved search result (``$``), None when there is none.
+    ``*``; ``saved_uids`` is the saved search result (``$``), None when there is none;
+    ``recent_uids`` the messages recent in this session.
 
     Spec: RFC 9051 §9 (seq-number), RFC 5182 §2.1.
     """
@@ -102,6 +103,8 @@ class SearchContext:
     largest_msn: int
     largest_uid: int
     saved_uids: frozenset[int] | None = None
+    recent_uids: frozenset[int] = frozenset()
+    """UIDs with \\Recent in this session (IMAP4rev1 RECENT, NEW, OLD; RFC 3501 §6.4.4)."""
 
 
 def needs_bytes(key: SearchKey) -> bool:
@@ -164,7 +167,7 @@ class _Evaluator:
         if isinstance(key, FlagKey):
             return (key.flag.lower() in self.flags()) == key.present
         if isinstance(key, RecentKey):
-            return not key.recent
+            return (self.msg.uid in self.ctx.recent_uids) == key.recent
         if isinstance(key, SizeKey):
             if key.op is SizeOp.LARGER:
                 return self.msg.size > key.size

@@ -57,7 +57,8 @@ class FlagKey:
 @dataclass(frozen=True, slots=True)
 class RecentKey:
     """IMAP4rev1's ``RECENT`` (True) / ``OLD`` (False); ``NEW`` is RECENT AND UNSEEN.
-    postel keeps no \\Recent state, so no message is recent. Spec: RFC 3501 §6.4.4."""
+    A message is recent in the one session that first learnt of it. Spec: RFC 3501
+    §2.3.2, §6.4.4."""
 
     recent: bool
 

@@ -91,12 +91,17 @@ async def select(session: ImapSession, command: cmd.Select) -> None:
     view = MailboxView(
         snapshot.uidvalidity, snapshot.messages, snapshot.highestmodseq, read_only=command.examine
     )
-    await session.select(Selected(mailbox.id, mailbox.name, view, subscription, stack))
+    # EXAMINE must not take \Recent away from other sessions (RFC 3501 §6.3.2).
+    before = snapshot.recent_uid
+    if not command.examine and view.uids and view.uids[-1] > before:
+        before = await session.store.claim_recent(mailbox.id, view.uids[-1])
+    recent = {u for u in view.uids if u > before}
+    await session.select(Selected(mailbox.id, mailbox.name, view, subscription, stack, recent))
     keywords = sorted({f for _, flags, _ in snapshot.messages for f in flags} - set(SYSTEM_FLAGS))
     flags = [*SYSTEM_FLAGS, *keywords]
     out = [r.flags(flags), r.exists(view.exists)]
     if not session.rev2:
-        out.append(b"* 0 RECENT\r\n")
+        out.append(b"* %d RECENT\r\n" % len(recent))
         unseen = next(
             (i + 1 for i, (_, f, _) in enumerate(snapshot.messages) if "\\Seen" not in f), None
         )
@@ -271,7 +276,12 @@ async def list_mailboxes(session: ImapSession, command: cmd.List) -> None:
             continue
         mailbox = boxes.get(name)
         children = any(n.startswith(name + SEPARATOR) for n in all_names)
-        child_subscribed = recursive and any(n.startswith(name + SEPARATOR) for n in subscribed)
+        # CHILDINFO names a parent only for subscribed descendants the patterns do not
+        # list themselves (RFC 5258 §3.5).
+        child_subscribed = recursive and any(
+            n.startswith(name + SEPARATOR) and not any(rx.match(n) for rx in regexes)
+            for n in subscribed
+        )
         if select_subscribed and name not in subscribed and not child_subscribed:
             continue
         if select_special and (mailbox is None or mailbox.special_use is None):
@@ -333,7 +343,7 @@ async def _status_line(
         cmd.StatusItem.UNSEEN: st.unseen,
         cmd.StatusItem.DELETED: st.deleted,
         cmd.StatusItem.SIZE: st.size,
-        cmd.StatusItem.RECENT: 0,
+        cmd.StatusItem.RECENT: st.recent,
         cmd.StatusItem.HIGHESTMODSEQ: st.highestmodseq,
         cmd.StatusItem.APPENDLIMIT: session.service.config.imap.append_limit,
     }

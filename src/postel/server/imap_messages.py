@@ -141,8 +141,11 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
             except NotFound:
                 continue
             summary = await _summary(m) if needs_summary else _EMPTY_SUMMARY
+            shown = m.flags
+            if not session.rev2 and uid in selected.recent:
+                shown = m.flags | {"\\Recent"}
             source = fetch.FetchSource(
-                uid, m.flags, m.internal_date, m.size, summary, m.trace_prefix, data
+                uid, shown, m.internal_date, m.size, summary, m.trace_prefix, data
             )
             try:
                 rendered = fetch.render_items(wanted, source)
@@ -222,7 +225,7 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
         for uid, flags, _ in result.messages:
             selected.view.set_flags(uid, flags)
             if not command.silent and uid in msn_of:
-                items = [(b"FLAGS", r.flag_list(sorted(flags)))]
+                items = [(b"FLAGS", r.flag_list(selected.flags(uid, flags, session.rev2)))]
                 if command.uid:
                     items.append((b"UID", b"%d" % uid))
                 out.append(r.fetch_response(msn_of[uid], items))
@@ -241,7 +244,9 @@ async def search_command(session: ImapSession, selected: Selected, command: cmd.
     view = selected.view
     key = command.key
     ctx = search.SearchContext(
-        largest_msn=view.exists, largest_uid=view.uids[-1] if view.uids else 0
+        largest_msn=view.exists,
+        largest_uid=view.uids[-1] if view.uids else 0,
+        recent_uids=frozenset(selected.recent),
     )
     needs_bytes = search.needs_bytes(key)
     needs_summary = search.needs_summary(key)

@@ -72,6 +72,15 @@ class Selected:
     view: MailboxView
     subscription: ChangeSubscription
     exit_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+    recent: set[int] = field(default_factory=set)
+    """UIDs with \\Recent in this session (RFC 3501 §2.3.2)."""
+
+    def flags(self, uid: int, flags: frozenset[str], rev2: bool) -> list[str]:
+        """The FLAGS to show for ``uid``: with ``\\Recent`` for IMAP4rev1 sessions."""
+        shown = sorted(flags)
+        if not rev2 and uid in self.recent:
+            shown.append("\\Recent")
+        return shown
 
 
 class ImapService:
@@ -350,9 +359,10 @@ class ImapSession(asyncio.Protocol):
                 case cmd.Capability():
                     await self.write(r.capability(self.capabilities()))
                     await self.tagged(tag, r.Status.OK, "CAPABILITY completed")
-                case cmd.Noop():
+                case cmd.Noop() | cmd.Check():
                     await self.sync(allow_expunge=True)
-                    await self.tagged(tag, r.Status.OK, "NOOP completed")
+                    verb = "NOOP" if isinstance(command, cmd.Noop) else "CHECK"
+                    await self.tagged(tag, r.Status.OK, f"{verb} completed")
                 case cmd.Logout():
                     await self.write(r.bye("postel logging out"))
                     self.conn.logout()
@@ -570,18 +580,27 @@ class ImapSession(asyncio.Protocol):
             updates = view.update([], [], view.modseq, allow_expunge=True)
         else:
             return
+        if any(isinstance(u, Exists) for u in updates) and not view.read_only and view.uids:
+            before = await self.store.claim_recent(selected.mailbox_id, view.uids[-1])
+            selected.recent.update(u for u in view.uids if u > before)
         await self.write_updates(updates)
 
     async def write_updates(self, updates: list[ViewUpdate]) -> None:
+        selected = self.selected
+        assert selected is not None
         out: list[bytes] = []
         for u in updates:
             match u:
-                case Expunge(msn=msn):
+                case Expunge(msn=msn, uid=uid):
+                    selected.recent.discard(uid)
                     out.append(r.expunge(msn))
                 case Exists(count=count):
                     out.append(r.exists(count))
+                    if not self.rev2:
+                        out.append(b"* %d RECENT\r\n" % len(selected.recent))
                 case FlagsChanged(msn=msn, uid=uid, flags=flags):
-                    items = [(b"UID", b"%d" % uid), (b"FLAGS", r.flag_list(sorted(flags)))]
+                    shown = selected.flags(uid, flags, self.rev2)
+                    items = [(b"UID", b"%d" % uid), (b"FLAGS", r.flag_list(shown))]
                     out.append(r.fetch_response(msn, items))
         if out:
             await self.write(b"".join(out))

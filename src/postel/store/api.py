@@ -301,6 +301,8 @@ class MailboxStatus:
     uidnext: int
     uidvalidity: int
     highestmodseq: int
+    recent: int = 0
+    """Messages not yet announced as recent to any session (IMAP4rev1 RECENT)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +315,8 @@ class MailboxSnapshot:
     uidnext: int
     highestmodseq: int
     messages: tuple[FlagState, ...]
+    recent_uid: int = 0
+    """The highest UID already announced as recent (RFC 3501 §2.3.2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -538,6 +542,12 @@ class Store(Protocol):
     async def select_mailbox(self, mailbox_id: MailboxId) -> MailboxSnapshot:
         """Counters and every ``(uid, flags, modseq)`` in one statement. NotFound.
         Spec: RFC 9051 §6.3.2."""
+        ...
+
+    async def claim_recent(self, mailbox_id: MailboxId, uid: int) -> int:
+        """Raise the recent watermark to ``uid`` atomically; return the previous one (the
+        caller's session holds \\Recent for the UIDs above it). NotFound.
+        Spec: RFC 3501 §2.3.2."""
         ...
 
     async def fetch_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[StoredMessage]:

@@ -129,16 +129,21 @@ def mailbox_status(conn: Connection, mailbox_id: MailboxId) -> MailboxStatus:
             func.coalesce(seen, 0),
             func.coalesce(deleted, 0),
             func.coalesce(func.sum(messages.c.size), 0),
+            func.coalesce(func.sum(case((messages.c.uid > mailboxes.c.recent_uid, 1), else_=0)), 0),
         )
         .select_from(mailboxes.outerjoin(messages, messages.c.mailbox_id == mailboxes.c.id))
         .where(mailboxes.c.id == mailbox_id)
         .group_by(
-            mailboxes.c.id, mailboxes.c.uidnext, mailboxes.c.uidvalidity, mailboxes.c.highestmodseq
+            mailboxes.c.id,
+            mailboxes.c.uidnext,
+            mailboxes.c.uidvalidity,
+            mailboxes.c.highestmodseq,
+            mailboxes.c.recent_uid,
         )
     ).first()
     if row is None:
         raise NotFound(f"no mailbox {mailbox_id}")
-    uidnext, validity, modseq, count, n_seen, n_deleted, size = (int(v) for v in row)
+    uidnext, validity, modseq, count, n_seen, n_deleted, size, recent = (int(v) for v in row)
     return MailboxStatus(
         messages=count,
         unseen=count - n_seen,
@@ -147,6 +152,7 @@ def mailbox_status(conn: Connection, mailbox_id: MailboxId) -> MailboxStatus:
         uidnext=uidnext,
         uidvalidity=validity,
         highestmodseq=modseq,
+        recent=recent,
     )
 
 

@@ -149,6 +149,7 @@ def select_mailbox(conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
             messages.c.uid,
             messages.c.flags,
             messages.c.modseq,
+            mailboxes.c.recent_uid,
         )
         .select_from(mailboxes.outerjoin(messages, messages.c.mailbox_id == mailboxes.c.id))
         .where(mailboxes.c.id == mailbox_id)
@@ -156,7 +157,7 @@ def select_mailbox(conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
     ).all()
     if not rows:
         raise NotFound(f"no mailbox {mailbox_id}")
-    validity, uidnext, highest = rows[0][0], rows[0][1], rows[0][2]
+    validity, uidnext, highest, recent_uid = rows[0][0], rows[0][1], rows[0][2], rows[0][6]
     cache = fl.FlagCache()
     parse = cache.parse
     states: tuple[FlagState, ...] = ()
@@ -168,7 +169,22 @@ def select_mailbox(conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
         uidnext=int(uidnext),
         highestmodseq=int(highest),
         messages=states,
+        recent_uid=int(recent_uid),
     )
+
+
+def claim_recent(conn: Connection, mailbox_id: MailboxId, uid: int) -> int:
+    """Raise the mailbox's recent watermark to ``uid``; return the previous value. The
+    messages above the previous value, up to ``uid``, are recent in the calling session
+    only. NotFound. Spec: RFC 3501 §2.3.2 (\\Recent)."""
+    before = conn.execute(
+        select(mailboxes.c.recent_uid).where(mailboxes.c.id == mailbox_id).with_for_update()
+    ).scalar()
+    if before is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    if uid > before:
+        conn.execute(update(mailboxes).where(mailboxes.c.id == mailbox_id).values(recent_uid=uid))
+    return int(before)
 
 
 def fetch_messages(

@@ -136,6 +136,7 @@ mailboxes = Table(
     Column("uidnext", BigInteger, nullable=False),
     Column("highestmodseq", BigInteger, nullable=False),
     Column("subscribed", Boolean, nullable=False),
+    Column("recent_uid", BigInteger, nullable=False, server_default="0"),
     UniqueConstraint("account_id", "name"),
 )
 

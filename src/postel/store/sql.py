@@ -340,6 +340,9 @@ class SqlStore:
     async def select_mailbox(self, mailbox_id: MailboxId) -> MailboxSnapshot:
         return await self._read(xq.select_mailbox, mailbox_id)
 
+    async def claim_recent(self, mailbox_id: MailboxId, uid: int) -> int:
+        return await self._write(xq.claim_recent, mailbox_id, uid)
+
     async def fetch_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[StoredMessage]:
         return await self._read(xq.fetch_messages, self._sql, mailbox_id, uids)
 
