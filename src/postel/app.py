@@ -194,6 +194,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
             "missing_blobs": len(report.missing_blobs),
         },
     )
+    await store.listen_for_changes()
     password = await first_start(store, config)
     directory = Directory(store, await _admin_address(store, config), clock=clock)
     abuse = AbuseTracker(config.abuse, clock)

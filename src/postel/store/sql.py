@@ -61,6 +61,7 @@ from postel.store.directory_lookup import lookup_addresses
 from postel.store.engines import READER_CONNECTIONS, make_engines
 from postel.store.flags import canonical_set
 from postel.store.migrate import upgrade
+from postel.store.pg_notify import PgChangeRelay
 from postel.store.recovery import SHARED_GRACE_SECONDS, recover
 
 _log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class SqlStore:
         )
         self._directory_version = 0
         self._changes = ChangeHub()
+        self._relay: PgChangeRelay | None = None
         self._sql = xq.Dialect(self._engines.dialect)
 
     @property
@@ -176,8 +178,21 @@ class SqlStore:
         self._committer.start()
         return report
 
+    async def listen_for_changes(self) -> None:
+        """Relay mailbox changes to and from other postel processes on the same
+        PostgreSQL database (LISTEN/NOTIFY); nothing to do on SQLite, whose one
+        process publishes every change itself. Call on the event loop after ``open``."""
+        if self.dialect != "postgresql" or self._relay is not None:
+            return
+        url = self._engines.writer.url.set(drivername="postgresql")
+        self._relay = PgChangeRelay(url.render_as_string(hide_password=False), self._changes)
+        self._relay.start()
+
     async def close(self) -> None:
         """Finish the commit in flight, fail queued deliveries, release connections."""
+        if self._relay is not None:
+            await self._relay.stop()
+            self._relay = None
         await self._committer.stop()
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
