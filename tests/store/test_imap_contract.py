@@ -522,3 +522,22 @@ def test_revision_0002_copies_subscriptions(database_url: str) -> None:
             assert list(names) == ["INBOX", "Kept"]
     finally:
         engine.dispose()
+
+
+async def test_append_many_is_all_or_nothing(store: Store) -> None:
+    from postel.store import AppendItem
+    from postel.store.api import InvalidFlag
+
+    (alice,) = await make_accounts(store, "alice")
+    drafts = await box(store, alice, "Drafts")
+    refs = [await put_blob(store, message(i)) for i in range(3)]
+    good = [AppendItem(drafts.id, ref, T0, SUMMARY) for ref in refs]
+    done = await store.append_many(good)
+    assert [a.uid for a in done] == [1, 2, 3]
+    assert [a.modseq for a in done] == [2, 3, 4]
+    bad = [*good[:2], AppendItem(drafts.id, refs[2], T0, SUMMARY, frozenset({"\\Bogus"}))]
+    with pytest.raises(InvalidFlag):
+        await store.append_many(bad)
+    assert [m.uid for m in await store.list_messages(drafts.id)] == [1, 2, 3]
+    status = await store.mailbox_status(drafts.id)
+    assert (status.messages, status.uidnext) == (3, 4)

@@ -29,7 +29,7 @@ from postel.imap import responses as r
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch_items import FetchAttr, FetchItem
 from postel.mail import MessageSummary, parse_message
-from postel.store import BlobRef, StoredMessage
+from postel.store import AppendItem, BlobRef, StoredMessage
 from postel.store.api import FlagMode, InvalidFlag, UidSet
 
 if TYPE_CHECKING:
@@ -385,18 +385,12 @@ async def append(session: ImapSession, started: ev.AppendStarted) -> None:
             case _:
                 return
         event = await session.next_event(session.command_timeout())
-    appended = []
+    items = [
+        AppendItem(mailbox_id, ref, when, summary, flags)
+        for mailbox_id, ref, flags, when, summary in received
+    ]
     try:
-        for mailbox_id, ref, flags, when, summary in received:
-            appended.append(
-                await session.store.append(
-                    mailbox_id,
-                    ref,
-                    internal_date=when,
-                    summary=summary,
-                    flags=flags,
-                )
-            )
+        appended = await session.store.append_many(items)
     except InvalidFlag as exc:
         await session.tagged(tag, r.Status.BAD, f"Invalid flag: {exc}")
         return

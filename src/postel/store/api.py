@@ -346,6 +346,17 @@ class Appended:
 
 
 @dataclass(frozen=True, slots=True)
+class AppendItem:
+    """One message of a (MULTI)APPEND: the committed blob and what IMAP stores with it."""
+
+    mailbox_id: MailboxId
+    blob: BlobRef
+    internal_date: dt.datetime
+    summary: str
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class CopyResult:
     """``pairs``: ``(source UID, destination UID)`` in ascending source UID order;
     ``uidvalidity`` and ``modseq`` are the destination's (COPYUID response code; empty
@@ -592,6 +603,11 @@ class Store(Protocol):
         return. ``summary`` is ``postel.mail.summary`` JSON made by the caller.
         NotFound (mailbox, or a file blob never committed), InvalidFlag.
         Spec: RFC 9051 §6.3.12; RFC 4315 §3 (APPENDUID)."""
+        ...
+
+    async def append_many(self, items: Sequence[AppendItem]) -> Sequence[Appended]:
+        """Append every item in ONE transaction: all are stored or none (MULTIAPPEND).
+        NotFound, InvalidFlag, StoreError. Spec: RFC 3502 §6.3.11."""
         ...
 
     async def copy_messages(

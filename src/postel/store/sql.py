@@ -33,6 +33,7 @@ from postel.store.api import (
     Account,
     Alias,
     Appended,
+    AppendItem,
     BlobRef,
     BlobWriter,
     Changes,
@@ -395,6 +396,27 @@ class SqlStore:
             xq.append, self._sql, self._files, mailbox_id, blob, flags, internal_date, summary
         )
         self._changes.publish(mailbox_id, done.modseq)
+        return done
+
+    async def append_many(self, items: Sequence[AppendItem]) -> Sequence[Appended]:
+        def run(conn: Connection) -> list[Appended]:
+            return [
+                xq.append(
+                    conn,
+                    self._sql,
+                    self._files,
+                    item.mailbox_id,
+                    item.blob,
+                    item.flags,
+                    item.internal_date,
+                    item.summary,
+                )
+                for item in items
+            ]
+
+        done = await self._write(run)
+        for appended in done:
+            self._changes.publish(appended.mailbox_id, appended.modseq)
         return done
 
     async def copy_messages(
