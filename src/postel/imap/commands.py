@@ -196,6 +196,8 @@ class AppendHead:
     mailbox: str
     flags: tuple[str, ...]
     internal_date: dt.datetime | None
+    utf8: bool = False
+    """The message literal is wrapped in ``UTF8 (...)`` (RFC 6855 §4)."""
 
 
 def parse_append_head(
@@ -215,22 +217,25 @@ def parse_append_head(
         return None
     mailbox = read_mailbox(cur)
     cur.sp()
-    flags, date = _append_options(cur)
+    flags, date, wrapped = _append_options(cur)
     assert cur.tag is not None
-    return AppendHead(cur.tag, mailbox, flags, date)
+    return AppendHead(cur.tag, mailbox, flags, date, wrapped)
 
 
-def parse_append_next(part: bytes, tag: str) -> tuple[tuple[str, ...], dt.datetime | None]:
-    """Flags and date of a further MULTIAPPEND message: ``part`` is the line segment
-    after the previous message literal (``SP [flag-list SP] [date-time SP]`` and the
-    announcement). Raises ImapSyntaxError. Spec: RFC 3502 §6.3.11 (append-message)."""
+def parse_append_next(
+    part: bytes, tag: str
+) -> tuple[tuple[str, ...], dt.datetime | None, bool]:
+    """Flags, date and ``UTF8 (`` wrapping of a further MULTIAPPEND message: ``part``
+    is the line segment after the previous message literal (``SP [flag-list SP]
+    [date-time SP]`` and the announcement). Raises ImapSyntaxError.
+    Spec: RFC 3502 §6.3.11 (append-message), RFC 6855 §4."""
     cur = Cursor([part, b""], [b""])
     cur.tag = tag
     cur.sp()
     return _append_options(cur)
 
 
-def _append_options(cur: Cursor) -> tuple[tuple[str, ...], dt.datetime | None]:
+def _append_options(cur: Cursor) -> tuple[tuple[str, ...], dt.datetime | None, bool]:
     flags: tuple[str, ...] = ()
     date = None
     if cur.peek() == 0x28:
@@ -239,9 +244,10 @@ def _append_options(cur: Cursor) -> tuple[tuple[str, ...], dt.datetime | None]:
     if cur.peek() == 0x22:
         date = cur.date_time()
         cur.sp()
+    wrapped = cur.take(b"UTF8 (")
     if not cur.at_literal():
         raise cur.error("expected the message literal")
-    return flags, date
+    return flags, date, wrapped
 
 
 # --- the parser ---------------------------------------------------------------------------

@@ -127,6 +127,8 @@ class _Append:
     index: int = 0
     between: bool = False
     """True after a message literal: the next line segment continues the command."""
+    wrapped: bool = False
+    """The current message literal is inside ``UTF8 (...)``: ``)`` follows it."""
 
 
 class ServerConnection:
@@ -527,6 +529,10 @@ class ServerConnection:
                 return self._refuse_literal(BadCommand(tag, exc.text), size, synchronizing)
             if head is not None:
                 self._append.mailbox = head.mailbox
+                if head.utf8 and not (self._utf8 and binary):
+                    event = BadCommand(tag, "UTF8 needs UTF8=ACCEPT and a literal8")
+                    return self._refuse_literal(event, size, synchronizing)
+                self._append.wrapped = head.utf8
                 return self._start_message(
                     head.flags, head.internal_date, size, bool(binary), synchronizing
                 )
@@ -582,6 +588,11 @@ class ServerConnection:
     def _append_next(self, line: bytes) -> Event | None:
         append = self._append
         assert append is not None
+        if append.wrapped:
+            if not line.startswith(b")"):
+                return self._failure(append.tag, "expected ) after the UTF8 message")
+            line = line[1:]
+            append.wrapped = False
         if not line:
             self._reset_command()
             return AppendCommandEnd(append.tag)
@@ -591,10 +602,14 @@ class ServerConnection:
         binary, digits, plus = match.groups()
         size = int(digits) if len(digits) <= 20 else limits.LITERAL_SIZE_MAX + 1
         try:
-            flags, date = parse_append_next(line, append.tag)
+            flags, date, wrapped = parse_append_next(line, append.tag)
         except ImapProtocolError as exc:
             self._abandon(size, not plus)
             return AppendAborted(append.tag, exc.text)
+        if wrapped and not (self._utf8 and binary):
+            self._abandon(size, not plus)
+            return AppendAborted(append.tag, "UTF8 needs UTF8=ACCEPT and a literal8")
+        append.wrapped = wrapped
         return self._start_message(flags, date, size, bool(binary), not plus)
 
 

@@ -169,6 +169,8 @@ class ImapSession(asyncio.Protocol):
         self._pending = 0
         self._task: asyncio.Task[None] | None = None
         self._admitted = False
+        self._enabled: set[str] = set()
+        """Capabilities ENABLE has reported enabled (each is reported once)."""
 
     # -- transport callbacks ---------------------------------------------------------
 
@@ -511,6 +513,18 @@ class ImapSession(asyncio.Protocol):
             self.conn.end_authenticate()
             await self.tagged(tag, r.Status.BAD, "Malformed authentication response")
             return
+        if result.account is not None and result.server_final is not None:
+            # IMAP has no additional data with success: send it as one more challenge
+            # and take the client's empty response (RFC 4422 §3.6, RFC 9051 §6.2.2).
+            try:
+                if await ask(result.server_final) != b"":
+                    self.conn.end_authenticate()
+                    await self.tagged(tag, r.Status.BAD, "Authentication cancelled")
+                    return
+            except SaslError:
+                self.conn.end_authenticate()
+                await self.tagged(tag, r.Status.BAD, "Malformed authentication response")
+                return
         self.conn.end_authenticate()
         if result.cancelled:
             await self.tagged(tag, r.Status.BAD, "Authentication cancelled")
@@ -530,16 +544,17 @@ class ImapSession(asyncio.Protocol):
 
     async def enable(self, tag: str, caps: tuple[str, ...]) -> None:
         done: list[str] = []
-        for cap in caps:
-            upper = cap.upper()
-            if upper == "IMAP4REV2" and not self.rev2:
-                self.rev2 = True
-                done.append("IMAP4rev2")
-            if upper in ("UTF8=ACCEPT", "IMAP4REV2") and not self.utf8:
-                self.utf8 = True
-                self.conn.enable_utf8()
-                if upper == "UTF8=ACCEPT":
-                    done.append("UTF8=ACCEPT")
+        wanted = {cap.upper() for cap in caps}
+        if "IMAP4REV2" in wanted and not self.rev2:
+            self.rev2 = True
+            done.append("IMAP4rev2")
+        if wanted & {"UTF8=ACCEPT", "IMAP4REV2"} and not self.utf8:
+            # IMAP4rev2 implies UTF-8 names; UTF8=ACCEPT asked for is reported enabled.
+            self.utf8 = True
+            self.conn.enable_utf8()
+        if "UTF8=ACCEPT" in wanted and self.utf8 and "UTF8=ACCEPT" not in self._enabled:
+            done.append("UTF8=ACCEPT")
+        self._enabled.update(c.upper() for c in done)
         await self.write(r.enabled(done))
         await self.tagged(tag, r.Status.OK, "ENABLE completed")
 
