@@ -75,7 +75,9 @@ def write_config(
     if imap_ports is None:
         imap_listen = "imap = []\nimaps = []\n"
     else:
-        imap_listen = f'imap = ["127.0.0.1:{imap_ports[0]}"]\nimaps = ["127.0.0.1:{imap_ports[1]}"]\n'
+        imap_listen = (
+            f'imap = ["127.0.0.1:{imap_ports[0]}"]\nimaps = ["127.0.0.1:{imap_ports[1]}"]\n'
+        )
     imap_text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in (imap or {}).items())
     text = f"""hostname = "{HOSTNAME}"
 {top}

@@ -222,9 +222,7 @@ def parse_append_head(
     return AppendHead(cur.tag, mailbox, flags, date, wrapped)
 
 
-def parse_append_next(
-    part: bytes, tag: str
-) -> tuple[tuple[str, ...], dt.datetime | None, bool]:
+def parse_append_next(part: bytes, tag: str) -> tuple[tuple[str, ...], dt.datetime | None, bool]:
     """Flags, date and ``UTF8 (`` wrapping of a further MULTIAPPEND message: ``part``
     is the line segment after the previous message literal (``SP [flag-list SP]
     [date-time SP]`` and the announcement). Raises ImapSyntaxError.

@@ -29,6 +29,11 @@ from postel.store import Account, Credentials, Store
 
 log = logging.getLogger(__name__)
 
+PASSWORD_CHECKS_MAX = 2
+"""Password hashes checked at once: each argon2id check takes 64 MiB (RFC 9106 §4,
+second recommended option), so a flood of logins costs at most this many times that
+(RELIABILITY.md D7); the others wait their turn."""
+
 Ask = Callable[[bytes], Awaitable["bytes | sasl.Cancelled"]]
 """Send a server challenge (raw octets; the driver base64-encodes and frames it) and
 return the client's decoded response, or ``sasl.CANCELLED``. Raises sasl.SaslError for
@@ -60,6 +65,7 @@ class Authenticator:
         self._abuse = abuse
         self._secret = secret
         self._dummy: Credentials | None = None
+        self._hash_slots = asyncio.Semaphore(PASSWORD_CHECKS_MAX)
 
     async def login(self, ip: str, username: str, password: str) -> AuthResult:
         """A plaintext login (IMAP LOGIN, POP3 USER/PASS). Spec: RFC 9051 §6.2.3."""
@@ -110,16 +116,19 @@ class Authenticator:
         return await self._store.get_account(username)
 
     async def _check_password(self, account: Account | None, password: str) -> bool:
-        if account is None:
-            # The same work as a real check, so timing does not reveal unknown accounts.
-            dummy = await self._dummy_credentials()
-            await asyncio.to_thread(verify_password, dummy, password)
-            return False
-        return await asyncio.to_thread(verify_password, account.credentials, password)
+        # The same work for an unknown account, so timing does not reveal which exist.
+        credentials = (
+            account.credentials if account is not None else await self._dummy_credentials()
+        )
+        async with self._hash_slots:
+            ok = await asyncio.to_thread(verify_password, credentials, password)
+        return ok and account is not None
 
     async def _dummy_credentials(self) -> Credentials:
         if self._dummy is None:
-            self._dummy = await asyncio.to_thread(make_credentials, "postel-dummy-password")
+            async with self._hash_slots:
+                if self._dummy is None:
+                    self._dummy = await asyncio.to_thread(make_credentials, "postel-dummy-password")
         return self._dummy
 
     async def _finish(self, ip: str, username: str, account: Account | None) -> AuthResult:

@@ -31,6 +31,7 @@ from postel.imap.fetch_items import FetchAttr, FetchItem
 from postel.mail import MessageSummary, parse_message
 from postel.store import AppendItem, BlobRef, StoredMessage
 from postel.store.api import FlagMode, InvalidFlag, UidSet
+from postel.store.flags import canonical_set
 
 if TYPE_CHECKING:
     from postel.server.imap_session import ImapSession, Selected
@@ -223,8 +224,13 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
             return
         out: list[bytes] = []
         for uid, flags, _ in result.messages:
+            if command.silent:
+                # The client learns only its own change; a difference made by another
+                # session is reported at the next sync point (RFC 9051 §6.4.6, §5.2).
+                selected.view.set_flags(uid, _applied(selected.view.flags_of(uid), command))
+                continue
             selected.view.set_flags(uid, flags)
-            if not command.silent and uid in msn_of:
+            if uid in msn_of:
                 items = [(b"FLAGS", r.flag_list(selected.flags(uid, flags, session.rev2)))]
                 if command.uid:
                     items.append((b"UID", b"%d" % uid))
@@ -233,6 +239,19 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
             await session.write(b"".join(out))
     await session.sync(allow_expunge=command.uid)
     await session.tagged(command.tag, r.Status.OK, "STORE completed")
+
+
+def _applied(known: frozenset[str], command: cmd.Store) -> frozenset[str]:
+    """The flags a client expects after its own STORE, starting from what it knew."""
+    given = canonical_set(command.flags)
+    lowered = {g.lower() for g in given}
+    match command.mode:
+        case cmd.StoreMode.ADD:
+            return frozenset(f for f in known if f.lower() not in lowered) | given
+        case cmd.StoreMode.REMOVE:
+            return frozenset(f for f in known if f.lower() not in lowered)
+        case _:
+            return given
 
 
 # -- SEARCH ----------------------------------------------------------------------------
@@ -418,9 +437,12 @@ async def _receive_one(
     if continuation:
         await session.write(continuation)
     writer = session.store.blob_writer()
+    # The whole literal must arrive within one command timeout: a trickling client is
+    # cut however it spaces its octets (RFC 9051 §5.4; RELIABILITY.md test 12).
+    deadline = session.loop.time() + session.command_timeout()
     try:
         while True:
-            event = await session.next_event(session.command_timeout())
+            event = await session.next_event(max(deadline - session.loop.time(), 0.0))
             if isinstance(event, ev.AppendData):
                 writer.write(event.data)
             elif isinstance(event, ev.AppendMessageEnd):

@@ -321,7 +321,11 @@ class ImapSession(asyncio.Protocol):
                 raise
             if isinstance(event, ev.ConnectionClosed):
                 return
-            await self._handle(event)
+            try:
+                await self._handle(event)
+            except TimeoutError:  # a command's own deadline (an APPEND literal)
+                await self.write(r.bye("Autologout; command took too long"))
+                return
             if self.conn.state is State.LOGOUT:
                 return
             limit = BAD_COMMANDS_MAX_PREAUTH if self.account is None else BAD_COMMANDS_MAX

@@ -1,0 +1,158 @@
+"""Mail in over SMTP, out over IMAP: what a client fetches is byte-exact what was sent
+(after the trace fields postel prepends), RFC822.SIZE is the length of BODY[], and a
+session in IDLE hears of the new message at once. On SQLite and on PostgreSQL.
+
+Spec: RFC 9051 §6.4.5 (BODY[], RFC822.SIZE), §7.5.1 (EXISTS); RFC 2177 (IDLE);
+RFC 5321 §4.4 (trace fields), §4.5.2 (transparency); ARCHITECTURE.md (delivery to IMAP
+within 100 ms).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import ServerFactory
+from .corpus import corpus_names, load
+from .imap_helpers import DOMAIN, RawImap, add_accounts, group, message, smtp_send, tagged_ok
+from .server import PostelServer
+from .stored import strip_trace
+
+RCPT = f"dana@{DOMAIN}"
+IDLE_ROUNDS = 5
+"""Deliveries timed during one IDLE."""
+IDLE_BOUND = 1.0
+"""Seconds within which an IDLE session must see each EXISTS (the goal is 0.1 s; the
+bound leaves room for a loaded test machine)."""
+
+
+def _messages() -> list[bytes]:
+    """What the test sends: tricky small messages, a few corpus messages, a large one."""
+    tricky = [
+        message("plain", 1),
+        b"Subject: dots\r\n\r\n.leading dot\r\n..two dots\r\n.\r\nend\r\n",
+        b"Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        + "Gr\u00fc\u00dfe, \u65e5\u672c\r\n".encode(),
+        b"Subject: long line\r\n\r\n" + b"x" * 990 + b"\r\n",
+        b"Subject: blank lines\r\n\r\n\r\n\r\nafter blanks\r\n\r\n",
+        b"Subject: no body\r\n\r\n",
+        b"Subject: big\r\n\r\n"
+        + b"".join(b"line %06d of a big one\r\n" % n for n in range(12_000)),
+    ]
+    corpus = [load(name).content for name in corpus_names()[::40]]
+    return tricky + corpus
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+)
+def server(request: pytest.FixtureRequest, module_servers: ServerFactory) -> Iterator[PostelServer]:
+    database_url = None
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        database_url = cluster.create_database("postel_imap_delivery")
+    srv = module_servers(f"delivery-{request.param}", database_url=database_url)
+    add_accounts(srv, RCPT)
+    srv.start()
+    yield srv
+    assert srv.stop() == 0
+    if database_url is not None:
+        cluster.drop_database("postel_imap_delivery")
+
+
+_FETCHED = re.compile(rb"\* (\d+) FETCH \(UID (\d+) RFC822\.SIZE (\d+) BODY\[\] \{(\d+)\}\r\n")
+
+
+def test_smtp_to_imap_is_byte_exact(server: PostelServer) -> None:
+    sent = _messages()
+    raw = RawImap(server)
+    raw.login(RCPT)
+    before = tagged_ok(raw.command(b"b0 STATUS INBOX (UIDNEXT)"))
+    uidnext = int(group(rb"UIDNEXT (\d+)", before[0]))
+    smtp_send(server, RCPT, sent)
+    tagged_ok(raw.command(b"b1 EXAMINE INBOX"))
+    lines = tagged_ok(raw.command(b"b2 UID FETCH %d:* (RFC822.SIZE BODY.PEEK[])" % uidnext))
+    assert len(lines) == len(sent), [line[:80] for line in lines]
+    for content, line in zip(sent, lines, strict=True):
+        match = _FETCHED.match(line)
+        assert match is not None, line[:200]
+        size, literal = int(match.group(3)), int(match.group(4))
+        body = line[match.end() : match.end() + literal]
+        assert line[match.end() + literal :] == b")\r\n", line[-50:]
+        assert size == literal == len(body), (size, literal, len(body))
+        assert strip_trace(body) == content, (body[:300], content[:300])
+    # BINARY.SIZE of the whole message and RFC822 (non-PEEK) agree as well.
+    last = tagged_ok(raw.command(b"b3 UID FETCH %d (BINARY.SIZE[] RFC822.SIZE)" % uidnext))
+    sizes = re.findall(rb"(?:BINARY\.SIZE\[\]|RFC822\.SIZE) (\d+)", last[0])
+    assert len(sizes) == 2 and sizes[0] == sizes[1], last
+    raw.close()
+
+
+class _IdleReader(threading.Thread):
+    """Reads an IDLE session's lines and timestamps each ``* n EXISTS``."""
+
+    def __init__(self, raw: RawImap) -> None:
+        super().__init__(daemon=True)
+        self.raw = raw
+        self.exists: list[tuple[int, float]] = []
+        self.lines: list[bytes] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                line = self.raw.read_line()
+            except (EOFError, OSError):
+                break
+            now = time.monotonic()
+            self.lines.append(line)
+            match = re.match(rb"\* (\d+) EXISTS", line)
+            if match is not None:
+                self.exists.append((int(match.group(1)), now))
+            if line.startswith(b"i1 "):
+                break
+        self.done.set()
+
+    def wait_exists(self, count: int, timeout: float) -> float | None:
+        """The arrival time of ``* count EXISTS`` (None if it does not come in time)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for n, at in self.exists:
+                if n >= count:
+                    return at
+            time.sleep(0.002)
+        return None
+
+
+def test_idle_hears_smtp_delivery_promptly(server: PostelServer) -> None:
+    raw = RawImap(server)
+    raw.login(RCPT)
+    selected = tagged_ok(raw.command(b"i0 SELECT INBOX"))
+    exists = int(next(line for line in selected if line.endswith(b" EXISTS\r\n")).split()[1])
+    raw.send(b"i1 IDLE\r\n")
+    assert raw.read_line().startswith(b"+ ")
+    reader = _IdleReader(raw)
+    reader.start()
+    latencies: list[float] = []
+    for n in range(IDLE_ROUNDS):
+        smtp_send(server, RCPT, [message("idle", n)])
+        acked = time.monotonic()
+        arrived = reader.wait_exists(exists + n + 1, timeout=5)
+        assert arrived is not None, reader.lines
+        latencies.append(arrived - acked)
+    raw.send(b"DONE\r\n")
+    assert reader.done.wait(5), reader.lines
+    assert reader.lines[-1].startswith(b"i1 OK"), reader.lines
+    raw.close()
+    print(
+        f"IDLE EXISTS after SMTP 250 ({server.database_url.split(':')[0]}): "
+        f"median {statistics.median(latencies) * 1000:.1f} ms, "
+        f"max {max(latencies) * 1000:.1f} ms over {IDLE_ROUNDS}"
+    )
+    assert max(latencies) < IDLE_BOUND, latencies
