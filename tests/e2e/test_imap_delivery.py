@@ -14,12 +14,23 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from .conftest import ServerFactory
 from .corpus import corpus_names, load
-from .imap_helpers import DOMAIN, RawImap, add_accounts, group, message, smtp_send, tagged_ok
+from .imap_helpers import (
+    DOMAIN,
+    RawImap,
+    add_account,
+    add_accounts,
+    group,
+    imaps,
+    message,
+    smtp_send,
+    tagged_ok,
+)
 from .server import PostelServer
 from .stored import strip_trace
 
@@ -156,3 +167,33 @@ def test_idle_hears_smtp_delivery_promptly(server: PostelServer) -> None:
         f"max {max(latencies) * 1000:.1f} ms over {IDLE_ROUNDS}"
     )
     assert max(latencies) < IDLE_BOUND, latencies
+
+
+@pytest.mark.postgres
+def test_idle_hears_mail_delivered_by_another_process(tmp_path: Path, pg_db_url: str) -> None:
+    """Two postel processes on one PostgreSQL database: a session IDLE on one hears of
+    mail the other accepted (LISTEN/NOTIFY), well before the periodic re-check."""
+    shared = tmp_path / "shared-data"
+    a = PostelServer(shared, home=tmp_path / "a", database_url=pg_db_url)
+    b = PostelServer(shared, home=tmp_path / "b", database_url=pg_db_url)
+    user = add_account(a, "idle@nodes.test")
+    a.start()
+    b.start()
+    try:
+        client = imaps(a, user)
+        client.select("INBOX")
+        tag = client._new_tag().decode()
+        client.send(f"{tag} IDLE\r\n".encode())
+        assert client.readline().startswith(b"+")
+        began = time.monotonic()
+        smtp_send(b, user, [message("across", 1)])
+        client.sock.settimeout(10)
+        line = client.readline()
+        latency = time.monotonic() - began
+        assert line.strip() == b"* 1 EXISTS", line
+        client.send(b"DONE\r\n")
+        print(f"IDLE across processes: EXISTS {latency * 1000:.1f} ms after the send began")
+        assert latency < 5.0  # far below limits.IMAP_CHANGE_RECHECK (30 s)
+        client.logout()
+    finally:
+        assert (a.stop(), b.stop()) == (0, 0)
