@@ -541,3 +541,27 @@ async def test_append_many_is_all_or_nothing(store: Store) -> None:
     assert [m.uid for m in await store.list_messages(drafts.id)] == [1, 2, 3]
     status = await store.mailbox_status(drafts.id)
     assert (status.messages, status.uidnext) == (3, 4)
+
+
+async def test_pop3_delete_sizes_and_maildrop_lease(store: Store, clock: FixedClock) -> None:
+    (alice,) = await make_accounts(store, "alice")
+    inbox = await box(store, alice, "INBOX")
+    refs = [await put_blob(store, message(i)) for i in range(3)]
+    for ref in refs:
+        await store.deliver([delivery(alice, ref)])
+    sizes = await store.message_sizes(inbox.id)
+    assert [uid for uid, _ in sizes] == [1, 2, 3]
+    assert all(size > 0 for _, size in sizes)
+    # Deleting needs no \Deleted flag; unknown UIDs are ignored; expunges are recorded.
+    assert await store.delete_messages(inbox.id, UidSet.of([1, 3, 9])) == [1, 3]
+    assert [uid for uid, _ in await store.message_sizes(inbox.id)] == [2]
+    assert (await store.changes_since(inbox.id, 0)).expunged == (1, 3)
+    # One holder at a time; the same holder renews; a lapsed lease can be taken over.
+    assert await store.acquire_maildrop(alice.id, "node-a:1", 60)
+    assert not await store.acquire_maildrop(alice.id, "node-b:7", 60)
+    assert await store.acquire_maildrop(alice.id, "node-a:1", 60)
+    await store.release_maildrop(alice.id, "node-b:7")  # not the holder: no effect
+    assert not await store.acquire_maildrop(alice.id, "node-b:7", 60)
+    await store.release_maildrop(alice.id, "node-a:1")
+    assert await store.acquire_maildrop(alice.id, "node-b:7", 0.0)
+    assert await store.acquire_maildrop(alice.id, "node-a:1", 60)  # the lease of 0 s lapsed

@@ -590,6 +590,26 @@ class Store(Protocol):
         ascending. Spec: RFC 9051 §6.4.3, §6.4.9; RFC 7162 §3.2.10."""
         ...
 
+    async def delete_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[int]:
+        """Remove exactly the messages of ``uids`` (whatever their flags) in one
+        transaction, recorded as expunged; returns their UIDs. NotFound.
+        Spec: RFC 1939 §6 (UPDATE state)."""
+        ...
+
+    async def message_sizes(self, mailbox_id: MailboxId) -> Sequence[tuple[int, int]]:
+        """``(uid, RFC822.SIZE)`` of every message, by UID. Spec: RFC 1939 §5 (STAT)."""
+        ...
+
+    async def acquire_maildrop(self, account_id: AccountId, holder: str, lease: float) -> bool:
+        """Take the account's maildrop lock for ``lease`` seconds (renew by calling again
+        with the same ``holder``); False when another live holder has it. A holder that
+        dies loses the lock when its lease ends. Spec: RFC 1939 §8 (exclusive access)."""
+        ...
+
+    async def release_maildrop(self, account_id: AccountId, holder: str) -> None:
+        """Give the lock up if ``holder`` has it."""
+        ...
+
     async def append(
         self,
         mailbox_id: MailboxId,

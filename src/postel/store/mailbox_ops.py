@@ -36,7 +36,14 @@ from postel.store import names
 from postel.store.api import Mailbox, MailboxRefused, MailboxStatus, SpecialUse
 from postel.store.directory_sql import next_uidvalidity
 from postel.store.flags import DELETED, SEEN
-from postel.store.schema import accounts, expunged, mailboxes, messages, subscriptions
+from postel.store.schema import (
+    accounts,
+    expunged,
+    mailboxes,
+    maildrop_locks,
+    messages,
+    subscriptions,
+)
 
 _MAILBOX_COLS = (
     mailboxes.c.id,
@@ -417,3 +424,47 @@ def subscribe_existing(conn: Connection, account_id: AccountId) -> None:
     missing = [{"account_id": account_id, "name": n} for n in rows if n not in present]
     if missing:
         conn.execute(insert(subscriptions), missing)
+
+
+# -- the POP3 maildrop lock ----------------------------------------------------------------
+
+
+def acquire_maildrop(
+    conn: Connection, account_id: AccountId, holder: str, now: dt.datetime, lease: float
+) -> bool:
+    """Take or renew the lock of ``account_id`` for ``holder`` until ``now + lease``;
+    False when another holder's lease has not ended. Spec: RFC 1939 §8."""
+    until = now + dt.timedelta(seconds=lease)
+    row = conn.execute(
+        select(maildrop_locks.c.holder, maildrop_locks.c.expires)
+        .where(maildrop_locks.c.account_id == account_id)
+        .with_for_update()
+    ).first()
+    if row is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    insert(maildrop_locks).values(
+                        account_id=account_id, holder=holder, expires=until
+                    )
+                )
+        except IntegrityError:
+            return False  # another node took it between our read and insert
+        return True
+    if row.holder != holder and row.expires > now:
+        return False
+    conn.execute(
+        update(maildrop_locks)
+        .where(maildrop_locks.c.account_id == account_id)
+        .values(holder=holder, expires=until)
+    )
+    return True
+
+
+def release_maildrop(conn: Connection, account_id: AccountId, holder: str) -> None:
+    """Remove the lock of ``account_id`` if ``holder`` has it."""
+    conn.execute(
+        delete(maildrop_locks).where(
+            maildrop_locks.c.account_id == account_id, maildrop_locks.c.holder == holder
+        )
+    )

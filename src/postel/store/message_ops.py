@@ -347,6 +347,32 @@ def expunge(
     return gone, box.highestmodseq
 
 
+def delete_messages(
+    conn: Connection, dialect: Dialect, mailbox_id: MailboxId, uids: UidSet
+) -> tuple[list[int], int]:
+    """Remove exactly the messages of ``uids`` that exist (flags do not matter), in the
+    open transaction; their UIDs ascending and HIGHESTMODSEQ after. Spec: RFC 1939 §6
+    (the UPDATE state removes the messages marked deleted)."""
+    box = lock_mailboxes(conn, [mailbox_id])[mailbox_id]
+    if not uids:
+        return [], box.highestmodseq
+    query, params = _in_uids(dialect, messages, mailbox_id, uids, messages.c.uid)
+    gone = [int(u) for u in conn.execute(query, params).scalars()]
+    if gone:
+        _remove(conn, box, gone)
+    return gone, box.highestmodseq
+
+
+def message_sizes(conn: Connection, mailbox_id: MailboxId) -> list[tuple[int, int]]:
+    """``(uid, RFC822.SIZE)`` of every message, by UID (a POP3 maildrop listing)."""
+    rows = conn.execute(
+        select(messages.c.uid, messages.c.size)
+        .where(messages.c.mailbox_id == mailbox_id)
+        .order_by(messages.c.uid)
+    )
+    return [(int(uid), int(size)) for uid, size in rows]
+
+
 # -- APPEND --------------------------------------------------------------------------------
 
 

@@ -214,3 +214,18 @@ expunged = Table(
 (``changes_since``) and QRESYNC VANISHED. Spec: RFC 7162 §3.2.5, §3.2.10."""
 
 Index("ix_expunged_mailbox_id_modseq", expunged.c.mailbox_id, expunged.c.modseq)
+
+maildrop_locks = Table(
+    "maildrop_locks",
+    metadata,
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("holder", String(128), nullable=False),
+    Column("expires", UtcDateTime, nullable=False),
+)
+"""One POP3 session's exclusive hold on an account's maildrop, with a lease so that a
+crashed node's lock ends by itself (RFC 1939 §8)."""

@@ -383,6 +383,21 @@ class SqlStore:
             self._changes.publish(mailbox_id, modseq)
         return gone
 
+    async def delete_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[int]:
+        gone, modseq = await self._write(xq.delete_messages, self._sql, mailbox_id, uids)
+        if gone:
+            self._changes.publish(mailbox_id, modseq)
+        return gone
+
+    async def message_sizes(self, mailbox_id: MailboxId) -> Sequence[tuple[int, int]]:
+        return await self._read(xq.message_sizes, mailbox_id)
+
+    async def acquire_maildrop(self, account_id: AccountId, holder: str, lease: float) -> bool:
+        return await self._write(mq.acquire_maildrop, account_id, holder, self._clock.now(), lease)
+
+    async def release_maildrop(self, account_id: AccountId, holder: str) -> None:
+        await self._write(mq.release_maildrop, account_id, holder)
+
     async def append(
         self,
         mailbox_id: MailboxId,
