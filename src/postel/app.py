@@ -213,7 +213,13 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     imap = ImapService(
         config=config,
         store=store,
-        authenticator=Authenticator(store, abuse, load_secret(config.data_dir)),
+        authenticator=Authenticator(
+            store,
+            abuse,
+            load_secret(config.data_dir),
+            clock=clock,
+            cache_seconds=config.auth.cache_seconds,
+        ),
         abuse=abuse,
         ssl_context=ssl_context,
         clock=clock,

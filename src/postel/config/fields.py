@@ -140,6 +140,11 @@ def positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
 
+def non_negative(value: float) -> str | None:
+    """Validator: the number must be zero or more."""
+    return None if value >= 0 else "must be 0 or more"
+
+
 def networks(value: tuple[str, ...]) -> str | None:
     """Validator: every entry must be an IP network in CIDR notation."""
     for entry in value:

@@ -16,10 +16,10 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from postel.config.fields import Reader, Validator, networks, positive
+from postel.config.fields import Reader, Validator, networks, non_negative, positive
 from postel.config.lines import KeyPath, LineIndex
 from postel.config.listen import read_listen
-from postel.config.model import AbuseConfig, Config, ImapLimits, SmtpLimits, TlsConfig
+from postel.config.model import AbuseConfig, AuthConfig, Config, ImapLimits, SmtpLimits, TlsConfig
 from postel.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("postel-data")
@@ -41,6 +41,7 @@ _TOP_KEYS = {
     "tls",
     "smtp",
     "imap",
+    "auth",
     "abuse",
 }
 _TLS_KEYS = {"cert_file", "key_file", "generate_self_signed"}
@@ -62,6 +63,7 @@ _IMAP_CHECKS: dict[str, Validator] = {
     "timeout_not_authenticated": positive,
     "timeout_idle": positive,
 }
+_AUTH_CHECKS: dict[str, Validator] = {"cache_seconds": non_negative}
 _ABUSE_CHECKS: dict[str, Validator] = {
     "max_connections_per_ip": positive,
     "max_connection_rate_per_ip": positive,
@@ -225,6 +227,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     tls = _tls(reader, data, base, data_dir)
     smtp = reader.section(data, ("smtp",), SmtpLimits, _SMTP_CHECKS)
     imap = reader.section(data, ("imap",), ImapLimits, _IMAP_CHECKS)
+    auth = reader.section(data, ("auth",), AuthConfig, _AUTH_CHECKS)
     abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
     if hostname is None or data_dir is None or database_url is None or tls is None:
         return None
@@ -236,6 +239,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         tls=tls,
         smtp=smtp,
         imap=imap,
+        auth=auth,
         abuse=abuse,
         admin_address=admin_address,
         run_as=run_as or None,

@@ -106,6 +106,19 @@ class ImapLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Login policy shared by IMAP, POP3 and submission."""
+
+    plaintext_on_loopback: bool = False
+    """Accept plaintext passwords without TLS from loopback clients (the embedded
+    default, local tools, benchmarks). Elsewhere TLS always comes first (RFC 8314 §3)."""
+    cache_seconds: float = 300.0
+    """How long a verified password is remembered (as a keyed hash, in memory) so that
+    clients polling every few minutes do not pay the argon2id check each time; 0 turns
+    it off. A password change takes effect at once (the cache key includes the hash)."""
+
+
+@dataclass(frozen=True, slots=True)
 class AbuseConfig:
     """Thresholds of the shared abuse tracker (RELIABILITY.md D6). Windows in seconds."""
 
@@ -136,6 +149,7 @@ class Config:
     tls: TlsConfig
     smtp: SmtpLimits = field(default_factory=SmtpLimits)
     imap: ImapLimits = field(default_factory=ImapLimits)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
     admin_address: str | None = None
     """Account that receives postmaster@ and abuse@ of every domain (RFC 5321 §4.5.1,
@@ -165,5 +179,6 @@ class Config:
                 generate_self_signed=True,
             ),
             abuse=AbuseConfig(exempt=LOOPBACK_NETWORKS),
+            auth=AuthConfig(plaintext_on_loopback=True),
             embedded=True,
         )

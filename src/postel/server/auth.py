@@ -18,17 +18,22 @@ RFC 4954; RELIABILITY.md D6 (abuse), test 10 (failed-login delay).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from postel import sasl
 from postel.abuse import AbuseEvent, AbuseTracker
+from postel.clock import Clock
 from postel.directory import make_credentials, verify_password
 from postel.store import Account, Credentials, Store
 
 log = logging.getLogger(__name__)
 
+VERIFIED_CACHE_MAX = 10_000
+"""Remembered successful password checks (oldest dropped first); bounds memory."""
 PASSWORD_CHECKS_MAX = 2
 """Password hashes checked at once: each argon2id check takes 64 MiB (RFC 9106 §4,
 second recommended option), so a flood of logins costs at most this many times that
@@ -60,10 +65,21 @@ class Authenticator:
     given for unknown accounts. Password hashing runs in a worker thread.
     """
 
-    def __init__(self, store: Store, abuse: AbuseTracker, secret: bytes) -> None:
+    def __init__(
+        self,
+        store: Store,
+        abuse: AbuseTracker,
+        secret: bytes,
+        *,
+        clock: Clock,
+        cache_seconds: float = 0.0,
+    ) -> None:
         self._store = store
         self._abuse = abuse
         self._secret = secret
+        self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._verified: OrderedDict[bytes, float] = OrderedDict()
         self._dummy: Credentials | None = None
         self._hash_slots = asyncio.Semaphore(PASSWORD_CHECKS_MAX)
 
@@ -116,13 +132,43 @@ class Authenticator:
         return await self._store.get_account(username)
 
     async def _check_password(self, account: Account | None, password: str) -> bool:
+        if account is not None and self._cached(account, password):
+            return True
         # The same work for an unknown account, so timing does not reveal which exist.
         credentials = (
             account.credentials if account is not None else await self._dummy_credentials()
         )
         async with self._hash_slots:
             ok = await asyncio.to_thread(verify_password, credentials, password)
+        if ok and account is not None:
+            self._remember(account, password)
         return ok and account is not None
+
+    def _cache_key(self, account: Account, password: str) -> bytes:
+        # Keyed by the stored hash too: a new password makes every old entry useless.
+        material = "\0".join((account.address, account.credentials.password_hash, password))
+        return hmac.digest(self._secret, material.encode("utf-8", "surrogatepass"), "sha256")
+
+    def _cached(self, account: Account, password: str) -> bool:
+        if self._cache_seconds <= 0:
+            return False
+        key = self._cache_key(account, password)
+        until = self._verified.get(key)
+        if until is None:
+            return False
+        if until < self._clock.monotonic():
+            del self._verified[key]
+            return False
+        return True
+
+    def _remember(self, account: Account, password: str) -> None:
+        if self._cache_seconds <= 0:
+            return
+        key = self._cache_key(account, password)
+        self._verified[key] = self._clock.monotonic() + self._cache_seconds
+        self._verified.move_to_end(key)
+        while len(self._verified) > VERIFIED_CACHE_MAX:
+            self._verified.popitem(last=False)
 
     async def _dummy_credentials(self) -> Credentials:
         if self._dummy is None:

@@ -412,11 +412,11 @@ class ImapSession(asyncio.Protocol):
     # -- capabilities, login, TLS --------------------------------------------------------
 
     def plaintext_allowed(self) -> bool:
-        """Plaintext passwords only over TLS, or on loopback in the embedded default.
-        Spec: RFC 9051 §6.2.3, §11.1; RFC 8314 §3."""
+        """Plaintext passwords only over TLS, or from loopback when the config allows it
+        (the embedded default does). Spec: RFC 9051 §6.2.3, §11.1; RFC 8314 §3."""
         if self.tls_active:
             return True
-        if not self.service.config.embedded:
+        if not self.service.config.auth.plaintext_on_loopback:
             return False
         with contextlib.suppress(ValueError):
             return ipaddress.ip_address(self.peer.ip).is_loopback
