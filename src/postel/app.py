@@ -263,6 +263,11 @@ def _print_banner(config: Config, password: str | None) -> None:
     for listen in config.listen:
         state = "serving" if listen.service in SERVING else "reserved"
         lines.append(f"  {listen.service:<12} {listen.host}:{listen.port:<6} {state}")
+    if password is None and config.embedded:
+        lines.append(
+            f"  demo account: {DEMO_ACCOUNT} (its password was shown at first start; "
+            "`postel account passwd` sets a new one)"
+        )
     if password is not None:
         lines.append(f"  demo account created: {DEMO_ACCOUNT}  password: {password}")
         lines.append(

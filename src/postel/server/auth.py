@@ -83,14 +83,17 @@ class Authenticator:
         self._dummy: Credentials | None = None
         self._hash_slots = asyncio.Semaphore(PASSWORD_CHECKS_MAX)
 
-    async def login(self, ip: str, username: str, password: str) -> AuthResult:
-        """A plaintext login (IMAP LOGIN, POP3 USER/PASS). Spec: RFC 9051 §6.2.3."""
+    async def login(
+        self, ip: str, username: str, password: str, *, protocol: str = ""
+    ) -> AuthResult:
+        """A plaintext login (IMAP LOGIN, POP3 USER/PASS); ``protocol`` names the
+        service in the log. Spec: RFC 9051 §6.2.3, RFC 1939 §7."""
         account = await self._lookup(username)
         ok = await self._check_password(account, password)
-        return await self._finish(ip, username, account if ok else None)
+        return await self._finish(ip, username, account if ok else None, protocol, "password")
 
     async def authenticate(
-        self, ip: str, mechanism: str, initial: bytes | None, ask: Ask
+        self, ip: str, mechanism: str, initial: bytes | None, ask: Ask, *, protocol: str = ""
     ) -> AuthResult:
         """Run a SASL exchange. ``initial`` is the decoded initial response (SASL-IR,
         RFC 4959), or None if the client sent none. Raises sasl.UnsupportedMechanism
@@ -120,11 +123,11 @@ class Authenticator:
                 case sasl.Success(authcid=authcid, server_final=final):
                     if account is None:  # not reachable: a mechanism succeeds only on credentials
                         account = await self._lookup(authcid)
-                    result = await self._finish(ip, authcid, account)
+                    result = await self._finish(ip, authcid, account, protocol, mechanism)
                     return AuthResult(result.account, result.banned, server_final=final)
                 case sasl.Failure(reason=reason):
                     log.info("auth.sasl.failed", extra={"mechanism": mechanism, "reason": reason})
-                    return await self._finish(ip, username, None)
+                    return await self._finish(ip, username, None, protocol, mechanism)
 
     async def _lookup(self, username: str) -> Account | None:
         if not username or len(username) > sasl.AUTHCID_MAX or "@" not in username:
@@ -177,12 +180,15 @@ class Authenticator:
                     self._dummy = await asyncio.to_thread(make_credentials, "postel-dummy-password")
         return self._dummy
 
-    async def _finish(self, ip: str, username: str, account: Account | None) -> AuthResult:
+    async def _finish(
+        self, ip: str, username: str, account: Account | None, protocol: str, method: str
+    ) -> AuthResult:
+        where = {"proto": protocol, "method": method.upper(), "ip": ip}
         if account is not None:
-            log.info("auth.succeeded", extra={"ip": ip, "user": account.address})
+            log.info("auth.succeeded", extra={**where, "user": account.address})
             return AuthResult(account)
         banned = self._abuse.record(ip, AbuseEvent.AUTH_FAILURE)
-        log.info("auth.failed", extra={"ip": ip, "user": username[:64], "banned": banned})
+        log.info("auth.failed", extra={**where, "user": username[:64], "banned": banned})
         delay = self._abuse.auth_delay(ip)
         if delay > 0 and not banned:
             await asyncio.sleep(delay)

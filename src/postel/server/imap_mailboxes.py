@@ -19,7 +19,7 @@ from postel.errors import AlreadyExists, NotFound
 from postel.imap import commands as cmd
 from postel.imap import responses as r
 from postel.imap.view import MailboxView
-from postel.store import Mailbox, SpecialUse
+from postel.store import Mailbox, SpecialUse, names
 from postel.store.api import InvalidMailboxName, MailboxRefused
 
 if TYPE_CHECKING:
@@ -150,6 +150,7 @@ async def create(session: ImapSession, command: cmd.Create) -> None:
         await session.tagged(tag, r.Status.NO, "INBOX always exists", r.ALREADYEXISTS)
         return
     try:
+        names.validate(name)  # the whole name first: a refused name creates nothing
         await _ensure_parents(session, name)
         await session.store.create_mailbox(session.account.id, name, special)  # type: ignore[union-attr]
     except AlreadyExists:
@@ -185,7 +186,12 @@ async def rename(session: ImapSession, command: cmd.Rename) -> None:
     """RENAME (INBOX rule: its messages move, INBOX stays). Spec: RFC 9051 §6.3.6."""
     tag = command.tag
     new = command.new_mailbox.rstrip(SEPARATOR)
+    old = command.mailbox
+    if old.upper() != "INBOX" and new.startswith(old + SEPARATOR):
+        await session.tagged(tag, r.Status.NO, "Cannot move a mailbox under itself", r.CANNOT)
+        return
     try:
+        names.validate(new)
         await _ensure_parents(session, new)
         await session.store.rename_mailbox(session.account.id, command.mailbox, new)  # type: ignore[union-attr]
     except NotFound:

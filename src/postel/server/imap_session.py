@@ -30,7 +30,7 @@ from postel import imap, limits
 from postel.abuse import AbuseEvent, AbuseTracker
 from postel.clock import Clock
 from postel.config import Config
-from postel.errors import PostelError, StoreError
+from postel.errors import NotFound, PostelError, StoreError
 from postel.ids import MailboxId
 from postel.imap import commands as cmd
 from postel.imap import events as ev
@@ -195,7 +195,9 @@ class ImapSession(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         self._eof = True
         self._readable.set()
-        return True
+        if self.transport is not None and self.transport.get_extra_info("sslcontext"):
+            return None  # TLS transports close on EOF by themselves
+        return True  # keep writing the responses still due
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -288,6 +290,14 @@ class ImapSession(asyncio.Protocol):
                 await self.write(r.bye("Internal error, closing connection", r.SERVERBUG))
         finally:
             await self._unselect_quietly()
+            log.info(
+                "imap.session.closed",
+                extra={
+                    "client": self.peer.ip,
+                    "user": self.account.address if self.account is not None else "",
+                    "tls": self.tls_active,
+                },
+            )
             if self._admitted:
                 self.service.abuse.release(self.peer.ip)
             if self.transport is not None:
@@ -326,6 +336,11 @@ class ImapSession(asyncio.Protocol):
             except TimeoutError:  # a command's own deadline (an APPEND literal)
                 await self.write(r.bye("Autologout; command took too long"))
                 return
+            except SessionEnded:
+                if self.service.stopping:  # e.g. shutdown during IDLE
+                    with contextlib.suppress(SessionEnded, ConnectionError):
+                        await self.write(r.bye("Server shutting down", r.UNAVAILABLE))
+                raise
             if self.conn.state is State.LOGOUT:
                 return
             limit = BAD_COMMANDS_MAX_PREAUTH if self.account is None else BAD_COMMANDS_MAX
@@ -403,11 +418,23 @@ class ImapSession(asyncio.Protocol):
                     await mb.run(self, command)
                 case _:
                     await msg.run(self, command)
+        except NotFound:
+            if self.selected is not None and await self._selected_gone():
+                # Another session deleted (or renamed away) the selected mailbox.
+                await self.write(r.bye("Selected mailbox was deleted, have to disconnect"))
+                raise SessionEnded from None
+            await self.tagged(tag, r.Status.NO, "No such mailbox or message", r.NONEXISTENT)
         except StoreError as exc:
             log.warning(
                 "imap.store_error", extra={"command": type(command).__name__, "error": str(exc)}
             )
             await self.tagged(tag, r.Status.NO, "Temporary failure, try again", r.UNAVAILABLE)
+
+    async def _selected_gone(self) -> bool:
+        selected = self.selected
+        if selected is None:
+            return False
+        return await self.store.get_mailbox_by_id(selected.mailbox_id) is None
 
     # -- capabilities, login, TLS --------------------------------------------------------
 
@@ -490,7 +517,9 @@ class ImapSession(asyncio.Protocol):
         if not self.plaintext_allowed():
             await self.tagged(tag, r.Status.NO, "Plaintext login needs TLS", r.PRIVACYREQUIRED)
             return
-        result = await self.service.authenticator.login(self.peer.ip, userid, password)
+        result = await self.service.authenticator.login(
+            self.peer.ip, userid, password, protocol="imap"
+        )
         await self._logged_in(tag, result.account, result.banned)
 
     async def authenticate(self, tag: str, mechanism: str, initial: bytes | None) -> None:
@@ -508,7 +537,9 @@ class ImapSession(asyncio.Protocol):
             return CANCELLED if event.cancelled else _decoded(event.line)
 
         try:
-            result = await self.service.authenticator.authenticate(self.peer.ip, name, initial, ask)
+            result = await self.service.authenticator.authenticate(
+                self.peer.ip, name, initial, ask, protocol="imap"
+            )
         except UnsupportedMechanism:
             self.conn.end_authenticate()
             await self.tagged(tag, r.Status.NO, "Unsupported authentication mechanism")
