@@ -265,8 +265,7 @@ def _print_banner(config: Config, password: str | None) -> None:
         lines.append(f"  {listen.service:<12} {listen.host}:{listen.port:<6} {state}")
     if password is None and config.embedded:
         lines.append(
-            f"  demo account: {DEMO_ACCOUNT} (its password was shown at first start; "
-            "`postel account passwd` sets a new one)"
+            f"  demo account: {DEMO_ACCOUNT} (reset: postel account passwd {DEMO_ACCOUNT})"
         )
     if password is not None:
         lines.append(f"  demo account created: {DEMO_ACCOUNT}  password: {password}")
