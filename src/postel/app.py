@@ -25,6 +25,7 @@ from postel.server import tls
 from postel.server.auth import Authenticator
 from postel.server.imap_session import ImapService
 from postel.server.listener import Listener, bind_socket
+from postel.server.pop3_session import Pop3Service
 from postel.server.smtp_session import SmtpService
 from postel.store import Store, open_store
 
@@ -37,7 +38,9 @@ DEMO_DOMAIN = "demo.test"
 """The embedded default's demo domain (RFC 2606 reserves .test)."""
 DEMO_ACCOUNT = f"demo@{DEMO_DOMAIN}"
 
-SERVING: frozenset[Service] = frozenset({Service.SMTP, Service.IMAP, Service.IMAPS})
+SERVING: frozenset[Service] = frozenset(
+    {Service.SMTP, Service.IMAP, Service.IMAPS, Service.POP3, Service.POP3S}
+)
 """Services this version serves; the other configured ports are reserved."""
 
 
@@ -210,19 +213,27 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         clock=clock,
         shutdown=shutdown,
     )
+    authenticator = Authenticator(
+        store,
+        abuse,
+        load_secret(config.data_dir),
+        clock=clock,
+        cache_seconds=config.auth.cache_seconds,
+    )
     imap = ImapService(
         config=config,
         store=store,
-        authenticator=Authenticator(
-            store,
-            abuse,
-            load_secret(config.data_dir),
-            clock=clock,
-            cache_seconds=config.auth.cache_seconds,
-        ),
+        authenticator=authenticator,
         abuse=abuse,
         ssl_context=ssl_context,
         clock=clock,
+    )
+    pop = Pop3Service(
+        config=config,
+        store=store,
+        authenticator=authenticator,
+        abuse=abuse,
+        ssl_context=ssl_context,
     )
     listeners: list[Listener] = []
     for listen, sock in zip(serving, sockets, strict=True):
@@ -231,6 +242,10 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
                 listener = Listener(listen, sock, imap.plain_factory)
             case Service.IMAPS:
                 listener = Listener(listen, sock, imap.tls_factory, ssl_context)
+            case Service.POP3:
+                listener = Listener(listen, sock, pop.plain_factory)
+            case Service.POP3S:
+                listener = Listener(listen, sock, pop.tls_factory, ssl_context)
             case _:
                 listener = Listener(listen, sock, smtp)
         await listener.start()
@@ -248,8 +263,10 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         listener.stop_accepting()
     smtp.stop()
     imap.stop()
+    pop.stop()
     cancelled = await smtp.drain(SHUTDOWN_GRACE_SECONDS)
     cancelled += await imap.drain(5.0)
+    cancelled += await pop.drain(5.0)
     await store.close()
     log.info("server.stopped", extra={"cancelled_sessions": cancelled})
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -94,3 +94,12 @@ IMAP_FETCH_BATCH = 256
 IMAP_CHANGE_RECHECK = 30.0
 """Seconds between store re-checks of an IDLE session even without a notification
 (a notification from another process may be lost; local ones are immediate)."""
+
+# -- POP3 ------------------------------------------------------------------------------
+
+POP3_TIMEOUT_AUTHENTICATED = 600.0
+"""Inactivity timeout after login: at least 10 minutes. Spec: RFC 1939 §3 (autologout)."""
+POP3_TIMEOUT_NOT_AUTHENTICATED = 60.0
+"""Inactivity timeout before login (RELIABILITY.md D4)."""
+POP3_TIMEOUT_SEND = 60.0
+"""A client that does not read our responses for this long is disconnected."""

@@ -49,6 +49,7 @@ def write_config(
     admin_address: str | None = None,
     abuse: dict[str, object] | None = None,
     imap_ports: tuple[int, int] | None = None,
+    pop3_ports: tuple[int, int] | None = None,
     imap: dict[str, object] | None = None,
     **smtp: object,
 ) -> Path:
@@ -77,6 +78,12 @@ def write_config(
     else:
         imap_listen = (
             f'imap = ["127.0.0.1:{imap_ports[0]}"]\nimaps = ["127.0.0.1:{imap_ports[1]}"]\n'
+        )
+    if pop3_ports is None:
+        imap_listen += "pop3 = []\npop3s = []\n"
+    else:
+        imap_listen += (
+            f'pop3 = ["127.0.0.1:{pop3_ports[0]}"]\npop3s = ["127.0.0.1:{pop3_ports[1]}"]\n'
         )
     imap_text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in (imap or {}).items())
     text = f"""hostname = "{HOSTNAME}"
@@ -138,6 +145,8 @@ class PostelServer:
         self.smtp_port = free_port()
         self.imap_port = free_port()
         self.imaps_port = free_port()
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         self.database_url = database_url or f"sqlite:///{data / 'postel.sqlite3'}"
         self.config = write_config(
             self.home,
@@ -147,6 +156,7 @@ class PostelServer:
             admin_address=admin_address,
             abuse=abuse,
             imap_ports=(self.imap_port, self.imaps_port),
+            pop3_ports=(self.pop3_port, self.pop3s_port),
             imap=imap,
             **smtp,
         )
