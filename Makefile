@@ -7,7 +7,7 @@ DATA   ?= postel-data
 TEST_DEBS := postgresql swaks python3-venv strace eatmydata isync offlineimap3 fetchmail getmail6 mutt
 RUN_DEBS  := python3-venv
 
-.PHONY: run test check lint typecheck layers unit test-extended bench clean deps-run deps-test
+.PHONY: run test check lint typecheck layers unit test-extended bench bench-pop3 clean deps-run deps-test
 
 $(BIN)/postel: pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || $(MAKE) --no-print-directory debs DEBS="$(RUN_DEBS)"
@@ -60,6 +60,9 @@ test-extended: $(VENV)/.test-deps
 ## bench: side-by-side benchmark against Postfix + Dovecot (writes bench/RESULTS.md).
 bench: $(VENV)/.test-deps
 	bash bench/run.sh
+
+bench-pop3: $(VENV)/.test-deps
+	bash bench/pop3.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

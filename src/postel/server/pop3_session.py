@@ -37,7 +37,7 @@ from postel.server import tls
 from postel.server.auth import Authenticator, AuthResult
 from postel.server.listener import Peer
 from postel.store import Account, Store
-from postel.store.api import FlagMode, UidSet
+from postel.store.api import UidSet
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ class Pop3Session(asyncio.Protocol):
         self.account: Account | None = None
         self.mailbox_id: MailboxId | None = None
         self.uids: list[int] = []
+        self.retrieved: set[int] = set()
+        """UIDs sent by RETR: marked \\Seen in the UPDATE state, with the deletions."""
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
@@ -447,19 +449,19 @@ class Pop3Session(asyncio.Protocol):
         tail = cut.end() if cut is not None and not cut.done else b""
         await self.write(stuffer.feed(tail) + stuffer.end())
         if lines is None:
-            await self.store.store_flags(
-                self.mailbox_id, UidSet.of([uid]), FlagMode.ADD, frozenset({"\\Seen"})
-            )
+            self.retrieved.add(uid)
 
     async def _quit(self, deleted: tuple[int, ...]) -> None:
-        """QUIT: in TRANSACTION the deletions are applied in one transaction, all or
-        none (RFC 1939 §6); a failure answers ``-ERR`` and deletes nothing."""
-        if self.mailbox_id is None or not deleted:
+        """QUIT: in TRANSACTION the deletions, and \\Seen on the messages retrieved, are
+        applied in one transaction, all or none (RFC 1939 §6); a failure answers ``-ERR``
+        and changes nothing. A session that ends without QUIT changes nothing."""
+        if self.mailbox_id is None or not (deleted or self.retrieved):
             await self.write(self.core.send(pop3.SIGNING_OFF))
             return
         uids = UidSet.of(self.uids[n - 1] for n in deleted)
+        seen = UidSet.of(self.retrieved)
         try:
-            await self.store.delete_messages(self.mailbox_id, uids)
+            await self.store.delete_messages(self.mailbox_id, uids, seen=seen)
         except StoreError as exc:
             log.warning("pop3.update_failed", extra={"error": str(exc)})
             await self.write(self.core.send(pop3.UPDATE_FAILED))

@@ -590,10 +590,12 @@ class Store(Protocol):
         ascending. Spec: RFC 9051 §6.4.3, §6.4.9; RFC 7162 §3.2.10."""
         ...
 
-    async def delete_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[int]:
-        """Remove exactly the messages of ``uids`` (whatever their flags) in one
-        transaction, recorded as expunged; returns their UIDs. NotFound.
-        Spec: RFC 1939 §6 (UPDATE state)."""
+    async def delete_messages(
+        self, mailbox_id: MailboxId, uids: UidSet, *, seen: UidSet | None = None
+    ) -> Sequence[int]:
+        """Remove exactly the messages of ``uids`` (whatever their flags), recorded as
+        expunged, and add ``\\Seen`` to those of ``seen``, all in one transaction;
+        returns the removed UIDs. NotFound. Spec: RFC 1939 §6 (UPDATE state)."""
         ...
 
     async def message_sizes(self, mailbox_id: MailboxId) -> Sequence[tuple[int, int]]:

@@ -383,9 +383,21 @@ class SqlStore:
             self._changes.publish(mailbox_id, modseq)
         return gone
 
-    async def delete_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[int]:
-        gone, modseq = await self._write(xq.delete_messages, self._sql, mailbox_id, uids)
-        if gone:
+    async def delete_messages(
+        self, mailbox_id: MailboxId, uids: UidSet, *, seen: UidSet | None = None
+    ) -> Sequence[int]:
+        def run(conn: Connection) -> tuple[list[int], int, bool]:
+            marked = False
+            if seen:
+                done = xq.store_flags(
+                    conn, self._sql, mailbox_id, seen, FlagMode.ADD, frozenset({"\\Seen"}), None
+                )
+                marked = any(m == done.highestmodseq for _, _, m in done.messages)
+            gone, modseq = xq.delete_messages(conn, self._sql, mailbox_id, uids)
+            return gone, modseq, marked
+
+        gone, modseq, marked = await self._write(run)
+        if gone or marked:
             self._changes.publish(mailbox_id, modseq)
         return gone
 
