@@ -108,7 +108,11 @@ class LineEndNormaliser:
         if chunk.endswith(b"\r"):
             chunk = chunk[:-1]
             self._cr = True
-        out = _LINE_END.sub(_CRLF, chunk)
+        pairs = chunk.count(_CRLF)
+        if chunk.count(b"\r") == pairs and chunk.count(b"\n") == pairs:
+            out = chunk  # already CRLF only: the common case, three scans in C
+        else:
+            out = _LINE_END.sub(_CRLF, chunk)
         if out:
             self._ends_line = out.endswith(_CRLF)
         return out

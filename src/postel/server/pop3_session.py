@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 READ_BUFFER_MAX = 64 * 1024
 """Octets of unprocessed input after which reading pauses (RELIABILITY.md D7)."""
+WHOLE_SEND_MAX = 256 * 1024
+"""Messages up to this size are read and sent in one piece; larger ones are streamed
+in chunks, so memory per session stays bounded (RELIABILITY.md D7)."""
 MAILDROP_LEASE = 300.0
 """Seconds a maildrop lock lasts unless renewed; renewed every third of it."""
 
@@ -306,6 +309,8 @@ class Pop3Session(asyncio.Protocol):
                     return await self._authenticate(mechanism, initial)
                 case pop3.StartTls():
                     await self._starttls()
+                case pop3.Retr(msg=msg, size=size) if size <= WHOLE_SEND_MAX:
+                    await self._send_whole(msg)
                 case pop3.Retr(msg=msg):
                     await self._send_message(msg, None)
                 case pop3.Top(msg=msg, lines=lines):
@@ -421,6 +426,19 @@ class Pop3Session(asyncio.Protocol):
         if self.account is not None:
             with contextlib.suppress(Exception):
                 await self.store.release_maildrop(self.account.id, self.holder)
+
+    async def _send_whole(self, msg: int) -> None:
+        """RETR of a small message: one read, one write (status line and payload)."""
+        assert self.mailbox_id is not None
+        uid = self.uids[msg - 1]
+        try:
+            data = await self.store.read_message(self.mailbox_id, uid)
+        except StoreError:
+            await self.write(self.core.send(pop3.Response(False, "Message is gone")))
+            return
+        stuffer = pop3.DotStuffer()
+        await self.write(self.core.message_follows() + stuffer.feed(data) + stuffer.end())
+        self.retrieved.add(uid)
 
     async def _send_message(self, msg: int, lines: int | None) -> None:
         """RETR (``lines`` None; sets \\Seen) or TOP. Spec: RFC 1939 §7 (RETR, TOP)."""
