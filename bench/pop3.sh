@@ -8,13 +8,14 @@
 #      accepted from loopback as Dovecot does here) with bench.test and user1..userU,
 #   3. fills each of the U mailboxes on both servers with MSGS messages of mailbench's
 #      realistic size mix (`mailbench.py fill`, over SMTP, waiting until delivered),
-#   4. ROUNDS rounds, servers alternated (A B, order swapped every round): `mailbench.py
+#   4. one unrecorded warm-up pass per server, then ROUNDS rounds, servers alternated
+#      (A B, order swapped every round): `mailbench.py
 #      pop3` with U users x SESSIONS sessions each: login, STAT, LIST, RETR x RETR, QUIT,
 #      under `--watch` (server CPU and memory),
 #   5. prints the medians and writes them into bench/RESULTS.md (bench/summarize_pop3.py).
 #
-# Knobs: ROUNDS [3]  USERS [4]  MSGS [1000] messages per mailbox  SESSIONS [5] per user
-#        RETR [100] RETRs per session  MAILBENCH_DIR [../shared/bench]  KEEP [0]
+# Knobs: ROUNDS [3]  USERS [4]  MSGS [1000] messages per mailbox  SESSIONS [10] per user
+#        RETR [200] RETRs per session  MAILBENCH_DIR [../shared/bench]  KEEP [0]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,8 +26,8 @@ MB="$MAILBENCH_DIR/mailbench.py"
 ROUNDS=${ROUNDS:-3}
 USERS=${USERS:-4}
 MSGS=${MSGS:-1000}
-SESSIONS=${SESSIONS:-5}
-RETR=${RETR:-100}
+SESSIONS=${SESSIONS:-10}
+RETR=${RETR:-200}
 KEEP=${KEEP:-0}
 HOST=127.0.0.1
 DOMAIN=bench.test
@@ -103,6 +104,13 @@ run_one() {
     --seed 7 "${watch[@]}" --json "$RESULTS" --label "$server/pop3" > /dev/null
   log "$server: $(tail -1 "$RESULTS" | "$PY" -c 'import json,sys; r=json.load(sys.stdin); print({k: r[k] for k in r if k in ("elapsed_s","sessions","cmds_per_s","retr_per_s","errors")})')"
 }
+
+# one unrecorded pass each, so that both start warm (page cache, login caches)
+for server in postel peer; do
+  if [ "$server" = postel ]; then port=$P_POP3; else port=$POP3_PORT; fi
+  "$PY" "$MB" pop3 --quiet --host "$HOST" --port "$port" --password "$PASSWORD" \
+    --users "$USERS" --user-fmt "user{n}@$DOMAIN" --sessions 1 --retr 20 > /dev/null
+done
 
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="postel peer"; else order="peer postel"; fi
