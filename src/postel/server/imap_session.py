@@ -200,11 +200,11 @@ class ImapSession(asyncio.Protocol):
         return True  # keep writing the responses still due
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # The session task is not cancelled: it sees the closed connection at its next
+        # read or write and ends through its ``finally`` (locks released, log written).
         self._closed = True
         self._readable.set()
         self._writable.set()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
 
     def pause_writing(self) -> None:
         self._writable.clear()

@@ -46,8 +46,9 @@ READ_BUFFER_MAX = 64 * 1024
 WHOLE_SEND_MAX = 256 * 1024
 """Messages up to this size are read and sent in one piece; larger ones are streamed
 in chunks, so memory per session stays bounded (RELIABILITY.md D7)."""
-MAILDROP_LEASE = 300.0
-"""Seconds a maildrop lock lasts unless renewed; renewed every third of it."""
+MAILDROP_LEASE = 60.0
+"""Seconds a maildrop lock lasts unless renewed; renewed every third of it. It bounds
+how long a node that died keeps an account's maildrop locked (RFC 1939 §8)."""
 
 
 class SessionEnded(Exception):
@@ -154,11 +155,11 @@ class Pop3Session(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # The session task is not cancelled: it sees the closed connection at its next
+        # read or write and ends through its ``finally`` (locks released, log written).
         self._closed = True
         self._readable.set()
         self._writable.set()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
 
     def pause_writing(self) -> None:
         self._writable.clear()
