@@ -14,7 +14,8 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from postel.clock import Clock
-from postel.errors import StoreError
+from postel.errors import NotFound, StoreError
 from postel.ids import AccountId, MailboxId
 from postel.store import directory_sql as q
 from postel.store import mailbox_ops as mq
@@ -67,6 +68,13 @@ from postel.store.recovery import SHARED_GRACE_SECONDS, recover
 
 _log = logging.getLogger(__name__)
 
+POINT_READ_BUSY_MS = 200
+"""Longest wait of an event-loop read for SQLite's lock (see ``_message_parts``)."""
+_MESSAGE_PARTS = (
+    "SELECT m.trace_prefix, b.key, b.size, b.data FROM messages AS m "
+    "JOIN blobs AS b ON b.key = m.blob_key WHERE m.mailbox_id = ? AND m.uid = ?"
+)
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -94,6 +102,8 @@ class SqlStore:
         self._changes = ChangeHub()
         self._relay: PgChangeRelay | None = None
         self._maildrops: dict[AccountId, tuple[str, float]] = {}
+        self._point: sqlite3.Connection | None = None
+        """SQLite only: the connection of ``_message_parts`` (event loop thread)."""
         """POP3 maildrop holders on SQLite (see ``acquire_maildrop``)."""
         self._sql = xq.Dialect(self._engines.dialect)
 
@@ -196,6 +206,9 @@ class SqlStore:
         if self._relay is not None:
             await self._relay.stop()
             self._relay = None
+        if self._point is not None:
+            self._point.close()
+            self._point = None
         await self._committer.stop()
         self._writer.shutdown(wait=True)
         self._readers.shutdown(wait=True)
@@ -269,24 +282,37 @@ class SqlStore:
         uids = UidSet.from_ranges([(max(uid_from, 1), UID_MAX)])
         return await self._read(xq.fetch_messages, self._sql, mailbox_id, uids)
 
-    async def _point_read(
-        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """A read by primary key. On SQLite it runs on the calling (event loop) thread:
-        a WAL reader never waits for a writer, the row is one B-tree lookup (tens of
-        microseconds), and handing it to a thread cost several times that. On PostgreSQL
-        it is a network round trip and goes to a reader thread like every other read."""
+    def _message_parts(
+        self, mailbox_id: MailboxId, uid: int
+    ) -> Awaitable[tuple[bytes, str, int, bytes | None]] | tuple[bytes, str, int, bytes | None]:
+        """``message_parts`` of one message: on SQLite with the store's own sqlite3
+        connection on the event loop (no pool checkout, no result wrapping: this read
+        serves every IMAP BODY[] and POP3 RETR); elsewhere through a reader thread."""
         if self.dialect != "sqlite":
-            return await self._read(fn, *args, **kwargs)
+            return self._read(q.message_parts, mailbox_id, uid)
+        if self._point is None:
+            database = self._engines.reader.url.database
+            assert database is not None
+            self._point = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+            # A WAL reader is almost never busy; if it is, fail fast rather than hold
+            # the event loop (the client gets a temporary error and retries).
+            self._point.execute(f"PRAGMA busy_timeout={POINT_READ_BUSY_MS}")
         try:
-            with self._engines.reader.connect() as conn:
-                return fn(conn, *args, **kwargs)
-        except DBAPIError as exc:
-            raise StoreError(f"database error: {exc.orig}") from exc
+            row = self._point.execute(_MESSAGE_PARTS, (int(mailbox_id), int(uid))).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+        if row is None:
+            raise NotFound(f"no message UID {uid} in mailbox {mailbox_id}")
+        prefix, key, size, data = row
+        return bytes(prefix), key, int(size), None if data is None else bytes(data)
+
+    async def _parts(self, mailbox_id: MailboxId, uid: int) -> tuple[bytes, str, int, bytes | None]:
+        parts = self._message_parts(mailbox_id, uid)
+        return parts if isinstance(parts, tuple) else await parts
 
     async def read_message(self, mailbox_id: MailboxId, uid: int) -> bytes:
         """trace_prefix + blob bytes; NotFound if the message or its blob file is absent."""
-        prefix, key, _size, data = await self._point_read(q.message_parts, mailbox_id, uid)
+        prefix, key, _size, data = await self._parts(mailbox_id, uid)
         if data is None:
             data = await self._in(self._readers, functools.partial(self._files.read, key))
         return prefix + data
@@ -296,7 +322,7 @@ class SqlStore:
     ) -> AsyncIterator[bytes]:
         """The stored message as chunks of at most ``chunk_size`` octets (the trace
         prefix first), read lazily so memory stays bounded. NotFound if absent."""
-        prefix, key, size, data = await self._point_read(q.message_parts, mailbox_id, uid)
+        prefix, key, size, data = await self._parts(mailbox_id, uid)
         if prefix:
             yield prefix
         if data is not None:
