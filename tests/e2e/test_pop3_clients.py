@@ -44,6 +44,7 @@ from .pop3_helpers import (
     inbox_status,
     inbox_uids,
     login_within,
+    multiappend,
     pop3_plain,
     pop3s,
     read_line,
@@ -412,3 +413,25 @@ def test_lock_released_on_postgres(postel_factory: ServerFactory, pg_db_url: str
         _lock_cycles(srv, RACE_USER, quit=False, cycles=PG_LOCK_CYCLES)
     finally:
         srv.kill()  # a stuck session would hold a graceful stop for its drain timeout
+
+
+def test_appended_bare_line_ends_are_counted_as_sent(postel_factory: ServerFactory) -> None:
+    """A message APPENDed over IMAP with bare LF, bare CR and no final line end goes out
+    of RETR with CRLF line ends, and LIST/STAT count exactly those octets (RFC 1939
+    §11), while IMAP keeps the bytes as appended (RFC822.SIZE)."""
+    srv = postel_factory("pop3-line-ends")
+    user = f"ends@{DOMAIN}"
+    add_accounts(srv, user)
+    srv.start()
+    odd = b"Subject: odd\nX-A: 1\r\n\nbody line\rnext\nlast without end"
+    clean = b"Subject: clean\r\n\r\nbody\r\n"
+    assert multiappend(srv, user, [odd, clean]) == 2
+    with session(srv, user) as client:
+        listed = [int(line.split()[1]) for line in client.list()[1]]
+        for n, size in enumerate(listed, start=1):
+            _, lines, _ = client.retr(n)
+            assert len(wire_message(lines)) == size
+        assert client.stat()[1] == sum(listed)
+        assert listed[1] == len(clean)
+        assert wire_message(client.retr(1)[1]).startswith(b"Subject: odd\r\nX-A: 1\r\n\r\n")
+    assert srv.stop() == 0

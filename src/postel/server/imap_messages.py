@@ -29,6 +29,7 @@ from postel.imap import responses as r
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch_items import FetchAttr, FetchItem
 from postel.mail import MessageSummary, parse_message
+from postel.pop3 import pop3_size
 from postel.store import AppendItem, BlobRef, StoredMessage
 from postel.store.api import FlagMode, InvalidFlag, UidSet
 from postel.store.flags import canonical_set
@@ -384,7 +385,7 @@ async def append(session: ImapSession, started: ev.AppendStarted) -> None:
     are stored; the tagged OK carries APPENDUID. Spec: RFC 9051 §6.3.12; RFC 3502;
     RFC 4315 §3; RFC 7889."""
     tag = started.tag
-    received: list[tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str]] = []
+    received: list[tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str, int]] = []
     event: ev.Event = started
     while True:
         match event:
@@ -405,8 +406,8 @@ async def append(session: ImapSession, started: ev.AppendStarted) -> None:
                 return
         event = await session.next_event(session.command_timeout())
     items = [
-        AppendItem(mailbox_id, ref, when, summary, flags)
-        for mailbox_id, ref, flags, when, summary in received
+        AppendItem(mailbox_id, ref, when, summary, flags, crlf)
+        for mailbox_id, ref, flags, when, summary, crlf in received
     ]
     try:
         appended = await session.store.append_many(items)
@@ -423,7 +424,7 @@ async def append(session: ImapSession, started: ev.AppendStarted) -> None:
 
 async def _receive_one(
     session: ImapSession, started: ev.AppendStarted
-) -> tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str] | None:
+) -> tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str, int] | None:
     mailbox = await session.store.get_mailbox(session.account.id, started.mailbox)  # type: ignore[union-attr]
     if mailbox is None:
         session.conn.reject_literal()
@@ -464,4 +465,7 @@ async def _receive_one(
     else:
         summary = await asyncio.to_thread(lambda: parse_message(content).to_json())
     when = started.internal_date or session.service.clock.now()
-    return mailbox.id, ref, frozenset(started.flags), when, summary
+    # POP3 counts and sends lines ended by CRLF (RFC 1939 §11); remember that size
+    # when this message's own line ends differ.
+    crlf = pop3_size(content)
+    return mailbox.id, ref, frozenset(started.flags), when, summary, crlf

@@ -354,6 +354,8 @@ class AppendItem:
     internal_date: dt.datetime
     summary: str
     flags: frozenset[str] = frozenset()
+    crlf_size: int | None = None
+    """The size with every line ended by CRLF, when the caller knows it differs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -599,7 +601,8 @@ class Store(Protocol):
         ...
 
     async def message_sizes(self, mailbox_id: MailboxId) -> Sequence[tuple[int, int]]:
-        """``(uid, RFC822.SIZE)`` of every message, by UID. Spec: RFC 1939 §5 (STAT)."""
+        """``(uid, size)`` of every message by UID, the size counted with CRLF line ends
+        (RFC822.SIZE unless an APPEND said otherwise). Spec: RFC 1939 §5 (STAT), §11."""
         ...
 
     async def acquire_maildrop(self, account_id: AccountId, holder: str, lease: float) -> bool:

@@ -364,9 +364,10 @@ def delete_messages(
 
 
 def message_sizes(conn: Connection, mailbox_id: MailboxId) -> list[tuple[int, int]]:
-    """``(uid, RFC822.SIZE)`` of every message, by UID (a POP3 maildrop listing)."""
+    """``(uid, size with CRLF line ends)`` of every message, by UID (a POP3 maildrop
+    listing: ``crlf_size`` where set, else RFC822.SIZE)."""
     rows = conn.execute(
-        select(messages.c.uid, messages.c.size)
+        select(messages.c.uid, func.coalesce(messages.c.crlf_size, messages.c.size))
         .where(messages.c.mailbox_id == mailbox_id)
         .order_by(messages.c.uid)
     )
@@ -385,6 +386,7 @@ def append(
     flags: frozenset[str],
     internal_date: dt.datetime,
     summary: str,
+    crlf_size: int | None = None,
 ) -> Appended:
     """Insert the blob row (if new) and the message in the open transaction.
     NotFound (mailbox, or a file blob never committed), InvalidFlag, StoreError.
@@ -407,6 +409,7 @@ def append(
             trace_prefix=b"",
             summary=summary,
             queue_id=None,
+            crlf_size=None if crlf_size == blob.size else crlf_size,
         )
     )
     box.uidnext, box.highestmodseq = uid + 1, modseq
@@ -433,6 +436,7 @@ _COPIED = (
     "flags",
     "internal_date",
     "size",
+    "crlf_size",
     "blob_key",
     "trace_prefix",
     "summary",

@@ -494,6 +494,7 @@ class SqlStore:
                     item.flags,
                     item.internal_date,
                     item.summary,
+                    item.crlf_size,
                 )
                 for item in items
             ]
