@@ -51,6 +51,7 @@ def write_config(
     imap_ports: tuple[int, int] | None = None,
     pop3_ports: tuple[int, int] | None = None,
     imap: dict[str, object] | None = None,
+    pop3: dict[str, object] | None = None,
     **smtp: object,
 ) -> Path:
     """A TOML config in ``home`` for a test server: data in ``data`` (default ``home``),
@@ -86,6 +87,9 @@ def write_config(
             f'pop3 = ["127.0.0.1:{pop3_ports[0]}"]\npop3s = ["127.0.0.1:{pop3_ports[1]}"]\n'
         )
     imap_text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in (imap or {}).items())
+    imap_text += "\n[pop3]\n" + "".join(
+        f"{k} = {_toml_value(v)}\n" for k, v in (pop3 or {}).items()
+    )
     text = f"""hostname = "{HOSTNAME}"
 {top}
 [listen]
@@ -136,6 +140,7 @@ class PostelServer:
         admin_address: str | None = None,
         abuse: dict[str, object] | None = None,
         imap: dict[str, object] | None = None,
+        pop3: dict[str, object] | None = None,
         **smtp: object,
     ) -> None:
         self.data = data
@@ -158,6 +163,7 @@ class PostelServer:
             imap_ports=(self.imap_port, self.imaps_port),
             pop3_ports=(self.pop3_port, self.pop3s_port),
             imap=imap,
+            pop3=pop3,
             **smtp,
         )
         self.proc: subprocess.Popen[bytes] | None = None

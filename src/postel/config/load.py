@@ -19,7 +19,15 @@ from pathlib import Path
 from postel.config.fields import Reader, Validator, networks, non_negative, positive
 from postel.config.lines import KeyPath, LineIndex
 from postel.config.listen import read_listen
-from postel.config.model import AbuseConfig, AuthConfig, Config, ImapLimits, SmtpLimits, TlsConfig
+from postel.config.model import (
+    AbuseConfig,
+    AuthConfig,
+    Config,
+    ImapLimits,
+    Pop3Limits,
+    SmtpLimits,
+    TlsConfig,
+)
 from postel.errors import ConfigError
 
 DEFAULT_DATA_DIR = Path("postel-data")
@@ -41,6 +49,7 @@ _TOP_KEYS = {
     "tls",
     "smtp",
     "imap",
+    "pop3",
     "auth",
     "abuse",
 }
@@ -64,6 +73,10 @@ _IMAP_CHECKS: dict[str, Validator] = {
     "timeout_idle": positive,
 }
 _AUTH_CHECKS: dict[str, Validator] = {"cache_seconds": non_negative}
+_POP3_CHECKS: dict[str, Validator] = {
+    "timeout_authenticated": positive,
+    "timeout_not_authenticated": positive,
+}
 _ABUSE_CHECKS: dict[str, Validator] = {
     "max_connections_per_ip": positive,
     "max_connection_rate_per_ip": positive,
@@ -228,6 +241,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     smtp = reader.section(data, ("smtp",), SmtpLimits, _SMTP_CHECKS)
     imap = reader.section(data, ("imap",), ImapLimits, _IMAP_CHECKS)
     auth = reader.section(data, ("auth",), AuthConfig, _AUTH_CHECKS)
+    pop3 = reader.section(data, ("pop3",), Pop3Limits, _POP3_CHECKS)
     abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
     if hostname is None or data_dir is None or database_url is None or tls is None:
         return None
@@ -239,6 +253,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         tls=tls,
         smtp=smtp,
         imap=imap,
+        pop3=pop3,
         auth=auth,
         abuse=abuse,
         admin_address=admin_address,

@@ -106,6 +106,14 @@ class ImapLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class Pop3Limits:
+    """POP3 timeouts; defaults from ``postel.limits`` (RFC 1939 §3, RELIABILITY.md D4)."""
+
+    timeout_authenticated: float = limits.POP3_TIMEOUT_AUTHENTICATED
+    timeout_not_authenticated: float = limits.POP3_TIMEOUT_NOT_AUTHENTICATED
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     """Login policy shared by IMAP, POP3 and submission."""
 
@@ -149,6 +157,7 @@ class Config:
     tls: TlsConfig
     smtp: SmtpLimits = field(default_factory=SmtpLimits)
     imap: ImapLimits = field(default_factory=ImapLimits)
+    pop3: Pop3Limits = field(default_factory=Pop3Limits)
     auth: AuthConfig = field(default_factory=AuthConfig)
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
     admin_address: str | None = None

@@ -210,10 +210,9 @@ class Pop3Session(asyncio.Protocol):
                 raise SessionEnded
 
     async def next_event(self) -> pop3.Event:
+        cfg = self.service.config.pop3
         timeout = (
-            limits.POP3_TIMEOUT_AUTHENTICATED
-            if self.account is not None
-            else limits.POP3_TIMEOUT_NOT_AUTHENTICATED
+            cfg.timeout_authenticated if self.account is not None else cfg.timeout_not_authenticated
         )
         deadline = self.loop.time() + timeout
         while True:
