@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from postel.smtp.events import (
     NEED_DATA,
+    AuthLine,
+    AuthRequested,
     AutoReply,
     ChunkReceived,
     ConnectionClosed,
@@ -47,6 +49,8 @@ __all__ = [
     "READY_TO_START_TLS",
     "START_MAIL_INPUT",
     "TLS_NOT_AVAILABLE",
+    "AuthLine",
+    "AuthRequested",
     "AutoReply",
     "BareLineEndings",
     "Body",

@@ -122,6 +122,25 @@ class StartTls(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class AuthRequested(Event):
+    """``AUTH mechanism [initial-response]`` (the mechanism is one the session offers,
+    upper-cased; ``initial_response`` is the raw base64 text, ``=`` for an empty one, or
+    None). Answer 334 with a challenge (the next client line comes as AuthLine), 235
+    on success, or 535/454/501 on failure. Spec: RFC 4954 §4."""
+
+    mechanism: str
+    initial_response: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthLine(Event):
+    """One client line during an AUTH exchange (base64, or ``*`` to cancel, answered
+    501). Answered like AuthRequested. Spec: RFC 4954 §4."""
+
+    line: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Reset(Event):
     """RSET: drop the transaction, send ``reply``. Spec: RFC 5321 §4.1.1.5."""
 

@@ -31,6 +31,8 @@ from postel.errors import LocalProtocolError
 from postel.smtp import reply as R
 from postel.smtp.events import (
     NEED_DATA,
+    AuthLine,
+    AuthRequested,
     AutoReply,
     ChunkReceived,
     ConnectionClosed,
@@ -59,6 +61,9 @@ _BDAT_ARG = re.compile(r"([0-9]{1,20})(?: +(LAST))? *", re.IGNORECASE)
 _MAIL_ARG = re.compile(r"FROM: *", re.IGNORECASE)
 _RCPT_ARG = re.compile(r"TO: *", re.IGNORECASE)
 _COUNTED = frozenset({500, 501, 502, 503, 504, 553, 555})
+_AUTH_PARAM = re.compile(r" +AUTH=[^ ]*", re.IGNORECASE)
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+"""MAIL before AUTH where AUTH is required. Spec: RFC 4954 §6."""
 """Reply codes that count toward ``errors_max``: the client's protocol mistakes."""
 
 
@@ -73,6 +78,7 @@ class _Due(enum.Enum):
     MESSAGE = enum.auto()
     CHUNK = enum.auto()
     STARTTLS = enum.auto()
+    AUTH = enum.auto()
     CLOSE = enum.auto()
 
 
@@ -117,6 +123,9 @@ class ServerConnection:
         self._mail: MailParams | None = None
         self._recipients = 0
         self._bdat_total = 0
+        self._auth_offer: tuple[str, ...] = tuple(m.upper() for m in config.auth_mechanisms)
+        self._auth_pending = False
+        self._authenticated = False
 
     # --- introspection ------------------------------------------------------------
     @property
@@ -142,6 +151,16 @@ class ServerConnection:
         """Octets held by the core: at most one command line (hard cut) plus the last
         chunk given to ``receive_data``."""
         return len(self._buf)
+
+    @property
+    def authenticated(self) -> bool:
+        """True after AUTH was answered 235 (until STARTTLS resets the session)."""
+        return self._authenticated
+
+    def offer_auth(self, mechanisms: tuple[str, ...]) -> None:
+        """Set the SASL mechanisms EHLO advertises and AUTH accepts from now on (the
+        driver offers plaintext mechanisms only over TLS). Spec: RFC 4954 §3."""
+        self._auth_offer = tuple(m.upper() for m in mechanisms)
 
     @property
     def reply_due(self) -> bool:
@@ -215,6 +234,8 @@ class ServerConnection:
             raise LocalProtocolError("no STARTTLS handshake is pending")
         self._tls_active = True
         self._extended = False
+        self._authenticated = False
+        self._auth_pending = False
         self._buf.clear()
         self._discarding = False
         self._state = State.INITIAL
@@ -241,6 +262,8 @@ class ServerConnection:
             keywords += ["CHUNKING", "BINARYMIME"]
         if cfg.dsn:
             keywords.append("DSN")
+        if self._auth_offer and not self._authenticated:
+            keywords.append("AUTH " + " ".join(self._auth_offer))
         keywords.append("HELP")
         return Reply(250, None, (greeting_name or cfg.hostname, *keywords))
 
@@ -343,6 +366,9 @@ class ServerConnection:
             self._discarding = True
 
     def _dispatch(self, line: bytes) -> Event | NeedData:
+        if self._auth_pending:
+            self._auth_pending = False
+            return self._emit(AuthLine(line), _Due.AUTH)
         if b"\r" in line or b"\n" in line:
             return self._auto(R.BARE_LINE_END_IN_COMMAND)
         try:
@@ -404,7 +430,13 @@ class ServerConnection:
         prefix = _MAIL_ARG.match(arg)
         if prefix is None:
             return self._auto(Reply(501, "5.5.2", "Syntax: MAIL FROM:<address>"))
+        if self.config.auth_required and not self._authenticated:
+            return self._auto(AUTH_REQUIRED, counted=False)
         path_text, rest = split_path(arg[prefix.end() :])
+        if self._auth_offer:
+            # The AUTH= parameter (RFC 4954 §5) names the submitter for relaying
+            # servers; postel decides that from the session's own AUTH: ignored.
+            rest = _AUTH_PARAM.sub("", rest)
         if rest and not rest.startswith(" "):
             return self._auto(Reply(501, "5.5.2", "Syntax: MAIL FROM:<address>"))
         params = parse_mail_params(rest, self._offered())
@@ -484,6 +516,19 @@ class ServerConnection:
         self._buf.clear()
         return self._emit(StartTls(), _Due.STARTTLS)
 
+    def _cmd_auth(self, arg: str) -> Event:
+        mechanism, _, initial = arg.strip(" ").partition(" ")
+        if self._authenticated:
+            return self._auto(Reply(503, "5.5.1", "Already authenticated"))
+        if not self._extended or not self._auth_offer:
+            return self._auto(Reply(503, "5.5.1", "AUTH not available"))
+        if not mechanism:
+            return self._auto(Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"))
+        if mechanism.upper() not in self._auth_offer:
+            return self._auto(Reply(504, "5.5.4", "Unrecognized authentication type"))
+        initial = initial.strip(" ")
+        return self._emit(AuthRequested(mechanism.upper(), initial or None), _Due.AUTH)
+
     def _cmd_quit(self, arg: str) -> Event:
         if arg.strip(" "):
             return self._auto(Reply(501, "5.5.4", "Syntax: QUIT"))
@@ -528,6 +573,12 @@ class ServerConnection:
             self._state = State.TLS_PENDING
             self._buf.clear()
 
+    def _after_auth(self, reply: Reply) -> None:
+        if reply.code == 334:
+            self._auth_pending = True
+        elif reply.code == 235:
+            self._authenticated = True
+
     def _after_close(self, reply: Reply) -> None:
         self._close()
 
@@ -548,6 +599,7 @@ _HANDLERS: Mapping[str, Callable[[ServerConnection, str], Event | NeedData]] = {
     "VRFY": ServerConnection._cmd_vrfy,
     "EXPN": ServerConnection._cmd_expn,
     "STARTTLS": ServerConnection._cmd_starttls,
+    "AUTH": ServerConnection._cmd_auth,
     "QUIT": ServerConnection._cmd_quit,
 }
 
@@ -560,5 +612,6 @@ _TRANSITIONS: Mapping[_Due, Callable[[ServerConnection, Reply], None]] = {
     _Due.MESSAGE: ServerConnection._after_message,
     _Due.CHUNK: ServerConnection._after_chunk,
     _Due.STARTTLS: ServerConnection._after_starttls,
+    _Due.AUTH: ServerConnection._after_auth,
     _Due.CLOSE: ServerConnection._after_close,
 }

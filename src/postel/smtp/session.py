@@ -29,8 +29,10 @@ class ServerConfig:
         tls_available: advertise STARTTLS (RFC 3207).
         smtputf8, dsn, chunking: advertise SMTPUTF8 (RFC 6531), DSN (RFC 3461),
             CHUNKING + BINARYMIME (RFC 3030).
-        auth_mechanisms: SASL mechanisms to advertise. AUTH is not implemented yet:
-            must be empty (LocalProtocolError otherwise).
+        auth_mechanisms: SASL mechanisms to advertise at first (RFC 4954 §3); the
+            driver may change the offer with ``offer_auth`` (e.g. after STARTTLS).
+        auth_required: MAIL needs a successful AUTH first (the submission role):
+            530 5.7.0 otherwise (RFC 4954 §6, RFC 6409 §4.3).
     """
 
     hostname: str
@@ -43,12 +45,11 @@ class ServerConfig:
     dsn: bool = True
     chunking: bool = True
     auth_mechanisms: tuple[str, ...] = ()
+    auth_required: bool = False
 
     def __post_init__(self) -> None:
         if min(self.message_size_max, self.recipients_max) < 1 or self.errors_max < 0:
             raise LocalProtocolError("SMTP limits must be positive")
-        if self.auth_mechanisms:
-            raise LocalProtocolError("AUTH is not implemented yet")
         if not self.hostname or not self.hostname.isprintable() or " " in self.hostname:
             raise LocalProtocolError(f"bad hostname {self.hostname!r}")
 
@@ -92,6 +93,7 @@ COMMANDS: Mapping[str, frozenset[State]] = {
     "VRFY": _SESSION,
     "EXPN": _SESSION,
     "STARTTLS": frozenset({State.GREETED}),
+    "AUTH": frozenset({State.GREETED}),
     "QUIT": _SESSION | {State.REFUSED},
 }
 """Which states accept each command; any other state answers 503 5.5.1. A handler may
