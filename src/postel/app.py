@@ -167,6 +167,12 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         ConfigError: a port cannot be bound or a certificate cannot be read (one line).
     """
     setup_logging()
+    # Signal handlers first: a SIGTERM that arrives while starting up still ends the
+    # process cleanly (exit 0 once started), never by the default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     os.umask(0o077)  # the store, blobs and keys are readable by postel's user only
     clock = clock or SystemClock()
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -252,10 +258,6 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         listeners.append(listener)
 
     _print_banner(config, password)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
 
     log.info("server.stopping")
