@@ -5,6 +5,7 @@ Spec: RFC 5321 §4.2, RFC 3463, RFC 2034.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -65,9 +66,13 @@ class Reply:
     def render(self) -> bytes:
         """Wire form: ``code-text CRLF`` lines, the last one ``code SP text CRLF``.
 
-        Each line is cut to ``limits.SMTP_REPLY_LINE_MAX`` octets including CRLF.
-        Spec: RFC 5321 §4.2.1, §4.5.3.1.5.
+        Each line is cut to ``limits.SMTP_REPLY_LINE_MAX`` octets including CRLF. The
+        replies a session sends most (the same few values every time) come from a
+        bounded cache. Spec: RFC 5321 §4.2.1, §4.5.3.1.5.
         """
+        return _render(self)
+
+    def _render(self) -> bytes:
         lines = self.lines
         out: list[bytes] = []
         for index, text in enumerate(lines):
@@ -78,6 +83,16 @@ class Reply:
                 line = f"{self.code} {body}" if body else str(self.code)
             out.append(line.encode("ascii")[: limits.SMTP_REPLY_LINE_MAX - 2] + b"\r\n")
         return b"".join(out)
+
+
+RENDER_CACHE_MAX = 1024
+"""Rendered replies kept (a reply is an immutable value; replies that carry a queue id
+are unique and simply pass through the cache)."""
+
+
+@functools.lru_cache(maxsize=RENDER_CACHE_MAX)
+def _render(reply: Reply) -> bytes:
+    return reply._render()
 
 
 # --- Replies the core gives on its own (constants are immutable values) -----------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import enum
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,6 +21,18 @@ from postel.ids import AccountId, DomainId, MailboxId, QueueId
 
 if TYPE_CHECKING:
     from postel.store.changes import ChangeHub
+    from postel.store.queue_api import (
+        BackoffPolicy,
+        Lease,
+        NewQueuedMessage,
+        NewRecipient,
+        Outcome,
+        QueueEntry,
+        QueueFilter,
+        QueueMessageId,
+        QueueRecipientId,
+        SettleResult,
+    )
 
 
 class SpecialUse(enum.StrEnum):
@@ -651,4 +663,102 @@ class Store(Protocol):
 
     async def changes_since(self, mailbox_id: MailboxId, modseq: int) -> Changes:
         """Everything above ``modseq`` (see Changes). NotFound. Spec: RFC 7162 §3.1."""
+        ...
+
+    # -- outbound queue (queue_api.py) --
+    async def enqueue(
+        self, message: NewQueuedMessage, recipients: Sequence[NewRecipient]
+    ) -> QueueMessageId:
+        """Queue ``message`` (its blob from ``blob_writer().commit()``) for remote
+        ``recipients``, all due now; durable at return. The blob stays referenced (not
+        collected) while the message is queued. A ``queue_id`` already queued returns
+        the existing id. StoreError (bad values), NotFound (a file blob never
+        committed). Spec: RFC 5321 §4.5.4; RFC 3461 §4."""
+        ...
+
+    async def lease(
+        self,
+        worker: str,
+        now: dt.datetime,
+        *,
+        limit: int,
+        lease_for: float,
+        per_domain_max: int,
+    ) -> Sequence[Lease]:
+        """Lease at most ``limit`` groups of due recipients to ``worker`` for
+        ``lease_for`` seconds: each Lease is one message's recipients at one domain.
+        Due: queued or deferred with ``next_attempt <= now``, or leased with the lease
+        ended. Never-tried recipients come before expired leases before deferred ones;
+        at most ``per_domain_max`` live leases per domain. Safe across processes
+        (PostgreSQL: FOR UPDATE SKIP LOCKED). StoreError for bad arguments.
+        Spec: RFC 5321 §4.5.4.1."""
+        ...
+
+    async def settle(
+        self,
+        lease: Lease,
+        outcomes: Mapping[QueueRecipientId, Outcome],
+        now: dt.datetime,
+        policy: BackoffPolicy = ...,
+    ) -> SettleResult:
+        """Record each recipient's outcome: delivered and failed are final; deferred
+        counts an attempt and waits per ``policy`` (failed once past its lifetime).
+        Only recipients still held by ``lease`` are touched (others are reported
+        ``lost``); recipients without an outcome are due again at once. Durable at
+        return. StoreError for an outcome of a recipient not in the lease.
+        Spec: RFC 5321 §4.5.4.1; RFC 3464 §2.3."""
+        ...
+
+    def open_queued_message(
+        self, message_id: QueueMessageId, *, chunk_size: int = ...
+    ) -> AsyncIterator[bytes]:
+        """The bytes to send: trace_prefix, then the blob, in chunks of at most
+        ``chunk_size`` octets with bounded memory. NotFound. Spec: RFC 5321 §4.4."""
+        ...
+
+    async def queue_list(self, which: QueueFilter | None = None) -> Sequence[QueueEntry]:
+        """Queued messages with a recipient matching ``which`` (all by default), oldest
+        first, each with all its recipients (``postel queue list``)."""
+        ...
+
+    async def queue_show(self, queue_id: str) -> QueueEntry | None:
+        """The message queued as ``queue_id`` (``postel queue show``), or None."""
+        ...
+
+    async def queue_hold(self, queue_id: str) -> int:
+        """Hold its waiting recipients; returns how many. NotFound."""
+        ...
+
+    async def queue_release(self, queue_id: str) -> int:
+        """Make its held recipients due now; returns how many. NotFound."""
+        ...
+
+    async def queue_retry_now(self, queue_id: str | None = None) -> int:
+        """Make waiting recipients of ``queue_id`` (None: of every message, ``postel
+        queue flush``) due now; returns how many. NotFound."""
+        ...
+
+    async def queue_delete(self, queue_id: str) -> None:
+        """Remove the message without any DSN. NotFound."""
+        ...
+
+    async def due_delay_notices(
+        self, now: dt.datetime, policy: BackoffPolicy = ..., *, limit: int = 100
+    ) -> Sequence[QueueEntry]:
+        """Recipients owed a delay notice (see queue_admin.due_delay_notices), grouped
+        by message. Spec: RFC 3461 §4.1; RFC 3464 §2.3.3."""
+        ...
+
+    async def mark_delay_notified(self, recipient_ids: Sequence[QueueRecipientId]) -> None:
+        """Record that their delay notice was sent."""
+        ...
+
+    async def finished_messages(self, *, limit: int = 100) -> Sequence[QueueEntry]:
+        """Messages whose recipients are all delivered or failed, with what a DSN needs.
+        Spec: RFC 3464 §2; RFC 3461 §4.1."""
+        ...
+
+    async def forget_finished(self, message_ids: Sequence[QueueMessageId]) -> int:
+        """Remove those messages that are finished; returns how many (their blobs can
+        then be collected)."""
         ...

@@ -4,7 +4,8 @@ Run before the store serves anyone:
 
 1. ``<blob_dir>/tmp/*`` is deleted (spools and staging files of writes that never
    finished).
-2. Blob rows that no message references are deleted (their messages were removed).
+2. Blob rows that no message and no queued message references are deleted (their
+   messages were removed, their queue entries finished).
 3. Blob files that no row references are deleted: orphans of a crash between a file's
    fsync and the delivery commit, or of step 2.
 4. Rows whose file is missing are reported (and logged as errors): that is data loss
@@ -28,7 +29,7 @@ from sqlalchemy.engine import Engine
 
 from postel.store.api import RecoveryReport
 from postel.store.blobs import BlobFiles
-from postel.store.schema import blobs, messages
+from postel.store.schema import blobs, messages, queue_messages
 
 _log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ def recover(engine: Engine, files: BlobFiles, *, grace_seconds: float = 0.0) -> 
     if temp_removed:
         _log.info("store.recovery.temp_removed count=%d", temp_removed)
     with engine.begin() as conn:
-        unreferenced = ~exists().where(messages.c.blob_key == blobs.c.key)
+        unreferenced = ~exists().where(messages.c.blob_key == blobs.c.key) & ~exists().where(
+            queue_messages.c.blob_key == blobs.c.key
+        )
         collected = conn.execute(delete(blobs).where(unreferenced)).rowcount
         file_keys = set(conn.execute(select(blobs.c.key).where(blobs.c.data.is_(None))).scalars())
     if collected:

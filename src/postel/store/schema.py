@@ -232,3 +232,67 @@ maildrop_locks = Table(
 )
 """One POP3 session's exclusive hold on an account's maildrop, with a lease so that a
 crashed node's lock ends by itself (RFC 1939 §8)."""
+
+ENVID_STORED_MAX = 100
+"""Longest ENVID stored, in characters. Spec: RFC 3461 §4.4."""
+ORCPT_STORED_MAX = 500
+"""Longest ORCPT address stored, in characters. Spec: RFC 3461 §4.2."""
+
+queue_messages = Table(
+    "queue_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("queue_id", String(QUEUE_ID_MAX), nullable=False, unique=True),
+    Column("blob_key", String(BLOB_KEY_LEN), ForeignKey("blobs.key"), nullable=False, index=True),
+    Column("reverse_path", String(ADDRESS_MAX), nullable=False),
+    Column("envid", String(ENVID_STORED_MAX), nullable=True),
+    Column("ret", String(8), nullable=True),
+    Column("body", String(16), nullable=True),
+    Column("smtputf8", Boolean, nullable=False),
+    Column("requiretls", Boolean, nullable=False),
+    Column("created", UtcDateTime, nullable=False),
+    Column("trace_prefix", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False),
+)
+"""One queued SMTP transaction for remote recipients. ``blob_key`` keeps the blob from
+start-up collection while the message is queued. ``reverse_path`` is ``""`` for the null
+sender; ``envid``, ``ret`` and ``body`` are the MAIL parameters (RFC 3461 §4.3-4.4,
+RFC 6152), NULL when absent."""
+
+queue_recipients = Table(
+    "queue_recipients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "message_id",
+        Integer,
+        ForeignKey("queue_messages.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("address", String(ADDRESS_MAX), nullable=False),
+    Column("domain", String(DOMAIN_MAX), nullable=False),
+    Column("orcpt_type", String(64), nullable=True),
+    Column("orcpt", String(ORCPT_STORED_MAX), nullable=True),
+    Column("notify", String(32), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt", UtcDateTime, nullable=False),
+    Column("last_attempt", UtcDateTime, nullable=True),
+    Column("last_reply", Text, nullable=True),
+    Column("leased_by", String(128), nullable=True),
+    Column("lease_expires", UtcDateTime, nullable=True),
+    Column("delay_notified", Boolean, nullable=False),
+)
+"""One recipient of a queued message. ``domain`` is the destination (lower-case A-label).
+``notify`` is the comma-separated NOTIFY set (``NEVER``; NULL when the client gave none,
+RFC 3461 §4.1). A leased recipient has ``leased_by`` and ``lease_expires`` and its
+``next_attempt`` equals ``lease_expires``, so one index finds every due recipient,
+expired leases included."""
+
+Index(
+    "ix_queue_recipients_state_next_attempt",
+    queue_recipients.c.state,
+    queue_recipients.c.next_attempt,
+)
+Index("ix_queue_recipients_domain_state", queue_recipients.c.domain, queue_recipients.c.state)

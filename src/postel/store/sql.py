@@ -15,7 +15,7 @@ import datetime as dt
 import functools
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -29,6 +29,8 @@ from postel.ids import AccountId, MailboxId
 from postel.store import directory_sql as q
 from postel.store import mailbox_ops as mq
 from postel.store import message_ops as xq
+from postel.store import queue_admin as qa
+from postel.store import queue_ops as qq
 from postel.store.api import (
     UID_MAX,
     Account,
@@ -64,6 +66,19 @@ from postel.store.engines import READER_CONNECTIONS, make_engines
 from postel.store.flags import canonical_set
 from postel.store.migrate import upgrade
 from postel.store.pg_notify import PgChangeRelay
+from postel.store.queue_api import (
+    DEFAULT_BACKOFF,
+    BackoffPolicy,
+    Lease,
+    NewQueuedMessage,
+    NewRecipient,
+    Outcome,
+    QueueEntry,
+    QueueFilter,
+    QueueMessageId,
+    QueueRecipientId,
+    SettleResult,
+)
 from postel.store.recovery import SHARED_GRACE_SECONDS, recover
 
 _log = logging.getLogger(__name__)
@@ -523,6 +538,94 @@ class SqlStore:
 
     async def changes_since(self, mailbox_id: MailboxId, modseq: int) -> Changes:
         return await self._read(xq.changes_since, mailbox_id, modseq)
+
+    # -- outbound queue ----------------------------------------------------------------
+
+    async def enqueue(
+        self, message: NewQueuedMessage, recipients: Sequence[NewRecipient]
+    ) -> QueueMessageId:
+        return await self._write(
+            qq.enqueue, self._sql, self._files, message, recipients, self._clock.now()
+        )
+
+    async def lease(
+        self,
+        worker: str,
+        now: dt.datetime,
+        *,
+        limit: int,
+        lease_for: float,
+        per_domain_max: int,
+    ) -> Sequence[Lease]:
+        return await self._write(
+            qq.lease,
+            worker,
+            now,
+            limit=limit,
+            lease_for=lease_for,
+            per_domain_max=per_domain_max,
+        )
+
+    async def settle(
+        self,
+        lease: Lease,
+        outcomes: Mapping[QueueRecipientId, Outcome],
+        now: dt.datetime,
+        policy: BackoffPolicy = DEFAULT_BACKOFF,
+    ) -> SettleResult:
+        return await self._write(qq.settle, lease, outcomes, now, policy)
+
+    async def open_queued_message(
+        self, message_id: QueueMessageId, *, chunk_size: int = READ_CHUNK
+    ) -> AsyncIterator[bytes]:
+        prefix, key, size, data = await self._read(qq.message_parts, message_id)
+        if prefix:
+            yield prefix
+        if data is not None:
+            for start in range(0, len(data), chunk_size):
+                yield data[start : start + chunk_size]
+            return
+        offset = 0
+        while offset < size:
+            chunk = await self._in(
+                self._readers, functools.partial(self._files.read_chunk, key, offset, chunk_size)
+            )
+            if not chunk:
+                raise StoreError(f"blob {key} is shorter than recorded")
+            offset += len(chunk)
+            yield chunk
+
+    async def queue_list(self, which: QueueFilter | None = None) -> Sequence[QueueEntry]:
+        return await self._read(qa.queue_list, which or QueueFilter())
+
+    async def queue_show(self, queue_id: str) -> QueueEntry | None:
+        return await self._read(qa.queue_show, queue_id)
+
+    async def queue_hold(self, queue_id: str) -> int:
+        return await self._write(qa.hold, queue_id)
+
+    async def queue_release(self, queue_id: str) -> int:
+        return await self._write(qa.release, queue_id, self._clock.now())
+
+    async def queue_retry_now(self, queue_id: str | None = None) -> int:
+        return await self._write(qa.retry_now, queue_id, self._clock.now())
+
+    async def queue_delete(self, queue_id: str) -> None:
+        await self._write(qa.delete_message, queue_id)
+
+    async def due_delay_notices(
+        self, now: dt.datetime, policy: BackoffPolicy = DEFAULT_BACKOFF, *, limit: int = 100
+    ) -> Sequence[QueueEntry]:
+        return await self._read(qa.due_delay_notices, now, policy, limit)
+
+    async def mark_delay_notified(self, recipient_ids: Sequence[QueueRecipientId]) -> None:
+        await self._write(qa.mark_delay_notified, recipient_ids)
+
+    async def finished_messages(self, *, limit: int = 100) -> Sequence[QueueEntry]:
+        return await self._read(qa.finished_messages, limit)
+
+    async def forget_finished(self, message_ids: Sequence[QueueMessageId]) -> int:
+        return await self._write(qa.forget_finished, message_ids)
 
 
 def _add_account(
