@@ -27,6 +27,7 @@ from postel.server.imap_session import ImapService
 from postel.server.listener import Listener, bind_socket
 from postel.server.pop3_session import Pop3Service
 from postel.server.smtp_session import SmtpService
+from postel.server.submission_session import SubmissionService
 from postel.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,15 @@ DEMO_DOMAIN = "demo.test"
 DEMO_ACCOUNT = f"demo@{DEMO_DOMAIN}"
 
 SERVING: frozenset[Service] = frozenset(
-    {Service.SMTP, Service.IMAP, Service.IMAPS, Service.POP3, Service.POP3S}
+    {
+        Service.SMTP,
+        Service.SUBMISSION,
+        Service.SUBMISSIONS,
+        Service.IMAP,
+        Service.IMAPS,
+        Service.POP3,
+        Service.POP3S,
+    }
 )
 """Services this version serves; the other configured ports are reserved."""
 
@@ -241,6 +250,21 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         abuse=abuse,
         ssl_context=ssl_context,
     )
+    submission = {
+        implicit: SubmissionService(
+            config=config,
+            directory=directory,
+            inbound=inbound,
+            store=store,
+            abuse=abuse,
+            ssl_context=ssl_context,
+            clock=clock,
+            shutdown=shutdown,
+            authenticator=authenticator,
+            implicit_tls=implicit,
+        )
+        for implicit in (False, True)
+    }
     listeners: list[Listener] = []
     for listen, sock in zip(serving, sockets, strict=True):
         match listen.service:
@@ -248,6 +272,10 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
                 listener = Listener(listen, sock, imap.plain_factory)
             case Service.IMAPS:
                 listener = Listener(listen, sock, imap.tls_factory, ssl_context)
+            case Service.SUBMISSION:
+                listener = Listener(listen, sock, submission[False])
+            case Service.SUBMISSIONS:
+                listener = Listener(listen, sock, submission[True], ssl_context)
             case Service.POP3:
                 listener = Listener(listen, sock, pop.plain_factory)
             case Service.POP3S:
@@ -264,9 +292,13 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     for listener in listeners:
         listener.stop_accepting()
     smtp.stop()
+    for service in submission.values():
+        service.stop()
     imap.stop()
     pop.stop()
     cancelled = await smtp.drain(SHUTDOWN_GRACE_SECONDS)
+    for service in submission.values():
+        cancelled += await service.drain(5.0)
     cancelled += await imap.drain(5.0)
     cancelled += await pop.drain(5.0)
     await store.close()

@@ -50,6 +50,7 @@ def write_config(
     abuse: dict[str, object] | None = None,
     imap_ports: tuple[int, int] | None = None,
     pop3_ports: tuple[int, int] | None = None,
+    submission_ports: tuple[int, int] | None = None,
     imap: dict[str, object] | None = None,
     pop3: dict[str, object] | None = None,
     **smtp: object,
@@ -79,6 +80,13 @@ def write_config(
     else:
         imap_listen = (
             f'imap = ["127.0.0.1:{imap_ports[0]}"]\nimaps = ["127.0.0.1:{imap_ports[1]}"]\n'
+        )
+    if submission_ports is None:
+        imap_listen += "submission = []\nsubmissions = []\n"
+    else:
+        imap_listen += (
+            f'submission = ["127.0.0.1:{submission_ports[0]}"]\n'
+            f'submissions = ["127.0.0.1:{submission_ports[1]}"]\n'
         )
     if pop3_ports is None:
         imap_listen += "pop3 = []\npop3s = []\n"
@@ -152,6 +160,8 @@ class PostelServer:
         self.imaps_port = free_port()
         self.pop3_port = free_port()
         self.pop3s_port = free_port()
+        self.submission_port = free_port()
+        self.submissions_port = free_port()
         self.database_url = database_url or f"sqlite:///{data / 'postel.sqlite3'}"
         self.config = write_config(
             self.home,
@@ -162,6 +172,7 @@ class PostelServer:
             abuse=abuse,
             imap_ports=(self.imap_port, self.imaps_port),
             pop3_ports=(self.pop3_port, self.pop3s_port),
+            submission_ports=(self.submission_port, self.submissions_port),
             imap=imap,
             pop3=pop3,
             **smtp,

@@ -1,0 +1,344 @@
+"""The message submission service (ports 587 and 465): the SMTP driver with AUTH.
+
+A submission session is an SMTP session (``smtp_session``) whose core requires AUTH
+before MAIL (530 5.7.0 otherwise). Plaintext mechanisms are offered only over TLS
+(STARTTLS on 587, implicit TLS on 465), or from loopback when ``[auth]
+plaintext_on_loopback`` allows it; SCRAM-SHA-256 likewise, since submission without TLS
+is refused by policy (RFC 8314 §3). Once authenticated, the user may send only as
+their own addresses: MAIL FROM and every From: address must resolve to the
+authenticated account (its address, an alias or subaddress of it), 550 5.7.1
+otherwise. Local recipients are delivered at the same durability point as inbound
+mail; other recipients are accepted (relay for authenticated users) and put in the
+outbound queue before the 250.
+
+Spec: RFC 6409 (submission), RFC 4954 (AUTH), RFC 8314 §3 (465), RFC 3207 (STARTTLS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import logging
+import ssl
+from collections.abc import Coroutine
+from typing import Any
+
+from postel import smtp
+from postel.abuse import AbuseTracker
+from postel.clock import Clock
+from postel.config import Config
+from postel.directory import Directory, LocalRecipients, NotLocal, to_a_label
+from postel.errors import PermanentFailure, StoreError
+from postel.mail import split_header
+from postel.mail.address import parse_address_list
+from postel.pipeline import InboundDelivery, InboundEnvelope
+from postel.sasl import (
+    CANCELLED,
+    MECHANISMS,
+    Cancelled,
+    SaslError,
+    UnsupportedMechanism,
+    decode_response,
+)
+from postel.server.auth import Authenticator
+from postel.server.smtp_session import BANNED, LOCAL_ERROR, SmtpService, SmtpSession
+from postel.store import Account, BlobRef, Store
+from postel.store.queue_api import NewQueuedMessage, NewRecipient
+
+log = logging.getLogger(__name__)
+
+AUTH_OK = smtp.Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = smtp.Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_CANCELLED = smtp.Reply(501, "5.0.0", "Authentication cancelled")
+AUTH_MALFORMED = smtp.Reply(501, "5.5.2", "Cannot decode the response")
+AUTH_UNSUPPORTED = smtp.Reply(504, "5.5.4", "Unrecognized authentication type")
+NOT_YOURS = smtp.Reply(550, "5.7.1", "Sender address not owned by the authenticated user")
+"""MAIL FROM or From: naming someone else. Spec: RFC 6409 §6.1, RFC 3463 (5.7.1)."""
+
+
+class SubmissionService(SmtpService):
+    """What every submission session shares (an SmtpService with the Authenticator).
+
+    ``implicit_tls``: the listener is port 465 (TLS from the first octet)."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        directory: Directory,
+        inbound: InboundDelivery,
+        store: Store,
+        abuse: AbuseTracker,
+        ssl_context: ssl.SSLContext | None,
+        clock: Clock,
+        shutdown: asyncio.Event,
+        authenticator: Authenticator,
+        implicit_tls: bool,
+    ) -> None:
+        super().__init__(
+            config=config,
+            directory=directory,
+            inbound=inbound,
+            store=store,
+            abuse=abuse,
+            ssl_context=ssl_context,
+            clock=clock,
+            shutdown=shutdown,
+        )
+        self.authenticator = authenticator
+        self.implicit_tls = implicit_tls
+        cfg = self.core_config
+        self.core_config = smtp.ServerConfig(
+            hostname=cfg.hostname,
+            message_size_max=cfg.message_size_max,
+            recipients_max=cfg.recipients_max,
+            errors_max=cfg.errors_max,
+            bare_line_endings=cfg.bare_line_endings,
+            tls_available=cfg.tls_available and not implicit_tls,
+            auth_required=True,
+        )
+
+    def __call__(self) -> SubmissionSession:
+        return SubmissionSession(self)
+
+
+class SubmissionSession(SmtpSession):
+    """One submission connection. See the module docstring."""
+
+    service: SubmissionService
+
+    def __init__(self, service: SubmissionService) -> None:
+        super().__init__(service)
+        self.account: Account | None = None
+        self.remote: list[tuple[str, smtp.RcptParams]] = []
+        self._line_waiter: asyncio.Future[None] | None = None
+
+    # -- offering AUTH ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peername = transport.get_extra_info("peername") or ("", 0)
+        encrypted = transport.get_extra_info("sslcontext") is not None
+        self.conn.offer_auth(self._offer(str(peername[0]), encrypted))
+        super().connection_made(transport)
+
+    def _offer(self, ip: str, encrypted: bool) -> tuple[str, ...]:
+        """Every mechanism over TLS; before TLS only from loopback when allowed."""
+        if encrypted:
+            return MECHANISMS
+        if self.service.config.auth.plaintext_on_loopback:
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(ip).is_loopback:
+                    return MECHANISMS
+        return ()
+
+    async def start_tls(self) -> None:
+        await super().start_tls()
+        if self.conn.tls_active:
+            self.conn.offer_auth(MECHANISMS)
+            self.account = None
+
+    # -- input while an AUTH exchange waits for a line --------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        result = super().eof_received()
+        self._wake()
+        return result
+
+    def _wake(self) -> None:
+        if self._line_waiter is not None and not self._line_waiter.done():
+            self._line_waiter.set_result(None)
+
+    async def _auth_line(self) -> bytes:
+        deadline = self.loop.time() + self.service.config.smtp.command_timeout
+        while True:
+            event = self.conn.next_event()
+            if isinstance(event, smtp.AuthLine):
+                return event.line
+            if not isinstance(event, smtp.NeedData) or self.closing:
+                raise ConnectionError("connection closed during AUTH")
+            self._line_waiter = self.loop.create_future()
+            async with asyncio.timeout(max(deadline - self.loop.time(), 0.0)):
+                await self._line_waiter
+
+    # -- events -------------------------------------------------------------------------
+
+    def dispatch(self, event: smtp.Event) -> Coroutine[Any, Any, None] | None:
+        match event:
+            case smtp.AuthRequested(mechanism=mechanism, initial_response=initial):
+                return self.auth_step(mechanism, initial)
+            case smtp.MailFrom(reverse_path=path):
+                return self.mail_step(event, path)
+        return super().dispatch(event)
+
+    async def auth_step(self, mechanism: str, initial: str | None) -> None:
+        """Run one AUTH exchange. Spec: RFC 4954 §4, §6."""
+
+        async def ask(challenge: bytes) -> bytes | Cancelled:
+            self.send(smtp.Reply(334, None, base64.b64encode(challenge).decode("ascii")))
+            self.flush()
+            line = await self._auth_line()
+            return CANCELLED if line == b"*" else decode_response(line)
+
+        try:
+            first = None if initial is None else decode_response(initial.encode("ascii"))
+            if isinstance(first, Cancelled):
+                self.send(AUTH_CANCELLED)
+                return
+            result = await self.service.authenticator.authenticate(
+                self.peer.ip, mechanism, first, ask, protocol="submission"
+            )
+            # SMTP carries no data with success: SCRAM's server-final is one more 334,
+            # answered by an empty line (RFC 4954 §4).
+            if (
+                result.account is not None
+                and result.server_final is not None
+                and await ask(result.server_final) != b""
+            ):
+                self.send(AUTH_CANCELLED)
+                return
+        except (SaslError, UnicodeEncodeError):
+            self.send(AUTH_MALFORMED)
+            return
+        except UnsupportedMechanism:
+            self.send(AUTH_UNSUPPORTED)
+            return
+        if result.cancelled:
+            self.send(AUTH_CANCELLED)
+            return
+        if result.account is None:
+            self.send(AUTH_FAILED)
+            if result.banned:
+                self.close_with(BANNED)
+            return
+        self.account = result.account
+        self.send(AUTH_OK)
+
+    async def _owned(self, address: str) -> bool:
+        """True when ``address`` reaches exactly the authenticated account."""
+        account = self.account
+        if account is None or "@" not in address:
+            return False
+        try:
+            resolution = await self.service.directory.resolve(address)
+        except (StoreError, PermanentFailure):
+            return False
+        return isinstance(resolution, LocalRecipients) and all(
+            t.account_id == account.id for t in resolution.accounts
+        )
+
+    async def mail_step(self, event: smtp.MailFrom, path: smtp.Path) -> None:
+        """MAIL FROM: the user's own address (or alias) only. Spec: RFC 6409 §6.1."""
+        self.remote = []
+        if path.mailbox is None or not await self._owned(str(path.mailbox)):
+            self.send(NOT_YOURS)
+            return
+        super_step = super().dispatch(event)
+        assert super_step is None  # the port-25 MAIL handling answers at once
+
+    async def recipient(self, path: smtp.Path) -> smtp.Reply:
+        """Local recipients as inbound; any other domain is relayed for the
+        authenticated user (queued). Spec: RFC 6409 §4.3, RFC 5321 §3.6."""
+        if path.mailbox is None:
+            return await super().recipient(path)
+        address = f"{path.mailbox.local_part}@{path.mailbox.domain}"
+        try:
+            resolution = await self.service.directory.resolve(address)
+        except StoreError:
+            return smtp.Reply(451, "4.3.0", "Temporary lookup failure")
+        if isinstance(resolution, NotLocal):
+            self.remote.append((address, smtp.RcptParams()))
+            return smtp.Reply(250, "2.1.5", "Recipient OK (relayed)")
+        return await super().recipient(path)
+
+    async def complete(self) -> smtp.Reply:
+        """Check the From: addresses, then deliver locally and queue the rest before
+        the 250. Spec: RFC 6409 §6.1 (sender), RFC 5321 §6.1 (a 250 is a promise)."""
+        txn = self.txn
+        assert txn is not None
+        if not await self._from_owned(bytes(txn.head)):
+            self.abort()
+            return NOT_YOURS
+        remote, self.remote = self.remote, []
+        if not remote:
+            return await super().complete()
+        writer = txn.writer or self.service.store.blob_writer()
+        txn.writer = None
+        try:
+            ref = await writer.commit()
+        except (StoreError, OSError):
+            writer.abort()
+            return LOCAL_ERROR
+        message = NewQueuedMessage(
+            queue_id=str(txn.queue_id),
+            blob=ref,
+            reverse_path=txn.reverse_path,
+            smtputf8=txn.params.smtputf8,
+        )
+        recipients = [
+            NewRecipient(address=a, domain=to_a_label(a.rsplit("@", 1)[1]).lower())
+            for a, _ in remote
+        ]
+        try:
+            await self.service.store.enqueue(message, recipients)
+        except StoreError:
+            log.exception("submission.enqueue_failed", extra={"queue_id": txn.queue_id})
+            return LOCAL_ERROR
+        if not txn.recipients:
+            self.txn = None
+            log.info(
+                "submission.queued",
+                extra={"queue_id": txn.queue_id, "rcpt": ",".join(a for a, _ in remote)},
+            )
+            return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
+        # Local recipients too: the same committed blob is delivered to them.
+        return await self._deliver_committed(ref)
+
+    async def _deliver_committed(self, ref: BlobRef) -> smtp.Reply:
+        txn = self.txn
+        self.txn = None
+        assert txn is not None
+        envelope = InboundEnvelope(
+            queue_id=txn.queue_id,
+            reverse_path=txn.reverse_path,
+            recipients=tuple(txn.recipients),
+            helo=self.helo,
+            client_ip=self.peer.ip,
+            client_rdns=None,
+            protocol=self.protocol(txn),
+            tls=self.tls,
+        )
+        try:
+            await self.service.inbound.deliver(envelope, ref)
+        except (StoreError, OSError):
+            log.exception("submission.deliver_failed", extra={"queue_id": txn.queue_id})
+            return LOCAL_ERROR
+        return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
+
+    def protocol(self, txn: Any) -> str:
+        """The Received WITH value of authenticated submission: ESMTPA, ESMTPSA,
+        UTF8SMTPA, UTF8SMTPSA. Spec: RFC 3848 §2, RFC 6531 §3.7.4."""
+        base = super().protocol(txn)
+        if self.account is None:
+            return base
+        return base[:-1] + "SA" if base.endswith("S") else base + "A"
+
+    async def _from_owned(self, head: bytes) -> bool:
+        """Every From: address belongs to the authenticated user. Spec: RFC 6409 §6.1."""
+        header = split_header(head, 0, len(head))
+        froms = [f for f in header.fields if f.name.lower() == b"from"]
+        if not froms:
+            return True  # RFC 6409 §8.1 lets the MSA add one; none to check
+        for field in froms:
+            for address in parse_address_list(field.value):
+                if address.mailbox is None or address.host is None:
+                    continue  # group syntax markers
+                text = (address.mailbox + b"@" + address.host).decode("utf-8", "replace")
+                if not await self._owned(text):
+                    return False
+        return True

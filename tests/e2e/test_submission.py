@@ -1,0 +1,145 @@
+"""The submission service (587 with STARTTLS, 465 with implicit TLS): AUTH required,
+the user sends only as their own addresses, local recipients delivered at once,
+remote ones queued before the 250, no relay without AUTH.
+
+Spec: RFC 6409 §4.3, §6.1; RFC 4954; RFC 8314 §3; RFC 3848 (ESMTPSA).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from postel.clock import SystemClock
+from postel.store import open_store
+from postel.store.queue_api import QueueFilter
+
+from .conftest import ServerFactory
+from .imap_helpers import PASSWORD, add_accounts, tls_context
+from .server import PostelServer
+from .stored import read_inbox
+
+ALICE = "alice@sub.test"
+BOB = "bob@sub.test"
+ALIAS = "sales@sub.test"
+
+
+@pytest.fixture(scope="module")
+def server(module_servers: ServerFactory) -> Iterator[PostelServer]:
+    srv = module_servers("submission")
+    add_accounts(srv, ALICE, BOB)
+    srv.cli("alias", "add", ALIAS, ALICE)
+    srv.start()
+    yield srv
+    assert srv.stop() == 0
+
+
+def message(sender: str, rcpt: str, subject: str) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{subject}@sub.test>\r\nDate: Sun, 29 Nov 2026 12:00:00 +0000\r\n\r\n"
+        f"{subject} body\r\n"
+    ).encode()
+
+
+def submit(server: PostelServer) -> smtplib.SMTP:
+    client = smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30)
+    client.ehlo("client.test")
+    client.starttls(context=tls_context(server))
+    client.ehlo("client.test")
+    return client
+
+
+def test_auth_is_offered_only_after_starttls_and_required_for_mail(server: PostelServer) -> None:
+    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30) as client:
+        code, text = client.ehlo("client.test")
+        assert code == 250 and b"STARTTLS" in text and b"AUTH" not in text
+        code, text = client.mail(ALICE)
+        assert (code, text[:5]) == (530, b"5.7.0")
+    with submit(server) as client:
+        assert "auth" in client.esmtp_features
+        assert set(client.esmtp_features["auth"].split()) >= {"PLAIN", "LOGIN", "SCRAM-SHA-256"}
+
+
+def test_authenticated_user_reaches_a_local_account(server: PostelServer) -> None:
+    with submit(server) as client:
+        client.login(ALICE, PASSWORD)
+        refused = client.sendmail(ALICE, [BOB], message(ALICE, BOB, "local1"))
+        assert refused == {}
+    stored = [m for m in read_inbox(server, BOB) if b"local1 body" in m.content]
+    assert len(stored) == 1
+    assert b"with ESMTPSA" in stored[0].field("received")
+
+
+def test_sending_as_an_alias_is_allowed(server: PostelServer) -> None:
+    with submit(server) as client:
+        client.login(ALICE, PASSWORD)
+        assert client.sendmail(ALIAS, [BOB], message(ALIAS, BOB, "alias1")) == {}
+
+
+def test_sending_as_someone_else_is_refused(server: PostelServer) -> None:
+    with submit(server) as client:
+        client.login(ALICE, PASSWORD)
+        code, text = client.mail(BOB)
+        assert (code, text[:5]) == (550, b"5.7.1")
+        client.rset()
+        # An envelope of one's own, but a From: of someone else.
+        with pytest.raises(smtplib.SMTPDataError) as caught:
+            client.sendmail(ALICE, [BOB], message(BOB, BOB, "forged"))
+        assert caught.value.smtp_code == 550
+    assert not [m for m in read_inbox(server, BOB) if b"forged body" in m.content]
+
+
+def test_wrong_password_is_535(server: PostelServer) -> None:
+    with submit(server) as client, pytest.raises(smtplib.SMTPAuthenticationError) as caught:
+        client.login(ALICE, "not the password")
+    assert caught.value.smtp_code == 535
+
+
+def test_remote_recipients_are_queued_before_the_250(server: PostelServer) -> None:
+    with smtplib.SMTP_SSL(
+        "127.0.0.1", server.submissions_port, context=tls_context(server), timeout=30
+    ) as client:
+        client.login(ALICE, PASSWORD)
+        refused = client.sendmail(
+            ALICE, ["carol@remote.test", BOB], message(ALICE, "carol@remote.test", "remote1")
+        )
+        assert refused == {}
+
+    async def queued() -> list[str]:
+        store = open_store(server.database_url, server.blob_dir, clock=SystemClock())
+        await store.open(recovery=False)
+        try:
+            entries = await store.queue_list(QueueFilter())
+            return [r.address for e in entries for r in e.recipients]
+        finally:
+            await store.close()
+
+    assert "carol@remote.test" in asyncio.run(queued())
+    assert [m for m in read_inbox(server, BOB) if b"remote1 body" in m.content]
+
+
+def test_swaks_with_auth_over_starttls(server: PostelServer) -> None:
+    result = subprocess.run(
+        [
+            "swaks", "--server", f"127.0.0.1:{server.submission_port}", "--tls",
+            "--auth", "PLAIN", "--auth-user", ALICE, "--auth-password", PASSWORD,
+            "--from", ALICE, "--to", BOB, "--header", f"From: {ALICE}",
+            "--header", "Subject: swaks1", "--body", "swaks1 body",
+        ],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert [m for m in read_inbox(server, BOB) if b"swaks1 body" in m.content]
+
+
+def test_port_25_never_relays(server: PostelServer) -> None:
+    with smtplib.SMTP(*server.address, timeout=30) as client:
+        client.ehlo("client.test")
+        assert client.mail(ALICE)[0] == 250
+        code, text = client.rcpt("carol@remote.test")
+        assert (code, text[:5]) == (550, b"5.7.1")
