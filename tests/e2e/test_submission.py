@@ -143,3 +143,29 @@ def test_port_25_never_relays(server: PostelServer) -> None:
         assert client.mail(ALICE)[0] == 250
         code, text = client.rcpt("carol@remote.test")
         assert (code, text[:5]) == (550, b"5.7.1")
+
+
+def test_missing_date_and_message_id_are_added_once(server: PostelServer) -> None:
+    """RFC 6409 §8.2-8.3: the MSA adds Date and Message-ID; a message to a local and a
+    remote recipient gets the same Message-ID in both copies."""
+    bare = f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: bare1\r\n\r\nbare1 body\r\n".encode()
+    with submit(server) as client:
+        client.login(ALICE, PASSWORD)
+        assert client.sendmail(ALICE, [BOB, "dave@remote.test"], bare) == {}
+    (stored,) = [m for m in read_inbox(server, BOB) if b"bare1 body" in m.content]
+    raw = stored.meta.trace_prefix
+    assert b"\r\nDate: " in raw and b"\r\nMessage-ID: <" in raw
+    local_id = raw.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0]
+
+    async def queued_prefix() -> bytes:
+        store = open_store(server.database_url, server.blob_dir, clock=SystemClock())
+        await store.open(recovery=False)
+        try:
+            for entry in await store.queue_list(QueueFilter()):
+                if any(r.address == "dave@remote.test" for r in entry.recipients):
+                    return entry.message.trace_prefix
+        finally:
+            await store.close()
+        raise AssertionError("not queued")
+
+    assert local_id in asyncio.run(queued_prefix())

@@ -59,6 +59,9 @@ class InboundEnvelope:
     client_rdns: str | None
     protocol: str
     tls: str | None
+    added_fields: bytes = b""
+    """Header fields the submission service added (Date, Message-ID; RFC 6409 §8),
+    CRLF-terminated, stored after the trace fields."""
 
 
 class MailLoop(PermanentFailure):
@@ -161,6 +164,7 @@ class InboundDelivery:
             mail.return_path_field(envelope.reverse_path)
             + mail.delivered_to_field(target.address)
             + received
+            + envelope.added_fields
         )
 
 

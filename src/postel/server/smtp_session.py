@@ -538,6 +538,7 @@ class SmtpSession(asyncio.Protocol):
             client_rdns=None,
             protocol=self.protocol(txn),
             tls=self.tls,
+            added_fields=self.added_fields(bytes(txn.head)),
         )
         try:
             self.service.inbound.check_loops(envelope, bytes(txn.head))
@@ -554,6 +555,11 @@ class SmtpSession(asyncio.Protocol):
             return LOCAL_ERROR
         self.log_transaction(envelope, size, f"delivered to {len(delivered)} mailbox(es)")
         return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
+
+    def added_fields(self, head: bytes) -> bytes:
+        """Header fields to add to the message (none on port 25: a relay adds no
+        fields but trace fields, RFC 5321 §7.9); the submission service overrides."""
+        return b""
 
     def protocol(self, txn: _Transaction) -> str:
         """The Received WITH value. Spec: RFC 3848 §2, RFC 6531 §3.7.4."""

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import email.utils
 import ipaddress
 import logging
+import secrets
 import ssl
 from collections.abc import Coroutine
 from typing import Any
@@ -31,7 +33,7 @@ from postel.clock import Clock
 from postel.config import Config
 from postel.directory import Directory, LocalRecipients, NotLocal, to_a_label
 from postel.errors import PermanentFailure, StoreError
-from postel.mail import split_header
+from postel.mail import received_field, split_header
 from postel.mail.address import parse_address_list
 from postel.pipeline import InboundDelivery, InboundEnvelope
 from postel.sasl import (
@@ -114,6 +116,8 @@ class SubmissionSession(SmtpSession):
         self.account: Account | None = None
         self.remote: list[tuple[str, smtp.RcptParams]] = []
         self._line_waiter: asyncio.Future[None] | None = None
+        self._added: tuple[str, bytes] | None = None
+        """The fields ``added_fields`` chose for the current transaction's queue id."""
 
     # -- offering AUTH ----------------------------------------------------------------
 
@@ -274,10 +278,22 @@ class SubmissionSession(SmtpSession):
         except (StoreError, OSError):
             writer.abort()
             return LOCAL_ERROR
+        received = received_field(
+            from_helo=self.helo,
+            from_ip=self.peer.ip,
+            from_rdns=None,
+            by_host=self.service.config.hostname,
+            protocol=self.protocol(txn),
+            queue_id=str(txn.queue_id),
+            recipient=None,
+            tls=self.tls,
+            date=self.service.clock.now(),
+        )
         message = NewQueuedMessage(
             queue_id=str(txn.queue_id),
             blob=ref,
             reverse_path=txn.reverse_path,
+            trace_prefix=received + self.added_fields(bytes(txn.head)),
             smtputf8=txn.params.smtputf8,
         )
         recipients = [
@@ -301,8 +317,9 @@ class SubmissionSession(SmtpSession):
 
     async def _deliver_committed(self, ref: BlobRef) -> smtp.Reply:
         txn = self.txn
-        self.txn = None
         assert txn is not None
+        added = self.added_fields(bytes(txn.head))  # the same fields as the queued copy
+        self.txn = None
         envelope = InboundEnvelope(
             queue_id=txn.queue_id,
             reverse_path=txn.reverse_path,
@@ -312,6 +329,7 @@ class SubmissionSession(SmtpSession):
             client_rdns=None,
             protocol=self.protocol(txn),
             tls=self.tls,
+            added_fields=added,
         )
         try:
             await self.service.inbound.deliver(envelope, ref)
@@ -319,6 +337,26 @@ class SubmissionSession(SmtpSession):
             log.exception("submission.deliver_failed", extra={"queue_id": txn.queue_id})
             return LOCAL_ERROR
         return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
+
+    def added_fields(self, head: bytes) -> bytes:
+        """Date and Message-ID when the client sent none. Spec: RFC 6409 §8.2, §8.3;
+        RFC 5322 §3.6.1, §3.6.4."""
+        txn = self.txn
+        if txn is not None and self._added is not None and self._added[0] == txn.queue_id:
+            return self._added[1]  # the same fields for every copy of one message
+        header = split_header(head, 0, len(head))
+        names = {f.name.lower() for f in header.fields}
+        out = b""
+        if b"date" not in names:
+            date = email.utils.format_datetime(self.service.clock.now())
+            out += b"Date: " + date.encode("ascii") + b"\r\n"
+        if b"message-id" not in names:
+            token = secrets.token_hex(12)
+            host = self.service.config.hostname
+            out += f"Message-ID: <{token}@{host}>\r\n".encode("ascii", "replace")
+        if txn is not None:
+            self._added = (txn.queue_id, out)
+        return out
 
     def protocol(self, txn: Any) -> str:
         """The Received WITH value of authenticated submission: ESMTPA, ESMTPSA,
