@@ -11,6 +11,7 @@ from pathlib import Path
 
 from postel.cli import config_commands, directory_commands, mailbox_commands
 from postel.cli.context import Io
+from postel.cli.dkim_commands import add_dkim_commands
 from postel.cli.password_input import add_password_options
 
 SyncHandler = Callable[[argparse.Namespace, Io], int]
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     _account_commands(commands, common)
     _alias_commands(commands, common)
     _mailbox_commands(commands, common)
+    add_dkim_commands(commands, common)
     return parser
 
 

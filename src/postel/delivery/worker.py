@@ -1,0 +1,412 @@
+"""The outbound delivery worker: lease due mail, find the hosts, send, settle.
+
+Every ``poll_interval`` seconds, or at once after ``wake()``, the worker leases due
+recipients from the store (one ``Lease`` = one message's recipients at one domain),
+groups the leases by domain, resolves each domain's hosts once (``find_route``) and
+sends the messages over as few connections as the bounds allow: at most
+``connections_max`` connections in all and ``connections_per_domain_max`` per domain,
+each carrying up to ``messages_per_connection_max`` transactions. Each message is
+settled as soon as its transaction ends, one outcome per recipient: 2yz delivered,
+4yz or connection/DNS trouble deferred (the store's BackoffPolicy says when to retry),
+5yz failed with the reply kept for the DSN.
+
+``stop()`` stops leasing, lets deliveries in flight finish for a grace period, then
+cancels the rest: leases not yet started are handed back (due at once), a lease whose
+transaction was cut short just expires and becomes due again.
+
+Spec: RFC 5321 §4.5.4.1 (retry strategy), §5.1 (hosts, all tried before deferring),
+§4.2.1 (reply classes), §6.1 (a message whose fate is unknown is retried).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from typing import Any
+
+from postel.clock import Clock
+from postel.errors import PostelError, ProtocolError, StoreError
+from postel.resolver import Resolver
+from postel.smtp.grammar import Path
+from postel.smtp.params import RcptParams
+from postel.smtp.reply import Reply
+from postel.store import Store
+from postel.store.queue_api import Lease, Outcome, QueueRecipientId
+
+from .link import client_tls_context
+from .mx import NoRoute, Route, Target, find_route
+from .session import Envelope, OutboundSession, SessionError, format_reply
+from .settings import (
+    STOP_GRACE_S,
+    DeliveryConfig,
+    MessageSigner,
+    NoSigning,
+    OpportunisticTls,
+    TlsDecision,
+    TlsMode,
+    TlsPolicy,
+)
+
+log = logging.getLogger(__name__)
+
+
+def outcome_of(reply: Reply) -> Outcome:
+    """2yz delivered, 4yz deferred, 5yz failed, the reply kept. Spec: RFC 5321 §4.2.1."""
+    text = format_reply(reply)
+    if reply.code // 100 == 2:
+        return Outcome.delivered(text)
+    if reply.code // 100 == 5:
+        return Outcome.failed(text)
+    return Outcome.deferred(text)
+
+
+def _no_route_outcome(route: NoRoute) -> Outcome:
+    return Outcome.failed(route.reply) if route.permanent else Outcome.deferred(route.reply)
+
+
+class DeliveryWorker:
+    """Delivers the outbound queue of ``store`` (see the module docstring).
+
+    Usage: ``task = asyncio.create_task(worker.run())``; ``worker.wake()`` after an
+    enqueue; ``await worker.stop()`` at shutdown (``run`` then returns). ``rng`` orders
+    MX hosts of equal preference; ``tls_policy`` (default: opportunistic TLS) and
+    ``signer`` (default: none) are the hooks for MTA-STS/DANE and DKIM.
+    Spec: RFC 5321 §4.5.4.1, §5.1.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        resolver: Resolver,
+        config: DeliveryConfig,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        tls_policy: TlsPolicy | None = None,
+        signer: MessageSigner | None = None,
+    ) -> None:
+        self._store = store
+        self._resolver = resolver
+        self._config = config
+        self._clock = clock
+        self._rng = rng
+        self._tls_policy: TlsPolicy = tls_policy or OpportunisticTls()
+        self._signer: MessageSigner = signer or NoSigning()
+        self._connections = asyncio.Semaphore(config.connections_max)
+        self._domain_slots: dict[str, asyncio.Semaphore] = {}
+        self._domain_users: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._held = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+
+    # -- life cycle ------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Look at the queue now (new mail was queued)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Lease and deliver until ``stop``. Store trouble is logged and retried at the
+        next poll. Spec: RFC 5321 §4.5.4.1."""
+        while not self._stopping:
+            self._wake.clear()
+            await self._lease_and_dispatch()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._config.poll_interval):
+                    await self._wake.wait()
+
+    async def run_once(self) -> int:
+        """Lease once and deliver everything leased; returns how many leases were taken.
+        For tests and ``postel queue flush``-like callers. Spec: RFC 5321 §4.5.4.1."""
+        taken = await self._lease_and_dispatch()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        return taken
+
+    async def stop(self, grace: float = STOP_GRACE_S) -> None:
+        """Stop leasing; wait up to ``grace`` seconds for deliveries in flight, then
+        cancel them (their leases expire or are handed back)."""
+        self._stopping = True
+        self._wake.set()
+        tasks = list(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- leasing ---------------------------------------------------------------------------
+    async def _lease_and_dispatch(self) -> int:
+        config = self._config
+        room = config.lease_batch - self._held
+        if room <= 0 or self._stopping:
+            return 0
+        per_domain = min(
+            config.lease_batch,
+            config.connections_per_domain_max * config.messages_per_connection_max,
+        )
+        try:
+            leases = await self._store.lease(
+                config.worker_name,
+                self._clock.now(),
+                limit=room,
+                lease_for=config.lease_seconds,
+                per_domain_max=per_domain,
+            )
+        except StoreError:
+            log.exception("delivery.lease_failed")
+            return 0
+        if self._stopping:
+            await self._hand_back(leases)
+            return 0
+        by_domain: dict[str, list[Lease]] = {}
+        for lease in leases:
+            by_domain.setdefault(lease.domain, []).append(lease)
+        for domain, group in by_domain.items():
+            self._held += len(group)
+            self._spawn(self._deliver_domain(domain, group))
+        return len(leases)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- one domain ------------------------------------------------------------------------
+    async def _deliver_domain(self, domain: str, leases: list[Lease]) -> None:
+        """Resolve ``domain`` once, then run its connections. Spec: RFC 5321 §5.1."""
+        try:
+            route = await self._route(domain)
+            if isinstance(route, NoRoute):
+                log.info("delivery.no_route", extra={"domain": domain, "reply": route.reply})
+                for lease in leases:
+                    await self._settle(lease, dict.fromkeys(_ids(lease), _no_route_outcome(route)))
+                return
+            async with asyncio.TaskGroup() as group:
+                for batch in self._batches(leases):
+                    group.create_task(self._connection(domain, route, batch))
+        finally:
+            self._held -= len(leases)
+
+    async def _route(self, domain: str) -> Route | NoRoute:
+        bind = self._config.bind_address
+        return await find_route(
+            domain,
+            self._resolver,
+            self._rng,
+            max_hosts=self._config.mx_hosts_max,
+            max_addresses=self._config.addresses_per_attempt_max,
+            ipv4=bind is None or bind.version == 4,
+            ipv6=self._config.ipv6 and (bind is None or bind.version == 6),
+        )
+
+    def _batches(self, leases: list[Lease]) -> list[list[Lease]]:
+        """Split one domain's leases over connections, round robin: as many connections
+        as allowed (or needed to respect the per-connection message bound)."""
+        per_connection = self._config.messages_per_connection_max
+        count = max(
+            min(self._config.connections_per_domain_max, len(leases)),
+            -(-len(leases) // per_connection),
+        )
+        return [leases[i::count] for i in range(count)]
+
+    # -- one connection --------------------------------------------------------------------
+    async def _connection(self, domain: str, route: Route, leases: list[Lease]) -> None:
+        """Deliver ``leases`` over one connection (reconnecting to the next target when
+        it breaks), within the overall and per-domain connection bounds."""
+        pending = deque(leases)
+        targets = deque(route.targets)
+        session: OutboundSession | None = None
+        current: Lease | None = None
+        last_error = "451 4.4.1 No host could be reached"
+        try:
+            async with self._domain_slot(domain), self._connections:
+                while pending:
+                    if session is None:
+                        session, last_error = await self._connect(domain, targets, last_error)
+                        if session is None:
+                            break
+                    current = pending.popleft()
+                    try:
+                        await self._deliver(session, current)
+                    except SessionError as exc:
+                        session.abort()
+                        session, last_error = None, exc.reply
+                        deferred = Outcome.deferred(exc.reply)
+                        await self._settle(current, dict.fromkeys(_ids(current), deferred))
+                    current = None
+                    if session is not None and (
+                        not session.usable
+                        or session.transactions >= self._config.messages_per_connection_max
+                    ):
+                        await session.close()
+                        session = None
+                for lease in pending:
+                    await self._settle(
+                        lease, dict.fromkeys(_ids(lease), Outcome.deferred(last_error))
+                    )
+                pending.clear()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._hand_back(list(pending)))
+            raise
+        finally:
+            if session is not None:
+                if self._stopping or current is not None:
+                    session.abort()
+                else:
+                    await session.close()
+
+    async def _connect(
+        self, domain: str, targets: deque[Target], last_error: str
+    ) -> tuple[OutboundSession | None, str]:
+        """Open a session to the next target that answers; every target tried is used
+        up. Returns (None, the last error) when none is left. Spec: RFC 5321 §5.1."""
+        while targets:
+            target = targets.popleft()
+            decision = await self._tls_policy.decide(domain, target.host)
+            try:
+                session = await self._open(target, decision)
+            except SessionError as exc:
+                if not (exc.tls_failed and decision.mode is TlsMode.OPPORTUNISTIC):
+                    log.info(
+                        "delivery.connect_failed", extra={"domain": domain, "reply": exc.reply}
+                    )
+                    last_error = exc.reply
+                    continue
+                log.info("delivery.tls_failed", extra={"domain": domain, "reply": exc.reply})
+                try:  # opportunistic: plaintext beats no delivery (RFC 7435 §1.3)
+                    session = await self._open(target, TlsDecision(TlsMode.OFF))
+                except SessionError as again:
+                    last_error = again.reply
+                    continue
+            return session, last_error
+        return None, last_error
+
+    async def _open(self, target: Target, decision: TlsDecision) -> OutboundSession:
+        context = None
+        if decision.mode is not TlsMode.OFF:
+            context = self._contexts.get(decision.verify)
+            if context is None:
+                context = self._contexts[decision.verify] = client_tls_context(
+                    verify=decision.verify
+                )
+        return await OutboundSession.open(target, self._config, decision, context)
+
+    def _domain_slot(self, domain: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return _DomainSlot(self, domain)
+
+    # -- one message -----------------------------------------------------------------------
+    async def _deliver(self, session: OutboundSession, lease: Lease) -> None:
+        """One transaction for ``lease``, then settle it. Raises SessionError (the
+        lease is then not settled here)."""
+        outcomes: dict[QueueRecipientId, Outcome] = {}
+        message = lease.message
+        try:
+            reverse = Path.parse(message.reverse_path) if message.reverse_path else Path(None)
+        except ProtocolError:
+            bad = Outcome.failed("553 5.1.7 Bad reverse-path in the queue")
+            await self._settle(lease, dict.fromkeys(_ids(lease), bad))
+            return
+        sendable: list[tuple[QueueRecipientId, Path, RcptParams]] = []
+        for r in lease.recipients:
+            try:
+                path = Path.parse(r.address, allow_null=False, allow_postmaster=False)
+            except ProtocolError:
+                outcomes[r.id] = Outcome.failed("553 5.1.3 Bad recipient address in the queue")
+                continue
+            sendable.append((r.id, path, RcptParams(notify=r.notify, orcpt=r.orcpt)))
+        if sendable:
+            signature = await self._signer.signature(message)
+            envelope = Envelope(
+                reverse_path=reverse,
+                recipients=tuple((p, rp) for _, p, rp in sendable),
+                size=message.size + len(signature),
+                body=message.body,
+                smtputf8=message.smtputf8,
+                requiretls=message.requiretls,
+                ret=message.ret,
+                envid=message.envid,
+            )
+            replies = await session.send(envelope, self._content(lease, signature))
+            for (rid, _, _), reply in zip(sendable, replies, strict=True):
+                outcomes[rid] = outcome_of(reply)
+            log.info(
+                "delivery.sent",
+                extra={
+                    "queue_id": message.queue_id,
+                    "domain": lease.domain,
+                    "host": session.target.host,
+                    "tls": session.tls_active,
+                    "replies": "; ".join(format_reply(r) for r in replies),
+                },
+            )
+        await self._settle(lease, outcomes)
+
+    async def _content(self, lease: Lease, signature: bytes) -> AsyncIterator[bytes]:
+        if signature:
+            yield signature
+        async for chunk in self._store.open_queued_message(lease.message.id):
+            yield chunk
+
+    async def _settle(self, lease: Lease, outcomes: Mapping[QueueRecipientId, Outcome]) -> None:
+        try:
+            result = await self._store.settle(
+                lease, outcomes, self._clock.now(), self._config.backoff
+            )
+        except PostelError:
+            log.exception("delivery.settle_failed", extra={"queue_id": lease.message.queue_id})
+            return
+        if result.lost:
+            log.warning(
+                "delivery.lease_lost",
+                extra={"queue_id": lease.message.queue_id, "lost": len(result.lost)},
+            )
+
+    async def _hand_back(self, leases: Sequence[Lease]) -> None:
+        """Leases never started: due again at once (settled without outcomes)."""
+        for lease in leases:
+            await self._settle(lease, {})
+
+
+class _DomainSlot:
+    """One of ``connections_per_domain_max`` connection slots of a domain; the
+    semaphore is dropped when nobody uses it (no state kept per idle domain)."""
+
+    def __init__(self, worker: DeliveryWorker, domain: str) -> None:
+        self._worker = worker
+        self._domain = domain
+
+    async def __aenter__(self) -> None:
+        w = self._worker
+        slot = w._domain_slots.get(self._domain)
+        if slot is None:
+            slot = w._domain_slots[self._domain] = asyncio.Semaphore(
+                w._config.connections_per_domain_max
+            )
+        w._domain_users[self._domain] = w._domain_users.get(self._domain, 0) + 1
+        try:
+            await slot.acquire()
+        except BaseException:
+            self._leave()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._worker._domain_slots[self._domain].release()
+        self._leave()
+
+    def _leave(self) -> None:
+        w = self._worker
+        w._domain_users[self._domain] -= 1
+        if w._domain_users[self._domain] == 0:
+            del w._domain_users[self._domain]
+            del w._domain_slots[self._domain]
+
+
+def _ids(lease: Lease) -> list[QueueRecipientId]:
+    return [r.id for r in lease.recipients]
