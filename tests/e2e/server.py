@@ -37,6 +37,8 @@ def _toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -53,6 +55,8 @@ def write_config(
     submission_ports: tuple[int, int] | None = None,
     imap: dict[str, object] | None = None,
     pop3: dict[str, object] | None = None,
+    delivery: dict[str, object] | None = None,
+    dns: dict[str, object] | None = None,
     **smtp: object,
 ) -> Path:
     """A TOML config in ``home`` for a test server: data in ``data`` (default ``home``),
@@ -98,6 +102,12 @@ def write_config(
     imap_text += "\n[pop3]\n" + "".join(
         f"{k} = {_toml_value(v)}\n" for k, v in (pop3 or {}).items()
     )
+    # Outbound delivery only when a test asks for it (and then with its own DNS server):
+    # a test server never looks anything up on the internet.
+    imap_text += "\n[delivery]\n" + "".join(
+        f"{k} = {_toml_value(v)}\n" for k, v in (delivery or {"enabled": False}).items()
+    )
+    imap_text += "\n[dns]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in (dns or {}).items())
     text = f"""hostname = "{HOSTNAME}"
 {top}
 [listen]
@@ -149,6 +159,8 @@ class PostelServer:
         abuse: dict[str, object] | None = None,
         imap: dict[str, object] | None = None,
         pop3: dict[str, object] | None = None,
+        delivery: dict[str, object] | None = None,
+        dns: dict[str, object] | None = None,
         **smtp: object,
     ) -> None:
         self.data = data
@@ -175,6 +187,8 @@ class PostelServer:
             submission_ports=(self.submission_port, self.submissions_port),
             imap=imap,
             pop3=pop3,
+            delivery=delivery,
+            dns=dns,
             **smtp,
         )
         self.proc: subprocess.Popen[bytes] | None = None

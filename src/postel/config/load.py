@@ -23,6 +23,8 @@ from postel.config.model import (
     AbuseConfig,
     AuthConfig,
     Config,
+    DeliveryConfig,
+    DnsConfig,
     ImapLimits,
     Pop3Limits,
     SmtpLimits,
@@ -50,6 +52,8 @@ _TOP_KEYS = {
     "smtp",
     "imap",
     "pop3",
+    "dns",
+    "delivery",
     "auth",
     "abuse",
 }
@@ -73,6 +77,11 @@ _IMAP_CHECKS: dict[str, Validator] = {
     "timeout_idle": positive,
 }
 _AUTH_CHECKS: dict[str, Validator] = {"cache_seconds": non_negative}
+_DELIVERY_CHECKS: dict[str, Validator] = {
+    "port": positive,
+    "connections_max": positive,
+    "connections_per_domain_max": positive,
+}
 _POP3_CHECKS: dict[str, Validator] = {
     "timeout_authenticated": positive,
     "timeout_not_authenticated": positive,
@@ -242,6 +251,8 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     imap = reader.section(data, ("imap",), ImapLimits, _IMAP_CHECKS)
     auth = reader.section(data, ("auth",), AuthConfig, _AUTH_CHECKS)
     pop3 = reader.section(data, ("pop3",), Pop3Limits, _POP3_CHECKS)
+    dns = reader.section(data, ("dns",), DnsConfig, {})
+    delivery = reader.section(data, ("delivery",), DeliveryConfig, _DELIVERY_CHECKS)
     abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
     if hostname is None or data_dir is None or database_url is None or tls is None:
         return None
@@ -254,6 +265,8 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         smtp=smtp,
         imap=imap,
         pop3=pop3,
+        dns=dns,
+        delivery=delivery,
         auth=auth,
         abuse=abuse,
         admin_address=admin_address,

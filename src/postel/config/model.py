@@ -114,6 +114,27 @@ class Pop3Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsConfig:
+    """Where postel asks DNS questions: ``nameservers`` as ``"address:port"`` (or just
+    ``"address"`` for port 53); empty means the system's resolv.conf."""
+
+    nameservers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """Outbound delivery (the queue worker). ``port`` is the remote SMTP port (25; tests
+    use another), ``bind_address`` the local source address ("" = the system's choice).
+    Spec: RFC 5321 §4.5.4, §5.1."""
+
+    enabled: bool = True
+    port: int = 25
+    bind_address: str = ""
+    connections_max: int = 20
+    connections_per_domain_max: int = 5
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     """Login policy shared by IMAP, POP3 and submission."""
 
@@ -158,6 +179,8 @@ class Config:
     smtp: SmtpLimits = field(default_factory=SmtpLimits)
     imap: ImapLimits = field(default_factory=ImapLimits)
     pop3: Pop3Limits = field(default_factory=Pop3Limits)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
     admin_address: str | None = None
