@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
+import random
 import signal
 import sys
 from pathlib import Path
 
+from postel import delivery
 from postel.abuse import AbuseTracker
 from postel.clock import Clock, SystemClock
 from postel.config import Config, Service
+from postel.delivery import DeliveryWorker
 from postel.directory import Directory, make_credentials
 from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
 from postel.pipeline import InboundDelivery
+from postel.resolver import DnsPythonResolver
 from postel.server import tls
 from postel.server.auth import Authenticator
 from postel.server.imap_session import ImapService
@@ -285,10 +290,18 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         await listener.start()
         listeners.append(listener)
 
+    worker = _delivery_worker(config, store, clock)
+    worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+    for service in submission.values():
+        service.on_enqueued = worker.wake if worker is not None else None
     _print_banner(config, password)
     await stop.wait()
 
     log.info("server.stopping")
+    if worker is not None and worker_task is not None:
+        await worker.stop()
+        with contextlib.suppress(Exception):
+            await worker_task
     for listener in listeners:
         listener.stop_accepting()
     smtp.stop()
@@ -307,6 +320,38 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         with contextlib.suppress(Exception):
             loop.remove_signal_handler(sig)
     return 0
+
+
+def _nameservers(config: Config) -> list[tuple[str, int]] | None:
+    """``[dns] nameservers`` as (address, port) pairs; None for the system resolver."""
+    if not config.dns.nameservers:
+        return None
+    out: list[tuple[str, int]] = []
+    for entry in config.dns.nameservers:
+        host, sep, port = entry.rpartition(":")
+        if not sep or "]" in port or (entry.count(":") > 1 and not entry.startswith("[")):
+            out.append((entry.strip("[]"), 53))
+        else:
+            out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def _delivery_worker(config: Config, store: Store, clock: Clock) -> DeliveryWorker | None:
+    """The outbound queue's worker, unless ``[delivery] enabled = false``."""
+    if not config.delivery.enabled:
+        return None
+    resolver = DnsPythonResolver(_nameservers(config), clock=clock)
+    settings = delivery.DeliveryConfig(
+        hostname=config.hostname,
+        worker_name=f"{os.uname().nodename}:{os.getpid()}",
+        port=config.delivery.port,
+        bind_address=ipaddress.ip_address(config.delivery.bind_address)
+        if config.delivery.bind_address
+        else None,
+        connections_max=config.delivery.connections_max,
+        connections_per_domain_max=config.delivery.connections_per_domain_max,
+    )
+    return DeliveryWorker(store, resolver, settings, clock=clock, rng=random.Random())
 
 
 def _print_banner(config: Config, password: str | None) -> None:

@@ -24,7 +24,7 @@ import ipaddress
 import logging
 import secrets
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from postel import smtp
@@ -93,6 +93,8 @@ class SubmissionService(SmtpService):
         )
         self.authenticator = authenticator
         self.implicit_tls = implicit_tls
+        self.on_enqueued: Callable[[], None] | None = None
+        """Called after a message was queued (wakes the delivery worker)."""
         cfg = self.core_config
         self.core_config = smtp.ServerConfig(
             hostname=cfg.hostname,
@@ -313,6 +315,8 @@ class SubmissionSession(SmtpSession):
         except StoreError:
             log.exception("submission.enqueue_failed", extra={"queue_id": txn.queue_id})
             return LOCAL_ERROR
+        if self.service.on_enqueued is not None:
+            self.service.on_enqueued()
         if not txn.recipients:
             self.txn = None
             log.info(
