@@ -169,6 +169,8 @@ class ImapSession(asyncio.Protocol):
         self._pending = 0
         self._task: asyncio.Task[None] | None = None
         self._admitted = False
+        self._handshake_data: list[bytes] | None = None
+        """Input the TLS transport delivered before ``start_tls`` returned."""
         self._enabled: set[str] = set()
         """Capabilities ENABLE has reported enabled (each is reported once)."""
 
@@ -184,6 +186,9 @@ class ImapSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closed:
+            return
+        if self._handshake_data is not None:
+            self._handshake_data.append(data)  # decrypted, arrived with the handshake
             return
         self.conn.receive_data(data)
         self._pending += len(data)
@@ -490,18 +495,25 @@ class ImapSession(asyncio.Protocol):
             await self.tagged(tag, r.Status.BAD, "TLS not available")
             return
         await self.tagged(tag, r.Status.OK, "Begin TLS negotiation now")
-        transport = await self.loop.start_tls(
-            self.transport,
-            self,
-            context,
-            server_side=True,
-            ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE,
-        )
+        self._handshake_data = []
+        try:
+            transport = await self.loop.start_tls(
+                self.transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE,
+            )
+        finally:
+            early, self._handshake_data = self._handshake_data, None
         if transport is None:
             raise SessionEnded
         self.transport = transport
         self.tls_active = True
         self.conn.tls_established()
+        for data in early:
+            self.conn.receive_data(data)
+            self._readable.set()
         self._note_tls(transport)
 
     def _note_tls(self, transport: asyncio.BaseTransport) -> None:

@@ -124,6 +124,8 @@ class Pop3Session(asyncio.Protocol):
         self._eof = self._closed = self._reading_paused = self._admitted = False
         self._task: asyncio.Task[None] | None = None
         self._lease: asyncio.Task[None] | None = None
+        self._handshake_data: list[bytes] | None = None
+        """Input the TLS transport delivered before ``start_tls`` returned."""
         self.holder = f"{service.node}:{secrets.token_hex(6)}"
         """This session's name on the maildrop lock."""
 
@@ -140,6 +142,9 @@ class Pop3Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self.conn is None:
+            return
+        if self._handshake_data is not None:
+            self._handshake_data.append(data)  # decrypted, arrived with the handshake
             return
         self.conn.receive_data(data)
         self._readable.set()
@@ -330,18 +335,25 @@ class Pop3Session(asyncio.Protocol):
             await self.write(self.core.send(pop3.Response(False, "TLS not available")))
             return
         await self.write(self.core.send(pop3.BEGIN_TLS))
-        transport = await self.loop.start_tls(
-            self.transport,
-            self,
-            context,
-            server_side=True,
-            ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE,
-        )
+        self._handshake_data = []
+        try:
+            transport = await self.loop.start_tls(
+                self.transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE,
+            )
+        finally:
+            early, self._handshake_data = self._handshake_data, None
         if transport is None:
             raise SessionEnded
         self.transport = transport
         self.tls_active = True
         self.core.tls_established()
+        for data in early:
+            self.core.receive_data(data)
+            self._readable.set()
         log.info(
             "pop3.tls",
             extra={

@@ -165,6 +165,9 @@ class SmtpSession(asyncio.Protocol):
         self.busy: asyncio.Task[None] | None = None
         """The policy task in progress; reading is paused while it runs."""
         self.closing = False
+        self.handshake_data: list[bytes] | None = None
+        """Set while the TLS handshake runs: what the new TLS transport delivered before
+        ``start_tls`` returned (decrypted, so never pre-TLS plaintext)."""
         self.write_paused = False
         self.busy_turn = False
         """True while a turn is yielded to other sessions (see ``pump``)."""
@@ -205,6 +208,11 @@ class SmtpSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
+            return
+        if self.handshake_data is not None:
+            # Decrypted input that arrived with the end of the TLS handshake, before the
+            # core was told TLS is up: it is the client's first command over TLS.
+            self.handshake_data.append(data)
             return
         self.conn.receive_data(data)
         if self.busy is None and not self.busy_turn:
@@ -591,17 +599,23 @@ class SmtpSession(asyncio.Protocol):
             return
         self.send(smtp.READY_TO_START_TLS)
         self.flush()
-        transport = await self.loop.start_tls(
-            self.transport,
-            self,
-            context,
-            server_side=True,
-            ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE,
-        )
+        self.handshake_data = []
+        try:
+            transport = await self.loop.start_tls(
+                self.transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=limits.SMTP_TIMEOUT_TLS_HANDSHAKE,
+            )
+        finally:
+            early, self.handshake_data = self.handshake_data, None
         if transport is None:
             raise ConnectionError("TLS handshake did not complete")
         self.transport = transport
         self.conn.tls_established()
+        for data in early:
+            self.conn.receive_data(data)
         self.helo, self.extended = "", False
         self.abort()
         self.tls = tls.describe(transport.get_extra_info("ssl_object"))
