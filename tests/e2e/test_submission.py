@@ -215,3 +215,31 @@ def test_mail_for_other_domains_is_dkim_signed_with_the_domains_keys(
     assert len(fields) == 3
     first_dropped = fields[0] + b"\r\nDKIM-Signature:" + fields[2]
     assert dkim.verify(first_dropped + b"\r\n\r\n" + body, dnsfunc=dnsfunc)
+
+
+def test_queue_commands(server: PostelServer) -> None:
+    """``postel queue list|show|hold|release|retry|delete|flush`` on a queued message,
+    beside the running server."""
+    import json
+
+    with submit(server) as client:
+        client.login(ALICE, PASSWORD)
+        reply = client.sendmail(
+            ALICE, ["frank@remote.test"], message(ALICE, "frank@remote.test", "q1")
+        )
+        assert reply == {}
+    rows = json.loads(server.cli("queue", "list", "--json", "--domain", "remote.test").stdout)
+    (row,) = [r for r in rows if r["recipient"] == "frank@remote.test"]
+    queue_id = row["queue_id"]
+    assert row["state"] == "queued" and row["from"] == ALICE
+    assert "1 recipient" in server.cli("queue", "hold", queue_id).stdout
+    shown = json.loads(server.cli("queue", "show", queue_id, "--json").stdout)
+    assert [r["state"] for r in shown] == ["held"]
+    assert "1 recipient" in server.cli("queue", "release", queue_id).stdout
+    server.cli("queue", "retry", queue_id)
+    server.cli("queue", "flush")
+    assert "deleted" in server.cli("queue", "delete", queue_id).stdout
+    missing = server.cli("queue", "show", queue_id, check=False)
+    assert missing.returncode != 0 and "no queued message" in missing.stderr
+    table = server.cli("queue", "list").stdout
+    assert "frank@remote.test" not in table

@@ -13,6 +13,7 @@ from postel.cli import config_commands, directory_commands, mailbox_commands
 from postel.cli.context import Io
 from postel.cli.dkim_commands import add_dkim_commands
 from postel.cli.password_input import add_password_options
+from postel.cli.queue_commands import add_queue_commands
 
 SyncHandler = Callable[[argparse.Namespace, Io], int]
 AsyncHandler = Callable[[argparse.Namespace, Io], Awaitable[int]]
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     _alias_commands(commands, common)
     _mailbox_commands(commands, common)
     add_dkim_commands(commands, common)
+    add_queue_commands(commands, common)
     return parser
 
 
