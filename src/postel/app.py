@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from postel import delivery
@@ -21,10 +22,12 @@ from postel.abuse import AbuseTracker
 from postel.clock import Clock, SystemClock
 from postel.config import Config, Service
 from postel.delivery import DeliveryWorker
-from postel.directory import Directory, make_credentials
+from postel.delivery.dsn import Bouncer
+from postel.directory import Directory, LocalRecipients, make_credentials, to_a_label
 from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
-from postel.pipeline import InboundDelivery
+from postel.ids import new_queue_id
+from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
 from postel.resolver import DnsPythonResolver
 from postel.server import tls
 from postel.server.auth import Authenticator
@@ -34,6 +37,7 @@ from postel.server.pop3_session import Pop3Service
 from postel.server.smtp_session import SmtpService
 from postel.server.submission_session import SubmissionService
 from postel.store import Store, open_store
+from postel.store.queue_api import NewQueuedMessage, NewRecipient
 
 log = logging.getLogger(__name__)
 
@@ -292,12 +296,22 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
 
     worker = _delivery_worker(config, store, clock)
     worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+    bouncer = Bouncer(
+        store,
+        _report_sender(config, store, directory, inbound, worker),
+        hostname=config.hostname,
+        clock=clock,
+    )
+    bouncer_task = asyncio.create_task(bouncer.run())
     for service in submission.values():
         service.on_enqueued = worker.wake if worker is not None else None
     _print_banner(config, password)
     await stop.wait()
 
     log.info("server.stopping")
+    bouncer.stop()
+    with contextlib.suppress(Exception):
+        await bouncer_task
     if worker is not None and worker_task is not None:
         await worker.stop()
         with contextlib.suppress(Exception):
@@ -334,6 +348,45 @@ def _nameservers(config: Config) -> list[tuple[str, int]] | None:
         else:
             out.append((host.strip("[]"), int(port)))
     return out
+
+
+def _report_sender(
+    config: Config,
+    store: Store,
+    directory: Directory,
+    inbound: InboundDelivery,
+    worker: DeliveryWorker | None,
+) -> Callable[[str, bytes], Awaitable[None]]:
+    """How a delivery report reaches its recipient, with a null sender: into the mailbox
+    when the address is ours, through the outbound queue otherwise.
+    Spec: RFC 3464 §2, RFC 5321 §4.5.5."""
+
+    async def send(address: str, report: bytes) -> None:
+        writer = store.blob_writer()
+        writer.write(report)
+        ref = await writer.commit()
+        queue_id = new_queue_id()
+        resolution = await directory.resolve(address)
+        if isinstance(resolution, LocalRecipients):
+            envelope = InboundEnvelope(
+                queue_id=queue_id,
+                reverse_path="",
+                recipients=(Recipient(address, resolution.accounts),),
+                helo=config.hostname,
+                client_ip="127.0.0.1",
+                client_rdns=config.hostname,
+                protocol="LOCAL",
+                tls=None,
+            )
+            await inbound.deliver(envelope, ref)
+            return
+        domain = to_a_label(address.rsplit("@", 1)[-1]).lower()
+        message = NewQueuedMessage(queue_id=str(queue_id), blob=ref, reverse_path="")
+        await store.enqueue(message, [NewRecipient(address=address, domain=domain)])
+        if worker is not None:
+            worker.wake()
+
+    return send
 
 
 def _delivery_worker(config: Config, store: Store, clock: Clock) -> DeliveryWorker | None:

@@ -152,3 +152,47 @@ def test_submitted_with_swaks_auth_arrives(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:]
     assert _wait_for(receiver, b"across-swaks")
+
+
+def test_a_permanent_failure_comes_back_as_one_rfc3464_report(
+    chain: tuple[PostelServer, PostelServer, DnsServer, dict[str, str]],
+) -> None:
+    """B refuses an unknown recipient with 550 5.1.1; A's sender gets one delivery
+    status notification in her INBOX, which Python's email package parses
+    (RFC 3464, RFC 6522)."""
+    import email
+    from email import policy
+
+    sender, _, _, _ = chain
+    content = f"From: {ALICE}\r\nTo: nobody@b.test\r\nSubject: doomed\r\n\r\ndoomed\r\n".encode()
+    with smtplib.SMTP("127.0.0.1", sender.submission_port, timeout=30) as client:
+        client.starttls(context=tls_context(sender))
+        client.login(ALICE, PASSWORD)
+        assert client.sendmail(ALICE, ["nobody@b.test"], content) == {}
+    deadline = time.monotonic() + DELIVERED_WITHIN
+    reports: list[bytes] = []
+    while time.monotonic() < deadline and not reports:
+        client4 = imaplib.IMAP4_SSL(
+            "127.0.0.1", sender.imaps_port, ssl_context=tls_context(sender), timeout=10
+        )
+        client4.login(ALICE, PASSWORD)
+        client4.select("INBOX", readonly=True)
+        _, data = client4.search(None, "SUBJECT", "Undelivered")
+        for number in data[0].split():
+            _, fetched = client4.fetch(number, "(BODY.PEEK[])")
+            item = fetched[0]
+            assert isinstance(item, tuple)
+            reports.append(bytes(item[1]))
+        client4.logout()
+        time.sleep(0.5)
+    assert len(reports) == 1, reports
+    report = email.message_from_bytes(reports[0], policy=policy.default)
+    assert report.get_content_type() == "multipart/report"
+    assert report.get_param("report-type") == "delivery-status"
+    parts = list(report.iter_parts())
+    assert parts[1].get_content_type() == "message/delivery-status"
+    status = parts[1].as_bytes()
+    assert b"Final-Recipient: rfc822; nobody@b.test" in status
+    assert b"Action: failed" in status and b"Status: 5.1.1" in status
+    assert parts[2].get_content_type() == "text/rfc822-headers"
+    assert b"Subject: doomed" in parts[2].as_bytes()
