@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from postel import sasl
 from postel.abuse import AbuseEvent, AbuseTracker
 from postel.clock import Clock
+from postel.config import AuthConfig
 from postel.directory import make_credentials, verify_password
 from postel.store import Account, Credentials, Store
 
@@ -56,6 +58,21 @@ class AuthResult:
     cancelled: bool = False
     server_final: bytes | None = None
     """Additional data with success (SCRAM's ``v=``), for protocols that carry it."""
+
+
+def plaintext_allowed(config: AuthConfig, ip: str, tls_active: bool) -> bool:
+    """Whether passwords may travel in plaintext on this connection: over TLS, or from
+    a loopback address when ``[auth] plaintext_on_loopback`` allows it (the embedded
+    default does). The one rule of IMAP, POP3 and submission.
+    Spec: RFC 8314 §3; RFC 9051 §6.2.3; RFC 2595 §4; RFC 4954 §4."""
+    if tls_active:
+        return True
+    if not config.plaintext_on_loopback:
+        return False
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
 
 
 class Authenticator:

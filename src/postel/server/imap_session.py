@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -39,8 +38,8 @@ from postel.imap.connection import ConnectionConfig, ServerConnection, State
 from postel.imap.view import Exists, Expunge, FlagsChanged, MailboxView, ViewUpdate
 from postel.sasl import CANCELLED, Cancelled, SaslError, UnsupportedMechanism, decode_response
 from postel.server import tls
-from postel.server.auth import Authenticator
-from postel.server.listener import Peer
+from postel.server.auth import Authenticator, plaintext_allowed
+from postel.server.listener import Peer, drain_sessions
 from postel.store import Account, Store
 from postel.store.changes import ChangeSubscription
 
@@ -135,13 +134,7 @@ class ImapService:
 
     async def drain(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for sessions to end; abort the rest."""
-        pending = [s.finished for s in self.sessions]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
-        rest = [s for s in self.sessions if not s.finished.done()]
-        for session in rest:
-            session.abort()
-        return len(rest)
+        return await drain_sessions(list(self.sessions), timeout)
 
 
 class ImapSession(asyncio.Protocol):
@@ -444,15 +437,8 @@ class ImapSession(asyncio.Protocol):
     # -- capabilities, login, TLS --------------------------------------------------------
 
     def plaintext_allowed(self) -> bool:
-        """Plaintext passwords only over TLS, or from loopback when the config allows it
-        (the embedded default does). Spec: RFC 9051 §6.2.3, §11.1; RFC 8314 §3."""
-        if self.tls_active:
-            return True
-        if not self.service.config.auth.plaintext_on_loopback:
-            return False
-        with contextlib.suppress(ValueError):
-            return ipaddress.ip_address(self.peer.ip).is_loopback
-        return False
+        """See ``auth.plaintext_allowed``."""
+        return plaintext_allowed(self.service.config.auth, self.peer.ip, self.tls_active)
 
     def capabilities(self) -> list[str]:
         """The CAPABILITY list for the session's state. Spec: RFC 9051 §7.2.2."""

@@ -12,8 +12,9 @@ import errno
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from postel import limits
 from postel.config import Listen
@@ -99,3 +100,23 @@ class Listener:
     def stop_accepting(self) -> None:
         if self._server is not None:
             self._server.close()
+
+
+class Drainable(Protocol):
+    """A session that ends by itself (``finished``) or on ``abort()``."""
+
+    finished: asyncio.Future[None]
+
+    def abort(self) -> None: ...
+
+
+async def drain_sessions(sessions: Iterable[Drainable], timeout: float) -> int:
+    """Wait up to ``timeout`` seconds for ``sessions`` to end; abort the rest. Returns
+    how many were aborted (shutdown, RELIABILITY.md D2)."""
+    pending = [s.finished for s in sessions]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+    rest = [s for s in sessions if not s.finished.done()]
+    for session in rest:
+        session.abort()
+    return len(rest)

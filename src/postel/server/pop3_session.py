@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import secrets
@@ -34,8 +33,8 @@ from postel.errors import StoreError
 from postel.ids import MailboxId
 from postel.sasl import CANCELLED, Cancelled, SaslError, UnsupportedMechanism, decode_response
 from postel.server import tls
-from postel.server.auth import Authenticator, AuthResult
-from postel.server.listener import Peer
+from postel.server.auth import Authenticator, AuthResult, plaintext_allowed
+from postel.server.listener import Peer, drain_sessions
 from postel.store import Account, Store
 from postel.store.api import UidSet
 
@@ -92,13 +91,7 @@ class Pop3Service:
 
     async def drain(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds for sessions to end; abort the rest."""
-        pending = [s.finished for s in self.sessions]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
-        rest = [s for s in self.sessions if not s.finished.done()]
-        for session in rest:
-            session.abort()
-        return len(rest)
+        return await drain_sessions(list(self.sessions), timeout)
 
 
 class Pop3Session(asyncio.Protocol):
@@ -181,19 +174,12 @@ class Pop3Session(asyncio.Protocol):
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _plaintext_allowed(self) -> bool:
-        """Plaintext passwords only over TLS, or from loopback when the config allows it
-        (the same rule as IMAP). Spec: RFC 2595 §4, RFC 8314 §3."""
-        if not self.service.config.auth.plaintext_on_loopback:
-            return False
-        with contextlib.suppress(ValueError):
-            return ipaddress.ip_address(self.peer.ip).is_loopback
-        return False
-
     def _core_config(self) -> pop3.Pop3Config:
         return pop3.Pop3Config(
             tls_available=self.service.ssl_context is not None,
-            plaintext_without_tls=self._plaintext_allowed(),
+            plaintext_without_tls=plaintext_allowed(
+                self.service.config.auth, self.peer.ip, tls_active=False
+            ),
         )
 
     @property

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import email.utils
-import ipaddress
 import logging
 import secrets
 import ssl
@@ -46,7 +44,7 @@ from postel.sasl import (
     UnsupportedMechanism,
     decode_response,
 )
-from postel.server.auth import Authenticator
+from postel.server.auth import Authenticator, plaintext_allowed
 from postel.server.smtp_session import BANNED, LOCAL_ERROR, SmtpService, SmtpSession
 from postel.store import Account, BlobRef, Store
 from postel.store.queue_api import NewQueuedMessage, NewRecipient
@@ -132,14 +130,9 @@ class SubmissionSession(SmtpSession):
         super().connection_made(transport)
 
     def _offer(self, ip: str, encrypted: bool) -> tuple[str, ...]:
-        """Every mechanism over TLS; before TLS only from loopback when allowed."""
-        if encrypted:
-            return MECHANISMS
-        if self.service.config.auth.plaintext_on_loopback:
-            with contextlib.suppress(ValueError):
-                if ipaddress.ip_address(ip).is_loopback:
-                    return MECHANISMS
-        return ()
+        """Every mechanism where passwords may be sent (``auth.plaintext_allowed``),
+        none before TLS otherwise."""
+        return MECHANISMS if plaintext_allowed(self.service.config.auth, ip, encrypted) else ()
 
     async def start_tls(self) -> None:
         await super().start_tls()
