@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
@@ -456,12 +457,25 @@ def message_parts(
     The statement goes to the driver as it is (``exec_driver_sql``): it runs for every
     IMAP BODY[] and POP3 RETR, and SQLAlchemy's statement building cost more than the
     query itself."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    row = conn.exec_driver_sql(
-        "SELECT m.trace_prefix, b.key, b.size, b.data FROM messages AS m "
-        f"JOIN blobs AS b ON b.key = m.blob_key WHERE m.mailbox_id = {mark} AND m.uid = {mark}",
-        (int(mailbox_id), int(uid)),
-    ).first()
+    sql = MESSAGE_PARTS_SQL
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    return message_parts_row(
+        conn.exec_driver_sql(sql, (int(mailbox_id), int(uid))).first(), mailbox_id, uid
+    )
+
+
+MESSAGE_PARTS_SQL = (
+    "SELECT m.trace_prefix, b.key, b.size, b.data FROM messages AS m "
+    "JOIN blobs AS b ON b.key = m.blob_key WHERE m.mailbox_id = ? AND m.uid = ?"
+)
+"""The row of ``message_parts`` (qmark placeholders; ``%s`` for psycopg)."""
+
+
+def message_parts_row(
+    row: Sequence[Any] | None, mailbox_id: MailboxId, uid: int
+) -> tuple[bytes, str, int, bytes | None]:
+    """A ``MESSAGE_PARTS_SQL`` row as ``message_parts`` returns it; NotFound for None."""
     if row is None:
         raise NotFound(f"no message UID {uid} in mailbox {mailbox_id}")
     prefix, key, size, data = row

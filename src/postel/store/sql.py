@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from postel.clock import Clock
-from postel.errors import NotFound, StoreError
+from postel.errors import StoreError
 from postel.ids import AccountId, MailboxId
 from postel.store import directory_sql as q
 from postel.store import mailbox_ops as mq
@@ -85,10 +85,6 @@ _log = logging.getLogger(__name__)
 
 POINT_READ_BUSY_MS = 200
 """Longest wait of an event-loop read for SQLite's lock (see ``_message_parts``)."""
-_MESSAGE_PARTS = (
-    "SELECT m.trace_prefix, b.key, b.size, b.data FROM messages AS m "
-    "JOIN blobs AS b ON b.key = m.blob_key WHERE m.mailbox_id = ? AND m.uid = ?"
-)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -313,13 +309,10 @@ class SqlStore:
             # the event loop (the client gets a temporary error and retries).
             self._point.execute(f"PRAGMA busy_timeout={POINT_READ_BUSY_MS}")
         try:
-            row = self._point.execute(_MESSAGE_PARTS, (int(mailbox_id), int(uid))).fetchone()
+            row = self._point.execute(q.MESSAGE_PARTS_SQL, (int(mailbox_id), int(uid))).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
-        if row is None:
-            raise NotFound(f"no message UID {uid} in mailbox {mailbox_id}")
-        prefix, key, size, data = row
-        return bytes(prefix), key, int(size), None if data is None else bytes(data)
+        return q.message_parts_row(row, mailbox_id, uid)
 
     async def _parts(self, mailbox_id: MailboxId, uid: int) -> tuple[bytes, str, int, bytes | None]:
         parts = self._message_parts(mailbox_id, uid)
