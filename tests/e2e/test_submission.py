@@ -243,3 +243,13 @@ def test_queue_commands(server: PostelServer) -> None:
     assert missing.returncode != 0 and "no queued message" in missing.stderr
     table = server.cli("queue", "list").stdout
     assert "frank@remote.test" not in table
+
+
+def test_address_literals_are_not_relayed(server: PostelServer) -> None:
+    """``user@[192.0.2.1]`` names a host, not a domain with MX records: refused at RCPT
+    rather than queued for a DNS lookup that cannot succeed (RFC 5321 §4.1.3, §5.1)."""
+    with submit(server) as client:
+        client.login(ALICE, PASSWORD)
+        assert client.mail(ALICE)[0] == 250
+        code, text = client.rcpt("someone@[192.0.2.1]")
+        assert (code, text[:5]) == (550, b"5.1.2")

@@ -237,6 +237,14 @@ class SubmissionSession(SmtpSession):
         """MAIL FROM: the user's own address (or alias) only. Spec: RFC 6409 §6.1."""
         self.remote = []
         if path.mailbox is None or not await self._owned(str(path.mailbox)):
+            log.info(
+                "submission.sender_refused",
+                extra={
+                    "ip": self.peer.ip,
+                    "user": self.account.address if self.account else "",
+                    "mail_from": str(path.mailbox) if path.mailbox else "<>",
+                },
+            )
             self.send(NOT_YOURS)
             return
         super_step = super().dispatch(event)
@@ -248,6 +256,10 @@ class SubmissionSession(SmtpSession):
         if path.mailbox is None:
             return await super().recipient(path)
         address = f"{path.mailbox.local_part}@{path.mailbox.domain}"
+        if str(path.mailbox.domain).startswith("["):
+            # An address literal names a host, not a domain with MX records: the
+            # delivery path routes by DNS only. Spec: RFC 5321 §4.1.3, §5.1.
+            return smtp.Reply(550, "5.1.2", "Address literals are not relayed")
         try:
             resolution = await self.service.directory.resolve(address)
         except StoreError:
