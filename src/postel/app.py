@@ -37,7 +37,7 @@ from postel.server.pop3_session import Pop3Service
 from postel.server.smtp_session import SmtpService
 from postel.server.submission_session import SubmissionService
 from postel.store import Store, open_store
-from postel.store.queue_api import NewQueuedMessage, NewRecipient
+from postel.store.queue_api import BackoffPolicy, NewQueuedMessage, NewRecipient
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +403,13 @@ def _delivery_worker(config: Config, store: Store, clock: Clock) -> DeliveryWork
         else None,
         connections_max=config.delivery.connections_max,
         connections_per_domain_max=config.delivery.connections_per_domain_max,
+        backoff=BackoffPolicy(
+            first_retry=config.delivery.first_retry,
+            factor=config.delivery.retry_factor,
+            max_interval=max(config.delivery.max_retry_interval, config.delivery.first_retry),
+            lifetime=config.delivery.lifetime,
+            delay_notice_after=config.delivery.delay_notice_after,
+        ),
     )
     return DeliveryWorker(store, resolver, settings, clock=clock, rng=random.Random())
 

@@ -153,3 +153,14 @@ def networks(value: tuple[str, ...]) -> str | None:
         except ValueError:
             return f'"{entry}" is not an IP network (e.g. "192.0.2.0/24" or "2001:db8::/32")'
     return None
+
+
+def one_of(*choices: str) -> Validator:
+    """A validator accepting exactly ``choices`` (case-sensitive)."""
+
+    def check(value: str) -> str | None:
+        if value in choices:
+            return None
+        return "must be one of " + ", ".join(f'"{c}"' for c in choices)
+
+    return check

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from postel.config.fields import Reader, Validator, networks, non_negative, positive
+from postel.config.fields import Reader, Validator, networks, non_negative, one_of, positive
 from postel.config.lines import KeyPath, LineIndex
 from postel.config.listen import read_listen
 from postel.config.model import (
@@ -26,6 +26,7 @@ from postel.config.model import (
     DeliveryConfig,
     DnsConfig,
     ImapLimits,
+    MtaStsConfig,
     Pop3Limits,
     SmtpLimits,
     TlsConfig,
@@ -54,6 +55,7 @@ _TOP_KEYS = {
     "pop3",
     "dns",
     "delivery",
+    "mta_sts",
     "auth",
     "abuse",
 }
@@ -81,6 +83,16 @@ _DELIVERY_CHECKS: dict[str, Validator] = {
     "port": positive,
     "connections_max": positive,
     "connections_per_domain_max": positive,
+    "first_retry": positive,
+    "retry_factor": lambda value: None if value >= 1 else "must be at least 1",
+    "max_retry_interval": positive,
+    "lifetime": positive,
+    "delay_notice_after": positive,
+    "smarthost_tls": one_of("starttls", "implicit", "none"),
+}
+_MTA_STS_CHECKS: dict[str, Validator] = {
+    "max_age": positive,
+    "mode": one_of("none", "testing", "enforce"),
 }
 _POP3_CHECKS: dict[str, Validator] = {
     "timeout_authenticated": positive,
@@ -95,6 +107,8 @@ _ABUSE_CHECKS: dict[str, Validator] = {
     "window": positive,
     "ban_seconds": positive,
     "exempt": networks,
+    "max_messages_per_hour_per_account": positive,
+    "max_recipients_per_hour_per_account": positive,
 }
 
 
@@ -253,6 +267,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     pop3 = reader.section(data, ("pop3",), Pop3Limits, _POP3_CHECKS)
     dns = reader.section(data, ("dns",), DnsConfig, {})
     delivery = reader.section(data, ("delivery",), DeliveryConfig, _DELIVERY_CHECKS)
+    mta_sts = reader.section(data, ("mta_sts",), MtaStsConfig, _MTA_STS_CHECKS)
     abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
     if hostname is None or data_dir is None or database_url is None or tls is None:
         return None
@@ -267,6 +282,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         pop3=pop3,
         dns=dns,
         delivery=delivery,
+        mta_sts=mta_sts,
         auth=auth,
         abuse=abuse,
         admin_address=admin_address,

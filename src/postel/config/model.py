@@ -132,6 +132,42 @@ class DeliveryConfig:
     bind_address: str = ""
     connections_max: int = 20
     connections_per_domain_max: int = 5
+    first_retry: float = 300.0
+    """Seconds before the first retry of a deferred recipient; later retries wait
+    ``retry_factor`` times longer each, at most ``max_retry_interval`` (RFC 5321
+    §4.5.4.1)."""
+    retry_factor: float = 2.0
+    max_retry_interval: float = 4 * 3600.0
+    lifetime: float = 5 * 86400.0
+    """Seconds a message is retried before it fails and bounces (RFC 5321 §4.5.4.1:
+    4-5 days)."""
+    delay_notice_after: float = 4 * 3600.0
+    """Seconds after queueing when a still-undelivered recipient's sender gets a delay
+    notice (RFC 3464 §2.3.3, Action: delayed)."""
+    ca_file: str = ""
+    """Extra trust anchors (PEM) for verified TLS: MTA-STS policy fetches and
+    connections whose policy demands a valid certificate. "" = the system's store."""
+    smarthost: str = ""
+    """Send all outbound mail through this host ("host" or "host:port", port 587 when
+    omitted) instead of the recipients' MX hosts ("" = direct delivery)."""
+    smarthost_tls: str = "starttls"
+    """"starttls" (required, verified), "implicit" (RFC 8314 §3.3) or "none"."""
+    smarthost_username: str = ""
+    smarthost_password_file: str = ""
+    """File holding the smarthost AUTH password (first line); with a username, AUTH
+    PLAIN is used after TLS (RFC 4954, RFC 4616)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MtaStsConfig:
+    """MTA-STS (RFC 8461): ``outbound`` fetches and enforces other domains' policies;
+    ``mode`` and ``max_age`` are what postel's own policy file says for our domains
+    (served at ``https://mta-sts.<domain>/.well-known/mta-sts.txt``; ``mx`` lists the
+    configured hostname). Spec: RFC 8461 §3.2, §5."""
+
+    outbound: bool = True
+    mode: str = "testing"
+    max_age: int = 604800
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +200,11 @@ class AbuseConfig:
     ban_seconds: float = 600.0
     exempt: tuple[str, ...] = ()
     """IP networks (CIDR) never tracked."""
+    max_messages_per_hour_per_account: int = 300
+    """Messages one authenticated account may submit per hour (submission refuses more
+    with 450 4.7.1 until the hour's window moves on)."""
+    max_recipients_per_hour_per_account: int = 1000
+    """Recipients (RCPT TO) one authenticated account may submit to per hour."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +222,7 @@ class Config:
     pop3: Pop3Limits = field(default_factory=Pop3Limits)
     dns: DnsConfig = field(default_factory=DnsConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
     admin_address: str | None = None
