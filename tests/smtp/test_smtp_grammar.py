@@ -190,3 +190,17 @@ def test_xtext_never_decodes_to_control_characters(text: str) -> None:
     with pytest.raises(SmtpSyntaxError) as info:
         decode_xtext(text)
     assert (info.value.reply.code, info.value.reply.enhanced) == (501, "5.5.4")
+
+
+def test_requiretls_is_a_mail_parameter_only_when_offered() -> None:
+    """REQUIRETLS takes no value and exists only where offered (over TLS).
+    Spec: RFC 8689 §4.1."""
+    offered = Offered(1000, True, True, True, True, requiretls=True)
+    assert parse_mail_params(" REQUIRETLS", offered).requiretls
+    assert not parse_mail_params("", offered).requiretls
+    with pytest.raises(SmtpSyntaxError) as bad:
+        parse_mail_params(" REQUIRETLS=YES", offered)
+    assert bad.value.reply.code == 501
+    with pytest.raises(SmtpSyntaxError) as not_offered:
+        parse_mail_params(" REQUIRETLS", OFFERED)
+    assert not_offered.value.reply.code == 555

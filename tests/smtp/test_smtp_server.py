@@ -78,6 +78,14 @@ def test_ehlo_keywords() -> None:
     assert "STARTTLS" not in tls.ehlo_reply().lines
 
 
+def test_requiretls_offered_only_over_tls() -> None:
+    """REQUIRETLS is advertised, and MAIL's REQUIRETLS accepted, only once TLS is
+    active. Spec: RFC 8689 §4.1."""
+    cfg = ServerConfig(hostname="mx.example.org", tls_available=True, requiretls=True)
+    assert "REQUIRETLS" not in ServerConnection(cfg).ehlo_reply().lines
+    assert "REQUIRETLS" in ServerConnection(cfg, tls_active=True).ehlo_reply().lines
+
+
 def test_pipelining_rfc2920_example() -> None:
     """RFC 2920 §3.2 example: two pipelined transactions, replies in command order."""
     group = (

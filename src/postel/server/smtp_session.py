@@ -120,6 +120,7 @@ class SmtpService:
             errors_max=config.smtp.errors_max,
             bare_line_endings=_BARE[config.smtp.bare_line_endings],
             tls_available=ssl_context is not None,
+            requiretls=True,  # mail for local mailboxes ends here, over the TLS it came on
         )
 
     def __call__(self) -> SmtpSession:

@@ -101,6 +101,7 @@ class SubmissionService(SmtpService):
             errors_max=cfg.errors_max,
             bare_line_endings=cfg.bare_line_endings,
             tls_available=cfg.tls_available and not implicit_tls,
+            requiretls=True,
             auth_required=True,
         )
 
@@ -310,6 +311,7 @@ class SubmissionSession(SmtpSession):
             reverse_path=txn.reverse_path,
             trace_prefix=received + signatures + added,
             smtputf8=txn.params.smtputf8,
+            requiretls=txn.params.requiretls,
         )
         recipients = [
             NewRecipient(address=a, domain=to_a_label(a.rsplit("@", 1)[1]).lower())

@@ -65,13 +65,15 @@ class Offered:
     binary_mime: bool
     smtputf8: bool
     dsn: bool
+    requiretls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class MailParams:
     """Parameters of MAIL FROM. ``envid`` is xtext-decoded.
 
-    Spec: RFC 1870 §3 (SIZE), RFC 6152 (BODY), RFC 6531 §3.4 (SMTPUTF8), RFC 3461 §4.3-4.4.
+    Spec: RFC 1870 §3 (SIZE), RFC 6152 (BODY), RFC 6531 §3.4 (SMTPUTF8), RFC 3461 §4.3-4.4,
+    RFC 8689 §4.1 (REQUIRETLS).
     """
 
     size: int | None = None
@@ -79,6 +81,7 @@ class MailParams:
     smtputf8: bool = False
     ret: Ret | None = None
     envid: str | None = None
+    requiretls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +155,11 @@ def parse_mail_params(text: str, offered: Offered | None) -> MailParams:
         offered: the session's extensions; None after HELO (then any parameter is 555).
 
     Raises:
-        SmtpSyntaxError: 555 5.5.4 unknown or not offered, 501 5.5.4 bad value,
-            552 5.3.4 SIZE over the limit (RFC 1870 §6.1).
+        SmtpSyntaxError: 555 5.5.4 unknown or not offered (REQUIRETLS is offered only
+            over TLS), 501 5.5.4 bad value, 552 5.3.4 SIZE over the limit (RFC 1870 §6.1).
 
-    Spec: RFC 5321 §4.1.1.2, RFC 1870, RFC 6152, RFC 3030 §3, RFC 6531 §3.4, RFC 3461 §4.
+    Spec: RFC 5321 §4.1.1.2, RFC 1870, RFC 6152, RFC 3030 §3, RFC 6531 §3.4, RFC 3461 §4,
+    RFC 8689 §4.1.
     """
     utf8 = offered is not None and offered.smtputf8 and "SMTPUTF8" in text.upper().split()
     result: dict[str, str | None] = dict(split_params(text, utf8))
@@ -167,7 +171,7 @@ def parse_mail_params(text: str, offered: Offered | None) -> MailParams:
     body: Body | None = None
     ret: Ret | None = None
     envid: str | None = None
-    smtputf8 = False
+    smtputf8 = requiretls = False
     for keyword, value in result.items():
         if keyword == "SIZE":
             size = _size(value, offered)
@@ -177,6 +181,10 @@ def parse_mail_params(text: str, offered: Offered | None) -> MailParams:
             if value is not None:
                 raise _invalid(keyword)
             smtputf8 = True
+        elif keyword == "REQUIRETLS" and offered.requiretls:
+            if value is not None:
+                raise _invalid(keyword)
+            requiretls = True
         elif keyword == "RET" and offered.dsn:
             ret = _enum(Ret, keyword, value)
         elif keyword == "ENVID" and offered.dsn:
@@ -185,7 +193,9 @@ def parse_mail_params(text: str, offered: Offered | None) -> MailParams:
                 raise _invalid(keyword)
         else:
             raise _unknown(keyword)
-    return MailParams(size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid)
+    return MailParams(
+        size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid, requiretls=requiretls
+    )
 
 
 def _size(value: str | None, offered: Offered) -> int:

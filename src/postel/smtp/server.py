@@ -262,6 +262,8 @@ class ServerConnection:
             keywords += ["CHUNKING", "BINARYMIME"]
         if cfg.dsn:
             keywords.append("DSN")
+        if cfg.requiretls and self._tls_active:
+            keywords.append("REQUIRETLS")
         if self._auth_offer and not self._authenticated:
             keywords.append("AUTH " + " ".join(self._auth_offer))
         keywords.append("HELP")
@@ -304,7 +306,14 @@ class ServerConnection:
         if not self._extended:
             return None
         cfg = self.config
-        return Offered(cfg.message_size_max, True, cfg.chunking, cfg.smtputf8, cfg.dsn)
+        return Offered(
+            cfg.message_size_max,
+            True,
+            cfg.chunking,
+            cfg.smtputf8,
+            cfg.dsn,
+            requiretls=cfg.requiretls and self._tls_active,
+        )
 
     # --- reading --------------------------------------------------------------------
     def _next_data(self) -> Event | NeedData:

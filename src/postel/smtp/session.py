@@ -29,6 +29,8 @@ class ServerConfig:
         tls_available: advertise STARTTLS (RFC 3207).
         smtputf8, dsn, chunking: advertise SMTPUTF8 (RFC 6531), DSN (RFC 3461),
             CHUNKING + BINARYMIME (RFC 3030).
+        requiretls: advertise REQUIRETLS once TLS is active, never before
+            (RFC 8689 §4.1; the role must then honour it onward).
         auth_mechanisms: SASL mechanisms to advertise at first (RFC 4954 §3); the
             driver may change the offer with ``offer_auth`` (e.g. after STARTTLS).
         auth_required: MAIL needs a successful AUTH first (the submission role):
@@ -44,6 +46,7 @@ class ServerConfig:
     smtputf8: bool = True
     dsn: bool = True
     chunking: bool = True
+    requiretls: bool = False
     auth_mechanisms: tuple[str, ...] = ()
     auth_required: bool = False
 
