@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= postel-data
 # Debian packages the test suite needs (installed when running as root).
-TEST_DEBS := postgresql swaks python3-venv strace eatmydata isync offlineimap3 fetchmail getmail6 mutt knot
+TEST_DEBS := postgresql swaks python3-venv strace eatmydata isync offlineimap3 fetchmail getmail6 mutt knot postfix
 RUN_DEBS  := python3-venv
 
 .PHONY: run test check lint typecheck layers unit test-extended bench bench-pop3 clean deps-run deps-test
@@ -26,6 +26,7 @@ debs:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "please install (as root): apt-get install$$missing"; fi; \
 	fi
