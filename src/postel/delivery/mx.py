@@ -97,7 +97,7 @@ async def find_route(
         if len(targets) >= max_addresses:
             break
         try:
-            addresses = await _addresses(resolver, host.exchange, ipv4=ipv4, ipv6=ipv6)
+            addresses = await addresses_of(resolver, host.exchange, ipv4=ipv4, ipv6=ipv6)
         except DnsTempError as exc:
             temporary.append(f"{host.exchange}: {exc}")
             continue
@@ -110,9 +110,10 @@ async def find_route(
     return NoRoute(domain, True, f"550 5.4.4 No address for any mail host of {domain}")
 
 
-async def _addresses(resolver: Resolver, host: str, *, ipv4: bool, ipv6: bool) -> list[IpAddress]:
+async def addresses_of(resolver: Resolver, host: str, *, ipv4: bool, ipv6: bool) -> list[IpAddress]:
     """A then AAAA addresses of ``host``; a permanent failure of one family (NXDOMAIN,
-    NODATA) counts as no address, a temporary one is raised when no address was found."""
+    NODATA) counts as no address, a temporary one (DnsTempError) is raised when no
+    address was found. Spec: RFC 5321 §5.1."""
     found: list[IpAddress] = []
     trouble: DnsTempError | None = None
     if ipv4:
