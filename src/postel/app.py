@@ -336,20 +336,6 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     return 0
 
 
-def _nameservers(config: Config) -> list[tuple[str, int]] | None:
-    """``[dns] nameservers`` as (address, port) pairs; None for the system resolver."""
-    if not config.dns.nameservers:
-        return None
-    out: list[tuple[str, int]] = []
-    for entry in config.dns.nameservers:
-        host, sep, port = entry.rpartition(":")
-        if not sep or "]" in port or (entry.count(":") > 1 and not entry.startswith("[")):
-            out.append((entry.strip("[]"), 53))
-        else:
-            out.append((host.strip("[]"), int(port)))
-    return out
-
-
 def _report_sender(
     config: Config,
     store: Store,
@@ -393,7 +379,7 @@ def _delivery_worker(config: Config, store: Store, clock: Clock) -> DeliveryWork
     """The outbound queue's worker, unless ``[delivery] enabled = false``."""
     if not config.delivery.enabled:
         return None
-    resolver = DnsPythonResolver(_nameservers(config), clock=clock)
+    resolver = DnsPythonResolver(config.dns.servers(), clock=clock)
     settings = delivery.DeliveryConfig(
         hostname=config.hostname,
         worker_name=f"{os.uname().nodename}:{os.getpid()}",

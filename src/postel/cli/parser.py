@@ -12,6 +12,7 @@ from pathlib import Path
 from postel.cli import config_commands, directory_commands, mailbox_commands
 from postel.cli.context import Io
 from postel.cli.dkim_commands import add_dkim_commands
+from postel.cli.dns_commands import add_dns_commands
 from postel.cli.password_input import add_password_options
 from postel.cli.queue_commands import add_queue_commands
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _alias_commands(commands, common)
     _mailbox_commands(commands, common)
     add_dkim_commands(commands, common)
+    add_dns_commands(commands, common)
     add_queue_commands(commands, common)
     return parser
 

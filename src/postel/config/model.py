@@ -120,6 +120,20 @@ class DnsConfig:
 
     nameservers: tuple[str, ...] = ()
 
+    def servers(self) -> list[tuple[str, int]] | None:
+        """``nameservers`` as (address, port) pairs ("[v6]:port" or a bare address for
+        port 53); None for the system resolver."""
+        if not self.nameservers:
+            return None
+        out: list[tuple[str, int]] = []
+        for entry in self.nameservers:
+            host, sep, port = entry.rpartition(":")
+            if not sep or "]" in port or (entry.count(":") > 1 and not entry.startswith("[")):
+                out.append((entry.strip("[]"), 53))
+            else:
+                out.append((host.strip("[]"), int(port)))
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:

@@ -21,6 +21,7 @@ from postel.resolver.api import (
     MxAnswer,
     MxRecord,
     Resolver,
+    SrvRecord,
 )
 from postel.resolver.dnspython_resolver import DnsPythonResolver
 from postel.resolver.names import to_alabels
@@ -41,5 +42,6 @@ __all__ = [
     "MxAnswer",
     "MxRecord",
     "Resolver",
+    "SrvRecord",
     "to_alabels",
 ]

@@ -118,6 +118,21 @@ class MxAnswer:
         return not self.records and not self.null_mx
 
 
+@dataclass(frozen=True, slots=True)
+class SrvRecord:
+    """One SRV record: ``target`` without the trailing dot, ``"."`` meaning "service not
+    offered here". Spec: RFC 2782; RFC 6186 §4."""
+
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+    def __str__(self) -> str:
+        target = "." if self.target == "." else self.target + "."
+        return f"{self.priority} {self.weight} {self.port} {target}"
+
+
 # --- Protocol ------------------------------------------------------------------------
 class Resolver(Protocol):
     """The one DNS interface postel uses; implementations are injected.

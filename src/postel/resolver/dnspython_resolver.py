@@ -46,6 +46,7 @@ import dns.rdtypes.ANY.PTR
 import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
+import dns.rdtypes.IN.SRV
 import dns.resolver
 import dns.reversename
 
@@ -64,6 +65,7 @@ from postel.resolver.api import (
     DnsTempError,
     MxAnswer,
     MxRecord,
+    SrvRecord,
 )
 from postel.resolver.cache import TtlCache
 from postel.resolver.names import to_dns_name, to_text
@@ -155,6 +157,16 @@ class DnsPythonResolver:
         outcome = await self._lookup(qname, dns.rdatatype.PTR)
         return tuple(
             to_text(rd.target) for rd in outcome.rdatas if isinstance(rd, dns.rdtypes.ANY.PTR.PTR)
+        )
+
+    async def srv(self, name: str) -> tuple[SrvRecord, ...]:
+        """SRV records of ``name`` (e.g. ``_imaps._tcp.example.org``), in the order
+        served. Spec: RFC 2782; RFC 6186 §3."""
+        outcome = await self._lookup(to_dns_name(name), dns.rdatatype.SRV)
+        return tuple(
+            SrvRecord(rd.priority, rd.weight, rd.port, to_text(rd.target) or ".")
+            for rd in outcome.rdatas
+            if isinstance(rd, dns.rdtypes.IN.SRV.SRV)
         )
 
     def clear_cache(self) -> None:
