@@ -10,7 +10,7 @@ DOMAIN                      MX     ``10 hostname.``                    RFC 5321 
 hostname                    A/AAA  the host's public addresses         RFC 1035, RFC 3596
 DOMAIN                      TXT    ``v=spf1 mx -all``                  RFC 7208 §4.6, §8.4
 <selector>._domainkey       TXT    ``v=DKIM1; k=...; p=...``           RFC 6376 §3.6.2.1
-_dmarc                      TXT    ``v=DMARC1; p=quarantine; rua=...`` RFC 7489 §6.1, §6.3
+_dmarc                      TXT    ``v=DMARC1; p=quarantine; rua=...`` RFC 9989 (was RFC 7489 §6.3)
 _mta-sts                    TXT    ``v=STSv1; id=...``                 RFC 8461 §3.1
 mta-sts                     CNAME  ``hostname.`` (serves the policy)   RFC 8461 §3.2
 _smtp._tls                  TXT    ``v=TLSRPTv1; rua=mailto:...``      RFC 8460 §3
@@ -22,7 +22,7 @@ SPF ends in ``-all``: every message of the domain leaves through the MX host, so
 other source is not authorised (a "fail", RFC 7208 §8.4); with a smarthost the record
 ends in ``~all`` until the operator adds the smarthost's own mechanism.
 
-Spec: RFC 1035 §5.1 (zone files), RFC 7208, RFC 6376, RFC 7489, RFC 8461, RFC 8460,
+Spec: RFC 1035 §5.1 (zone files), RFC 7208, RFC 6376, RFC 9989, RFC 8461, RFC 8460,
 RFC 6186, RFC 8314 §5.1.
 """
 
@@ -141,7 +141,7 @@ def domain_records(
             f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}",
             Role.DMARC,
             "receivers quarantine mail failing SPF and DKIM alignment; reports to postmaster",
-            "RFC 7489 §6.1, §6.3",
+            "RFC 9989 (was RFC 7489 §6.3)",
             required=True,
         ),
         DnsRecord(
@@ -397,7 +397,7 @@ class Finding:
 
 
 _VERSION_TAGS: dict[Role, tuple[str, str, str]] = {
-    Role.DMARC: ("dmarc1", "DMARC", "RFC 7489 §6.6.3"),
+    Role.DMARC: ("dmarc1", "DMARC", "RFC 9989 (was RFC 7489 §6.6.3)"),
     Role.MTA_STS: ("stsv1", "MTA-STS", "RFC 8461 §3.1"),
     Role.TLS_RPT: ("tlsrptv1", "TLS-RPT", "RFC 8460 §3"),
 }
@@ -415,7 +415,7 @@ def compare(
     the same host. TXT values are compared by meaning: SPF term by term, tag=value
     records (DMARC, DKIM, MTA-STS, TLS-RPT) tag by tag, whitespace and letter case of
     values ignored except in a DKIM ``p=`` key. Spec: RFC 7208 §4.5-§4.6, RFC 6376
-    §3.2 and §3.6.1, RFC 7489 §6.4, RFC 8461 §3.1, RFC 8460 §3.
+    §3.2 and §3.6.1, RFC 9989 (was RFC 7489 §6.4), RFC 8461 §3.1, RFC 8460 §3.
     """
     got = tuple(served)
     if record.role is Role.DKIM and record.placeholder:
@@ -480,7 +480,7 @@ def _spf_terms(text: str) -> list[str]:
 def _tags(text: str, *, keep_case: frozenset[str] = frozenset()) -> dict[str, str] | None:
     """``tag=value`` pairs separated by ``;``, tag names lower-cased, whitespace removed
     from values and values lower-cased unless their tag is in ``keep_case``; None when
-    the text is not a tag list. Spec: RFC 6376 §3.2, RFC 7489 §6.4."""
+    the text is not a tag list. Spec: RFC 6376 §3.2, RFC 9989 (was RFC 7489 §6.4)."""
     tags: dict[str, str] = {}
     for part in text.split(";"):
         if not part.strip():
