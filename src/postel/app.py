@@ -301,6 +301,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         _report_sender(config, store, directory, inbound, worker),
         hostname=config.hostname,
         clock=clock,
+        backoff=_backoff(config),
     )
     bouncer_task = asyncio.create_task(bouncer.run())
     for service in submission.values():
@@ -389,15 +390,21 @@ def _delivery_worker(config: Config, store: Store, clock: Clock) -> DeliveryWork
         else None,
         connections_max=config.delivery.connections_max,
         connections_per_domain_max=config.delivery.connections_per_domain_max,
-        backoff=BackoffPolicy(
-            first_retry=config.delivery.first_retry,
-            factor=config.delivery.retry_factor,
-            max_interval=max(config.delivery.max_retry_interval, config.delivery.first_retry),
-            lifetime=config.delivery.lifetime,
-            delay_notice_after=config.delivery.delay_notice_after,
-        ),
+        backoff=_backoff(config),
     )
     return DeliveryWorker(store, resolver, settings, clock=clock, rng=random.Random())
+
+
+def _backoff(config: Config) -> BackoffPolicy:
+    """The queue's retry schedule from ``[delivery]``: the worker's retries and the
+    Bouncer's delay notices. Spec: RFC 5321 §4.5.4.1; RFC 3464 §2.3.9."""
+    return BackoffPolicy(
+        first_retry=config.delivery.first_retry,
+        factor=config.delivery.retry_factor,
+        max_interval=max(config.delivery.max_retry_interval, config.delivery.first_retry),
+        lifetime=config.delivery.lifetime,
+        delay_notice_after=config.delivery.delay_notice_after,
+    )
 
 
 def _print_banner(config: Config, password: str | None) -> None:

@@ -7,6 +7,8 @@ Every listener asks ``admit()`` before greeting a client and reports what it saw
 (``PREFIX_FACTOR``) for connections, and is banned only when several of its addresses
 are, so one misbehaving host never locks out its neighbours.
 State is in memory, bounded by ``TRACKED_KEYS_MAX`` keys (oldest dropped first).
+Per-account sending limits (``accounts``, see ``accounts.py``) live beside the per-IP
+counts and ignore ``exempt``.
 
 Spec: RELIABILITY.md D6; RFC 5321 §4.5.3.2 allows a server to close abusive sessions.
 """
@@ -19,6 +21,7 @@ import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from postel.abuse.accounts import AccountLimiter
 from postel.clock import Clock
 from postel.config.model import AbuseConfig
 
@@ -90,6 +93,8 @@ class AbuseTracker:
         self._clock = clock
         self._state: OrderedDict[str, _Counters] = OrderedDict()
         self._exempt = tuple(ipaddress.ip_network(n, strict=False) for n in config.exempt)
+        self.accounts = AccountLimiter(config, clock)
+        """Per-account sending limits (submission); never exempted by address."""
 
     # -- helpers --
     def _exempted(self, ip: str) -> bool:

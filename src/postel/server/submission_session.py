@@ -9,9 +9,18 @@ their own addresses: MAIL FROM and every From: address must resolve to the
 authenticated account (its address, an alias or subaddress of it), 550 5.7.1
 otherwise. Local recipients are delivered at the same durability point as inbound
 mail; other recipients are accepted (relay for authenticated users) and put in the
-outbound queue before the 250.
+outbound queue before the 250, with their DSN parameters (NOTIFY, ORCPT, RET, ENVID).
+A local recipient that asked for NOTIFY=SUCCESS gets the sender a "delivered" report
+once the message is in its mailbox.
 
-Spec: RFC 6409 (submission), RFC 4954 (AUTH), RFC 8314 §3 (465), RFC 3207 (STARTTLS).
+Each account may send at most ``[abuse] max_messages_per_hour_per_account`` messages
+and ``max_recipients_per_hour_per_account`` recipients per hour: past a limit MAIL or
+RCPT is answered ``450 4.7.1`` (RFC 3463 §3.8 X.7.1, delivery not authorized: the
+account may not send now; 4yz because the window moves on) and ``submission.limit`` is
+logged. Only accepted messages count (after their 250).
+
+Spec: RFC 6409 (submission), RFC 4954 (AUTH), RFC 8314 §3 (465), RFC 3207 (STARTTLS);
+RFC 3461 §4, §5.2.3 (DSN parameters, local delivery); RFC 3463 §3.8.
 """
 
 from __future__ import annotations
@@ -26,16 +35,24 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from postel import smtp
-from postel.abuse import AbuseTracker
+from postel.abuse import AbuseTracker, AccountLimit
 from postel.clock import Clock
 from postel.config import Config
+from postel.delivery.dsn_report import (
+    Action,
+    ReportEnvelope,
+    ReportRecipient,
+    build_report,
+    header_of,
+)
 from postel.directory import Directory, LocalRecipients, NotLocal, to_a_label
 from postel.dkim import load_keys, sign_message
 from postel.dkim.sign import SigningError
 from postel.errors import PermanentFailure, StoreError
+from postel.ids import new_queue_id
 from postel.mail import received_field, split_header
 from postel.mail.address import parse_address_list
-from postel.pipeline import InboundDelivery, InboundEnvelope
+from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
 from postel.sasl import (
     CANCELLED,
     MECHANISMS,
@@ -58,6 +75,9 @@ AUTH_MALFORMED = smtp.Reply(501, "5.5.2", "Cannot decode the response")
 AUTH_UNSUPPORTED = smtp.Reply(504, "5.5.4", "Unrecognized authentication type")
 NOT_YOURS = smtp.Reply(550, "5.7.1", "Sender address not owned by the authenticated user")
 """MAIL FROM or From: naming someone else. Spec: RFC 6409 §6.1, RFC 3463 (5.7.1)."""
+SENDING_LIMIT = smtp.Reply(450, "4.7.1", "Sending limit of this account reached, try later")
+"""MAIL or RCPT past the account's hourly limit. Spec: RFC 5321 §4.2.2 (450, a
+temporary refusal); RFC 3463 §3.8 (X.7.1, delivery not authorized)."""
 
 
 class SubmissionService(SmtpService):
@@ -118,6 +138,10 @@ class SubmissionSession(SmtpSession):
         super().__init__(service)
         self.account: Account | None = None
         self.remote: list[tuple[str, smtp.RcptParams]] = []
+        self.local_success: list[tuple[str, smtp.RcptParams]] = []
+        """Local recipients of the transaction that asked for NOTIFY=SUCCESS."""
+        self._rcpt_params = smtp.RcptParams()
+        """The parameters of the RCPT TO being resolved."""
         self._line_waiter: asyncio.Future[None] | None = None
         self._added: tuple[str, bytes] | None = None
         """The fields ``added_fields`` chose for the current transaction's queue id."""
@@ -176,6 +200,8 @@ class SubmissionSession(SmtpSession):
                 return self.auth_step(mechanism, initial)
             case smtp.MailFrom(reverse_path=path):
                 return self.mail_step(event, path)
+            case smtp.RcptTo(forward_path=path, params=params):
+                return self.submission_rcpt_step(path, params)
         return super().dispatch(event)
 
     async def auth_step(self, mechanism: str, initial: str | None) -> None:
@@ -237,6 +263,7 @@ class SubmissionSession(SmtpSession):
     async def mail_step(self, event: smtp.MailFrom, path: smtp.Path) -> None:
         """MAIL FROM: the user's own address (or alias) only. Spec: RFC 6409 §6.1."""
         self.remote = []
+        self.local_success = []
         if path.mailbox is None or not await self._owned(str(path.mailbox)):
             log.info(
                 "submission.sender_refused",
@@ -248,8 +275,40 @@ class SubmissionSession(SmtpSession):
             )
             self.send(NOT_YOURS)
             return
+        account = self.account
+        if account is not None and not self.service.abuse.accounts.may_send_message(
+            account.address
+        ):
+            self._limit_reached(AccountLimit.MESSAGES)
+            return
         super_step = super().dispatch(event)
         assert super_step is None  # the port-25 MAIL handling answers at once
+
+    async def submission_rcpt_step(self, path: smtp.Path, params: smtp.RcptParams) -> None:
+        """RCPT TO within the account's recipient limit, its DSN parameters kept.
+        Spec: RFC 6409 §5; RFC 3461 §4.1-4.2."""
+        account, txn = self.account, self.txn
+        if account is not None and txn is not None:
+            pending = len(self.remote) + len(txn.recipients)
+            if not self.service.abuse.accounts.may_add_recipient(account.address, pending):
+                self._limit_reached(AccountLimit.RECIPIENTS)
+                return
+        self._rcpt_params = params
+        await self.rcpt_step(path)
+
+    def _limit_reached(self, limit: AccountLimit) -> None:
+        usage = self.service.abuse.accounts.usage(self.account.address if self.account else "")
+        log.warning(
+            "submission.limit",
+            extra={
+                "ip": self.peer.ip,
+                "account": self.account.address if self.account else "",
+                "limit": str(limit),
+                "messages": usage.messages,
+                "recipients": usage.recipients,
+            },
+        )
+        self.send(SENDING_LIMIT)
 
     async def recipient(self, path: smtp.Path) -> smtp.Reply:
         """Local recipients as inbound; any other domain is relayed for the
@@ -265,12 +324,80 @@ class SubmissionSession(SmtpSession):
             resolution = await self.service.directory.resolve(address)
         except StoreError:
             return smtp.Reply(451, "4.3.0", "Temporary lookup failure")
+        params, self._rcpt_params = self._rcpt_params, smtp.RcptParams()
         if isinstance(resolution, NotLocal):
-            self.remote.append((address, smtp.RcptParams()))
+            self.remote.append((address, params))
             return smtp.Reply(250, "2.1.5", "Recipient OK (relayed)")
-        return await super().recipient(path)
+        reply = await super().recipient(path)
+        if reply.code == 250 and _wants_success(params):
+            self.local_success.append((address, params))
+        return reply
 
     async def complete(self) -> smtp.Reply:
+        """Deliver and queue (``_complete``); once accepted, count the message against
+        the account's limits and send the "delivered" reports local recipients asked
+        for. Spec: RFC 6409 §5; RFC 3461 §5.2.3."""
+        txn = self.txn
+        assert txn is not None
+        count = len(self.remote) + len(txn.recipients)
+        wanted, self.local_success = self.local_success, []
+        head = self.added_fields(bytes(txn.head)) + bytes(txn.head)
+        reply = await self._complete()
+        if reply.code != 250:
+            return reply
+        if self.account is not None:
+            self.service.abuse.accounts.record(self.account.address, count)
+        if wanted and txn.reverse_path:
+            envelope = ReportEnvelope(
+                txn.reverse_path, self.service.clock.now(), txn.params.envid, txn.params.ret
+            )
+            await self._success_report(envelope, wanted, head, str(txn.queue_id))
+        return reply
+
+    async def _success_report(
+        self,
+        envelope: ReportEnvelope,
+        wanted: list[tuple[str, smtp.RcptParams]],
+        head: bytes,
+        queue_id: str,
+    ) -> None:
+        """A "delivered" report to the sender's mailbox (the sender is an address of
+        the authenticated account), with a null sender; a failure is logged, the
+        message itself stays accepted. Spec: RFC 3461 §5.2.3, §6.1; RFC 3464 §2.3.3."""
+        now = envelope.arrival
+        recipients = [
+            ReportRecipient(a, Action.DELIVERED, "2.0.0", orcpt=p.orcpt, last_attempt=now)
+            for a, p in wanted
+        ]
+        hostname = self.service.config.hostname
+        report = build_report(envelope, recipients, header_of(head), hostname=hostname, now=now)
+        try:
+            resolution = await self.service.directory.resolve(envelope.reverse_path)
+            if not isinstance(resolution, LocalRecipients):
+                return
+            writer = self.service.store.blob_writer()
+            writer.write(report)
+            ref = await writer.commit()
+            notice = InboundEnvelope(
+                queue_id=new_queue_id(),
+                reverse_path="",
+                recipients=(Recipient(envelope.reverse_path, resolution.accounts),),
+                helo=hostname,
+                client_ip="127.0.0.1",
+                client_rdns=hostname,
+                protocol="LOCAL",
+                tls=None,
+            )
+            await self.service.inbound.deliver(notice, ref)
+        except (StoreError, OSError, PermanentFailure):
+            log.exception("dsn.send_failed", extra={"queue_id": queue_id})
+            return
+        log.info(
+            "dsn.sent",
+            extra={"queue_id": queue_id, "to": envelope.reverse_path, "action": "delivered"},
+        )
+
+    async def _complete(self) -> smtp.Reply:
         """Check the From: addresses, then deliver locally and queue the rest before
         the 250. Spec: RFC 6409 §6.1 (sender), RFC 5321 §6.1 (a 250 is a promise)."""
         txn = self.txn
@@ -310,12 +437,19 @@ class SubmissionSession(SmtpSession):
             blob=ref,
             reverse_path=txn.reverse_path,
             trace_prefix=received + signatures + added,
+            envid=txn.params.envid,
+            ret=txn.params.ret,
             smtputf8=txn.params.smtputf8,
             requiretls=txn.params.requiretls,
         )
         recipients = [
-            NewRecipient(address=a, domain=to_a_label(a.rsplit("@", 1)[1]).lower())
-            for a, _ in remote
+            NewRecipient(
+                address=a,
+                domain=to_a_label(a.rsplit("@", 1)[1]).lower(),
+                notify=p.notify,
+                orcpt=p.orcpt,
+            )
+            for a, p in remote
         ]
         try:
             await self.service.store.enqueue(message, recipients)
@@ -414,6 +548,12 @@ class SubmissionSession(SmtpSession):
                 if not await self._owned(text):
                     return False
         return True
+
+
+def _wants_success(params: smtp.RcptParams) -> bool:
+    """NOTIFY=SUCCESS was asked (and not NEVER). Spec: RFC 3461 §4.1."""
+    notify = params.notify or frozenset()
+    return smtp.Notify.SUCCESS in notify and smtp.Notify.NEVER not in notify
 
 
 def _from_domain(head: bytes) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import enum
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -700,13 +700,20 @@ class Store(Protocol):
         outcomes: Mapping[QueueRecipientId, Outcome],
         now: dt.datetime,
         policy: BackoffPolicy = ...,
+        *,
+        dsn_passed_on: Collection[QueueRecipientId] = (),
     ) -> SettleResult:
         """Record each recipient's outcome: delivered and failed are final; deferred
         counts an attempt and waits per ``policy`` (failed once past its lifetime).
         Only recipients still held by ``lease`` are touched (others are reported
         ``lost``); recipients without an outcome are due again at once. Durable at
         return. StoreError for an outcome of a recipient not in the lease.
-        Spec: RFC 5321 §4.5.4.1; RFC 3464 §2.3."""
+
+        ``dsn_passed_on``: recipients sent to a server that took the DSN extension
+        (NOTIFY and ORCPT went with them); those delivered lose SUCCESS from their
+        NOTIFY in the same transaction, since the success report is now the next
+        server's to send (``QueueEntry.delivered_with_notice`` then leaves them out).
+        Spec: RFC 5321 §4.5.4.1; RFC 3464 §2.3; RFC 3461 §5.2.1-5.2.2."""
         ...
 
     def open_queued_message(

@@ -1,16 +1,17 @@
 """Outbound queue operations for operators and for notices: list, show, hold, release,
-retry, delete (``postel queue ...``), delay notices and finished messages.
+retry, delete (``postel queue ...``), delay notices, finished messages, and the success
+reports that passed on to the next server.
 
 Synchronous functions over an open Connection (see queue_ops.py). Reads are single
 statements, so each sees one consistent snapshot on a reader connection.
 
-Spec: RFC 3461 §4.1; RFC 3464 §2.3.3; RFC 5321 §4.5.4, §4.5.5.
+Spec: RFC 3461 §4.1, §5.2.1; RFC 3464 §2.3.3; RFC 5321 §4.5.4, §4.5.5.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import case, delete, exists, or_, select, update
@@ -22,13 +23,16 @@ from postel.store.queue_api import (
     FINAL_STATES,
     QUEUE_LIST_MAX,
     BackoffPolicy,
+    Lease,
+    Outcome,
     QueueEntry,
     QueueFilter,
     QueueMessageId,
     QueueRecipientId,
     RecipientState,
+    SettleResult,
 )
-from postel.store.queue_ops import entries, joined
+from postel.store.queue_ops import entries, joined, settle
 from postel.store.schema import queue_messages as _m
 from postel.store.schema import queue_recipients as _r
 
@@ -184,3 +188,44 @@ def forget_finished(conn: Connection, ids: Sequence[QueueMessageId]) -> int:
         conn.execute(delete(_r).where(_r.c.message_id.in_(gone)))
         conn.execute(delete(_m).where(_m.c.id.in_(gone)))
     return len(gone)
+
+
+# -- success reports passed on -------------------------------------------------------------
+
+
+def settle_passing_on(
+    conn: Connection,
+    held: Lease,
+    outcomes: Mapping[QueueRecipientId, Outcome],
+    now: dt.datetime,
+    policy: BackoffPolicy,
+    passed_on: Collection[QueueRecipientId],
+) -> SettleResult:
+    """``queue_ops.settle``, then, in the same transaction, ``pass_on_success`` for the
+    ``passed_on`` recipients it settled. Spec: RFC 3461 §5.2.1."""
+    result = settle(conn, held, outcomes, now, policy)
+    settled = set(result.settled)
+    pass_on_success(conn, [i for i in passed_on if i in settled])
+    return result
+
+
+def pass_on_success(conn: Connection, ids: Sequence[QueueRecipientId]) -> int:
+    """Drop SUCCESS from the NOTIFY of those ``ids`` that are delivered: they went to a
+    server that took the DSN extension with their NOTIFY, so a success report is that
+    server's to send, not ours (NOTIFY=SUCCESS alone becomes NEVER). Returns how many
+    changed. Spec: RFC 3461 §5.2.1 (relay to a conforming server), §5.2.2."""
+    if not ids:
+        return 0
+    rows = conn.execute(
+        select(_r.c.id, _r.c.notify).where(
+            _r.c.id.in_(list(ids)),
+            _r.c.state == RecipientState.DELIVERED.value,
+            _r.c.notify.contains(Notify.SUCCESS.value),
+        )
+    ).all()
+    for row in rows:
+        kept = [n for n in str(row.notify).split(",") if n and n != Notify.SUCCESS.value]
+        conn.execute(
+            update(_r).where(_r.c.id == row.id).values(notify=",".join(kept) or Notify.NEVER.value)
+        )
+    return len(rows)

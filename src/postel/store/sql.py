@@ -15,7 +15,7 @@ import datetime as dt
 import functools
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -565,7 +565,13 @@ class SqlStore:
         outcomes: Mapping[QueueRecipientId, Outcome],
         now: dt.datetime,
         policy: BackoffPolicy = DEFAULT_BACKOFF,
+        *,
+        dsn_passed_on: Collection[QueueRecipientId] = (),
     ) -> SettleResult:
+        if dsn_passed_on:
+            return await self._write(
+                qa.settle_passing_on, lease, outcomes, now, policy, dsn_passed_on
+            )
         return await self._write(qq.settle, lease, outcomes, now, policy)
 
     async def open_queued_message(
