@@ -23,10 +23,13 @@ from postel.clock import Clock, SystemClock
 from postel.config import Config, Service
 from postel.delivery import DeliveryWorker
 from postel.delivery.dsn import Bouncer
+from postel.delivery.mtasts import CACHE_FILE_NAME as MTA_STS_CACHE_FILE
+from postel.delivery.mtasts import MtaStsPolicy
 from postel.directory import Directory, LocalRecipients, make_credentials, to_a_label
 from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
 from postel.ids import new_queue_id
+from postel.mtasts import own_policy
 from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
 from postel.resolver import DnsPythonResolver
 from postel.server import tls
@@ -38,6 +41,7 @@ from postel.server.smtp_session import SmtpService
 from postel.server.submission_session import SubmissionService
 from postel.store import Store, open_store
 from postel.store.queue_api import BackoffPolicy, NewQueuedMessage, NewRecipient
+from postel.web import WebServer, WebSettings, create_app
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +214,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         raise
     # Built before privileges are dropped: it imports the database driver.
     store = open_store(config.database_url, config.blob_dir, clock=clock)
+    webs = _web_servers(config, store)  # bound and TLS loaded before privileges drop
     _drop_privileges(config.run_as, config.data_dir)
 
     report = await store.open()
@@ -293,12 +298,18 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
                 listener = Listener(listen, sock, smtp)
         await listener.start()
         listeners.append(listener)
+    for web in webs:
+        await web.start()
 
     worker = _delivery_worker(config, store, clock)
     worker_task = asyncio.create_task(worker.run()) if worker is not None else None
+    send_report = _report_sender(config, store, directory, inbound, worker)
+    smtp.send_report = send_report
+    for service in submission.values():
+        service.send_report = send_report
     bouncer = Bouncer(
         store,
-        _report_sender(config, store, directory, inbound, worker),
+        send_report,
         hostname=config.hostname,
         clock=clock,
         backoff=_backoff(config),
@@ -319,6 +330,8 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
             await worker_task
     for listener in listeners:
         listener.stop_accepting()
+    for web in webs:
+        await web.stop()
     smtp.stop()
     for service in submission.values():
         service.stop()
@@ -391,8 +404,53 @@ def _delivery_worker(config: Config, store: Store, clock: Clock) -> DeliveryWork
         connections_max=config.delivery.connections_max,
         connections_per_domain_max=config.delivery.connections_per_domain_max,
         backoff=_backoff(config),
+        ca_file=Path(config.delivery.ca_file) if config.delivery.ca_file else None,
     )
-    return DeliveryWorker(store, resolver, settings, clock=clock, rng=random.Random())
+    tls_policy = (
+        MtaStsPolicy(
+            resolver,
+            clock=clock,
+            cache_file=config.data_dir / MTA_STS_CACHE_FILE,
+            ca_file=settings.ca_file,
+        )
+        if config.mta_sts.outbound
+        else None
+    )
+    return DeliveryWorker(
+        store, resolver, settings, clock=clock, rng=random.Random(), tls_policy=tls_policy
+    )
+
+
+WEB_TLS_PORTS = frozenset({443, 8443})
+"""Web listen ports served over TLS with ``[tls]``'s certificate; others are plain HTTP
+(for a TLS proxy in front). Spec: RFC 8461 §3.3 (the policy is fetched over HTTPS)."""
+
+
+def _web_servers(config: Config, store: Store) -> list[WebServer]:
+    """One web server per ``[listen] web`` entry: our MTA-STS policy file and a health
+    check. A port that cannot be bound is logged and skipped (mail is served without
+    it). Raises ConfigError for a bad ``[mta_sts]`` setting or certificate.
+    Spec: RFC 8461 §3.2, §3.3."""
+    listens = [listen for listen in config.listen if listen.service is Service.WEB]
+    if not listens:
+        return []
+    try:
+        policy = own_policy(config.mta_sts.mode, config.mta_sts.max_age, [config.hostname])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    app = create_app(store, WebSettings(policy))
+    servers: list[WebServer] = []
+    for listen in listens:
+        try:
+            sock = bind_socket(listen)
+        except ConfigError as exc:
+            log.warning("web.bind_failed", extra={"error": exc.message})
+            continue
+        context = None
+        if listen.port in WEB_TLS_PORTS:
+            context = tls.server_context(config.tls.cert_file, config.tls.key_file)
+        servers.append(WebServer(app, sock, ssl_context=context))
+    return servers
 
 
 def _backoff(config: Config) -> BackoffPolicy:
@@ -410,7 +468,7 @@ def _backoff(config: Config) -> BackoffPolicy:
 def _print_banner(config: Config, password: str | None) -> None:
     lines = [f"postel listening as {config.hostname} (data: {config.data_dir})"]
     for listen in config.listen:
-        state = "serving" if listen.service in SERVING else "reserved"
+        state = "serving" if listen.service in SERVING | {Service.WEB} else "reserved"
         lines.append(f"  {listen.service:<12} {listen.host}:{listen.port:<6} {state}")
     if password is None and config.embedded:
         lines.append(

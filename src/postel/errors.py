@@ -53,3 +53,8 @@ class NotFound(StoreError):
 
 class AlreadyExists(StoreError):
     """The named domain, account, alias or mailbox already exists."""
+
+
+class MtaStsError(ProtocolError):
+    """An MTA-STS TXT record or policy file that does not parse, or a policy that
+    cannot be fetched as RFC 8461 §3.3 demands. Spec: RFC 8461 §3."""

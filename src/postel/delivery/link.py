@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from pathlib import Path
+
+from postel.errors import ConfigError
 
 LINK_BUFFER_MAX = 256 * 1024
 """Octets read from the server and not yet consumed before reading pauses (local
@@ -118,13 +121,19 @@ class Link(asyncio.Protocol):
             self.transport.close()
 
 
-def client_tls_context(*, verify: bool) -> ssl.SSLContext:
-    """A client context: with ``verify`` the system CAs and host name checking; without,
-    encryption only (opportunistic TLS). TLS 1.2 or later either way.
-    Spec: RFC 7435 §1.3; RFC 8996 (no TLS 1.0/1.1)."""
+def client_tls_context(*, verify: bool, ca_file: Path | None = None) -> ssl.SSLContext:
+    """A client context: with ``verify`` the system CAs plus the PEM anchors of
+    ``ca_file`` and host name checking; without, encryption only (opportunistic TLS).
+    TLS 1.2 or later either way. Raises ConfigError when ``ca_file`` cannot be loaded.
+    Spec: RFC 7435 §1.3; RFC 8461 §4.2; RFC 8996 (no TLS 1.0/1.1)."""
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    elif ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load trust anchors from {ca_file}: {exc}") from None
     return context

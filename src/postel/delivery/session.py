@@ -136,6 +136,8 @@ class OutboundSession:
         """Connect to ``target`` on ``config.port``, greeting, EHLO, STARTTLS per
         ``tls`` (``tls_context`` the context to use, None: no TLS possible).
         Raises SessionError. Spec: RFC 5321 §3.1, §4.1.1.1; RFC 3207 §4."""
+        if tls.mode is TlsMode.REFUSE:  # RFC 8461 §4.1: a host the policy does not list
+            raise SessionError(f"451 4.7.5 {_where(target)}: not an allowed MX host")
         link = Link()
         loop = asyncio.get_running_loop()
         bind = config.bind_address

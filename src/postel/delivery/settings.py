@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from postel.store.queue_api import DEFAULT_BACKOFF, BackoffPolicy, QueuedMessage
@@ -78,13 +79,16 @@ class TlsMode(enum.StrEnum):
 
     ``off``: never; ``opportunistic``: when offered, without verifying the certificate,
     and in plaintext if it fails (RFC 7435); ``required``: no delivery without TLS (with
-    ``verify``: a certificate valid for the host name), as MTA-STS or DANE ask.
-    Spec: RFC 7435 §1.3, RFC 3207 §4, RFC 8461 §5.
+    ``verify``: a certificate valid for the host name), as MTA-STS or DANE ask;
+    ``refuse``: do not connect to this host at all (an MTA-STS policy in enforce mode
+    does not list it).
+    Spec: RFC 7435 §1.3, RFC 3207 §4, RFC 8461 §4.1, §5.
     """
 
     OFF = "off"
     OPPORTUNISTIC = "opportunistic"
     REQUIRED = "required"
+    REFUSE = "refuse"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,8 @@ class DeliveryConfig:
             needs it); DATA otherwise.
         timeouts: per-step timeouts (SmtpTimeouts).
         backoff: when deferred recipients are tried again (the store's policy).
+        ca_file: extra PEM trust anchors, besides the system's, for connections
+            whose ``TlsDecision`` asks to verify the certificate (RFC 8461 §4.2).
 
     Raises ValueError for a non-positive bound or port outside 1..65535.
     Spec: RFC 5321 §4.5.4.1, §5.1.
@@ -169,6 +175,7 @@ class DeliveryConfig:
     use_bdat: bool = False
     timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     backoff: BackoffPolicy = DEFAULT_BACKOFF
+    ca_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:

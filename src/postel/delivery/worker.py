@@ -270,6 +270,12 @@ class DeliveryWorker:
         while targets:
             target = targets.popleft()
             decision = await self._tls_policy.decide(domain, target.host)
+            if decision.mode is TlsMode.REFUSE:  # RFC 8461 §4.1: not an allowed MX
+                last_error = (
+                    f"451 4.7.5 MTA-STS policy of {domain} does not allow MX host {target.host}"
+                )
+                log.info("delivery.host_refused", extra={"domain": domain, "reply": last_error})
+                continue
             try:
                 session = await self._open(target, decision)
             except SessionError as exc:
@@ -294,7 +300,7 @@ class DeliveryWorker:
             context = self._contexts.get(decision.verify)
             if context is None:
                 context = self._contexts[decision.verify] = client_tls_context(
-                    verify=decision.verify
+                    verify=decision.verify, ca_file=self._config.ca_file
                 )
         return await OutboundSession.open(target, self._config, decision, context)
 
@@ -314,6 +320,7 @@ class DeliveryWorker:
             await self._settle(lease, dict.fromkeys(_ids(lease), bad))
             return
         sendable: list[tuple[QueueRecipientId, Path, RcptParams]] = []
+        passed_on: list[QueueRecipientId] = []
         for r in lease.recipients:
             try:
                 path = Path.parse(r.address, allow_null=False, allow_postmaster=False)
@@ -336,6 +343,8 @@ class DeliveryWorker:
             replies = await session.send(envelope, self._content(lease, signature))
             for (rid, _, _), reply in zip(sendable, replies, strict=True):
                 outcomes[rid] = outcome_of(reply)
+            if session.extensions.dsn:  # NOTIFY went on: the peer reports success now
+                passed_on = [rid for rid, _, _ in sendable]
             log.info(
                 "delivery.sent",
                 extra={
@@ -346,7 +355,7 @@ class DeliveryWorker:
                     "replies": "; ".join(format_reply(r) for r in replies),
                 },
             )
-        await self._settle(lease, outcomes)
+        await self._settle(lease, outcomes, dsn_passed_on=passed_on)
 
     async def _content(self, lease: Lease, signature: bytes) -> AsyncIterator[bytes]:
         if signature:
@@ -354,10 +363,22 @@ class DeliveryWorker:
         async for chunk in self._store.open_queued_message(lease.message.id):
             yield chunk
 
-    async def _settle(self, lease: Lease, outcomes: Mapping[QueueRecipientId, Outcome]) -> None:
+    async def _settle(
+        self,
+        lease: Lease,
+        outcomes: Mapping[QueueRecipientId, Outcome],
+        *,
+        dsn_passed_on: Sequence[QueueRecipientId] = (),
+    ) -> None:
+        """Record ``outcomes``; ``dsn_passed_on``: recipients whose NOTIFY went to a
+        DSN-capable server (it, not we, reports their success). Spec: RFC 3461 §5.2.2."""
         try:
             result = await self._store.settle(
-                lease, outcomes, self._clock.now(), self._config.backoff
+                lease,
+                outcomes,
+                self._clock.now(),
+                self._config.backoff,
+                dsn_passed_on=dsn_passed_on,
             )
         except PostelError:
             log.exception("delivery.settle_failed", extra={"queue_id": lease.message.queue_id})

@@ -41,6 +41,7 @@ from postel.ids import QueueId, new_queue_id
 from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
 from postel.server import tls
 from postel.server.listener import Peer
+from postel.server.success_reports import ReportSender, send_success_report, wants_success
 from postel.store import BlobWriter, Store
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class _Transaction:
     writer: BlobWriter | None = None
     head: bytearray = field(default_factory=bytearray)
     """The start of the content, up to ``limits.SMTP_TRACE_SCAN_MAX`` (loop check)."""
+    success: list[tuple[str, smtp.RcptParams]] = field(default_factory=list)
+    """Local recipients that asked for NOTIFY=SUCCESS (RFC 3461 §4.1)."""
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -112,6 +115,9 @@ class SmtpService:
         self.ssl_context = ssl_context
         self.clock = clock
         self.shutdown = shutdown
+        self.send_report: ReportSender | None = None
+        """Sends delivery reports (set by the composition root; None: no success
+        reports). Spec: RFC 3461 §5.2.3."""
         self.sessions: set[SmtpSession] = set()
         self.core_config = smtp.ServerConfig(
             hostname=config.hostname,
@@ -366,8 +372,8 @@ class SmtpSession(asyncio.Protocol):
                 self.abort()
                 self.txn = _Transaction(new_queue_id(), _path_text(path), params)
                 self.send(smtp.Reply(250, "2.1.0", "Sender OK"))
-            case smtp.RcptTo(forward_path=path):
-                return self.rcpt_step(path)
+            case smtp.RcptTo(forward_path=path, params=params):
+                return self.rcpt_step(path, params)
             case smtp.DataStarted():
                 self.begin_content()
                 self.send(smtp.START_MAIL_INPUT)
@@ -389,14 +395,42 @@ class SmtpSession(asyncio.Protocol):
                 raise PostelError(f"unexpected SMTP event {event!r}")
         return None
 
-    async def rcpt_step(self, path: smtp.Path) -> None:
-        self.send(await self.recipient(path))
+    async def rcpt_step(self, path: smtp.Path, params: smtp.RcptParams | None = None) -> None:
+        """Answer RCPT TO; a local recipient that asked for NOTIFY=SUCCESS is noted for
+        its report. Spec: RFC 5321 §4.1.1.3; RFC 3461 §4.1."""
+        txn = self.txn
+        before = len(txn.recipients) if txn is not None else 0
+        reply = await self.recipient(path)
+        self.send(reply)
+        if (
+            reply.code == 250
+            and txn is not None
+            and params is not None
+            and len(txn.recipients) > before
+            and wants_success(params)
+        ):
+            txn.success.append((txn.recipients[-1].address, params))
         if self.service.abuse.banned(self.peer.ip):
             self.close_with(BANNED)
 
     async def complete_step(self) -> None:
-        self.send(await self.complete())
+        txn = self.txn
+        reply = await self.complete()
+        self.send(reply)
         self.data_deadline = None
+        send = self.service.send_report
+        if reply.code == 250 and txn is not None and txn.success and send is not None:
+            head = bytes(txn.head)
+            await send_success_report(
+                send,
+                hostname=self.service.config.hostname,
+                now=self.service.clock.now(),
+                reverse_path=txn.reverse_path,
+                mail=txn.params,
+                delivered=txn.success,
+                head=self.added_fields(head) + head,
+                queue_id=str(txn.queue_id),
+            )
 
     # -- output and closing -----------------------------------------------------------
     def send(self, reply: smtp.Reply) -> None:

@@ -38,21 +38,13 @@ from postel import smtp
 from postel.abuse import AbuseTracker, AccountLimit
 from postel.clock import Clock
 from postel.config import Config
-from postel.delivery.dsn_report import (
-    Action,
-    ReportEnvelope,
-    ReportRecipient,
-    build_report,
-    header_of,
-)
 from postel.directory import Directory, LocalRecipients, NotLocal, to_a_label
 from postel.dkim import load_keys, sign_message
 from postel.dkim.sign import SigningError
 from postel.errors import PermanentFailure, StoreError
-from postel.ids import new_queue_id
 from postel.mail import received_field, split_header
 from postel.mail.address import parse_address_list
-from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
+from postel.pipeline import InboundDelivery, InboundEnvelope
 from postel.sasl import (
     CANCELLED,
     MECHANISMS,
@@ -138,8 +130,6 @@ class SubmissionSession(SmtpSession):
         super().__init__(service)
         self.account: Account | None = None
         self.remote: list[tuple[str, smtp.RcptParams]] = []
-        self.local_success: list[tuple[str, smtp.RcptParams]] = []
-        """Local recipients of the transaction that asked for NOTIFY=SUCCESS."""
         self._rcpt_params = smtp.RcptParams()
         """The parameters of the RCPT TO being resolved."""
         self._line_waiter: asyncio.Future[None] | None = None
@@ -263,7 +253,6 @@ class SubmissionSession(SmtpSession):
     async def mail_step(self, event: smtp.MailFrom, path: smtp.Path) -> None:
         """MAIL FROM: the user's own address (or alias) only. Spec: RFC 6409 §6.1."""
         self.remote = []
-        self.local_success = []
         if path.mailbox is None or not await self._owned(str(path.mailbox)):
             log.info(
                 "submission.sender_refused",
@@ -294,7 +283,7 @@ class SubmissionSession(SmtpSession):
                 self._limit_reached(AccountLimit.RECIPIENTS)
                 return
         self._rcpt_params = params
-        await self.rcpt_step(path)
+        await self.rcpt_step(path, params)
 
     def _limit_reached(self, limit: AccountLimit) -> None:
         usage = self.service.abuse.accounts.usage(self.account.address if self.account else "")
@@ -328,74 +317,18 @@ class SubmissionSession(SmtpSession):
         if isinstance(resolution, NotLocal):
             self.remote.append((address, params))
             return smtp.Reply(250, "2.1.5", "Recipient OK (relayed)")
-        reply = await super().recipient(path)
-        if reply.code == 250 and _wants_success(params):
-            self.local_success.append((address, params))
-        return reply
+        return await super().recipient(path)
 
     async def complete(self) -> smtp.Reply:
         """Deliver and queue (``_complete``); once accepted, count the message against
-        the account's limits and send the "delivered" reports local recipients asked
-        for. Spec: RFC 6409 §5; RFC 3461 §5.2.3."""
+        the account's limits. Spec: RFC 6409 §5."""
         txn = self.txn
         assert txn is not None
         count = len(self.remote) + len(txn.recipients)
-        wanted, self.local_success = self.local_success, []
-        head = self.added_fields(bytes(txn.head)) + bytes(txn.head)
         reply = await self._complete()
-        if reply.code != 250:
-            return reply
-        if self.account is not None:
+        if reply.code == 250 and self.account is not None:
             self.service.abuse.accounts.record(self.account.address, count)
-        if wanted and txn.reverse_path:
-            envelope = ReportEnvelope(
-                txn.reverse_path, self.service.clock.now(), txn.params.envid, txn.params.ret
-            )
-            await self._success_report(envelope, wanted, head, str(txn.queue_id))
         return reply
-
-    async def _success_report(
-        self,
-        envelope: ReportEnvelope,
-        wanted: list[tuple[str, smtp.RcptParams]],
-        head: bytes,
-        queue_id: str,
-    ) -> None:
-        """A "delivered" report to the sender's mailbox (the sender is an address of
-        the authenticated account), with a null sender; a failure is logged, the
-        message itself stays accepted. Spec: RFC 3461 §5.2.3, §6.1; RFC 3464 §2.3.3."""
-        now = envelope.arrival
-        recipients = [
-            ReportRecipient(a, Action.DELIVERED, "2.0.0", orcpt=p.orcpt, last_attempt=now)
-            for a, p in wanted
-        ]
-        hostname = self.service.config.hostname
-        report = build_report(envelope, recipients, header_of(head), hostname=hostname, now=now)
-        try:
-            resolution = await self.service.directory.resolve(envelope.reverse_path)
-            if not isinstance(resolution, LocalRecipients):
-                return
-            writer = self.service.store.blob_writer()
-            writer.write(report)
-            ref = await writer.commit()
-            notice = InboundEnvelope(
-                queue_id=new_queue_id(),
-                reverse_path="",
-                recipients=(Recipient(envelope.reverse_path, resolution.accounts),),
-                helo=hostname,
-                client_ip="127.0.0.1",
-                client_rdns=hostname,
-                protocol="LOCAL",
-                tls=None,
-            )
-            await self.service.inbound.deliver(notice, ref)
-        except (StoreError, OSError, PermanentFailure):
-            log.exception("dsn.send_failed", extra={"queue_id": queue_id})
-            return
-        log.info(
-            "dsn.sent",
-            extra={"queue_id": queue_id, "to": envelope.reverse_path, "action": "delivered"},
-        )
 
     async def _complete(self) -> smtp.Reply:
         """Check the From: addresses, then deliver locally and queue the rest before
@@ -548,12 +481,6 @@ class SubmissionSession(SmtpSession):
                 if not await self._owned(text):
                     return False
         return True
-
-
-def _wants_success(params: smtp.RcptParams) -> bool:
-    """NOTIFY=SUCCESS was asked (and not NEVER). Spec: RFC 3461 §4.1."""
-    notify = params.notify or frozenset()
-    return smtp.Notify.SUCCESS in notify and smtp.Notify.NEVER not in notify
 
 
 def _from_domain(head: bytes) -> str | None:

@@ -1,0 +1,82 @@
+"""The ASGI application of postel's web listener.
+
+Routes:
+
+* ``GET /.well-known/mta-sts.txt``: our MTA-STS policy file, when the request's
+  ``Host`` is ``mta-sts.<domain>`` for a domain postel serves; 404 otherwise.
+* ``GET /healthz``: ``200 ok`` (load balancers, monitoring).
+
+Spec: RFC 8461 §3.2 (policy file at the well-known URI), §3.3 (text/plain);
+RFC 8615 (well-known URIs); RFC 9110 §7.2 (Host).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from postel.mtasts import OwnPolicy
+from postel.store.api import Domain
+
+MTA_STS_PREFIX = "mta-sts."
+"""The label in front of a policy domain's name. Spec: RFC 8461 §3.2."""
+HOST_HEADER_MAX = 255
+"""Characters of a Host header considered (a domain name is at most 253, RFC 1035
+§2.3.4, plus a port)."""
+
+
+class Domains(Protocol):
+    """The domains postel serves (the store offers this). ``name`` is the lower-case
+    A-label form."""
+
+    async def get_domain(self, name: str) -> Domain | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """What the web app serves: ``policy`` is our MTA-STS policy (``own_policy``)."""
+
+    policy: OwnPolicy
+
+
+def policy_domain(host_header: str) -> str | None:
+    """The domain a ``Host: mta-sts.<domain>[:port]`` header names, lower case and
+    without a trailing dot; None for any other host. Spec: RFC 8461 §3.2."""
+    host = host_header.strip().lower()
+    if not host or len(host) > HOST_HEADER_MAX or host.startswith("["):
+        return None
+    name, _, port = host.partition(":")
+    if port and not port.isdigit():
+        return None
+    name = name.rstrip(".")
+    if not name.startswith(MTA_STS_PREFIX):
+        return None
+    domain = name[len(MTA_STS_PREFIX) :]
+    if not domain or not domain.isascii() or "." not in domain:
+        return None
+    return domain
+
+
+def create_app(domains: Domains, settings: WebSettings) -> Starlette:
+    """The Starlette app (see the module docstring). Spec: RFC 8461 §3.2, §3.3."""
+
+    async def mta_sts(request: Request) -> Response:
+        domain = policy_domain(request.headers.get("host", ""))
+        if domain is None or await domains.get_domain(domain) is None:
+            return PlainTextResponse("not found\n", status_code=404)
+        return PlainTextResponse(settings.policy.text, headers={"Cache-Control": "no-cache"})
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Route("/.well-known/mta-sts.txt", mta_sts, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
