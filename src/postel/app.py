@@ -25,6 +25,7 @@ from postel.delivery import DeliveryWorker
 from postel.delivery.dsn import Bouncer
 from postel.delivery.mtasts import CACHE_FILE_NAME as MTA_STS_CACHE_FILE
 from postel.delivery.mtasts import MtaStsPolicy
+from postel.delivery.smarthost import Smarthost, SmarthostTls, parse_smarthost_address
 from postel.directory import Directory, LocalRecipients, make_credentials, to_a_label
 from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
@@ -215,6 +216,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     # Built before privileges are dropped: it imports the database driver.
     store = open_store(config.database_url, config.blob_dir, clock=clock)
     webs = _web_servers(config, store)  # bound and TLS loaded before privileges drop
+    smarthost = _smarthost(config)  # its password file may be readable by root only
     _drop_privileges(config.run_as, config.data_dir)
 
     report = await store.open()
@@ -301,7 +303,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     for web in webs:
         await web.start()
 
-    worker = _delivery_worker(config, store, clock)
+    worker = _delivery_worker(config, store, clock, smarthost)
     worker_task = asyncio.create_task(worker.run()) if worker is not None else None
     send_report = _report_sender(config, store, directory, inbound, worker)
     smtp.send_report = send_report
@@ -389,7 +391,9 @@ def _report_sender(
     return send
 
 
-def _delivery_worker(config: Config, store: Store, clock: Clock) -> DeliveryWorker | None:
+def _delivery_worker(
+    config: Config, store: Store, clock: Clock, smarthost: Smarthost | None = None
+) -> DeliveryWorker | None:
     """The outbound queue's worker, unless ``[delivery] enabled = false``."""
     if not config.delivery.enabled:
         return None
@@ -405,6 +409,7 @@ def _delivery_worker(config: Config, store: Store, clock: Clock) -> DeliveryWork
         connections_per_domain_max=config.delivery.connections_per_domain_max,
         backoff=_backoff(config),
         ca_file=Path(config.delivery.ca_file) if config.delivery.ca_file else None,
+        smarthost=smarthost,
     )
     tls_policy = (
         MtaStsPolicy(
@@ -451,6 +456,32 @@ def _web_servers(config: Config, store: Store) -> list[WebServer]:
             context = tls.server_context(config.tls.cert_file, config.tls.key_file)
         servers.append(WebServer(app, sock, ssl_context=context))
     return servers
+
+
+def _smarthost(config: Config) -> Smarthost | None:
+    """``[delivery] smarthost`` and its TLS and AUTH settings (None: direct delivery).
+    Raises ConfigError naming the key for a bad address or an unreadable password
+    file. Spec: RFC 6409 §3; RFC 4954."""
+    settings = config.delivery
+    if not settings.smarthost:
+        return None
+    try:
+        host, port = parse_smarthost_address(settings.smarthost)
+    except ValueError as exc:
+        raise ConfigError(f"[delivery] smarthost: {exc}") from None
+    username = password = None
+    if settings.smarthost_username:
+        if not settings.smarthost_password_file:
+            raise ConfigError("[delivery] smarthost_username needs smarthost_password_file")
+        try:
+            lines = Path(settings.smarthost_password_file).read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(
+                f"[delivery] smarthost_password_file: cannot read "
+                f"{settings.smarthost_password_file}: {exc.strerror}"
+            ) from None
+        username, password = settings.smarthost_username, lines[0] if lines else ""
+    return Smarthost(host, port, SmarthostTls(settings.smarthost_tls), username, password)
 
 
 def _backoff(config: Config) -> BackoffPolicy:

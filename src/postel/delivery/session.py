@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from postel.errors import LocalProtocolError, TemporaryFailure
 from postel.smtp.client import (
+    AuthChallenge,
     CannotDeliver,
     ClientConfig,
     ClientConnection,
@@ -132,32 +133,74 @@ class OutboundSession:
         config: DeliveryConfig,
         tls: TlsDecision,
         tls_context: ssl.SSLContext | None,
+        *,
+        port: int | None = None,
+        implicit_tls: bool = False,
+        credentials: tuple[str, str] | None = None,
     ) -> OutboundSession:
-        """Connect to ``target`` on ``config.port``, greeting, EHLO, STARTTLS per
-        ``tls`` (``tls_context`` the context to use, None: no TLS possible).
-        Raises SessionError. Spec: RFC 5321 §3.1, §4.1.1.1; RFC 3207 §4."""
+        """Connect to ``target`` on ``port`` (default ``config.port``), greeting, EHLO,
+        STARTTLS per ``tls`` (``tls_context`` the context to use, None: no TLS
+        possible), or TLS from the first octet with ``implicit_tls``; then AUTH PLAIN
+        with ``credentials`` (user, password; a smarthost), only over TLS.
+        Raises SessionError. Spec: RFC 5321 §3.1, §4.1.1.1; RFC 3207 §4; RFC 8314 §3.3;
+        RFC 4954 §4, RFC 4616."""
         if tls.mode is TlsMode.REFUSE:  # RFC 8461 §4.1: a host the policy does not list
             raise SessionError(f"451 4.7.5 {_where(target)}: not an allowed MX host")
+        if implicit_tls and tls_context is None:
+            raise SessionError(f"451 4.7.5 {_where(target)}: implicit TLS needs a context")
         link = Link()
         loop = asyncio.get_running_loop()
         bind = config.bind_address
         try:
-            async with asyncio.timeout(config.timeouts.connect):
+            async with asyncio.timeout(config.timeouts.connect + config.timeouts.tls_handshake):
                 await loop.create_connection(
                     lambda: link,
                     host=str(target.address),
-                    port=config.port,
+                    port=port or config.port,
                     local_addr=(str(bind), 0) if bind is not None else None,
+                    ssl=tls_context if implicit_tls else None,
+                    server_hostname=(tls.server_hostname or target.host) if implicit_tls else None,
+                    ssl_handshake_timeout=config.timeouts.tls_handshake if implicit_tls else None,
                 )
-        except (OSError, TimeoutError) as exc:
-            raise SessionError(f"451 4.4.1 Connection to {_where(target)} failed: {exc}") from None
-        session = cls(link, ClientConnection(ClientConfig(config.hostname)), target, config)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            raise SessionError(
+                f"451 4.4.1 Connection to {_where(target)} failed: {exc}",
+                tls_failed=implicit_tls and isinstance(exc, ssl.SSLError),
+            ) from None
+        conn = ClientConnection(ClientConfig(config.hostname), tls_active=implicit_tls)
+        session = cls(link, conn, target, config)
         try:
-            await session._start(tls, tls_context)
+            await session._start(tls, None if implicit_tls else tls_context)
+            if credentials is not None:
+                await session._authenticate(*credentials)
         except BaseException:
             link.close()
             raise
         return session
+
+    async def _authenticate(self, username: str, password: str) -> None:
+        """AUTH PLAIN over TLS; a refusal is a SessionError keeping the server's reply
+        class (535 fails for good only by the operator's hand: it defers).
+        Spec: RFC 4954 §4, §6; RFC 4616 §2."""
+        if not self._conn.tls_active:
+            await self._quietly_quit()
+            raise SessionError(f"451 4.7.0 {_where(self.target)}: no AUTH without TLS")
+        if "PLAIN" not in self.extensions.auth:
+            await self._quietly_quit()
+            raise SessionError(f"451 4.7.0 {_where(self.target)}: AUTH PLAIN not offered")
+        initial = b"\0" + username.encode() + b"\0" + password.encode()
+        await self._write(self._conn.auth("PLAIN", initial), self._timeouts.hello)
+        event = await self._event(self._timeouts.hello)
+        if isinstance(event, AuthChallenge):
+            answer = initial if event.send_initial_response else b""
+            await self._write(self._conn.auth_response(answer), self._timeouts.hello)
+            event = await self._event(self._timeouts.hello)
+        reply = _reply_of(event)
+        if reply.code != 235:
+            await self._quietly_quit()
+            raise SessionError(
+                f"451 4.7.0 {_where(self.target)} refused AUTH: {format_reply(reply)}"
+            )
 
     async def _start(self, tls: TlsDecision, tls_context: ssl.SSLContext | None) -> None:
         greeting = await self._event(self._timeouts.greeting)

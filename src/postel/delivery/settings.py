@@ -24,6 +24,8 @@ from typing import Protocol
 
 from postel.store.queue_api import DEFAULT_BACKOFF, BackoffPolicy, QueuedMessage
 
+from .smarthost import Smarthost
+
 DELIVERY_PORT = 25
 """The port outbound mail goes to. Spec: RFC 5321 §4.5.4 (well-known port 25)."""
 CONNECTIONS_MAX = 20
@@ -154,6 +156,8 @@ class DeliveryConfig:
         backoff: when deferred recipients are tried again (the store's policy).
         ca_file: extra PEM trust anchors, besides the system's, for connections
             whose ``TlsDecision`` asks to verify the certificate (RFC 8461 §4.2).
+        smarthost: relay every message through this host instead of the MX hosts
+            (None: direct delivery). Spec: RFC 6409 §3.
 
     Raises ValueError for a non-positive bound or port outside 1..65535.
     Spec: RFC 5321 §4.5.4.1, §5.1.
@@ -176,6 +180,7 @@ class DeliveryConfig:
     timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     backoff: BackoffPolicy = DEFAULT_BACKOFF
     ca_file: Path | None = None
+    smarthost: Smarthost | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:

@@ -51,6 +51,7 @@ from .settings import (
     TlsMode,
     TlsPolicy,
 )
+from .smarthost import SmarthostTls, smarthost_route
 
 log = logging.getLogger(__name__)
 
@@ -188,14 +189,28 @@ class DeliveryWorker:
                 for lease in leases:
                     await self._settle(lease, dict.fromkeys(_ids(lease), _no_route_outcome(route)))
                 return
+            # REQUIRETLS mail travels on its own connections, which verify the server.
+            plain = [lease for lease in leases if not lease.message.requiretls]
+            strict = [lease for lease in leases if lease.message.requiretls]
             async with asyncio.TaskGroup() as group:
-                for batch in self._batches(leases):
+                for batch in self._batches(plain):
                     group.create_task(self._connection(domain, route, batch))
+                for batch in self._batches(strict):
+                    group.create_task(self._connection(domain, route, batch, requiretls=True))
         finally:
             self._held -= len(leases)
 
     async def _route(self, domain: str) -> Route | NoRoute:
         bind = self._config.bind_address
+        if self._config.smarthost is not None:
+            return await smarthost_route(
+                self._config.smarthost,
+                domain,
+                self._resolver,
+                max_addresses=self._config.addresses_per_attempt_max,
+                ipv4=bind is None or bind.version == 4,
+                ipv6=self._config.ipv6 and (bind is None or bind.version == 6),
+            )
         return await find_route(
             domain,
             self._resolver,
@@ -217,9 +232,12 @@ class DeliveryWorker:
         return [leases[i::count] for i in range(count)]
 
     # -- one connection --------------------------------------------------------------------
-    async def _connection(self, domain: str, route: Route, leases: list[Lease]) -> None:
+    async def _connection(
+        self, domain: str, route: Route, leases: list[Lease], *, requiretls: bool = False
+    ) -> None:
         """Deliver ``leases`` over one connection (reconnecting to the next target when
-        it breaks), within the overall and per-domain connection bounds."""
+        it breaks), within the overall and per-domain connection bounds; with
+        ``requiretls`` only over TLS with a verified certificate (RFC 8689 §4.2.1)."""
         pending = deque(leases)
         targets = deque(route.targets)
         session: OutboundSession | None = None
@@ -229,7 +247,9 @@ class DeliveryWorker:
             async with self._domain_slot(domain), self._connections:
                 while pending:
                     if session is None:
-                        session, last_error = await self._connect(domain, targets, last_error)
+                        session, last_error = await self._connect(
+                            domain, targets, last_error, requiretls=requiretls
+                        )
                         if session is None:
                             break
                     current = pending.popleft()
@@ -263,13 +283,18 @@ class DeliveryWorker:
                     await session.close()
 
     async def _connect(
-        self, domain: str, targets: deque[Target], last_error: str
+        self, domain: str, targets: deque[Target], last_error: str, *, requiretls: bool = False
     ) -> tuple[OutboundSession | None, str]:
         """Open a session to the next target that answers; every target tried is used
-        up. Returns (None, the last error) when none is left. Spec: RFC 5321 §5.1."""
+        up. Returns (None, the last error) when none is left. Spec: RFC 5321 §5.1;
+        RFC 8689 §4.2.1 (REQUIRETLS: verified TLS only)."""
         while targets:
             target = targets.popleft()
+            if self._config.smarthost is not None:
+                return await self._open_smarthost(target, last_error)
             decision = await self._tls_policy.decide(domain, target.host)
+            if requiretls and decision.mode is not TlsMode.REFUSE:
+                decision = TlsDecision(TlsMode.REQUIRED, True, decision.server_hostname)
             if decision.mode is TlsMode.REFUSE:  # RFC 8461 §4.1: not an allowed MX
                 last_error = (
                     f"451 4.7.5 MTA-STS policy of {domain} does not allow MX host {target.host}"
@@ -294,7 +319,43 @@ class DeliveryWorker:
             return session, last_error
         return None, last_error
 
-    async def _open(self, target: Target, decision: TlsDecision) -> OutboundSession:
+    async def _open_smarthost(
+        self, target: Target, last_error: str
+    ) -> tuple[OutboundSession | None, str]:
+        """A session to the smarthost: its own port, TLS verified (STARTTLS or
+        implicit) unless configured off, AUTH when configured; no MTA-STS (the relay is
+        not the recipient domain's MX). Spec: RFC 6409 §3; RFC 8314 §3.3; RFC 4954."""
+        relay = self._config.smarthost
+        assert relay is not None
+        if relay.tls is SmarthostTls.NONE:
+            decision = TlsDecision(TlsMode.OFF)
+        else:
+            decision = TlsDecision(TlsMode.REQUIRED, True, relay.host)
+        credentials = None
+        if relay.username is not None and relay.password is not None:
+            credentials = (relay.username, relay.password)
+        try:
+            session = await self._open(
+                target,
+                decision,
+                port=relay.port,
+                implicit_tls=relay.tls is SmarthostTls.IMPLICIT,
+                credentials=credentials,
+            )
+        except SessionError as exc:
+            log.info("delivery.connect_failed", extra={"host": relay.host, "reply": exc.reply})
+            return None, exc.reply
+        return session, last_error
+
+    async def _open(
+        self,
+        target: Target,
+        decision: TlsDecision,
+        *,
+        port: int | None = None,
+        implicit_tls: bool = False,
+        credentials: tuple[str, str] | None = None,
+    ) -> OutboundSession:
         context = None
         if decision.mode is not TlsMode.OFF:
             context = self._contexts.get(decision.verify)
@@ -302,7 +363,15 @@ class DeliveryWorker:
                 context = self._contexts[decision.verify] = client_tls_context(
                     verify=decision.verify, ca_file=self._config.ca_file
                 )
-        return await OutboundSession.open(target, self._config, decision, context)
+        return await OutboundSession.open(
+            target,
+            self._config,
+            decision,
+            context,
+            port=port,
+            implicit_tls=implicit_tls,
+            credentials=credentials,
+        )
 
     def _domain_slot(self, domain: str) -> contextlib.AbstractAsyncContextManager[None]:
         return _DomainSlot(self, domain)
