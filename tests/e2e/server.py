@@ -4,6 +4,12 @@
 ``database_url`` is given; SMTP on a free loopback port; abuse tracker off) and runs
 ``python -m postel serve --config`` as a child process. ``cli(...)`` runs admin commands
 against the same config. ``kill()`` is SIGKILL (a crash), ``stop()`` SIGTERM.
+
+``host`` (default ``127.0.0.1``) is the address every listener of the instance binds:
+Linux routes all of 127.0.0.0/8 to the loopback interface, so instances on 127.0.0.2,
+127.0.0.3 ... are distinct hosts to each other (RFC 6890 §2.2.2). ``config_extra`` is
+raw TOML appended to the generated file; ``cert_file``/``key_file`` use a given
+certificate instead of a generated self-signed one.
 """
 
 from __future__ import annotations
@@ -25,11 +31,20 @@ HOSTNAME = "mx.test"
 """The test servers' host name (RFC 2606 reserves .test)."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago."""
+    with socket.socket(_family(host)) as s:
+        s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as a ``[listen]`` entry (IPv6 literals in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _toml_value(value: object) -> str:
@@ -57,17 +72,31 @@ def write_config(
     pop3: dict[str, object] | None = None,
     delivery: dict[str, object] | None = None,
     dns: dict[str, object] | None = None,
+    host: str = "127.0.0.1",
+    web_port: int | None = None,
+    config_extra: str = "",
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
     **smtp: object,
 ) -> Path:
     """A TOML config in ``home`` for a test server: data in ``data`` (default ``home``),
-    SMTP on 127.0.0.1:``smtp_port``, IMAP and IMAPS on ``imap_ports`` (none when None),
-    self-signed TLS, the abuse tracker off, and the ``[smtp]`` keys given
-    (``command_timeout=2``, ``bare_line_endings="strict"``...) and ``[imap]`` keys."""
+    SMTP on ``host``:``smtp_port``, IMAP and IMAPS on ``imap_ports`` (none when None),
+    the web listener (MTA-STS policy, health) on ``web_port`` (off when None; never the
+    production default 0.0.0.0:443), every listener on ``host``, TLS from ``cert_file``/``key_file`` (both or neither;
+    default a self-signed pair made in ``<data>/tls``), the abuse tracker off, the
+    ``[smtp]`` keys given (``command_timeout=2``, ``bare_line_endings="strict"``...),
+    ``[imap]`` keys, and ``config_extra`` (raw TOML, appended last: start it with a table
+    header such as ``[mta_sts]``; keys of ``[delivery]`` and ``[dns]`` go in ``delivery``
+    and ``dns``, since a TOML table cannot be opened twice)."""
     from postel.server.tls import ensure_self_signed
 
     data = data or home
-    tls_dir = data / "tls"
-    ensure_self_signed(tls_dir / "cert.pem", tls_dir / "key.pem", HOSTNAME)
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("give both cert_file and key_file, or neither")
+    if cert_file is None or key_file is None:
+        tls_dir = data / "tls"
+        cert_file, key_file = tls_dir / "cert.pem", tls_dir / "key.pem"
+        ensure_self_signed(cert_file, key_file, HOSTNAME)
     top = f'data_dir = "{data}"\n'
     if database_url is not None:
         top += f"database_url = {_toml_value(database_url)}\n"
@@ -83,21 +112,27 @@ def write_config(
         imap_listen = "imap = []\nimaps = []\n"
     else:
         imap_listen = (
-            f'imap = ["127.0.0.1:{imap_ports[0]}"]\nimaps = ["127.0.0.1:{imap_ports[1]}"]\n'
+            f'imap = ["{host_port(host, imap_ports[0])}"]\n'
+            f'imaps = ["{host_port(host, imap_ports[1])}"]\n'
         )
     if submission_ports is None:
         imap_listen += "submission = []\nsubmissions = []\n"
     else:
         imap_listen += (
-            f'submission = ["127.0.0.1:{submission_ports[0]}"]\n'
-            f'submissions = ["127.0.0.1:{submission_ports[1]}"]\n'
+            f'submission = ["{host_port(host, submission_ports[0])}"]\n'
+            f'submissions = ["{host_port(host, submission_ports[1])}"]\n'
         )
     if pop3_ports is None:
         imap_listen += "pop3 = []\npop3s = []\n"
     else:
         imap_listen += (
-            f'pop3 = ["127.0.0.1:{pop3_ports[0]}"]\npop3s = ["127.0.0.1:{pop3_ports[1]}"]\n'
+            f'pop3 = ["{host_port(host, pop3_ports[0])}"]\n'
+            f'pop3s = ["{host_port(host, pop3_ports[1])}"]\n'
         )
+    if web_port is None:
+        imap_listen += "web = []\n"
+    else:
+        imap_listen += f'web = ["{host_port(host, web_port)}"]\n'
     imap_text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in (imap or {}).items())
     imap_text += "\n[pop3]\n" + "".join(
         f"{k} = {_toml_value(v)}\n" for k, v in (pop3 or {}).items()
@@ -111,29 +146,31 @@ def write_config(
     text = f"""hostname = "{HOSTNAME}"
 {top}
 [listen]
-smtp = ["127.0.0.1:{smtp_port}"]
+smtp = ["{host_port(host, smtp_port)}"]
 {imap_listen}
 [imap]
 {imap_text}
 [tls]
-cert_file = "{tls_dir / "cert.pem"}"
-key_file = "{tls_dir / "key.pem"}"
+cert_file = {_toml_value(str(cert_file))}
+key_file = {_toml_value(str(key_file))}
 
 [abuse]
 {abuse_text}
 [smtp]
 {extra}"""
+    if config_extra:
+        text += "\n" + config_extra.strip("\n") + "\n"
     path = home / "postel.toml"
     path.write_text(text)
     return path
 
 
-def wait_for_greeting(port: int, deadline: float) -> bool:
-    """True once a connection to ``port`` gets a 220 greeting before ``deadline``
-    (time.monotonic())."""
+def wait_for_greeting(port: int, deadline: float, host: str = "127.0.0.1") -> bool:
+    """True once a connection to ``host``:``port`` gets a 220 greeting before
+    ``deadline`` (time.monotonic())."""
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            with socket.create_connection((host, port), timeout=1) as s:
                 if s.recv(100).startswith(b"220"):
                     return True
         except OSError:
@@ -146,7 +183,10 @@ class PostelServer:
     """A `postel serve --config` child process on a free loopback port.
 
     ``home`` holds the config and the log (default: ``data``); two servers may share one
-    ``data`` directory (and so one blob dir) with different homes.
+    ``data`` directory (and so one blob dir) with different homes. ``host`` is the
+    loopback address all its listeners bind (``address`` and the ``*_address``
+    properties name it); ``config_extra``, ``cert_file`` and ``key_file`` are passed to
+    ``write_config``.
     """
 
     def __init__(
@@ -161,19 +201,28 @@ class PostelServer:
         pop3: dict[str, object] | None = None,
         delivery: dict[str, object] | None = None,
         dns: dict[str, object] | None = None,
+        host: str = "127.0.0.1",
+        config_extra: str = "",
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
         **smtp: object,
     ) -> None:
         self.data = data
         self.home = home or data
+        self.host = host
         data.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
-        self.smtp_port = free_port()
-        self.imap_port = free_port()
-        self.imaps_port = free_port()
-        self.pop3_port = free_port()
-        self.pop3s_port = free_port()
-        self.submission_port = free_port()
-        self.submissions_port = free_port()
+        self.smtp_port = free_port(host)
+        self.imap_port = free_port(host)
+        self.imaps_port = free_port(host)
+        self.pop3_port = free_port(host)
+        self.pop3s_port = free_port(host)
+        self.submission_port = free_port(host)
+        self.submissions_port = free_port(host)
+        self.web_port = free_port(host)
+        """Plain HTTP (not 443/8443): the MTA-STS policy file and the health check."""
+        self.cert_file = cert_file or data / "tls" / "cert.pem"
+        """The certificate the server presents (PEM)."""
         self.database_url = database_url or f"sqlite:///{data / 'postel.sqlite3'}"
         self.config = write_config(
             self.home,
@@ -189,6 +238,11 @@ class PostelServer:
             pop3=pop3,
             delivery=delivery,
             dns=dns,
+            host=host,
+            web_port=self.web_port,
+            config_extra=config_extra,
+            cert_file=cert_file,
+            key_file=key_file,
             **smtp,
         )
         self.proc: subprocess.Popen[bytes] | None = None
@@ -200,7 +254,39 @@ class PostelServer:
 
     @property
     def address(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.smtp_port)
+        """``(host, port)`` of the SMTP (port 25 role) listener."""
+        return (self.host, self.smtp_port)
+
+    @property
+    def submission_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the submission (STARTTLS) listener. Spec: RFC 6409."""
+        return (self.host, self.submission_port)
+
+    @property
+    def submissions_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the implicit-TLS submission listener. Spec: RFC 8314."""
+        return (self.host, self.submissions_port)
+
+    @property
+    def imap_address(self) -> tuple[str, int]:
+        return (self.host, self.imap_port)
+
+    @property
+    def imaps_address(self) -> tuple[str, int]:
+        return (self.host, self.imaps_port)
+
+    @property
+    def web_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the web listener (plain HTTP)."""
+        return (self.host, self.web_port)
+
+    @property
+    def pop3_address(self) -> tuple[str, int]:
+        return (self.host, self.pop3_port)
+
+    @property
+    def pop3s_address(self) -> tuple[str, int]:
+        return (self.host, self.pop3s_port)
 
     def cli(
         self, *args: str, stdin: str | None = None, check: bool = True
@@ -236,7 +322,7 @@ class PostelServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"postel exited {self.proc.returncode}:\n{self.log.read_text()}")
-            if wait_for_greeting(self.smtp_port, min(deadline, time.monotonic() + 0.5)):
+            if wait_for_greeting(self.smtp_port, min(deadline, time.monotonic() + 0.5), self.host):
                 return time.monotonic() - began
         pytest.fail(f"postel did not listen in time:\n{self.log.read_text()}")
 

@@ -35,7 +35,7 @@ from dnsserver import DnsServer, DnsServerMissing
 from postel.server.tls import ensure_self_signed
 
 from .imap_helpers import PASSWORD, add_accounts
-from .server import PostelServer, free_port
+from .server import PostelServer
 from .stored import read_inbox
 
 ALICE = "alice@a.test"
@@ -106,25 +106,10 @@ def policy_host(ca: trustme.CA) -> Iterator[list[str]]:
         server.server_close()
 
 
-def _with_web(server: PostelServer) -> int | None:
-    """Give ``server`` a web listener on a free loopback port (instead of the default
-    0.0.0.0:443) by adding it to the written ``[listen]`` table; returns the port, or
-    None when the harness already writes one."""
-    text = server.config.read_text()
-    listen = text.split("[listen]\n", 1)[1].split("\n[", 1)[0]
-    if "\nweb =" in "\n" + listen:
-        return None
-    port = free_port()
-    server.config.write_text(
-        text.replace("[listen]\n", f'[listen]\nweb = ["127.0.0.1:{port}"]\n', 1)
-    )
-    return port
-
-
 @pytest.fixture(scope="module")
 def chain(
     tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA, policy_host: list[str]
-) -> Iterator[tuple[PostelServer, PostelServer, Path, int | None]]:
+) -> Iterator[tuple[PostelServer, PostelServer, Path, int]]:
     base = tmp_path_factory.mktemp("mta-sts")
     ca_file = base / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
@@ -143,14 +128,13 @@ def chain(
         key_file=key,
         config_extra='[mta_sts]\noutbound = false\nmode = "enforce"\nmax_age = 86400\n',
     )
-    web_port = _with_web(receiver)
+    web_port = receiver.web_port
     sender = PostelServer(
         base / "a",
         delivery={"enabled": True, "port": receiver.smtp_port, "ca_file": str(ca_file)},
         dns={"nameservers": [f"{ns_host}:{ns_port}"]},
         config_extra="[mta_sts]\noutbound = true\n",
     )
-    _with_web(sender)
     add_accounts(sender, ALICE)
     add_accounts(receiver, BOB)
     receiver.start()
@@ -183,7 +167,7 @@ def _arrived(receiver: PostelServer, marker: str) -> bool:
 
 
 def test_enforced_policy_holds_mail_until_the_mx_certificate_is_valid(
-    chain: tuple[PostelServer, PostelServer, Path, int | None],
+    chain: tuple[PostelServer, PostelServer, Path, int],
     ca: trustme.CA,
     policy_host: list[str],
 ) -> None:
@@ -222,11 +206,9 @@ def test_enforced_policy_holds_mail_until_the_mx_certificate_is_valid(
 
 
 def test_the_receiver_serves_its_own_policy(
-    chain: tuple[PostelServer, PostelServer, Path, int | None],
+    chain: tuple[PostelServer, PostelServer, Path, int],
 ) -> None:
     _, _, _, web_port = chain
-    if web_port is None:
-        pytest.skip("the harness chooses the web listener")
 
     def get(host: str) -> tuple[int, bytes]:
         request = urllib.request.Request(
