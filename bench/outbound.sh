@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# outbound.sh -- side-by-side outbound benchmark: how fast postel and Postfix empty a
+# queue of N messages (1 KB, one recipient each, round robin over d0..d9.bench) into
+# Postfix's smtp-sink, everything on 127.0.0.1. Invoked by `make bench-outbound` from the
+# repository root, as root (Postfix's daemons drop privileges; smtp-sink runs as nobody).
+#
+# What it does:
+#   1. starts two smtp-sinks (-c: they count messages), one per server, on free ports,
+#   2. configures and starts a Postfix instance in its own directory (like mailbench's
+#      peer-up.sh): smtpd on a loopback port for filling, every message held at SMTP time,
+#      a transport map sending d0..d9.bench to [127.0.0.1]:<its sink>,
+#   3. ROUNDS rounds, servers alternated (A B, order swapped every round), each one
+#      `bench/outbound.py postel` (Knot DNS on loopback with an MX per domain, queue filled
+#      over submission with delivery off, then timed from the delivering process's first
+#      greeting until the sink has N and the queue is empty) and one `outbound.py postfix`
+#      (filled with smtp-source, timed from `postsuper -H ALL` + `postqueue -f` until the
+#      sink has N and the queue is empty),
+#   4. profiles one more postel run with py-spy, wall clock and --gil (PROFILE=0 skips),
+#   5. stops everything and writes the "Outbound" section of bench/RESULTS.md.
+# Raw rows: bench/out/outbound-<stamp>/results.jsonl (git-ignored).
+#
+# Knobs: ROUNDS [3]  N [5000] messages per run  PROFILE [1]  N_PROFILE [3000]  KEEP [0]
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+PY="$ROOT/.venv/bin/python"
+ROUNDS=${ROUNDS:-3}
+N=${N:-5000}
+PROFILE=${PROFILE:-1}
+N_PROFILE=${N_PROFILE:-3000}
+KEEP=${KEEP:-0}
+HOST=127.0.0.1
+
+die() { echo "bench-outbound: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (Postfix and smtp-sink drop privileges themselves)"
+[ -x "$PY" ] || die "no $PY: run 'make bench-outbound' (it builds .venv) from $ROOT"
+have_knot=0; { command -v knotd || [ -x /usr/sbin/knotd ]; } >/dev/null 2>&1 && have_knot=1
+if [ ! -x /usr/sbin/smtp-sink ] || [ ! -x /usr/sbin/postfix ] || [ "$have_knot" = 0 ]; then
+  echo "installing postfix and knot"
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  tmp_policy=0   # keep the package scripts from starting daemons on the default ports
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; tmp_policy=1
+  fi
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix knot
+  [ $tmp_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT="$BENCH/out/outbound-$STAMP"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+WORK=$(mktemp -d /tmp/pbench-out.XXXXXX)
+chmod 755 "$WORK"   # Postfix's daemons run as postfix and must reach $WORK/postfix
+PF="$WORK/postfix"
+PFC="$PF/etc"
+SINK_PIDS=()
+POSTFIX_UP=0
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+
+cleanup() {
+  set +e
+  if [ "$POSTFIX_UP" = 1 ]; then
+    postfix -c "$PFC" stop >/dev/null 2>&1
+    pid=$(tr -d ' \n' < "$PF/spool/pid/master.pid" 2>/dev/null)
+    for _ in $(seq 1 50); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+  fi
+  for pid in "${SINK_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  cp -f "$PF/log/postfix.log" "$OUT/" 2>/dev/null
+  for d in "$WORK"/postel-*; do [ -f "$d/postel.log" ] && cp -f "$d/postel.log" "$OUT/$(basename "$d").log"; done
+  if [ "$KEEP" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() { for _ in $(seq 1 100); do (echo > "/dev/tcp/$HOST/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+# ------------------------------------------------------------------------ sinks ----
+start_sink() {  # start_sink PORT LOG: smtp-sink counting messages (-c) into LOG
+  setsid /usr/sbin/smtp-sink -c -u nobody -m 1000 "$HOST:$1" 1024 > "$2" 2>&1 < /dev/null &
+  SINK_PIDS+=($!)
+  wait_port "$1" || die "smtp-sink did not listen on $1"
+}
+SINK_POSTEL=$(free_port); SINK_POSTFIX=$(free_port)
+start_sink "$SINK_POSTEL" "$WORK/sink-postel.log"
+start_sink "$SINK_POSTFIX" "$WORK/sink-postfix.log"
+log "smtp-sink for postel on $SINK_POSTEL, for Postfix on $SINK_POSTFIX"
+
+# ---------------------------------------------------------------------- Postfix ----
+PF_PORT=$(free_port)
+mkdir -p "$PFC" "$PF/spool" "$PF/data" "$PF/log"
+chown root:root "$PF/spool"; chmod 755 "$PF/spool"
+chown postfix:postfix "$PF/data"
+routes=""
+for i in $(seq 0 9); do routes="$routes d$i.bench=smtp:[$HOST]:$SINK_POSTFIX,"; done
+POSTFIX_VERSION=$(postconf -d -h mail_version 2>/dev/null || echo '?')
+cat > "$PFC/main.cf" <<EOF
+# Generated by bench/outbound.sh: Postfix $POSTFIX_VERSION relaying d0..d9.bench to one
+# smtp-sink. Everything else is Postfix's default (default_destination_concurrency_limit
+# 20, smtp_connection_cache_on_demand, no TLS).
+compatibility_level = 3.6
+queue_directory = $PF/spool
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file_prefixes = $PF/log
+maillog_file = $PF/log/postfix.log
+myhostname = mx.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = $HOST
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relayhost =
+relay_domains =
+alias_maps =
+alias_database =
+local_recipient_maps =
+local_transport = error:local delivery is disabled
+transport_maps = inline:{$routes}
+# no DNS: Postfix's resolver cannot be pointed at a loopback port
+smtp_dns_support_level = disabled
+smtpd_relay_restrictions = permit_mynetworks, reject
+# every message is held at SMTP time; the timed run releases them all at once
+smtpd_recipient_restrictions = check_recipient_access static:HOLD, permit_mynetworks, reject
+smtpd_banner = \$myhostname ESMTP
+biff = no
+append_dot_mydomain = no
+EOF
+cat > "$PFC/master.cf" <<EOF
+# Generated by bench/outbound.sh: Debian's default master.cf minus chroot, minus the
+# port-25 listener, plus 127.0.0.1:$PF_PORT for filling the queue.
+$HOST:$PF_PORT inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+postfix -c "$PFC" check 2>&1 | grep -v 'not owned by' || true   # creates the queue directories
+postfix -c "$PFC" start > "$OUT/postfix-start.log" 2>&1 || { cat "$OUT/postfix-start.log"; die "postfix did not start"; }
+POSTFIX_UP=1
+for _ in $(seq 1 50); do [ -s "$PF/spool/pid/master.pid" ] && break; sleep 0.1; done
+POSTFIX_PID=$(tr -d ' \n' < "$PF/spool/pid/master.pid")
+wait_port "$PF_PORT" || die "Postfix did not listen on $PF_PORT"
+log "Postfix $POSTFIX_VERSION (pid $POSTFIX_PID) on $PF_PORT"
+
+{
+  echo "{\"test\": \"env\", \"stamp\": \"$STAMP\", \"postfix\": \"$POSTFIX_VERSION\", \"n\": $N, \"rounds\": $ROUNDS,"
+  echo " \"python\": \"$("$PY" -c 'import sys; print(sys.version.split()[0])')\", \"cpus\": $(nproc),"
+  echo " \"commit\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')\"}"
+} | tr -d '\n' > "$OUT/env.json"
+echo >> "$OUT/env.json"
+cat "$OUT/env.json" >> "$RESULTS"
+
+# ------------------------------------------------------------------------- runs ----
+run_one() {  # run_one SERVER ROUND
+  local row
+  if [ "$1" = postel ]; then
+    row=$("$PY" "$BENCH/outbound.py" postel --work "$WORK/postel-$2" --sink-port "$SINK_POSTEL" \
+      --sink-log "$WORK/sink-postel.log" -n "$N" --json "$RESULTS")
+  else
+    row=$("$PY" "$BENCH/outbound.py" postfix --conf "$PFC" --spool "$PF/spool" \
+      --master-pid "$POSTFIX_PID" --port "$PF_PORT" --sink-log "$WORK/sink-postfix.log" \
+      -n "$N" --json "$RESULTS")
+  fi
+  log "$1 round $2: $row"
+}
+for round in $(seq 1 "$ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then order="postel postfix"; else order="postfix postel"; fi
+  for server in $order; do run_one "$server" "$round"; done
+done
+
+# ---------------------------------------------------------------------- profile ----
+if [ "$PROFILE" = 1 ]; then
+  SPY="$ROOT/.venv/bin/py-spy"
+  [ -x "$SPY" ] || "$ROOT/.venv/bin/pip" install -q py-spy > /dev/null 2>&1 || true
+  if [ -x "$SPY" ]; then
+    for mode in wall gil; do
+      log "profiling postel delivering $N_PROFILE messages ($mode)"
+      "$PY" "$BENCH/outbound.py" postel --work "$WORK/postel-profile-$mode" \
+        --sink-port "$SINK_POSTEL" --sink-log "$WORK/sink-postel.log" -n "$N_PROFILE" \
+        --profile "$OUT/profile" --mode "$mode" --json "$OUT/profile.jsonl" > /dev/null
+    done
+  else
+    log "py-spy not available: no profile"
+  fi
+fi
+
+# ----------------------------------------------------------------------- report ----
+"$PY" "$BENCH/outbound.py" summarize "$OUT" "$BENCH/RESULTS.md"
+log "results: $RESULTS; summary in bench/RESULTS.md"
