@@ -26,6 +26,7 @@ from postel.delivery.dsn import Bouncer
 from postel.delivery.mtasts import CACHE_FILE_NAME as MTA_STS_CACHE_FILE
 from postel.delivery.mtasts import MtaStsPolicy
 from postel.delivery.smarthost import Smarthost, SmarthostTls, parse_smarthost_address
+from postel.delivery.worker import local_process_gone
 from postel.directory import Directory, LocalRecipients, make_credentials, to_a_label
 from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
@@ -422,7 +423,13 @@ def _delivery_worker(
         else None
     )
     return DeliveryWorker(
-        store, resolver, settings, clock=clock, rng=random.Random(), tls_policy=tls_policy
+        store,
+        resolver,
+        settings,
+        clock=clock,
+        rng=random.Random(),
+        tls_policy=tls_policy,
+        holder_is_gone=local_process_gone,
     )
 
 

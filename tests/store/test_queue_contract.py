@@ -247,6 +247,26 @@ async def test_expired_lease_returns_and_the_old_settle_is_lost(
     assert (await store.settle(taken, {rid: Outcome.delivered()}, later)).lost == (rid,)
 
 
+async def test_leases_of_a_gone_worker_are_released_at_once(
+    store: Store, clock: FixedClock
+) -> None:
+    """A killed worker's leases stop counting against the domain and are due now, not
+    when they would have run out (RELIABILITY.md D2); a live worker's stay."""
+    await enqueue(store, "Q6a", "b@example.net")
+    await enqueue(store, "Q6b", "c@example.org")
+    now = clock.now()
+    (dead,) = await store.lease("node:1", now, limit=1, lease_for=HOUR, per_domain_max=1)
+    (alive,) = await store.lease("node:2", now, limit=1, lease_for=HOUR, per_domain_max=1)
+    assert await store.lease_holders() == ["node:1", "node:2"]
+    assert await store.release_leases([]) == 0
+    assert await store.release_leases(["node:1"]) == 1
+    (again,) = await lease(store, now, worker="node:3")
+    assert again.recipients[0].id == dead.recipients[0].id
+    assert again.recipients[0].attempts == dead.recipients[0].attempts  # fate unknown
+    assert await store.lease_holders() == ["node:2", "node:3"]
+    assert alive.worker == "node:2"
+
+
 async def test_late_settle_counts_when_nobody_took_over(store: Store, clock: FixedClock) -> None:
     await enqueue(store, "Q7", "b@example.net")
     now = clock.now()

@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from postel.clock import Clock
@@ -90,6 +91,7 @@ class DeliveryWorker:
         rng: random.Random,
         tls_policy: TlsPolicy | None = None,
         signer: MessageSigner | None = None,
+        holder_is_gone: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
         self._resolver = resolver
@@ -98,6 +100,7 @@ class DeliveryWorker:
         self._rng = rng
         self._tls_policy: TlsPolicy = tls_policy or OpportunisticTls()
         self._signer: MessageSigner = signer or NoSigning()
+        self._holder_is_gone = holder_is_gone
         self._connections = asyncio.Semaphore(config.connections_max)
         self._domain_slots: dict[str, asyncio.Semaphore] = {}
         self._domain_users: dict[str, int] = {}
@@ -113,14 +116,34 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        """Lease and deliver until ``stop``. Store trouble is logged and retried at the
-        next poll. Spec: RFC 5321 §4.5.4.1."""
+        """Hand back the leases of workers that are gone, then lease and deliver until
+        ``stop``. Store trouble is logged and retried at the next poll.
+        Spec: RFC 5321 §4.5.4.1; RELIABILITY.md D2 (repair at start)."""
+        await self.release_gone_leases()
         while not self._stopping:
             self._wake.clear()
             await self._lease_and_dispatch()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._config.poll_interval):
                     await self._wake.wait()
+
+    async def release_gone_leases(self) -> int:
+        """End the leases of holders ``holder_is_gone`` names (a killed process of this
+        node), so their mail is due now instead of when the lease would have run out.
+        Returns the recipients freed; store trouble is logged (the leases then expire).
+        Spec: RFC 5321 §6.1; RELIABILITY.md D2."""
+        if self._holder_is_gone is None:
+            return 0
+        try:
+            holders = await self._store.lease_holders()
+            gone = [h for h in holders if h != self._config.worker_name and self._holder_is_gone(h)]
+            freed = await self._store.release_leases(gone) if gone else 0
+        except StoreError:
+            log.exception("delivery.lease_recovery_failed")
+            return 0
+        if freed:
+            log.info("delivery.leases_released", extra={"holders": len(gone), "recipients": freed})
+        return freed
 
     async def run_once(self) -> int:
         """Lease once and deliver everything leased; returns how many leases were taken.
@@ -500,3 +523,19 @@ class _DomainSlot:
 
 def _ids(lease: Lease) -> list[QueueRecipientId]:
     return [r.id for r in lease.recipients]
+
+
+def local_process_gone(holder: str) -> bool:
+    """Whether the lease holder ``holder`` (``"<node>:<pid>"``, the worker names the
+    composition root gives) is a process of this node that no longer runs. Holders of
+    other nodes are never judged here: their leases expire. Spec: RELIABILITY.md D2."""
+    node, _, pid = holder.rpartition(":")
+    if node != os.uname().nodename or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. PermissionError: it exists, as another user
+        return False
+    return False

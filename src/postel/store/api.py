@@ -760,6 +760,16 @@ class Store(Protocol):
         """Record that their delay notice was sent."""
         ...
 
+    async def lease_holders(self) -> Sequence[str]:
+        """Names of the workers holding leased recipients (live or expired leases)."""
+        ...
+
+    async def release_leases(self, holders: Collection[str]) -> int:
+        """End now the leases held by ``holders`` (workers known to be gone, e.g. a
+        process killed on this node): their recipients become due at once. Returns how
+        many recipients were freed. Spec: RFC 5321 §6.1; RELIABILITY.md D2."""
+        ...
+
     async def finished_messages(self, *, limit: int = 100) -> Sequence[QueueEntry]:
         """Messages whose recipients are all delivered or failed, with what a DSN needs.
         Spec: RFC 3464 §2; RFC 3461 §4.1."""

@@ -147,6 +147,32 @@ def due_delay_notices(
     return entries(conn.execute(joined(_r.c.id.in_(picked))))
 
 
+def lease_holders(conn: Connection) -> list[str]:
+    """The distinct worker names holding leased recipients (live or not)."""
+    rows = conn.execute(
+        select(_r.c.leased_by)
+        .where(_r.c.state == RecipientState.LEASED.value, _r.c.leased_by.is_not(None))
+        .distinct()
+    ).all()
+    return sorted(str(row[0]) for row in rows)
+
+
+def release_leases(conn: Connection, holders: Collection[str], now: dt.datetime) -> int:
+    """End at ``now`` the leases of ``holders`` (workers known to be dead): their
+    recipients are due at once, as an expired lease would be, and no longer count
+    against their domain's connection limit. Attempts are not counted (the fate of the
+    transaction in flight is unknown: it is sent again). Returns the recipients freed.
+    Spec: RFC 5321 §6.1 (retry what may not have been delivered)."""
+    if not holders:
+        return 0
+    result = conn.execute(
+        update(_r)
+        .where(_r.c.state == RecipientState.LEASED.value, _r.c.leased_by.in_(list(holders)))
+        .values(next_attempt=now, lease_expires=now)
+    )
+    return int(result.rowcount or 0)
+
+
 def mark_delay_notified(conn: Connection, ids: Sequence[QueueRecipientId]) -> None:
     """Record that these recipients' delay notice was sent."""
     if ids:

@@ -620,6 +620,12 @@ class SqlStore:
     async def mark_delay_notified(self, recipient_ids: Sequence[QueueRecipientId]) -> None:
         await self._write(qa.mark_delay_notified, recipient_ids)
 
+    async def lease_holders(self) -> Sequence[str]:
+        return await self._read(qa.lease_holders)
+
+    async def release_leases(self, holders: Collection[str]) -> int:
+        return await self._write(qa.release_leases, holders, self._clock.now())
+
     async def finished_messages(self, *, limit: int = 100) -> Sequence[QueueEntry]:
         return await self._read(qa.finished_messages, limit)
 
