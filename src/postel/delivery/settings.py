@@ -45,7 +45,7 @@ number of alternatives tried; Postfix's smtp_mx_address_limit is 5)."""
 LEASE_SECONDS = 3600.0
 """How long a worker holds leased recipients before they become due again if it never
 settles them (crash). Longer than one connection's worst-case timeouts (local policy)."""
-LEASE_BATCH = 100
+LEASE_BATCH = 500
 """Leases one worker holds at most (being delivered or waiting for a connection)."""
 POLL_INTERVAL_S = 1.0
 """Seconds between looks at the queue when nobody wakes the worker."""

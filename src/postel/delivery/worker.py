@@ -56,6 +56,10 @@ from .smarthost import SmarthostTls, smarthost_route
 
 log = logging.getLogger(__name__)
 
+MESSAGES_PER_CONNECTION_MIN = 5
+"""Leases of one domain per extra parallel connection (local policy: below this, one
+connection delivers them in turn, cheaper than another TCP and TLS handshake)."""
+
 
 def outcome_of(reply: Reply) -> Outcome:
     """2yz delivered, 4yz deferred, 5yz failed, the reply kept. Spec: RFC 5321 §4.2.1."""
@@ -222,6 +226,7 @@ class DeliveryWorker:
                     group.create_task(self._connection(domain, route, batch, requiretls=True))
         finally:
             self._held -= len(leases)
+            self._wake.set()  # room for more leases: look at the queue now
 
     async def _route(self, domain: str) -> Route | NoRoute:
         bind = self._config.bind_address
@@ -245,11 +250,16 @@ class DeliveryWorker:
         )
 
     def _batches(self, leases: list[Lease]) -> list[list[Lease]]:
-        """Split one domain's leases over connections, round robin: as many connections
-        as allowed (or needed to respect the per-connection message bound)."""
+        """Split one domain's leases over connections, round robin: a new connection
+        only for every ``MESSAGES_PER_CONNECTION_MIN`` messages (a connection costs a
+        handshake), up to the per-domain bound, and as many as the per-connection
+        message bound needs."""
+        if not leases:
+            return []
         per_connection = self._config.messages_per_connection_max
+        wanted = -(-len(leases) // MESSAGES_PER_CONNECTION_MIN)
         count = max(
-            min(self._config.connections_per_domain_max, len(leases)),
+            min(self._config.connections_per_domain_max, wanted),
             -(-len(leases) // per_connection),
         )
         return [leases[i::count] for i in range(count)]

@@ -35,6 +35,7 @@ from postel.store.queue_api import (
 from postel.store.queue_ops import entries, joined, settle
 from postel.store.schema import queue_messages as _m
 from postel.store.schema import queue_recipients as _r
+from postel.store.settle_batch import SettleRequest
 
 _WAITING = (RecipientState.QUEUED, RecipientState.DEFERRED)
 _OPEN = (RecipientState.QUEUED, RecipientState.DEFERRED, RecipientState.LEASED)
@@ -233,6 +234,13 @@ def settle_passing_on(
     settled = set(result.settled)
     pass_on_success(conn, [i for i in passed_on if i in settled])
     return result
+
+
+def settle_many(conn: Connection, requests: Sequence[SettleRequest]) -> list[SettleResult]:
+    """Each request's ``settle_passing_on``, all in ``conn``'s one transaction."""
+    return [
+        settle_passing_on(conn, r.lease, r.outcomes, r.now, r.policy, r.passed_on) for r in requests
+    ]
 
 
 def pass_on_success(conn: Connection, ids: Sequence[QueueRecipientId]) -> int:

@@ -80,6 +80,7 @@ from postel.store.queue_api import (
     SettleResult,
 )
 from postel.store.recovery import SHARED_GRACE_SECONDS, recover
+from postel.store.settle_batch import SettleBatcher, SettleRequest
 
 _log = logging.getLogger(__name__)
 
@@ -113,9 +114,10 @@ class SqlStore:
         self._changes = ChangeHub()
         self._relay: PgChangeRelay | None = None
         self._maildrops: dict[AccountId, tuple[str, float]] = {}
+        """POP3 maildrop holders on SQLite (see ``acquire_maildrop``)."""
         self._point: sqlite3.Connection | None = None
         """SQLite only: the connection of ``_message_parts`` (event loop thread)."""
-        """POP3 maildrop holders on SQLite (see ``acquire_maildrop``)."""
+        self._settles = SettleBatcher(self._settle_many)
         self._sql = xq.Dialect(self._engines.dialect)
 
     @property
@@ -159,6 +161,9 @@ class SqlStore:
             return await self._write(fn, *args, **kwargs)
         finally:
             self._directory_version += 1
+
+    async def _settle_many(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:
+        return await self._write(qa.settle_many, requests)
 
     async def _read(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -568,11 +573,8 @@ class SqlStore:
         *,
         dsn_passed_on: Collection[QueueRecipientId] = (),
     ) -> SettleResult:
-        if dsn_passed_on:
-            return await self._write(
-                qa.settle_passing_on, lease, outcomes, now, policy, dsn_passed_on
-            )
-        return await self._write(qq.settle, lease, outcomes, now, policy)
+        request = SettleRequest(lease, outcomes, now, policy, dsn_passed_on)
+        return await self._settles.settle(request)
 
     async def open_queued_message(
         self, message_id: QueueMessageId, *, chunk_size: int = READ_CHUNK
