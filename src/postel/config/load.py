@@ -29,6 +29,7 @@ from postel.config.model import (
     MtaStsConfig,
     Pop3Limits,
     SmtpLimits,
+    SubmissionConfig,
     TlsConfig,
 )
 from postel.errors import ConfigError
@@ -56,6 +57,7 @@ _TOP_KEYS = {
     "dns",
     "delivery",
     "mta_sts",
+    "submission",
     "auth",
     "abuse",
 }
@@ -268,6 +270,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     dns = reader.section(data, ("dns",), DnsConfig, {})
     delivery = reader.section(data, ("delivery",), DeliveryConfig, _DELIVERY_CHECKS)
     mta_sts = reader.section(data, ("mta_sts",), MtaStsConfig, _MTA_STS_CHECKS)
+    submission = reader.section(data, ("submission",), SubmissionConfig, {})
     abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
     if hostname is None or data_dir is None or database_url is None or tls is None:
         return None
@@ -283,6 +286,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         dns=dns,
         delivery=delivery,
         mta_sts=mta_sts,
+        submission=submission,
         auth=auth,
         abuse=abuse,
         admin_address=admin_address,

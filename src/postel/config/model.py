@@ -185,6 +185,15 @@ class MtaStsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmissionConfig:
+    """The submission service (RFC 6409). ``copy_to_sent``: also file each accepted
+    message (as sent, with the fields postel added) in the sender's Sent mailbox,
+    marked \\Seen; off by default, since mail clients save their own copy."""
+
+    copy_to_sent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     """Login policy shared by IMAP, POP3 and submission."""
 
@@ -237,6 +246,7 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
     admin_address: str | None = None

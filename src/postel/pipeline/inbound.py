@@ -21,7 +21,7 @@ from postel import mail
 from postel.clock import Clock
 from postel.directory import LocalTarget
 from postel.errors import PermanentFailure
-from postel.ids import QueueId
+from postel.ids import AccountId, QueueId
 from postel.store import BlobRef, Delivered, Delivery, Store
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,31 @@ class InboundDelivery:
                     )
                 )
         return await self._store.deliver(deliveries)
+
+    async def file_copy(
+        self,
+        account_id: AccountId,
+        mailbox: str,
+        blob: BlobRef,
+        *,
+        prefix: bytes,
+        flags: frozenset[str],
+        queue_id: QueueId,
+    ) -> Sequence[Delivered]:
+        """Store ``prefix + blob`` in ``mailbox`` of one account with ``flags`` (e.g. the
+        sender's copy in Sent), durably at return. StoreError if it failed.
+        Spec: RFC 6409 §8 (the message as submitted); RFC 6154 §2 (\\Sent)."""
+        delivery = Delivery(
+            account_id=account_id,
+            mailbox=mailbox,
+            blob=blob,
+            trace_prefix=prefix,
+            internal_date=self._clock.now(),
+            summary=await self._summary(blob),
+            flags=flags,
+            queue_id=queue_id,
+        )
+        return await self._store.deliver([delivery])
 
     async def _summary(self, blob: BlobRef) -> str:
         """Parse the MIME structure once. Small messages are parsed on the event loop;

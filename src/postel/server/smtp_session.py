@@ -42,7 +42,7 @@ from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
 from postel.server import tls
 from postel.server.listener import Peer
 from postel.server.success_reports import ReportSender, send_success_report, wants_success
-from postel.store import BlobWriter, Store
+from postel.store import BlobRef, BlobWriter, Store
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ class _Transaction:
     """The start of the content, up to ``limits.SMTP_TRACE_SCAN_MAX`` (loop check)."""
     success: list[tuple[str, smtp.RcptParams]] = field(default_factory=list)
     """Local recipients that asked for NOTIFY=SUCCESS (RFC 3461 §4.1)."""
+    blob: BlobRef | None = None
+    """The committed content, once committed."""
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -585,7 +587,7 @@ class SmtpSession(asyncio.Protocol):
         )
         try:
             self.service.inbound.check_loops(envelope, bytes(txn.head))
-            ref = await writer.commit()
+            ref = txn.blob = await writer.commit()
             delivered = await self.service.inbound.deliver(envelope, ref)
         except PermanentFailure as exc:
             writer.abort()

@@ -42,6 +42,7 @@ from postel.directory import Directory, LocalRecipients, NotLocal, to_a_label
 from postel.dkim import load_keys, sign_message
 from postel.dkim.sign import SigningError
 from postel.errors import PermanentFailure, StoreError
+from postel.ids import QueueId
 from postel.mail import received_field, split_header
 from postel.mail.address import parse_address_list
 from postel.pipeline import InboundDelivery, InboundEnvelope
@@ -55,7 +56,7 @@ from postel.sasl import (
 )
 from postel.server.auth import Authenticator, plaintext_allowed
 from postel.server.smtp_session import BANNED, LOCAL_ERROR, SmtpService, SmtpSession
-from postel.store import Account, BlobRef, Store
+from postel.store import Account, BlobRef, SpecialUse, Store
 from postel.store.queue_api import NewQueuedMessage, NewRecipient
 
 log = logging.getLogger(__name__)
@@ -328,7 +329,30 @@ class SubmissionSession(SmtpSession):
         reply = await self._complete()
         if reply.code == 250 and self.account is not None:
             self.service.abuse.accounts.record(self.account.address, count)
+            if self.service.config.submission.copy_to_sent and txn.blob is not None:
+                await self._copy_to_sent(self.account, txn.blob, bytes(txn.head), txn.queue_id)
         return reply
+
+    async def _copy_to_sent(
+        self, account: Account, blob: BlobRef, head: bytes, queue_id: QueueId
+    ) -> None:
+        """File the accepted message, with the fields postel added, in the account's
+        \\Sent mailbox (or "Sent"), marked \\Seen. Best effort: the message is already
+        accepted; a failure is logged. Spec: RFC 6409 §8; RFC 6154 §2."""
+        store = self.service.store
+        try:
+            boxes = await store.list_mailboxes(account.id)
+            sent = next((b.name for b in boxes if b.special_use is SpecialUse.SENT), "Sent")
+            await self.service.inbound.file_copy(
+                account.id,
+                sent,
+                blob,
+                prefix=self.added_fields(head),
+                flags=frozenset({"\\Seen"}),
+                queue_id=queue_id,
+            )
+        except (StoreError, OSError):
+            log.exception("submission.sent_copy_failed", extra={"queue_id": queue_id})
 
     async def _complete(self) -> smtp.Reply:
         """Check the From: addresses, then deliver locally and queue the rest before
@@ -344,7 +368,7 @@ class SubmissionSession(SmtpSession):
         writer = txn.writer or self.service.store.blob_writer()
         txn.writer = None
         try:
-            ref = await writer.commit()
+            ref = txn.blob = await writer.commit()
         except (StoreError, OSError):
             writer.abort()
             return LOCAL_ERROR
