@@ -457,6 +457,11 @@ class SubmissionSession(SmtpSession):
             return b""
         keys = load_keys(self.service.config.data_dir / "dkim", domain)
         if not keys:
+            # Unsigned mail fails DMARC at receivers that require DKIM alignment.
+            log.warning(
+                "submission.unsigned",
+                extra={"domain": domain, "hint": f"postel dkim generate {domain}"},
+            )
             return b""
         content = ref.inline if ref.inline is not None else await self.service.store.read_blob(ref)
         message = added + content
