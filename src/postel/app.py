@@ -461,7 +461,15 @@ def _web_servers(config: Config, store: Store) -> list[WebServer]:
         context = None
         if listen.port in WEB_TLS_PORTS:
             context = tls.server_context(config.tls.cert_file, config.tls.key_file)
-        servers.append(WebServer(app, sock, ssl_context=context))
+        servers.append(
+            WebServer(
+                app,
+                sock,
+                ssl_context=context,
+                connections_per_ip=config.abuse.max_connections_per_ip,
+                exempt=config.abuse.exempt,
+            )
+        )
     return servers
 
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gzip
+import json
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +46,7 @@ from postel.delivery.mtasts import (
 )
 from postel.errors import MtaStsError
 from postel.mtasts import POLICY_SIZE_MAX, Policy, PolicyMode, parse_policy
-from postel.mtasts.policy import POLICY_MX_MAX
+from postel.mtasts.policy import MX_NAME_MAX, POLICY_MX_MAX, mx_matches
 
 from .test_mtasts import DOMAIN, ENFORCE, POLICY_HOST, START, Resolver, sts
 from .test_mtasts import ca as ca
@@ -213,12 +216,6 @@ async def test_a_gzip_bomb_is_not_inflated(hostile: HostileHost, ca_file: Path) 
     assert peak < 8 * MiB
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HttpsPolicyFetcher._get sends httpx's default 'Accept-Encoding: gzip, "
-    "deflate' yet reads aiter_raw(): a policy host honouring it (RFC 9110 section "
-    "12.5.3) sends a gzip body that fails to parse, and the domain gets no policy",
-)
 async def test_a_gzip_policy_offered_by_accept_encoding_is_understood(
     hostile: HostileHost,
     ca_file: Path,
@@ -235,6 +232,34 @@ async def test_a_gzip_policy_offered_by_accept_encoding_is_understood(
     hostile.behaviour = negotiate
     policy = await fetcher(hostile, ca_file).fetch(DOMAIN)
     assert policy.mode is PolicyMode.ENFORCE
+    assert hostile.requests[0].get("accept-encoding") == "identity"
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        (b"gzip", gzip.compress(ENFORCE)),
+        (b"deflate", zlib.compress(ENFORCE)),
+        (b"br", b"\x0b\x02\x80" + ENFORCE),
+        (b"GZIP", gzip.compress(ENFORCE)),
+        (b"identity, gzip", gzip.compress(ENFORCE)),
+    ],
+)
+async def test_a_content_coding_not_asked_for_is_refused(
+    hostile: HostileHost,
+    ca_file: Path,
+    coding: bytes,
+    body: bytes,
+) -> None:
+    """A host that encodes anyway gets a clear refusal, never a garbled parse."""
+
+    async def encode(_r: asyncio.StreamReader, w: asyncio.StreamWriter, _h: dict[str, str]) -> None:
+        head = HEAD_OK + b"Content-Encoding: " + coding + b"\r\n"
+        await hostile.write(w, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    hostile.behaviour = encode
+    reason, _ = await timed_failure(hostile, ca_file)
+    assert "Content-Encoding" in reason
 
 
 # -- hostile policy contents ---------------------------------------------------------------
@@ -297,28 +322,68 @@ async def test_a_64k_line_does_not_stall_the_parser() -> None:
         assert time.monotonic() - began < 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="postel.mtasts.policy._mx_pattern checks each label but not the name's "
-    "length: a 64000-character mx pattern is accepted (RFC 1035 section 2.3.4: 255 "
-    "octets; RFC 8461 section 3.2 sv-mx is a Domain)",
-)
-def test_an_mx_longer_than_a_domain_name_is_refused() -> None:
-    with pytest.raises(MtaStsError):
-        parse_policy(
-            b"version: STSv1\r\nmode: enforce\r\nmax_age: 1\r\nmx: " + b"a." * 200 + b"test"
-        )
+def _labels(length: int) -> str:
+    """A name of exactly ``length`` characters made of 63-character labels."""
+    labels: list[str] = []
+    while sum(map(len, labels)) + len(labels) - 1 < length:
+        room = length - (sum(map(len, labels)) + len(labels))
+        labels.append("a" * min(63, room))
+    return ".".join(labels)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="postel.mtasts.policy._mx_pattern lower()s before checking for ASCII: "
-    "'mx: mx.\\u212aexample.test' (KELVIN SIGN) becomes the A-label pattern "
-    "mx.kexample.test instead of being refused (RFC 8461 section 3.2: mx is a Domain)",
+def _policy_with_mx(mx: str) -> bytes:
+    return b"version: STSv1\r\nmode: enforce\r\nmax_age: 1\r\nmx: " + mx.encode() + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "mx",
+    [
+        "a." * 200 + "test",
+        _labels(MX_NAME_MAX + 1),
+        "*." + _labels(MX_NAME_MAX - 1),
+        _labels(MX_NAME_MAX + 1) + ".",
+    ],
+    ids=["400-short-labels", "254", "wildcard-255", "254-with-dot"],
 )
-def test_a_non_ascii_mx_is_refused() -> None:
+def test_an_mx_longer_than_a_domain_name_is_refused(mx: str) -> None:
     with pytest.raises(MtaStsError):
-        parse_policy(ENFORCE.replace(b"mx.example.test", "mx.\u212aexample.test".encode()))
+        parse_policy(_policy_with_mx(mx))
+
+
+@pytest.mark.parametrize(
+    "mx", [_labels(MX_NAME_MAX), "*." + _labels(MX_NAME_MAX - 2), _labels(MX_NAME_MAX) + "."]
+)
+def test_an_mx_at_the_bound_is_kept(mx: str) -> None:
+    assert parse_policy(_policy_with_mx(mx)).mx == (mx.rstrip("."),)
+
+
+@pytest.mark.parametrize(
+    "mx",
+    [
+        "mx.\u212aexample.test",  # KELVIN SIGN: lower() gives ASCII "k"
+        "mx.\u0130example.test",  # LATIN CAPITAL I WITH DOT: lower() gives "i" + U+0307
+        "mx.exa\u017fmple.test",  # LONG S: upper() gives ASCII "S"
+        "mx.\uff45xample.test",  # FULLWIDTH e
+        "mx.ex\u00e4mple.test",  # a U-label, not the A-label the policy must hold
+        "*.\u212aexample.test",
+    ],
+)
+def test_a_non_ascii_mx_is_refused(mx: str) -> None:
+    with pytest.raises(MtaStsError, match="not ASCII"):
+        parse_policy(ENFORCE.replace(b"mx.example.test", mx.encode()))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "host"),
+    [
+        ("mx.kexample.test", "mx.\u212aexample.test"),
+        ("*.kexample.test", "mx.\u212aexample.test"),
+        ("mx.\u212aexample.test", "mx.kexample.test"),
+        ("mx.i\u0307example.test", "mx.\u0130example.test"),
+    ],
+)
+def test_non_ascii_names_never_match_by_case_folding(pattern: str, host: str) -> None:
+    assert not mx_matches(pattern, host)
 
 
 # -- hostile TXT records --------------------------------------------------------------------
@@ -393,15 +458,23 @@ def test_a_cache_file_of_garbage_is_ignored(tmp_path: Path, content: bytes) -> N
     assert load_cache(path, START) == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_cache catches ValueError/AttributeError/KeyError/TypeError but not "
-    "RecursionError: a cache file of 100000 nested '[' (well under CACHE_FILE_MAX) "
-    "raises out of MtaStsPolicy() and so out of postel's start",
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"version": 1, "policies": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+        b'{"version": 1, "policies": [{"domain": "a.test", "id": "1", "policy": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b', "fetched": 1, "expires": 1}]}',
+        b"[" * 100_000,  # unterminated too
+    ],
+    ids=["in-policies", "top", "objects", "in-a-row", "unterminated"],
 )
-def test_a_deeply_nested_cache_file_is_ignored(tmp_path: Path) -> None:
+def test_a_deeply_nested_cache_file_is_ignored(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "mta-sts-cache.json"
-    path.write_bytes(b'{"version": 1, "policies": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}")
+    path.write_bytes(content)
     assert load_cache(path, START) == {}
 
 
@@ -433,14 +506,34 @@ def test_a_cache_symlink_to_an_endless_device_is_bounded(tmp_path: Path) -> None
     assert time.monotonic() - began < 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_cache opens the cache path with a blocking open(): a FIFO (or a "
-    "symlink to one) in its place hangs MtaStsPolicy() and so postel's start",
-)
-def test_a_cache_fifo_does_not_hang_the_start(tmp_path: Path) -> None:
-    cache = tmp_path / "mta-sts-cache.json"
+def _fifo(cache: Path) -> None:
     os.mkfifo(cache)
+
+
+def _symlink_to_fifo(cache: Path) -> None:
+    fifo = cache.with_name("fifo")
+    os.mkfifo(fifo)
+    cache.symlink_to(fifo)
+
+
+def _directory(cache: Path) -> None:
+    cache.mkdir()
+
+
+def _socket(cache: Path) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(cache))
+    sock.listen(1)  # left open: a listening socket in the cache's place
+
+
+@pytest.mark.parametrize(
+    "make", [_fifo, _symlink_to_fifo, _directory, _socket], ids=lambda f: f.__name__
+)
+def test_a_cache_file_that_is_no_regular_file_is_ignored_at_once(
+    tmp_path: Path, make: Callable[[Path], None]
+) -> None:
+    cache = tmp_path / "mta-sts-cache.json"
+    make(cache)
     result: list[object] = []
     thread = threading.Thread(target=lambda: result.append(load_cache(cache, START)), daemon=True)
     thread.start()
@@ -453,18 +546,34 @@ def test_a_cache_fifo_does_not_hang_the_start(tmp_path: Path) -> None:
     assert not hung and result == [{}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CACHE_FILE_MAX (16 MiB) is below what CACHE_DOMAINS_MAX (10000) policies of "
-    "up to POLICY_MX_MAX mx make: dump_cache writes the file unbounded and load_cache "
-    "then drops every cached policy, so a restart forgets all of them (RFC 8461 "
-    "section 5.1: the cache is what resists a downgrade)",
-)
 def test_a_cache_of_large_policies_survives_a_restart(tmp_path: Path) -> None:
     mx = tuple(f"{'m' * 60}{n:03d}.{'x' * 63}.{'y' * 63}.example" for n in range(POLICY_MX_MAX))
     big = Policy(PolicyMode.ENFORCE, mx, 86400)
     domains = CACHE_FILE_MAX // len(dump_cache([entry("d.test", big)])) + 50
     assert domains < CACHE_DOMAINS_MAX  # well within the cache's own bound
     cache = tmp_path / "mta-sts-cache.json"
-    write_atomically(cache, dump_cache(entry(f"d{n}.test", big) for n in range(domains)))
+    text = dump_cache(entry(f"d{n}.test", big) for n in range(domains))
+    assert len(text.encode()) <= CACHE_FILE_MAX
+    write_atomically(cache, text)
     assert len(load_cache(cache, START)) > 0
+
+
+def test_a_full_cache_file_keeps_the_latest_expiring_policies() -> None:
+    entries = [
+        CachedPolicy(
+            f"d{n}.test",
+            "1",
+            DEFAULT_POLICY,
+            START,
+            START + dt.timedelta(seconds=1000 + (n * 7919) % 100),
+        )
+        for n in range(100)
+    ]
+    one = len(dump_cache(entries[:1])) - len(dump_cache([]))
+    text = dump_cache(entries, size_max=len(dump_cache([])) + 10 * (one + 1))
+    kept = [row["domain"] for row in json.loads(text)["policies"]]
+    latest = sorted(entries, key=lambda e: e.expires, reverse=True)[: len(kept)]
+    assert 9 <= len(kept) <= 10
+    assert set(kept) == {e.domain for e in latest}
+    assert json.loads(dump_cache(entries))["policies"][0]["domain"] in {e.domain for e in entries}
+    assert dump_cache([], size_max=0) == dump_cache([])  # the empty document always

@@ -4,6 +4,11 @@ one up through postel's resolver (``[dns] nameservers`` honoured) and says ok, m
 different or error per record. ``check`` exits 0 when every required record is ok and
 1 otherwise.
 
+Whatever DNS serves is printed safely: in the table every character that is not
+printable (controls such as NUL and ESC, format characters such as bidi overrides,
+separators) is written as ``\\DDD`` escapes of its UTF-8 octets, as in a zone file;
+``--json`` is ASCII with JSON escapes, the values themselves kept exact.
+
 Spec: RFC 1035 §5.1, RFC 7208, RFC 6376, RFC 7489, RFC 8461, RFC 8460, RFC 6186.
 """
 
@@ -143,13 +148,53 @@ async def dns_check(args: argparse.Namespace, io: Io) -> int:
     ]
     failed = [f for f in findings if f.record.required and f.status is not CheckStatus.OK]
     if args.json:
-        io.out(json.dumps(rows, ensure_ascii=False))
+        io.out(terminal_safe_json(rows))
     else:
-        show(io, CHECK_COLUMNS, rows, as_json=False, empty="no records")
+        show(
+            io,
+            CHECK_COLUMNS,
+            [_printable_row(row) for row in rows],
+            as_json=False,
+            empty="no records",
+        )
         required = sum(1 for f in findings if f.record.required)
         io.out("")
         io.out(f"{required - len(failed)} of {required} required records ok")
     return 1 if failed else 0
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that ``str.isprintable`` refuses (C0 and C1
+    controls, DEL, format characters, line and paragraph separators, unassigned code
+    points) written as ``\\DDD`` escapes of its UTF-8 octets, so that served DNS data
+    cannot drive the terminal. Spec: RFC 1035 §5.1 (``\\DDD`` in master files)."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c
+        if c.isprintable()
+        else "".join(f"\\{octet:03d}" for octet in c.encode("utf-8", "replace"))
+        for c in text
+    )
+
+
+def terminal_safe_json(value: object) -> str:
+    """``value`` as JSON holding ASCII printable characters only: JSON escapes for the
+    rest (DEL included, which ``json.dumps`` leaves raw); values are unchanged once
+    parsed. Spec: RFC 8259 §7."""
+    return json.dumps(value, ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
+def _printable_row(row: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    out: dict[str, JsonValue] = {}
+    for key, value in row.items():
+        if isinstance(value, str):
+            out[key] = printable(value)
+        elif isinstance(value, list):
+            out[key] = [printable(item) for item in value]
+        else:
+            out[key] = value
+    return out
 
 
 class _Lookups:

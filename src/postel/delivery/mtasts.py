@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import ssl
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,10 +73,15 @@ CACHE_DOMAINS_MAX = 10_000
 """Domains whose policies are cached; past it the soonest-expiring go first (local
 policy)."""
 CACHE_FILE_MAX = 16 * 1024 * 1024
-"""Octets of the cache file read at start; a larger one is ignored (local policy)."""
+"""Octets of the cache file: ``dump_cache`` leaves out the soonest-expiring policies
+until the file fits, and a larger file (not written by postel) is ignored at start
+(local policy)."""
 CACHE_FILE_NAME = "mta-sts-cache.json"
 """The cache file's name under the data directory."""
 _CACHE_VERSION = 1
+_REQUEST_HEADERS = {"Accept-Encoding": "identity"}
+"""The body is read as sent, never inflated: ask for no content coding (httpx offers
+gzip by default). Spec: RFC 9110 §12.5.3."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,13 +162,16 @@ class HttpsPolicyFetcher:
     ) -> bytes:
         url = httpx.URL(scheme="https", host=str(address), port=self._port, path=WELL_KNOWN_PATH)
         async with client.stream(
-            "GET", url, headers={"Host": host}, extensions={"sni_hostname": host}
+            "GET", url, headers=_REQUEST_HEADERS | {"Host": host}, extensions={"sni_hostname": host}
         ) as response:
             if response.status_code != 200:  # redirects included: RFC 8461 §3.3
                 raise MtaStsError(f"{host} answered HTTP {response.status_code}")
             media = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if media != "text/plain":
                 raise MtaStsError(f"{host} sent the policy as {media or 'no type'}")
+            coding = response.headers.get("content-encoding", "identity").strip().lower()
+            if coding != "identity":  # we asked for identity (RFC 9110 §12.5.3)
+                raise MtaStsError(f"{host} sent the policy with Content-Encoding {coding[:40]!r}")
             length = response.headers.get("content-length", "")
             if length.isdigit() and int(length) > POLICY_SIZE_MAX:
                 raise MtaStsError(f"{host}'s policy is larger than {POLICY_SIZE_MAX} octets")
@@ -314,39 +323,49 @@ class MtaStsPolicy:
                 log.warning("mta_sts.cache_write_failed", extra={"error": str(exc)})
 
 
-def dump_cache(entries: Iterable[CachedPolicy]) -> str:
-    """The cache file's JSON text for ``entries``."""
+def dump_cache(entries: Iterable[CachedPolicy], size_max: int = CACHE_FILE_MAX) -> str:
+    """The cache file's JSON text for ``entries``, at most ``size_max`` octets: when
+    they do not all fit, the soonest-expiring are left out (logged)."""
     rows = [
-        {
-            "domain": e.domain,
-            "id": e.id,
-            "policy": e.policy.to_text(),
-            "fetched": e.fetched.timestamp(),
-            "expires": e.expires.timestamp(),
-        }
+        (
+            e.expires,
+            json.dumps(
+                {
+                    "domain": e.domain,
+                    "id": e.id,
+                    "policy": e.policy.to_text(),
+                    "fetched": e.fetched.timestamp(),
+                    "expires": e.expires.timestamp(),
+                },
+                separators=(",", ":"),
+            ),
+        )
         for e in entries
     ]
-    return json.dumps({"version": _CACHE_VERSION, "policies": rows}, separators=(",", ":"))
+    head = f'{{"version":{_CACHE_VERSION},"policies":['
+    kept: list[str] = []
+    size = len(head) + len("]}")
+    for _, row in sorted(rows, key=lambda r: r[0], reverse=True):
+        if size + len(row) + 1 > size_max:
+            break
+        kept.append(row)
+        size += len(row) + 1
+    if len(kept) < len(rows):
+        log.info("mta_sts.cache_file_full", extra={"kept": len(kept), "left": len(rows)})
+    return head + ",".join(kept) + "]}"  # ASCII: json.dumps escapes the rest
 
 
 def load_cache(path: Path, now: dt.datetime) -> dict[str, CachedPolicy]:
-    """The unexpired policies of the cache file at ``path``; a missing, oversized or
-    damaged file (or entry) is logged and skipped. Spec: RFC 8461 §5.1."""
-    try:
-        with path.open("rb") as f:
-            data = f.read(CACHE_FILE_MAX + 1)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        log.warning("mta_sts.cache_unreadable", extra={"error": str(exc)})
-        return {}
-    if len(data) > CACHE_FILE_MAX:
-        log.warning("mta_sts.cache_too_large", extra={"size": len(data)})
+    """The unexpired policies of the cache file at ``path``; a missing, oversized,
+    damaged or not regular file (a FIFO, a device, a directory), or a damaged entry, is
+    logged and skipped: never raises. Spec: RFC 8461 §5.1."""
+    data = _read_cache_file(path)
+    if data is None:
         return {}
     try:
         document = json.loads(data)
         rows = document["policies"] if document.get("version") == _CACHE_VERSION else []
-    except (ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError, RecursionError):
         log.warning("mta_sts.cache_damaged", extra={"file": str(path)})
         return {}
     out: dict[str, CachedPolicy] = {}
@@ -355,6 +374,37 @@ def load_cache(path: Path, now: dt.datetime) -> dict[str, CachedPolicy]:
         if entry is not None and entry.expires > now:
             out[entry.domain] = entry
     return out
+
+
+def _read_cache_file(path: Path) -> bytes | None:
+    """At most ``CACHE_FILE_MAX`` octets of the regular file at ``path`` (symlinks
+    followed), or None (logged unless missing). Opened non-blocking, so a FIFO in its
+    place cannot hang the start."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("mta_sts.cache_unreadable", extra={"error": str(exc)})
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            log.warning("mta_sts.cache_not_a_file", extra={"file": str(path)})
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while size <= CACHE_FILE_MAX and (chunk := os.read(fd, CACHE_FILE_MAX + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        log.warning("mta_sts.cache_unreadable", extra={"error": str(exc)})
+        return None
+    finally:
+        os.close(fd)
+    if size > CACHE_FILE_MAX:
+        log.warning("mta_sts.cache_too_large", extra={"size": size})
+        return None
+    return b"".join(chunks)
 
 
 def _entry(row: object) -> CachedPolicy | None:
@@ -373,7 +423,7 @@ def _entry(row: object) -> CachedPolicy | None:
             dt.datetime.fromtimestamp(fetched, dt.UTC),
             dt.datetime.fromtimestamp(expires, dt.UTC),
         )
-    except (KeyError, TypeError, ValueError, OverflowError, MtaStsError):
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError, MtaStsError):
         return None
 
 

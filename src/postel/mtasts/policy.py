@@ -3,7 +3,8 @@ file and MX pattern matching.
 
 Bounds defined here (RFC 8461 unless marked local policy): ``POLICY_SIZE_MAX`` (64 KiB,
 §3.3), ``MAX_AGE_MAX`` (31557600 s, §3.2), ``POLICY_ID_MAX`` (32 characters, §3.1),
-``POLICY_MX_MAX`` (local policy), ``TXT_RECORD_MAX`` (local policy).
+``MX_NAME_MAX`` (253 characters, RFC 1035 §2.3.4), ``POLICY_MX_MAX`` (local policy),
+``TXT_RECORD_MAX`` (local policy).
 
 Spec: RFC 8461 §3.1 (TXT record), §3.2 (policy file), §3.3 (HTTPS), §4.1 (MX matching).
 """
@@ -23,6 +24,10 @@ MAX_AGE_MAX = 31_557_600
 """Largest ``max_age`` in seconds (about one year). Spec: RFC 8461 §3.2."""
 POLICY_ID_MAX = 32
 """Characters of an ``id`` in the TXT record. Spec: RFC 8461 §3.1 (1*32 ALPHA/DIGIT)."""
+MX_NAME_MAX = 253
+"""Characters of an ``mx`` pattern (``*`` counting as a label), without a trailing dot:
+a domain name is at most 255 octets in wire form. Spec: RFC 1035 §2.3.4; RFC 8461 §3.2
+(sv-mx is a Domain)."""
 POLICY_MX_MAX = 100
 """``mx`` lines kept from one policy (local policy; an MX RRset is far smaller)."""
 TXT_RECORD_MAX = 1024
@@ -177,8 +182,13 @@ def _policy_line(line: str) -> tuple[str, str]:
 
 
 def _mx_pattern(value: str) -> str:
-    """``mx.example.com`` or ``*.example.com``, lower case, without a trailing dot."""
+    """``mx.example.com`` or ``*.example.com``, lower case, without a trailing dot.
+    ASCII is checked before case folding (KELVIN SIGN U+212A lower-cases to "k")."""
+    if not value.isascii():
+        raise MtaStsError(f"MTA-STS policy: mx {value[:80]!r} is not ASCII")
     pattern = value.lower().rstrip(".")
+    if len(pattern) > MX_NAME_MAX:
+        raise MtaStsError(f"MTA-STS policy: mx longer than {MX_NAME_MAX} characters")
     name = pattern.removeprefix("*.")
     labels = name.split(".")
     if not name or not all(_LABEL.fullmatch(label) for label in labels):
@@ -190,7 +200,10 @@ def mx_matches(pattern: str, host: str) -> bool:
     """True when MX host name ``host`` matches policy ``pattern``: equal ignoring case
     and a trailing dot, or ``*.rest`` with ``host`` being exactly one label followed by
     ``rest`` (``*.example.com`` matches ``mx.example.com``, not ``a.mx.example.com`` nor
-    ``example.com``). Spec: RFC 8461 §4.1."""
+    ``example.com``). Names that are not ASCII never match (no case folding of other
+    scripts into ASCII). Spec: RFC 8461 §4.1."""
+    if not (pattern.isascii() and host.isascii()):
+        return False
     pattern = pattern.lower().rstrip(".")
     host = host.lower().rstrip(".")
     if not pattern or not host:

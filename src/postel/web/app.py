@@ -12,6 +12,7 @@ RFC 8615 (well-known URIs); RFC 9110 §7.2 (Host).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +29,10 @@ MTA_STS_PREFIX = "mta-sts."
 HOST_HEADER_MAX = 255
 """Characters of a Host header considered (a domain name is at most 253, RFC 1035
 §2.3.4, plus a port)."""
+
+_PORT = re.compile(r"[0-9]{1,5}")
+"""A port in Host: ASCII digits only (``str.isdigit`` takes other scripts' digits).
+Spec: RFC 9110 §4.2.1 (port = *DIGIT), RFC 5234 §B.1 (DIGIT is 0-9)."""
 
 
 class Domains(Protocol):
@@ -47,17 +52,17 @@ class WebSettings:
 def policy_domain(host_header: str) -> str | None:
     """The domain a ``Host: mta-sts.<domain>[:port]`` header names, lower case and
     without a trailing dot; None for any other host. Spec: RFC 8461 §3.2."""
-    host = host_header.strip().lower()
-    if not host or len(host) > HOST_HEADER_MAX or host.startswith("["):
-        return None
-    name, _, port = host.partition(":")
-    if port and not port.isdigit():
+    host = host_header.strip()
+    if not host or len(host) > HOST_HEADER_MAX or not host.isascii() or host.startswith("["):
+        return None  # ASCII before case folding: U+212A (KELVIN SIGN) lower-cases to "k"
+    name, _, port = host.lower().partition(":")
+    if port and not _PORT.fullmatch(port):
         return None
     name = name.rstrip(".")
     if not name.startswith(MTA_STS_PREFIX):
         return None
     domain = name[len(MTA_STS_PREFIX) :]
-    if not domain or not domain.isascii() or "." not in domain:
+    if not domain or "." not in domain:
         return None
     return domain
 
