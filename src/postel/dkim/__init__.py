@@ -1,9 +1,22 @@
-"""DKIM for postel: signing keys (RSA-2048 and Ed25519) and signing outgoing mail with
-dkimpy. Verification comes with inbound sender authentication.
+"""DKIM for postel: signing keys (RSA-2048 and Ed25519), signing outgoing mail,
+verifying received mail and ARC validation and sealing, all with dkimpy; DNS goes
+through postel's own resolver.
 
-Spec: RFC 6376, RFC 8463 (Ed25519), RFC 8301 (key sizes, SHA-256).
+Spec: RFC 6376, RFC 8463 (Ed25519), RFC 8301 (key sizes, SHA-256), RFC 8617 (ARC).
 """
 
+from postel.dkim.arc import (
+    ARC_FIELDS_MAX,
+    ARC_INSTANCES_MAX,
+    ARC_KEY_LOOKUP_TIMEOUT_S,
+    ARC_KEY_LOOKUPS_MAX,
+    ArcResult,
+    ArcSealError,
+    ArcSetResult,
+    ChainValidation,
+    seal_message,
+    verify_arc,
+)
 from postel.dkim.keys import (
     DkimKey,
     KeyAlgorithm,
@@ -13,14 +26,46 @@ from postel.dkim.keys import (
     write_key,
 )
 from postel.dkim.sign import SIGNED_HEADERS, sign_message
+from postel.dkim.verify import (
+    DKIM_FUTURE_SKEW_S,
+    DKIM_KEY_LOOKUP_TIMEOUT_S,
+    DKIM_RSA_BITS_MAX,
+    DKIM_RSA_BITS_MIN,
+    DKIM_SIGNATURES_MAX,
+    DkimLimits,
+    DkimResult,
+    DkimStatus,
+    TxtResolver,
+    verify_message,
+)
 
 __all__ = [
+    "ARC_FIELDS_MAX",
+    "ARC_INSTANCES_MAX",
+    "ARC_KEY_LOOKUPS_MAX",
+    "ARC_KEY_LOOKUP_TIMEOUT_S",
+    "DKIM_FUTURE_SKEW_S",
+    "DKIM_KEY_LOOKUP_TIMEOUT_S",
+    "DKIM_RSA_BITS_MAX",
+    "DKIM_RSA_BITS_MIN",
+    "DKIM_SIGNATURES_MAX",
     "SIGNED_HEADERS",
+    "ArcResult",
+    "ArcSealError",
+    "ArcSetResult",
+    "ChainValidation",
     "DkimKey",
+    "DkimLimits",
+    "DkimResult",
+    "DkimStatus",
     "KeyAlgorithm",
+    "TxtResolver",
     "dns_record",
     "generate_key",
     "load_keys",
+    "seal_message",
     "sign_message",
+    "verify_arc",
+    "verify_message",
     "write_key",
 ]

@@ -9,6 +9,7 @@ Spec: RFC 6376 §3.4 (canonicalization), §3.5 (h=), §5.4 (which fields), §8.1
 from __future__ import annotations
 
 import base64
+import re
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -41,9 +42,14 @@ class SigningError(Exception):
     """dkimpy refused to sign (e.g. no From: field)."""
 
 
+_FROM_FIELD = re.compile(rb"(?im)^from[ \t]*:")
+
+
 def sign_message(message: bytes, key: DkimKey) -> bytes:
     """The ``DKIM-Signature:`` field (CRLF-terminated, folded) for ``message`` (the
     whole message as it will be sent). Raises SigningError. Spec: RFC 6376 §5."""
+    if not _FROM_FIELD.search(message.split(b"\r\n\r\n", 1)[0]):
+        raise SigningError("no From: field to sign (RFC 6376 §5.4, RFC 5322 §3.6)")
     include = list(SIGNED_HEADERS) + list(OVERSIGNED)
     private = key.private_pem
     if key.algorithm is KeyAlgorithm.ED25519:
