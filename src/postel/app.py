@@ -33,6 +33,7 @@ from postel.errors import ConfigError
 from postel.ids import new_queue_id
 from postel.mtasts import own_policy
 from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
+from postel.pipeline.authentication import AuthSettings, InboundAuthenticator
 from postel.resolver import DnsPythonResolver
 from postel.server import tls
 from postel.server.auth import Authenticator
@@ -235,6 +236,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     abuse = AbuseTracker(config.abuse, clock)
     inbound = InboundDelivery(store, config.hostname, clock, config.smtp.received_max)
     shutdown = asyncio.Event()
+    resolver = DnsPythonResolver(config.dns.servers(), clock=clock)  # one cache for all
     smtp = SmtpService(
         config=config,
         directory=directory,
@@ -245,6 +247,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         clock=clock,
         shutdown=shutdown,
     )
+    smtp.sender_checks = _sender_checks(config, resolver, clock)
     authenticator = Authenticator(
         store,
         abuse,
@@ -304,7 +307,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     for web in webs:
         await web.start()
 
-    worker = _delivery_worker(config, store, clock, smarthost)
+    worker = _delivery_worker(config, store, clock, resolver, smarthost)
     worker_task = asyncio.create_task(worker.run()) if worker is not None else None
     send_report = _report_sender(config, store, directory, inbound, worker)
     smtp.send_report = send_report
@@ -393,12 +396,15 @@ def _report_sender(
 
 
 def _delivery_worker(
-    config: Config, store: Store, clock: Clock, smarthost: Smarthost | None = None
+    config: Config,
+    store: Store,
+    clock: Clock,
+    resolver: DnsPythonResolver,
+    smarthost: Smarthost | None = None,
 ) -> DeliveryWorker | None:
     """The outbound queue's worker, unless ``[delivery] enabled = false``."""
     if not config.delivery.enabled:
         return None
-    resolver = DnsPythonResolver(config.dns.servers(), clock=clock)
     settings = delivery.DeliveryConfig(
         hostname=config.hostname,
         worker_name=f"{os.uname().nodename}:{os.getpid()}",
@@ -471,6 +477,28 @@ def _web_servers(config: Config, store: Store) -> list[WebServer]:
             )
         )
     return servers
+
+
+def _sender_checks(
+    config: Config, resolver: DnsPythonResolver, clock: Clock
+) -> InboundAuthenticator | None:
+    """SPF, DKIM, ARC, DMARC and iprev for port 25, unless ``[authentication] enabled
+    = false``. Spec: RFC 8601; RFC 9989."""
+    settings = config.authentication
+    if not settings.enabled:
+        return None
+    return InboundAuthenticator(
+        resolver,
+        clock,
+        AuthSettings(
+            authserv_id=settings.authserv_id or config.hostname,
+            temperror_defers=settings.temperror == "defer",
+            trusted_forwarders=tuple(
+                ipaddress.ip_network(n, strict=False) for n in settings.trusted_forwarders
+            ),
+            trusted_sealers=frozenset(d.lower().rstrip(".") for d in settings.trusted_arc_sealers),
+        ),
+    )
 
 
 def _smarthost(config: Config) -> Smarthost | None:

@@ -22,6 +22,7 @@ from postel.config.listen import read_listen
 from postel.config.model import (
     AbuseConfig,
     AuthConfig,
+    AuthenticationConfig,
     Config,
     DeliveryConfig,
     DnsConfig,
@@ -58,6 +59,7 @@ _TOP_KEYS = {
     "delivery",
     "mta_sts",
     "submission",
+    "authentication",
     "auth",
     "abuse",
 }
@@ -91,6 +93,11 @@ _DELIVERY_CHECKS: dict[str, Validator] = {
     "lifetime": positive,
     "delay_notice_after": positive,
     "smarthost_tls": one_of("starttls", "implicit", "none"),
+}
+_AUTHENTICATION_CHECKS: dict[str, Validator] = {
+    "temperror": one_of("defer", "accept"),
+    "trusted_forwarders": networks,
+    "ignore_clients": networks,
 }
 _MTA_STS_CHECKS: dict[str, Validator] = {
     "max_age": positive,
@@ -271,6 +278,9 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     delivery = reader.section(data, ("delivery",), DeliveryConfig, _DELIVERY_CHECKS)
     mta_sts = reader.section(data, ("mta_sts",), MtaStsConfig, _MTA_STS_CHECKS)
     submission = reader.section(data, ("submission",), SubmissionConfig, {})
+    authentication = reader.section(
+        data, ("authentication",), AuthenticationConfig, _AUTHENTICATION_CHECKS
+    )
     abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
     if hostname is None or data_dir is None or database_url is None or tls is None:
         return None
@@ -287,6 +297,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         delivery=delivery,
         mta_sts=mta_sts,
         submission=submission,
+        authentication=authentication,
         auth=auth,
         abuse=abuse,
         admin_address=admin_address,

@@ -185,6 +185,26 @@ class MtaStsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthenticationConfig:
+    """Sender authentication of mail received on port 25: SPF, DKIM, ARC, DMARC and
+    iprev, recorded in Authentication-Results; DMARC's policy applied (reject: 550
+    5.7.1, quarantine: Junk). ``authserv_id`` defaults to the hostname;
+    ``temperror`` "defer" answers 451 4.7.5 when DMARC cannot be evaluated for DNS
+    trouble, "accept" takes the message; ``trusted_forwarders`` (CIDR) and
+    ``trusted_arc_sealers`` (domains) are local overrides for forwarded mail;
+    ``ignore_clients`` (CIDR) are client networks whose mail is not checked at all
+    (local programs submitting on port 25; loopback by default, as OpenDMARC's
+    IgnoreHosts). Spec: RFC 8601; RFC 9989; RFC 8617 §7.2."""
+
+    enabled: bool = True
+    authserv_id: str = ""
+    temperror: str = "defer"
+    trusted_forwarders: tuple[str, ...] = ()
+    trusted_arc_sealers: tuple[str, ...] = ()
+    ignore_clients: tuple[str, ...] = LOOPBACK_NETWORKS
+
+
+@dataclass(frozen=True, slots=True)
 class SubmissionConfig:
     """The submission service (RFC 6409). ``copy_to_sent``: also file each accepted
     message (as sent, with the fields postel added) in the sender's Sent mailbox,
@@ -247,6 +267,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    authentication: AuthenticationConfig = field(default_factory=AuthenticationConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
     admin_address: str | None = None

@@ -22,7 +22,7 @@ from postel.clock import Clock
 from postel.directory import LocalTarget
 from postel.errors import PermanentFailure
 from postel.ids import AccountId, QueueId
-from postel.store import BlobRef, Delivered, Delivery, Store
+from postel.store import BlobRef, Delivered, Delivery, SpecialUse, Store
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,12 @@ class InboundEnvelope:
     protocol: str
     tls: str | None
     added_fields: bytes = b""
-    """Header fields the submission service added (Date, Message-ID; RFC 6409 §8),
-    CRLF-terminated, stored after the trace fields."""
+    """Header fields added after the trace fields, CRLF-terminated: Date and Message-ID
+    by the submission service (RFC 6409 §8), Authentication-Results on port 25
+    (RFC 8601 §5)."""
+    mailbox_use: SpecialUse | None = None
+    """Deliver into the accounts' mailbox with this special use (e.g. \\Junk for a
+    message DMARC asks to quarantine) instead of INBOX. Spec: RFC 6154 §2."""
 
 
 class MailLoop(PermanentFailure):
@@ -112,6 +116,7 @@ class InboundDelivery:
         now = self._clock.now()
         summary = await self._summary(blob)
         deliveries: list[Delivery] = []
+        use = envelope.mailbox_use
         seen: set[int] = set()
         for rcpt in envelope.recipients:
             for target in rcpt.targets:
@@ -119,10 +124,11 @@ class InboundDelivery:
                     continue  # one copy per account, even when aliases overlap
                 seen.add(target.account_id)
                 prefix = self._trace_prefix(envelope, rcpt.address, target, now)
+                mailbox = "INBOX" if use is None else await self._mailbox(target.account_id, use)
                 deliveries.append(
                     Delivery(
                         account_id=target.account_id,
-                        mailbox="INBOX",
+                        mailbox=mailbox,
                         blob=blob,
                         trace_prefix=prefix,
                         internal_date=now,
@@ -131,6 +137,14 @@ class InboundDelivery:
                     )
                 )
         return await self._store.deliver(deliveries)
+
+    async def _mailbox(self, account_id: AccountId, use: SpecialUse) -> str:
+        """The name of the account's mailbox with special use ``use``; INBOX when it
+        has none (the message must not be lost). Spec: RFC 6154 §2."""
+        for box in await self._store.list_mailboxes(account_id):
+            if box.special_use is use:
+                return box.name
+        return "INBOX"
 
     async def file_copy(
         self,

@@ -19,6 +19,8 @@ Spec: RFC 5321 §4.1, §4.5.3.2 (timeouts), RFC 3207 (STARTTLS), RELIABILITY.md 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import logging
 import ssl
 from collections.abc import Coroutine
@@ -38,11 +40,13 @@ from postel.directory import (
 )
 from postel.errors import PermanentFailure, PostelError, StoreError
 from postel.ids import QueueId, new_queue_id
+from postel.mail.authres import strip_ours
 from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
+from postel.pipeline.authentication import AuthAction, EarlyChecks, InboundAuthenticator
 from postel.server import tls
 from postel.server.listener import Peer
 from postel.server.success_reports import ReportSender, send_success_report, wants_success
-from postel.store import BlobRef, BlobWriter, Store
+from postel.store import BlobRef, BlobWriter, SpecialUse, Store
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +80,16 @@ class _Transaction:
     """Local recipients that asked for NOTIFY=SUCCESS (RFC 3461 §4.1)."""
     blob: BlobRef | None = None
     """The committed content, once committed."""
+    checks: EarlyChecks | None = None
+    """Sender authentication started at MAIL FROM (port 25 only)."""
 
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
+        if self.checks is not None:
+            self.checks.cancel()
+            self.checks = None
 
 
 class SmtpService:
@@ -117,6 +126,12 @@ class SmtpService:
         self.ssl_context = ssl_context
         self.clock = clock
         self.shutdown = shutdown
+        self._auth_exempt = tuple(
+            ipaddress.ip_network(n, strict=False) for n in config.authentication.ignore_clients
+        )
+        self.sender_checks: InboundAuthenticator | None = None
+        """Checks SPF, DKIM, ARC, DMARC and iprev of received mail (set by the
+        composition root for port 25; None: no checks)."""
         self.send_report: ReportSender | None = None
         """Sends delivery reports (set by the composition root; None: no success
         reports). Spec: RFC 3461 §5.2.3."""
@@ -134,6 +149,15 @@ class SmtpService:
     def __call__(self) -> SmtpSession:
         """A protocol instance for one new connection (``loop.create_server``)."""
         return SmtpSession(self)
+
+    def auth_exempt(self, ip: str) -> bool:
+        """Whether mail from ``ip`` skips sender authentication (``[authentication]
+        ignore_clients``)."""
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._auth_exempt)
 
     def stop(self) -> None:
         """Begin shutdown: sessions waiting for a command answer 421 and close; those in
@@ -373,6 +397,7 @@ class SmtpSession(asyncio.Protocol):
             case smtp.MailFrom(reverse_path=path, params=params):
                 self.abort()
                 self.txn = _Transaction(new_queue_id(), _path_text(path), params)
+                self.txn.checks = self.start_checks(self.txn.reverse_path)
                 self.send(smtp.Reply(250, "2.1.0", "Sender OK"))
             case smtp.RcptTo(forward_path=path, params=params):
                 return self.rcpt_step(path, params)
@@ -396,6 +421,14 @@ class SmtpSession(asyncio.Protocol):
             case _:
                 raise PostelError(f"unexpected SMTP event {event!r}")
         return None
+
+    def start_checks(self, reverse_path: str) -> EarlyChecks | None:
+        """Begin SPF and iprev for this transaction unless the client is exempt.
+        Spec: RFC 7208 §2.3-§2.4; RFC 8601 §3."""
+        auth = self.service.sender_checks
+        if auth is None or self.service.auth_exempt(self.peer.ip):
+            return None
+        return auth.start(self.peer.ip, self.helo or "", reverse_path)
 
     async def rcpt_step(self, path: smtp.Path, params: smtp.RcptParams | None = None) -> None:
         """Answer RCPT TO; a local recipient that asked for NOTIFY=SUCCESS is noted for
@@ -588,6 +621,11 @@ class SmtpSession(asyncio.Protocol):
         try:
             self.service.inbound.check_loops(envelope, bytes(txn.head))
             ref = txn.blob = await writer.commit()
+            if txn.checks is not None:
+                judged = await self._authenticate(txn, txn.checks, envelope, ref, size)
+                if isinstance(judged, smtp.Reply):
+                    return judged
+                envelope, ref = judged
             delivered = await self.service.inbound.deliver(envelope, ref)
         except PermanentFailure as exc:
             writer.abort()
@@ -600,6 +638,62 @@ class SmtpSession(asyncio.Protocol):
             return LOCAL_ERROR
         self.log_transaction(envelope, size, f"delivered to {len(delivered)} mailbox(es)")
         return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
+
+    async def _authenticate(
+        self,
+        txn: _Transaction,
+        checks: EarlyChecks,
+        envelope: InboundEnvelope,
+        ref: BlobRef,
+        size: int,
+    ) -> tuple[InboundEnvelope, BlobRef] | smtp.Reply:
+        """Sender authentication of the committed message: the refusal to answer, or
+        the envelope with our Authentication-Results (and Junk for a quarantine) and
+        the blob to store (a new one without forged Authentication-Results claiming
+        our authserv-id). Spec: RFC 9989; RFC 8601 §5; RFC 3463 (5.7.1, 4.7.5)."""
+        auth = self.service.sender_checks
+        assert auth is not None
+        txn.checks = None
+        store = self.service.store
+        if ref.inline is not None:
+            content = ref.inline
+            verdict = await auth.verdict(checks, content, self.peer.ip)
+        else:
+            async with auth.large:
+                content = await store.read_blob(ref)
+                verdict = await auth.verdict(checks, content, self.peer.ip)
+        log.info(
+            "smtp.auth",
+            extra={
+                "queue_id": txn.queue_id,
+                "ip": self.peer.ip,
+                "action": str(verdict.action),
+                "results": verdict.summary,
+            },
+        )
+        domain = verdict.dmarc.author_domain or "the sender's domain"
+        if verdict.action is AuthAction.REJECT:
+            self.log_transaction(envelope, size, "rejected: DMARC policy")
+            return smtp.Reply(550, "5.7.1", f"Rejected by the DMARC policy of {domain}")
+        if verdict.action is AuthAction.DEFER:
+            self.log_transaction(envelope, size, "deferred: DMARC temperror")
+            return smtp.Reply(451, "4.7.5", "DMARC evaluation failed temporarily, try again later")
+        end = content.find(b"\r\n\r\n")
+        header = content if end < 0 else content[:end]
+        stripped, removed = strip_ours(header, auth.settings.authserv_id)
+        if removed:
+            writer = store.blob_writer()
+            writer.write(stripped + content[len(header) :])
+            ref = await writer.commit()
+        use = SpecialUse.JUNK if verdict.action is AuthAction.QUARANTINE else None
+        return (
+            dataclasses.replace(
+                envelope,
+                added_fields=verdict.field + envelope.added_fields,
+                mailbox_use=use,
+            ),
+            ref,
+        )
 
     def added_fields(self, head: bytes) -> bytes:
         """Header fields to add to the message (none on port 25: a relay adds no

@@ -1,0 +1,261 @@
+"""Sender authentication of inbound mail, between the end of DATA and the 250.
+
+``InboundAuthenticator.start`` begins the checks that need only the envelope (SPF of
+MAIL FROM and of HELO, iprev of the client address) when MAIL FROM arrives, so their DNS
+lookups overlap the rest of the dialogue; ``verdict`` adds the checks that need the
+content (DKIM, ARC), evaluates DMARC, and returns what to do with the message and the
+Authentication-Results field to prepend:
+
+* DMARC ``reject`` → 550 5.7.1 in the dialogue; ``quarantine`` → delivered to Junk;
+* DMARC ``temperror`` → 451 4.7.5 (when ``temperror_defers``; else accepted and noted);
+* a failing message from a trusted forwarder (client network) or carrying an ARC chain
+  that passes and whose oldest passing sealer is trusted gets the local override
+  (delivered as if DMARC had asked for nothing).
+
+Every DNS wait is bounded by the checks' own budgets (SPF 20 s, DKIM 12 s, DMARC 20 s,
+``IPREV_TIMEOUT_S``); all DNS goes through the one caching resolver.
+
+Bounds defined here: ``IPREV_NAMES_MAX`` (PTR names checked, RFC 8601 §3 leaves the
+number to the receiver; SPF's ptr limit, RFC 7208 §4.6.4, is 10) and ``IPREV_TIMEOUT_S``.
+
+Spec: RFC 7208 (SPF), RFC 6376 (DKIM), RFC 8617 (ARC), RFC 9989 (DMARC), RFC 8601
+(Authentication-Results, iprev §3), RFC 3463 (X.7.1, X.7.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from postel.clock import Clock
+from postel.dkim.arc import ArcResult, ChainValidation, verify_arc
+from postel.dkim.verify import DkimResult, verify_message
+from postel.dmarc import Disposition, DmarcResult, Override, PolicyOverride, evaluate
+from postel.dmarc import Result as DmarcStatus
+from postel.errors import PermanentFailure, TemporaryFailure
+from postel.mail.authres import MethodResult, render
+from postel.mail.header import split_header
+from postel.resolver import Resolver
+from postel.spf import SpfChecker, SpfResult
+
+log = logging.getLogger(__name__)
+
+IPREV_NAMES_MAX = 10
+"""PTR names whose addresses are checked for iprev (RFC 7208 §4.6.4's ptr bound)."""
+IPREV_TIMEOUT_S = 10.0
+"""Seconds for the whole iprev check (local policy)."""
+
+VERIFY_INLINE_MAX = 1024 * 1024
+"""Messages up to this size are verified without waiting for a slot; larger ones take
+one of ``VERIFY_CONCURRENCY_MAX`` (each is read whole into memory for DKIM)."""
+VERIFY_CONCURRENCY_MAX = 2
+"""Large messages verified at once (bounds memory, RELIABILITY.md D7)."""
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class AuthAction(enum.StrEnum):
+    """What the SMTP session does with the message."""
+
+    ACCEPT = "accept"
+    QUARANTINE = "quarantine"
+    """Deliver into the recipients' Junk mailbox."""
+    REJECT = "reject"
+    """550 5.7.1."""
+    DEFER = "defer"
+    """451 4.7.5."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """``authserv_id``: our name in Authentication-Results (RFC 8601 §2.5);
+    ``temperror_defers``: answer 451 4.7.5 when DMARC cannot be evaluated for DNS
+    trouble; ``trusted_forwarders``: client networks whose failing mail is not
+    penalised (local override); ``trusted_sealers``: ARC sealer domains likewise.
+    Spec: RFC 8601 §2.5; RFC 9989 (local policy overrides); RFC 8617 §7.2."""
+
+    authserv_id: str
+    temperror_defers: bool = True
+    trusted_forwarders: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    trusted_sealers: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class EarlyChecks:
+    """The envelope checks started at MAIL FROM (tasks); ``cancel`` on RSET/abort."""
+
+    mail_from: str
+    spf: asyncio.Task[SpfResult] | None
+    helo: asyncio.Task[SpfResult] | None
+    iprev: asyncio.Task[MethodResult] = field(repr=False)
+
+    def cancel(self) -> None:
+        for task in (self.spf, self.helo, self.iprev):
+            if task is not None and not task.done():
+                task.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthVerdict:
+    """The outcome: ``action``, the ``field`` to prepend (Authentication-Results,
+    CRLF-terminated), and the results for logs. Spec: RFC 8601 §2."""
+
+    action: AuthAction
+    field: bytes
+    dmarc: DmarcResult
+    spf: SpfResult | None
+    dkim: tuple[DkimResult, ...]
+    arc: ArcResult
+    iprev: MethodResult
+
+    @property
+    def summary(self) -> str:
+        """``spf=pass dkim=pass dmarc=pass arc=none iprev=pass`` for log lines."""
+        dkim = ",".join(str(d.result) for d in self.dkim) or "none"
+        spf = str(self.spf.result) if self.spf is not None else "none"
+        return (
+            f"spf={spf} dkim={dkim} dmarc={self.dmarc.result} arc={self.arc.cv} "
+            f"iprev={self.iprev.result}"
+        )
+
+
+class InboundAuthenticator:
+    """Runs the checks of one process with its resolver (see the module docstring)."""
+
+    def __init__(self, resolver: Resolver, clock: Clock, settings: AuthSettings) -> None:
+        self._resolver = resolver
+        self._clock = clock
+        self.settings = settings
+        self._spf = SpfChecker(resolver, clock, receiver=settings.authserv_id)
+        self.large = asyncio.Semaphore(VERIFY_CONCURRENCY_MAX)
+        """Held while a message over ``VERIFY_INLINE_MAX`` is read and verified."""
+
+    def start(self, client_ip: str, helo: str, mail_from: str) -> EarlyChecks:
+        """Start SPF (MAIL FROM, and HELO when it is a domain) and iprev. ``mail_from``
+        is the reverse-path without brackets ("" for the null sender: SPF then checks
+        postmaster@HELO, RFC 7208 §2.4). Spec: RFC 7208 §2.3, §2.4; RFC 8601 §3."""
+        ip = ipaddress.ip_address(client_ip)
+        spf = asyncio.create_task(self._spf.check_mail_from(ip, mail_from, helo=helo))
+        helo_task = None
+        if helo and not helo.startswith("["):
+            helo_task = asyncio.create_task(self._spf.check_helo(ip, helo))
+        iprev = asyncio.create_task(self._iprev(ip))
+        return EarlyChecks(mail_from, spf, helo_task, iprev)
+
+    async def verdict(self, checks: EarlyChecks, message: bytes, client_ip: str) -> AuthVerdict:
+        """Finish the checks on the whole ``message`` (as received, no trace fields of
+        ours) and decide. Never raises for bad input or DNS trouble.
+        Spec: RFC 9989 (policy), RFC 8601 §2."""
+        dkim_task = asyncio.create_task(verify_message(message, self._resolver, clock=self._clock))
+        arc_task = asyncio.create_task(verify_arc(message, self._resolver))
+        spf = await _result_of(checks.spf)
+        helo = await _result_of(checks.helo)
+        iprev = await checks.iprev
+        dkim = tuple(await dkim_task)
+        arc = await arc_task
+        from_fields = [f.value for f in split_header(message).fields if f.name.lower() == b"from"]
+        spf_identity = None
+        if spf is not None and checks.mail_from:
+            spf_identity = (str(spf.result), checks.mail_from.rpartition("@")[2].lower())
+        dmarc = await evaluate(
+            from_fields,
+            spf_identity,
+            [(str(d.result), d.domain) for d in dkim],
+            self._resolver,
+            override=self._override(client_ip, arc),
+        )
+        action = self._action(dmarc)
+        results = _method_results(spf, helo, checks.mail_from, dkim, dmarc, arc, iprev)
+        field_bytes = render(self.settings.authserv_id, results)
+        return AuthVerdict(action, field_bytes, dmarc, spf, dkim, arc, iprev)
+
+    def _override(self, client_ip: str, arc: ArcResult) -> Override | None:
+        """A local override for a failing message: a trusted forwarder's address, or a
+        passing ARC chain whose oldest passing sealer we trust. Spec: RFC 8617 §7.2."""
+        ip = ipaddress.ip_address(client_ip)
+        if any(ip in network for network in self.settings.trusted_forwarders):
+            return Override(PolicyOverride.TRUSTED_FORWARDER, f"client {client_ip}")
+        sealer = (arc.oldest_pass_domain or "").lower()
+        if arc.cv is ChainValidation.PASS and sealer in self.settings.trusted_sealers:
+            return Override(PolicyOverride.LOCAL_POLICY, f"ARC sealed by {sealer}")
+        return None
+
+    def _action(self, dmarc: DmarcResult) -> AuthAction:
+        if dmarc.result is DmarcStatus.TEMPERROR and self.settings.temperror_defers:
+            return AuthAction.DEFER
+        if dmarc.disposition is Disposition.REJECT:
+            return AuthAction.REJECT
+        if dmarc.disposition is Disposition.QUARANTINE:
+            return AuthAction.QUARANTINE
+        return AuthAction.ACCEPT
+
+    async def _iprev(self, ip: IpAddress) -> MethodResult:
+        """Reverse then forward DNS agree on ``ip``. Spec: RFC 8601 §3, §2.7.3."""
+        prop = (("policy.iprev", str(ip)),)
+        try:
+            async with asyncio.timeout(IPREV_TIMEOUT_S):
+                names = (await self._resolver.ptr(ip))[:IPREV_NAMES_MAX]
+                if not names:
+                    return MethodResult("iprev", "permerror", "no PTR", prop)
+                for name in names:
+                    with contextlib.suppress(PermanentFailure):
+                        lookup = self._resolver.a if ip.version == 4 else self._resolver.aaaa
+                        if ip in await lookup(name):
+                            return MethodResult(
+                                "iprev", "pass", None, (*prop, ("smtp.remote-ip", str(ip)))
+                            )
+                return MethodResult("iprev", "fail", "forward lookup does not match", prop)
+        except (TimeoutError, TemporaryFailure):
+            return MethodResult("iprev", "temperror", "DNS trouble", prop)
+        except PermanentFailure:
+            return MethodResult("iprev", "permerror", "no PTR", prop)
+
+
+async def _result_of(task: asyncio.Task[SpfResult] | None) -> SpfResult | None:
+    if task is None:
+        return None
+    try:
+        return await task
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # the SPF check never raises; a bug must not lose the message
+        log.exception("auth.spf_failed")
+        return None
+
+
+def _method_results(
+    spf: SpfResult | None,
+    helo: SpfResult | None,
+    mail_from: str,
+    dkim: Sequence[DkimResult],
+    dmarc: DmarcResult,
+    arc: ArcResult,
+    iprev: MethodResult,
+) -> list[MethodResult]:
+    """The clauses of our Authentication-Results field. Spec: RFC 8601 §2.7, §3."""
+    out: list[MethodResult] = []
+    if spf is not None:
+        identity = mail_from or f"postmaster@{spf.domain}"
+        out.append(MethodResult("spf", str(spf.result), None, (("smtp.mailfrom", identity),)))
+    if helo is not None:
+        out.append(MethodResult("spf", str(helo.result), None, (("smtp.helo", helo.domain),)))
+    if not dkim:
+        out.append(MethodResult("dkim", "none"))
+    for d in dkim:
+        props = (("header.d", d.domain), ("header.s", d.selector), ("header.b", d.header_b))
+        reason = d.reason if str(d.result) != "pass" else None
+        out.append(MethodResult("dkim", str(d.result), reason, props))
+    dmarc_props: list[tuple[str, str]] = []
+    if dmarc.author_domain:
+        dmarc_props.append(("header.from", dmarc.author_domain))
+    if dmarc.record is not None:
+        dmarc_props.append(("policy.dmarc", str(dmarc.disposition)))
+    out.append(MethodResult("dmarc", str(dmarc.result), None, tuple(dmarc_props)))
+    out.append(MethodResult("arc", str(arc.cv)))
+    out.append(iprev)
+    return out
