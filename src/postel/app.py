@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import ipaddress
 import logging
 import os
 import random
+import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -27,13 +29,17 @@ from postel.delivery.mtasts import CACHE_FILE_NAME as MTA_STS_CACHE_FILE
 from postel.delivery.mtasts import MtaStsPolicy
 from postel.delivery.smarthost import Smarthost, SmarthostTls, parse_smarthost_address
 from postel.delivery.worker import local_process_gone
-from postel.directory import Directory, LocalRecipients, make_credentials, to_a_label
+from postel.directory import Directory, Forwarded, LocalRecipients, make_credentials, to_a_label
 from postel.directory.passwords import generate_password
+from postel.dmarc.reporting import DmarcRecorder, DmarcReporter, ReporterSettings
 from postel.errors import ConfigError
 from postel.ids import new_queue_id
+from postel.mail.srs import Srs, SrsError
 from postel.mtasts import own_policy
 from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
 from postel.pipeline.authentication import AuthSettings, InboundAuthenticator
+from postel.pipeline.dmarc_observer import DmarcObserver
+from postel.pipeline.forwarding import Forwarder
 from postel.resolver import DnsPythonResolver
 from postel.server import tls
 from postel.server.auth import Authenticator
@@ -248,10 +254,12 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         shutdown=shutdown,
     )
     smtp.sender_checks = _sender_checks(config, resolver, clock)
+    secret = load_secret(config.data_dir)
+    smtp.forwarder = _forwarder(config, store, clock, resolver, secret)
     authenticator = Authenticator(
         store,
         abuse,
-        load_secret(config.data_dir),
+        secret,
         clock=clock,
         cache_seconds=config.auth.cache_seconds,
     )
@@ -309,7 +317,9 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
 
     worker = _delivery_worker(config, store, clock, resolver, smarthost)
     worker_task = asyncio.create_task(worker.run()) if worker is not None else None
-    send_report = _report_sender(config, store, directory, inbound, worker)
+    send_report = _report_sender(config, store, directory, inbound, worker, smtp.forwarder)
+    if smtp.forwarder is not None:
+        smtp.forwarder.on_enqueued = worker.wake if worker is not None else None
     smtp.send_report = send_report
     for service in submission.values():
         service.send_report = send_report
@@ -321,12 +331,18 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         backoff=_backoff(config),
     )
     bouncer_task = asyncio.create_task(bouncer.run())
+    reporter = _dmarc_reporting(config, store, clock, resolver, smtp, send_report)
+    reporter_task = asyncio.create_task(reporter.run()) if reporter is not None else None
     for service in submission.values():
         service.on_enqueued = worker.wake if worker is not None else None
     _print_banner(config, password)
     await stop.wait()
 
     log.info("server.stopping")
+    if reporter is not None and reporter_task is not None:
+        reporter.stop()
+        with contextlib.suppress(Exception):
+            await reporter_task
     bouncer.stop()
     with contextlib.suppress(Exception):
         await bouncer_task
@@ -362,12 +378,21 @@ def _report_sender(
     directory: Directory,
     inbound: InboundDelivery,
     worker: DeliveryWorker | None,
+    forwarder: Forwarder | None = None,
 ) -> Callable[[str, bytes], Awaitable[None]]:
     """How a delivery report reaches its recipient, with a null sender: into the mailbox
-    when the address is ours, through the outbound queue otherwise.
-    Spec: RFC 3464 §2, RFC 5321 §4.5.5."""
+    when the address is ours, through the outbound queue otherwise. A report to one of
+    our SRS addresses (a forwarded copy failed) goes to the reversed address; one to an
+    alias that forwards goes to its remote targets.
+    Spec: RFC 3464 §2, RFC 5321 §4.5.5; RFC 7208 Appendix D."""
 
     async def send(address: str, report: bytes) -> None:
+        if forwarder is not None and forwarder.is_srs(address):
+            try:
+                address = forwarder.reverse(address)
+            except SrsError as exc:
+                log.warning("dsn.srs_invalid", extra={"to": address, "error": str(exc)})
+                return
         writer = store.blob_writer()
         writer.write(report)
         ref = await writer.commit()
@@ -386,9 +411,12 @@ def _report_sender(
             )
             await inbound.deliver(envelope, ref)
             return
-        domain = to_a_label(address.rsplit("@", 1)[-1]).lower()
+        targets = resolution.remote if isinstance(resolution, Forwarded) else (address,)
         message = NewQueuedMessage(queue_id=str(queue_id), blob=ref, reverse_path="")
-        await store.enqueue(message, [NewRecipient(address=address, domain=domain)])
+        await store.enqueue(
+            message,
+            [NewRecipient(address=a, domain=to_a_label(a.rsplit("@", 1)[-1])) for a in targets],
+        )
         if worker is not None:
             worker.wake()
 
@@ -498,6 +526,64 @@ def _sender_checks(
             ),
             trusted_sealers=frozenset(d.lower().rstrip(".") for d in settings.trusted_arc_sealers),
         ),
+    )
+
+
+def _forwarder(
+    config: Config, store: Store, clock: Clock, resolver: DnsPythonResolver, secret: bytes
+) -> Forwarder | None:
+    """Forwarding for port 25 (aliases with remote targets, bounces to SRS addresses),
+    unless ``[forwarding] enabled = false``. Spec: RFC 5321 §3.9; RFC 7208 Appendix D;
+    RFC 8617 §5.1."""
+    settings = config.forwarding
+    if not settings.enabled:
+        return None
+    return Forwarder(
+        store,
+        Srs(secret, (settings.srs_domain or config.hostname).lower().rstrip(".")),
+        clock,
+        hostname=config.hostname,
+        authserv_id=config.authentication.authserv_id or config.hostname,
+        dkim_dir=config.data_dir / "dkim",
+        resolver=resolver,
+    )
+
+
+def _dmarc_reporting(
+    config: Config,
+    store: Store,
+    clock: Clock,
+    resolver: DnsPythonResolver,
+    smtp: SmtpService,
+    send: Callable[[str, bytes], Awaitable[None]],
+) -> DmarcReporter | None:
+    """DMARC aggregate reports (``[dmarc]``): the observer on port 25 (counting when
+    ``reports``, intake when ``intake``) and the reporting task (None when ``reports``
+    is off). Spec: RFC 9990."""
+    settings = config.dmarc
+    if smtp.sender_checks is None or not (settings.reports or settings.intake):
+        return None
+    recorder = DmarcRecorder(clock, settings.report_interval) if settings.reports else None
+    smtp.dmarc_observer = DmarcObserver(store, clock, recorder, intake=settings.intake)
+    if recorder is None:
+        return None
+    labels = config.hostname.split(".")
+    domain = ".".join(labels[1:]) if len(labels) > 2 else config.hostname
+    return DmarcReporter(
+        store,
+        recorder,
+        send,
+        clock=clock,
+        settings=ReporterSettings(
+            interval=settings.report_interval,
+            submitter=domain,
+            org_name=settings.org_name or domain,
+            from_address=settings.report_from or f"noreply-dmarc@{domain}",
+            flush_interval=settings.flush_interval,
+            history=dt.timedelta(days=settings.history_days),
+        ),
+        resolver=resolver,
+        unique=lambda: secrets.token_hex(8),
     )
 
 

@@ -193,8 +193,10 @@ def test_aliases(cli: Cli) -> None:
     out = cli.ok("alias", "add", "Team@Example.org", "alice@example.org", "bob@example.org")
     assert out == "added alias Team@example.org -> alice@example.org, bob@example.org\n"
     cli.ok("alias", "add", "@example.org", "team@example.org")
-    err = cli.fails("alias", "add", "fwd@example.org", "someone@gmail.example")
-    assert "forwarding to remote addresses is not available yet" in err
+    out = cli.ok("alias", "add", "fwd@example.org", "Someone@Gmail.example")
+    assert out == "added alias fwd@example.org -> Someone@gmail.example\n"
+    assert "added alias" in cli.ok("alias", "add", "far@example.org", "fwd@example.org")
+    assert "not a valid domain" in cli.fails("alias", "add", "bad@example.org", "x@-bad-.example")
     assert "no such account or alias" in cli.fails(
         "alias", "add", "x@example.net", "nobody@example.net"
     )
@@ -203,11 +205,13 @@ def test_aliases(cli: Cli) -> None:
     listing = cli.json("alias", "list")
     assert [(a["source"], a["targets"]) for a in listing] == [
         ("@example.org", ["team@example.org"]),
+        ("far@example.org", ["fwd@example.org"]),
+        ("fwd@example.org", ["Someone@gmail.example"]),
         ("Team@example.org", ["alice@example.org", "bob@example.org"]),
     ]
     table = cli.ok("alias", "list").splitlines()
     assert table[0].split() == ["ALIAS", "TARGETS", "CREATED"]
-    assert "alice@example.org, bob@example.org" in table[2]
+    assert "alice@example.org, bob@example.org" in table[4]
     assert "removed alias @example.org" in cli.ok("alias", "remove", "@example.org")
     assert "no alias" in cli.fails("alias", "remove", "@example.org")
 

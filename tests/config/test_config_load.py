@@ -234,3 +234,14 @@ def test_parse_endpoint(text: str, expected: tuple[str, int]) -> None:
 def test_parse_endpoint_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_endpoint(text)
+
+
+def test_forwarding_section(tmp_path: Path) -> None:
+    config = load(write(tmp_path, MINIMAL))
+    assert (config.forwarding.enabled, config.forwarding.srs_domain) == (True, "")
+    text = MINIMAL + '\n[forwarding]\nenabled = false\nsrs_domain = "srs.example.org"\n'
+    config = load(write(tmp_path, text))
+    assert (config.forwarding.enabled, config.forwarding.srs_domain) == (False, "srs.example.org")
+    bad = MINIMAL + '\n[forwarding]\nsrs_domain = "not a domain"\n'
+    ((line, message),) = errors_of(write(tmp_path, bad))
+    assert line == 9 and "forwarding.srs_domain" in message and "domain name" in message

@@ -13,6 +13,7 @@ from postel.clock import FixedClock
 from postel.directory import (
     AliasExpansionError,
     Directory,
+    Forwarded,
     LocalRecipients,
     NotLocal,
     Resolution,
@@ -160,9 +161,38 @@ async def test_alias_targets_limit(store: Store, monkeypatch: pytest.MonkeyPatch
         await Directory(store, None).resolve("many@example.org")
 
 
-async def test_alias_target_outside_our_domains_is_skipped(store: Store) -> None:
-    await store.add_alias("fwd@example.org", ["someone@example.net", "bob@example.org"])
-    assert addresses(await Directory(store, None).resolve("fwd@example.org")) == ["bob@example.org"]
+async def test_alias_target_outside_our_domains_is_forwarded(store: Store) -> None:
+    await store.add_alias("fwd@example.org", ["Someone@example.net", "bob@example.org"])
+    resolution = await Directory(store, None).resolve("fwd@example.org")
+    assert isinstance(resolution, LocalRecipients)
+    assert addresses(resolution) == ["bob@example.org"]
+    assert resolution.remote == ("Someone@example.net",)
+    # Plain accounts forward nowhere.
+    plain = await Directory(store, None).resolve("bob@example.org")
+    assert isinstance(plain, LocalRecipients) and plain.remote == ()
+
+
+async def test_alias_with_only_remote_targets(store: Store) -> None:
+    await store.add_alias("out@example.org", ["a@example.net", "A@Example.NET", "b@bücher.test"])
+    await store.add_alias("both@example.org", ["out@example.org", "c@example.net"])
+    await store.add_alias("@xn--bcher-kva.example", ["catch@example.net"])
+    directory = Directory(store, None)
+    assert await directory.resolve("out@example.org") == Forwarded(
+        ("a@example.net", "b@xn--bcher-kva.test")
+    )
+    assert await directory.resolve("both+tag@example.org") == Forwarded(
+        ("a@example.net", "b@xn--bcher-kva.test", "c@example.net")
+    )
+    assert await directory.resolve("anyone@bücher.example") == Forwarded(("catch@example.net",))
+
+
+async def test_remote_targets_count_against_the_limit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.add_alias("wide@example.org", [f"u{i}@example.net" for i in range(5)])
+    monkeypatch.setattr(limits, "ALIAS_EXPANSION_TARGETS_MAX", 3)
+    with pytest.raises(AliasExpansionError):
+        await Directory(store, None).resolve("wide@example.org")
 
 
 async def test_postmaster_and_abuse(store: Store) -> None:

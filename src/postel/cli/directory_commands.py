@@ -14,6 +14,7 @@ from postel.cli.output import Column, JsonValue, show, timestamp
 from postel.cli.password_input import credentials_for, obtain_password
 from postel.directory import (
     Directory,
+    Forwarded,
     LocalRecipients,
     normalize_domain,
     parse_address,
@@ -173,20 +174,20 @@ def alias_source(text: str) -> str:
 
 
 async def _check_target(store: Store, directory: Directory, target: str) -> str:
+    """A target of our domains must exist (an account or alias); any other address is a
+    remote forward address, taken as given (mail to it is forwarded with SRS and ARC)."""
     address = parse_address(target)
     if not await directory.is_local_domain(address.domain):
-        raise CliError(
-            f"alias target {target}: forwarding to remote addresses is not available yet "
-            "(targets must be addresses of our domains)"
-        )
-    if not isinstance(await directory.resolve(str(address)), LocalRecipients):
+        return str(address)
+    if not isinstance(await directory.resolve(str(address)), LocalRecipients | Forwarded):
         raise CliError(f"alias target {address}: no such account or alias")
     return str(address)
 
 
 async def alias_add(args: argparse.Namespace, io: Io) -> int:
-    """`postel alias add SOURCE TARGET...`: targets must be existing local addresses;
-    forwarding to remote addresses is refused."""
+    """`postel alias add SOURCE TARGET...`: targets of our domains must be existing
+    accounts or aliases; targets of other domains are forwarded to (port 25 mail to the
+    alias is queued for them, ``[forwarding]``). Spec: RFC 5321 §3.9."""
     source = alias_source(args.source)
     config = config_from_args(args)
     async with open_configured_store(config) as store:

@@ -12,6 +12,7 @@ from pathlib import Path
 from postel.cli import config_commands, directory_commands, mailbox_commands
 from postel.cli.context import Io
 from postel.cli.dkim_commands import add_dkim_commands
+from postel.cli.dmarc_commands import add_dmarc_commands
 from postel.cli.dns_commands import add_dns_commands
 from postel.cli.password_input import add_password_options
 from postel.cli.queue_commands import add_queue_commands
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dkim_commands(commands, common)
     add_dns_commands(commands, common)
     add_queue_commands(commands, common)
+    add_dmarc_commands(commands, common)
     return parser
 
 

@@ -25,7 +25,9 @@ from postel.config.model import (
     AuthenticationConfig,
     Config,
     DeliveryConfig,
+    DmarcConfig,
     DnsConfig,
+    ForwardingConfig,
     ImapLimits,
     MtaStsConfig,
     Pop3Limits,
@@ -60,6 +62,8 @@ _TOP_KEYS = {
     "mta_sts",
     "submission",
     "authentication",
+    "dmarc",
+    "forwarding",
     "auth",
     "abuse",
 }
@@ -98,6 +102,18 @@ _AUTHENTICATION_CHECKS: dict[str, Validator] = {
     "temperror": one_of("defer", "accept"),
     "trusted_forwarders": networks,
     "ignore_clients": networks,
+}
+_FORWARDING_CHECKS: dict[str, Validator] = {
+    "srs_domain": lambda value: (
+        None
+        if value == "" or _domain_name(value)
+        else "must be a domain name (letters, digits, hyphens; RFC 1123 §2.1)"
+    ),
+}
+_DMARC_CHECKS: dict[str, Validator] = {
+    "report_interval": positive,
+    "history_days": positive,
+    "flush_interval": positive,
 }
 _MTA_STS_CHECKS: dict[str, Validator] = {
     "max_age": positive,
@@ -281,7 +297,9 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     authentication = reader.section(
         data, ("authentication",), AuthenticationConfig, _AUTHENTICATION_CHECKS
     )
+    forwarding = reader.section(data, ("forwarding",), ForwardingConfig, _FORWARDING_CHECKS)
     abuse = reader.section(data, ("abuse",), AbuseConfig, _ABUSE_CHECKS)
+    dmarc = reader.section(data, ("dmarc",), DmarcConfig, _DMARC_CHECKS)
     if hostname is None or data_dir is None or database_url is None or tls is None:
         return None
     return Config(
@@ -298,12 +316,22 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         mta_sts=mta_sts,
         submission=submission,
         authentication=authentication,
+        dmarc=dmarc,
+        forwarding=forwarding,
         auth=auth,
         abuse=abuse,
         admin_address=admin_address,
         run_as=run_as or None,
         embedded=False,
     )
+
+
+def _domain_name(value: object) -> bool:
+    """Host-name syntax, as the hostname is checked. Spec: RFC 1123 §2.1."""
+    if not isinstance(value, str):
+        return False
+    labels = value.rstrip(".").split(".")
+    return len(value) <= HOSTNAME_MAX and all(_LABEL.match(label) for label in labels)
 
 
 def _hostname(reader: Reader, data: Mapping[str, object]) -> str | None:

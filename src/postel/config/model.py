@@ -205,6 +205,40 @@ class AuthenticationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwardingConfig:
+    """Mail received on port 25 for an alias with remote targets, and bounces to our
+    SRS addresses. ``enabled``: forward (queue for the remote targets, MAIL FROM
+    rewritten with SRS, an ARC Set sealed with the alias domain's DKIM RSA key); when
+    false such aliases reach only their local targets and SRS addresses are unknown.
+    ``srs_domain``: the domain of rewritten senders (empty: the hostname); it needs an
+    MX pointing here and an SPF record allowing our outbound addresses.
+    Spec: RFC 5321 §3.9; RFC 7208 §3.3, Appendix D; RFC 8617 §5.1."""
+
+    enabled: bool = True
+    srs_domain: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcConfig:
+    """DMARC aggregate reports (RFC 9990). ``reports``: count the evaluations of
+    mail received on port 25 and mail a report per Policy Domain and period to the
+    ``rua`` mailto: addresses of domains that ask for one; ``report_interval``:
+    seconds per reporting period (86400: one UTC day); ``intake``: keep the summary
+    of reports received for our domains (``postel dmarc reports``); ``org_name`` and
+    ``report_from`` default to the hostname's domain and noreply-dmarc@ it;
+    ``history_days``: how long report data is kept; ``flush_interval``: seconds
+    between writes of the counts to the store. Spec: RFC 9990 §2.1, §2.5."""
+
+    reports: bool = False
+    report_interval: float = 86400.0
+    intake: bool = True
+    org_name: str = ""
+    report_from: str = ""
+    history_days: float = 31.0
+    flush_interval: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class SubmissionConfig:
     """The submission service (RFC 6409). ``copy_to_sent``: also file each accepted
     message (as sent, with the fields postel added) in the sender's Sent mailbox,
@@ -268,6 +302,8 @@ class Config:
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     authentication: AuthenticationConfig = field(default_factory=AuthenticationConfig)
+    dmarc: DmarcConfig = field(default_factory=DmarcConfig)
+    forwarding: ForwardingConfig = field(default_factory=ForwardingConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     abuse: AbuseConfig = field(default_factory=AbuseConfig)
     admin_address: str | None = None

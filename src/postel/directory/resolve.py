@@ -13,8 +13,11 @@ Lookup order for ``local@domain`` when ``domain`` is one of ours (first hit wins
 Alias targets are resolved by the same rules, recursively, up to
 ``limits.ALIAS_EXPANSION_DEPTH_MAX`` hops and ``limits.ALIAS_EXPANSION_TARGETS_MAX``
 addresses; an alias reached twice (a loop, or two paths to one alias) adds nothing the
-second time, and each account appears once. Targets outside our domains are skipped
-(forwarding is not available). The bare ``postmaster`` (no domain) reaches the admin.
+second time, and each account appears once. Targets outside our domains are remote
+forward addresses (``local@domain`` with the domain in A-label form, each once); they
+count against the same bounds. A recipient that reaches accounts (and perhaps remote
+addresses too) resolves to ``LocalRecipients``; one that reaches only remote addresses
+to ``Forwarded``. The bare ``postmaster`` (no domain) reaches the admin.
 
 Spec: RFC 5321 §3.6.1 (no relaying by local-part tricks), §4.5.1; RFC 5233; RFC 2142.
 """
@@ -64,9 +67,21 @@ class LocalTarget:
 
 @dataclass(frozen=True, slots=True)
 class LocalRecipients:
-    """The recipient is ours: deliver to each account (at least one, no duplicates)."""
+    """The recipient is ours: deliver to each account (at least one, no duplicates), and
+    forward to each ``remote`` address (an alias with targets outside our domains;
+    empty for most recipients). Spec: RFC 5321 §3.9.1 (aliases)."""
 
     accounts: tuple[LocalTarget, ...]
+    remote: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """The recipient is ours (an alias), but every address it reaches is remote: forward
+    to each of ``remote`` (at least one, ``local@a-label-domain``, no duplicates).
+    Spec: RFC 5321 §3.9.1 (aliases), §3.9 (forwarding)."""
+
+    remote: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +99,7 @@ class UnknownRecipient:
     address: str
 
 
-Resolution = LocalRecipients | NotLocal | UnknownRecipient
+Resolution = LocalRecipients | Forwarded | NotLocal | UnknownRecipient
 
 
 def _plausible_local_part(local: str) -> bool:
@@ -108,6 +123,8 @@ class _Expansion:
 
     visited: set[str] = field(default_factory=set)
     accounts: dict[AccountId, LocalTarget] = field(default_factory=dict)
+    remote: dict[str, str] = field(default_factory=dict)
+    """Remote forward addresses by lookup key (local part lower-cased)."""
     domains: dict[str, bool] = field(default_factory=dict)
     entries: dict[str, DirectoryEntry] = field(default_factory=dict)
 
@@ -118,6 +135,20 @@ def _candidates(local: str, domain: str) -> list[str]:
     key = f"{local.lower()}@{domain}"
     base, sep, _detail = local.lower().partition(SUBADDRESS_SEPARATOR)
     return [key, f"{base}@{domain}"] if sep and base else [key]
+
+
+def _add_remote(local: str, domain: str, expansion: _Expansion) -> None:
+    """Note the remote forward address ``local@domain`` once; it counts against
+    ``limits.ALIAS_EXPANSION_TARGETS_MAX`` like every address visited."""
+    key = f"{local.lower()}@{domain}"
+    if key in expansion.visited:
+        return
+    expansion.visited.add(key)
+    if len(expansion.visited) > limits.ALIAS_EXPANSION_TARGETS_MAX:
+        raise AliasExpansionError(
+            f"alias expansion exceeds {limits.ALIAS_EXPANSION_TARGETS_MAX} addresses"
+        )
+    expansion.remote[key] = f"{local}@{domain}"
 
 
 class Directory:
@@ -174,9 +205,10 @@ class Directory:
         if not expansion.domains.get(domain, False):
             return NotLocal(domain)
         await self._expand(local, domain, 0, expansion)
+        remote = tuple(expansion.remote.values())
         if not expansion.accounts:
-            return UnknownRecipient(address)
-        return LocalRecipients(tuple(expansion.accounts.values()))
+            return Forwarded(remote) if remote else UnknownRecipient(address)
+        return LocalRecipients(tuple(expansion.accounts.values()), remote)
 
     async def is_local_domain(self, domain: str) -> bool:
         """True when ``domain`` (any case, U- or A-labels) is one of ours."""
@@ -271,10 +303,11 @@ class Directory:
                 wanted += [*_candidates(*split), f"@{split[1]}"]
         await self._fetch(wanted, expansion)
         for target, split in splits:
-            if split is None or not expansion.domains.get(split[1], False):
-                log.warning(
-                    "directory.alias.remote_target", extra={"alias": source, "target": target}
-                )
+            if split is None:
+                log.warning("directory.alias.bad_target", extra={"alias": source, "target": target})
+                continue
+            if not expansion.domains.get(split[1], False):
+                _add_remote(split[0], split[1], expansion)
                 continue
             await self._expand(split[0], split[1], depth + 1, expansion)
 

@@ -34,15 +34,19 @@ from postel.config import BareLineEndings, Config
 from postel.directory import (
     AliasExpansionError,
     Directory,
+    Forwarded,
     LocalRecipients,
     NotLocal,
     UnknownRecipient,
+    split_recipient,
 )
 from postel.errors import PermanentFailure, PostelError, StoreError
 from postel.ids import QueueId, new_queue_id
 from postel.mail.authres import strip_ours
 from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
 from postel.pipeline.authentication import AuthAction, EarlyChecks, InboundAuthenticator
+from postel.pipeline.dmarc_observer import DmarcObserver
+from postel.pipeline.forwarding import ForwardEnvelope, Forwarder, ForwardTarget, SrsError
 from postel.server import tls
 from postel.server.listener import Peer
 from postel.server.success_reports import ReportSender, send_success_report, wants_success
@@ -82,6 +86,10 @@ class _Transaction:
     """The committed content, once committed."""
     checks: EarlyChecks | None = None
     """Sender authentication started at MAIL FROM (port 25 only)."""
+    forwards: list[ForwardTarget] = field(default_factory=list)
+    """Accepted recipients forwarded to remote addresses (aliases, SRS bounces)."""
+    auth_field: bytes | None = None
+    """Our Authentication-Results field, once sender authentication ran."""
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -132,9 +140,16 @@ class SmtpService:
         self.sender_checks: InboundAuthenticator | None = None
         """Checks SPF, DKIM, ARC, DMARC and iprev of received mail (set by the
         composition root for port 25; None: no checks)."""
+        self.dmarc_observer: DmarcObserver | None = None
+        """Counts DMARC evaluations for aggregate reports and takes in reports
+        received (set by the composition root; None: off). Spec: RFC 9990."""
         self.send_report: ReportSender | None = None
         """Sends delivery reports (set by the composition root; None: no success
         reports). Spec: RFC 3461 §5.2.3."""
+        self.forwarder: Forwarder | None = None
+        """Queues mail for aliases' remote targets and bounces to our SRS addresses
+        (set by the composition root for port 25; None: aliases reach their local
+        targets only and SRS addresses are unknown). Spec: RFC 5321 §3.9."""
         self.sessions: set[SmtpSession] = set()
         self.core_config = smtp.ServerConfig(
             hostname=config.hostname,
@@ -560,6 +575,16 @@ class SmtpSession(asyncio.Protocol):
             address = f"{path.mailbox.local_part}@{path.mailbox.domain}"
         else:
             return smtp.Reply(501, "5.1.3", "Bad recipient address syntax")
+        forwarder = self.service.forwarder
+        split = split_recipient(address)
+        seal_domain = split[1] if split is not None else ""  # the alias's domain
+        bounce = forwarder is not None and forwarder.is_srs(address)
+        if forwarder is not None and bounce:
+            try:
+                address = forwarder.reverse(address)
+            except SrsError as exc:
+                return self.unknown_recipient(address, str(exc))
+            seal_domain = forwarder.srs_domain
         try:
             resolution = await self.service.directory.resolve(address)
         except AliasExpansionError:
@@ -567,18 +592,37 @@ class SmtpSession(asyncio.Protocol):
         except StoreError:
             log.exception("smtp.rcpt.store_error", extra={"ip": self.peer.ip})
             return smtp.Reply(451, "4.3.0", "Temporary lookup failure")
+        if bounce and isinstance(resolution, NotLocal):
+            # A bounce to our SRS address for a remote sender: forward it there.
+            split = split_recipient(address)
+            if split is None:
+                return self.unknown_recipient(address, "the reversed address is not valid")
+            resolution = Forwarded((f"{split[0]}@{split[1]}",))
         match resolution:
-            case LocalRecipients(accounts=accounts):
+            case LocalRecipients(accounts=accounts, remote=remote):
                 txn.recipients.append(Recipient(address, tuple(accounts)))
+                if remote and forwarder is not None:
+                    txn.forwards.append(ForwardTarget(address, seal_domain, remote))
+                return smtp.Reply(250, "2.1.5", "Recipient OK")
+            case Forwarded(remote=remote):
+                if forwarder is None:
+                    return self.unknown_recipient(address, "forwarding is off")
+                txn.forwards.append(ForwardTarget(address, seal_domain, remote))
                 return smtp.Reply(250, "2.1.5", "Recipient OK")
             case NotLocal():
                 self.service.abuse.record(self.peer.ip, AbuseEvent.RELAY_DENIED)
                 log.info("smtp.rcpt.relay_denied", extra={"ip": self.peer.ip, "rcpt": address})
                 return smtp.Reply(550, "5.7.1", "Relay access denied")
             case UnknownRecipient():
-                self.service.abuse.record(self.peer.ip, AbuseEvent.UNKNOWN_RECIPIENT)
-                log.info("smtp.rcpt.unknown", extra={"ip": self.peer.ip, "rcpt": address})
-                return smtp.Reply(550, "5.1.1", "No such user here")
+                return self.unknown_recipient(address, "no such user")
+
+    def unknown_recipient(self, address: str, reason: str) -> smtp.Reply:
+        """550 5.1.1, counted by the abuse tracker. Spec: RFC 3463 (5.1.1)."""
+        self.service.abuse.record(self.peer.ip, AbuseEvent.UNKNOWN_RECIPIENT)
+        log.info(
+            "smtp.rcpt.unknown", extra={"ip": self.peer.ip, "rcpt": address, "reason": reason}
+        )
+        return smtp.Reply(550, "5.1.1", "No such user here")
 
     def begin_content(self) -> None:
         assert self.txn is not None
@@ -626,7 +670,12 @@ class SmtpSession(asyncio.Protocol):
                 if isinstance(judged, smtp.Reply):
                     return judged
                 envelope, ref = judged
-            delivered = await self.service.inbound.deliver(envelope, ref)
+            delivered = (
+                await self.service.inbound.deliver(envelope, ref)
+                if any(r.targets for r in envelope.recipients)
+                else ()
+            )
+            forwarded = await self.forward(txn, envelope, ref)
         except PermanentFailure as exc:
             writer.abort()
             self.log_transaction(envelope, size, f"rejected: {exc}")
@@ -636,8 +685,34 @@ class SmtpSession(asyncio.Protocol):
             log.exception("smtp.data.store_error", extra={"queue_id": txn.queue_id})
             self.log_transaction(envelope, size, "deferred: store error")
             return LOCAL_ERROR
-        self.log_transaction(envelope, size, f"delivered to {len(delivered)} mailbox(es)")
+        result = f"delivered to {len(delivered)} mailbox(es)"
+        if forwarded:
+            result += f", forwarded as {','.join(forwarded)}"
+        self.log_transaction(envelope, size, result)
         return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
+
+    async def forward(
+        self, txn: _Transaction, envelope: InboundEnvelope, ref: BlobRef
+    ) -> tuple[str, ...]:
+        """Queue the copies for remote targets (before the 250); the queue ids used.
+        Spec: RFC 5321 §3.9; RFC 7208 Appendix D; RFC 8617 §5.1."""
+        forwarder = self.service.forwarder
+        if forwarder is None or not txn.forwards:
+            return ()
+        return await forwarder.forward(
+            ForwardEnvelope(
+                queue_id=txn.queue_id,
+                reverse_path=txn.reverse_path,
+                helo=self.helo,
+                client_ip=self.peer.ip,
+                protocol=envelope.protocol,
+                tls=self.tls,
+                auth_field=txn.auth_field,
+                smtputf8=txn.params.smtputf8,
+            ),
+            txn.forwards,
+            ref,
+        )
 
     async def _authenticate(
         self,
@@ -671,6 +746,8 @@ class SmtpSession(asyncio.Protocol):
                 "results": verdict.summary,
             },
         )
+        if self.service.dmarc_observer is not None:  # never raises
+            await self.service.dmarc_observer.observe(verdict, envelope, content)
         domain = verdict.dmarc.author_domain or "the sender's domain"
         if verdict.action is AuthAction.REJECT:
             self.log_transaction(envelope, size, "rejected: DMARC policy")
@@ -686,6 +763,7 @@ class SmtpSession(asyncio.Protocol):
             writer.write(stripped + content[len(header) :])
             ref = await writer.commit()
         use = SpecialUse.JUNK if verdict.action is AuthAction.QUARANTINE else None
+        txn.auth_field = verdict.field  # also the results of a forwarded copy's ARC Set
         return (
             dataclasses.replace(
                 envelope,

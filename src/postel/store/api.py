@@ -21,6 +21,11 @@ from postel.ids import AccountId, DomainId, MailboxId, QueueId
 
 if TYPE_CHECKING:
     from postel.store.changes import ChangeHub
+    from postel.store.dmarc_api import (
+        DmarcEvaluation,
+        ReceivedReport,
+        SentReport,
+    )
     from postel.store.queue_api import (
         BackoffPolicy,
         Lease,
@@ -778,4 +783,37 @@ class Store(Protocol):
     async def forget_finished(self, message_ids: Sequence[QueueMessageId]) -> int:
         """Remove those messages that are finished; returns how many (their blobs can
         then be collected)."""
+        ...
+
+    # -- DMARC aggregate reporting (dmarc_api.py) --
+    async def add_dmarc_evaluations(self, evaluations: Sequence[DmarcEvaluation]) -> None:
+        """Add each evaluation's count to its record of its period (one transaction;
+        safe across processes). Spec: RFC 9990 §2.1."""
+        ...
+
+    async def claim_dmarc_evaluations(self, before: int) -> Sequence[DmarcEvaluation]:
+        """Mark reported, and return, the unreported evaluations of periods that began
+        before ``before`` (seconds since the epoch); one caller gets each row."""
+        ...
+
+    async def add_received_dmarc_report(self, report: ReceivedReport) -> bool:
+        """Keep a received report's summary; False for a duplicate (same org_name
+        and report_id). Spec: RFC 9990 §2.5.2 (Handling of Duplicates)."""
+        ...
+
+    async def list_received_dmarc_reports(self, limit: int = 100) -> Sequence[ReceivedReport]:
+        """Received report summaries, newest first (at most DMARC_LIST_MAX)."""
+        ...
+
+    async def add_sent_dmarc_report(self, report: SentReport) -> None:
+        """Record a report sent to one reporting URI."""
+        ...
+
+    async def list_sent_dmarc_reports(self, limit: int = 100) -> Sequence[SentReport]:
+        """Sent reports, newest first (at most DMARC_LIST_MAX)."""
+        ...
+
+    async def prune_dmarc(self, before: dt.datetime) -> int:
+        """Forget reported evaluations and report summaries older than ``before``;
+        returns how many rows went."""
         ...

@@ -296,3 +296,76 @@ Index(
     queue_recipients.c.next_attempt,
 )
 Index("ix_queue_recipients_domain_state", queue_recipients.c.domain, queue_recipients.c.state)
+
+DMARC_TEXT_MAX = 1024
+"""Longest free text stored for DMARC reporting (override comments, report ids)."""
+
+dmarc_evaluations = Table(
+    "dmarc_evaluations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(BLOB_KEY_LEN), nullable=False, unique=True),
+    Column("period_begin", BigInteger, nullable=False),
+    Column("policy_domain", String(DOMAIN_MAX), nullable=False),
+    Column("source_ip", String(64), nullable=False),
+    Column("header_from", String(DOMAIN_MAX), nullable=False),
+    Column("envelope_from", String(DOMAIN_MAX), nullable=True),
+    Column("envelope_to", String(DOMAIN_MAX), nullable=True),
+    Column("disposition", String(16), nullable=False),
+    Column("dkim_aligned", Boolean, nullable=False),
+    Column("spf_aligned", Boolean, nullable=False),
+    Column("auth_results", Text, nullable=False),
+    Column("override", String(32), nullable=True),
+    Column("override_comment", String(DMARC_TEXT_MAX), nullable=True),
+    Column("policy", Text, nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("reported", Boolean, nullable=False),
+)
+"""DMARC evaluations of received mail, one row per distinct aggregate-report record
+(``key``: SHA-256 of the identifying columns) and reporting period, with its message
+``count``. ``auth_results`` and ``policy`` are JSON texts owned by dmarc_ops.
+Spec: RFC 9990 §2.1."""
+
+Index(
+    "ix_dmarc_evaluations_reported_period_begin",
+    dmarc_evaluations.c.reported,
+    dmarc_evaluations.c.period_begin,
+)
+
+dmarc_reports_received = Table(
+    "dmarc_reports_received",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("org_name", String(DMARC_TEXT_MAX), nullable=False),
+    Column("report_id", String(DMARC_TEXT_MAX), nullable=False),
+    Column("email", String(ADDRESS_MAX), nullable=False),
+    Column("policy_domain", String(DOMAIN_MAX), nullable=False),
+    Column("begin", BigInteger, nullable=False),
+    Column("end", BigInteger, nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("messages", BigInteger, nullable=False),
+    Column("passing", BigInteger, nullable=False),
+    Column("raw_size", Integer, nullable=False),
+    Column("recipient", String(ADDRESS_MAX), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False, index=True),
+    UniqueConstraint("org_name", "report_id"),
+)
+"""Aggregate reports received for our domains, summarised (``passing``: messages with
+an aligned pass). One row per (org_name, report_id): duplicates are dropped.
+Spec: RFC 9990 §2.5.2 (Handling of Duplicates)."""
+
+dmarc_reports_sent = Table(
+    "dmarc_reports_sent",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("report_id", String(DMARC_TEXT_MAX), nullable=False),
+    Column("policy_domain", String(DOMAIN_MAX), nullable=False),
+    Column("rua", String(DMARC_TEXT_MAX), nullable=False),
+    Column("begin", BigInteger, nullable=False),
+    Column("end", BigInteger, nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("messages", BigInteger, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=False, index=True),
+)
+"""Aggregate reports this installation sent, one row per reporting URI."""

@@ -27,6 +27,7 @@ from postel.clock import Clock
 from postel.errors import StoreError
 from postel.ids import AccountId, MailboxId
 from postel.store import directory_sql as q
+from postel.store import dmarc_ops as dq
 from postel.store import mailbox_ops as mq
 from postel.store import message_ops as xq
 from postel.store import queue_admin as qa
@@ -62,6 +63,7 @@ from postel.store.blobs import READ_CHUNK, BlobFiles, SpoolingBlobWriter
 from postel.store.changes import ChangeHub
 from postel.store.delivery import GroupCommitter
 from postel.store.directory_lookup import lookup_addresses
+from postel.store.dmarc_api import DmarcEvaluation, ReceivedReport, SentReport
 from postel.store.engines import READER_CONNECTIONS, make_engines
 from postel.store.flags import canonical_set
 from postel.store.migrate import upgrade
@@ -633,6 +635,29 @@ class SqlStore:
 
     async def forget_finished(self, message_ids: Sequence[QueueMessageId]) -> int:
         return await self._write(qa.forget_finished, message_ids)
+
+    # -- DMARC aggregate reporting -----------------------------------------------------
+
+    async def add_dmarc_evaluations(self, evaluations: Sequence[DmarcEvaluation]) -> None:
+        await self._write(dq.add_evaluations, evaluations)
+
+    async def claim_dmarc_evaluations(self, before: int) -> Sequence[DmarcEvaluation]:
+        return await self._write(dq.claim_evaluations, before)
+
+    async def add_received_dmarc_report(self, report: ReceivedReport) -> bool:
+        return await self._write(dq.add_received, report)
+
+    async def list_received_dmarc_reports(self, limit: int = 100) -> Sequence[ReceivedReport]:
+        return await self._read(dq.list_received, limit)
+
+    async def add_sent_dmarc_report(self, report: SentReport) -> None:
+        await self._write(dq.add_sent, report)
+
+    async def list_sent_dmarc_reports(self, limit: int = 100) -> Sequence[SentReport]:
+        return await self._read(dq.list_sent, limit)
+
+    async def prune_dmarc(self, before: dt.datetime) -> int:
+        return await self._write(dq.prune, before)
 
 
 def _add_account(
