@@ -619,9 +619,7 @@ class SmtpSession(asyncio.Protocol):
     def unknown_recipient(self, address: str, reason: str) -> smtp.Reply:
         """550 5.1.1, counted by the abuse tracker. Spec: RFC 3463 (5.1.1)."""
         self.service.abuse.record(self.peer.ip, AbuseEvent.UNKNOWN_RECIPIENT)
-        log.info(
-            "smtp.rcpt.unknown", extra={"ip": self.peer.ip, "rcpt": address, "reason": reason}
-        )
+        log.info("smtp.rcpt.unknown", extra={"ip": self.peer.ip, "rcpt": address, "reason": reason})
         return smtp.Reply(550, "5.1.1", "No such user here")
 
     def begin_content(self) -> None:
