@@ -72,14 +72,38 @@ class Link(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def read_nowait(self) -> bytes | None:
+        """``read`` without waiting: None when nothing arrived yet (and no EOF)."""
+        if not self._buffer and not self._eof:
+            return None
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+        return data
+
     async def write(self, data: bytes) -> None:
         """Send ``data``; waits while the peer does not read. ConnectionError once the
         connection is gone."""
+        if not self.send(data):
+            await self.drain()
+
+    def send(self, data: bytes) -> bool:
+        """Hand ``data`` to the transport; False when the caller must ``drain`` before
+        writing more (the peer does not read). ConnectionError once the connection is
+        gone."""
         if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection closed")
         self.transport.write(data)
-        await self._writable.wait()
         if self.transport.is_closing():
+            raise ConnectionResetError("connection closed")
+        return self._writable.is_set()
+
+    async def drain(self) -> None:
+        """Wait until the transport's buffer is below its high-water mark.
+        ConnectionError once the connection is gone."""
+        await self._writable.wait()
+        if self.transport is None or self.transport.is_closing():
             raise ConnectionResetError("connection closed")
 
     def discard(self) -> None:

@@ -57,6 +57,11 @@ BDAT_IN_FLIGHT_MAX = 8
 the server's unread replies, and so both sides' buffers, bounded). Spec: RFC 3030 §4.2."""
 
 
+DATA_WRITE_MIN = 64 * 1024
+"""Octets of encoded content gathered before they are written (local policy: a small
+message, its end marker included, goes out in one write)."""
+
+
 class SessionError(TemporaryFailure):
     """The connection cannot be used (any more). ``reply`` is the reason in reply form
     (``"421 4.4.2 ..."``, the server's own reply when there was one); ``tls_failed``:
@@ -392,6 +397,8 @@ class OutboundSession:
         Spec: RFC 5321 §4.1.1.4, §4.5.2, §4.5.3.2.5-6."""
         feed = _Handoff()
         pieces = self._conn.message_chunks(feed)
+        out: list[bytes] = []
+        gathered = 0
         carry = b""
         async for chunk in content:
             data = carry + chunk
@@ -400,11 +407,18 @@ class OutboundSession:
                 data, carry = data[:-1], b"\r"
             if data:
                 feed.chunks.append(data)
-                await self._write(next(pieces), self._timeouts.data_block)
+                piece = next(pieces)
+                out.append(piece)
+                gathered += len(piece)
+                if gathered >= DATA_WRITE_MIN:
+                    await self._write(b"".join(out), self._timeouts.data_block)
+                    out.clear()
+                    gathered = 0
         if carry:
             feed.chunks.append(carry)
         feed.closed = True
-        await self._write(b"".join(pieces), self._timeouts.data_block)
+        out.extend(pieces)
+        await self._write(b"".join(out), self._timeouts.data_block)
         return await self._reply(self._timeouts.data_end)
 
     async def _send_bdat(self, content: AsyncIterator[bytes]) -> Reply:
@@ -477,8 +491,10 @@ class OutboundSession:
     # -- I/O -------------------------------------------------------------------------------
     async def _write(self, data: bytes, timeout: float) -> None:
         try:
+            if self._link.send(data):  # taken at once: no timer needed
+                return
             async with asyncio.timeout(timeout):
-                await self._link.write(data)
+                await self._link.drain()
         except TimeoutError:
             raise SessionError(f"451 4.4.2 Timeout writing to {_where(self.target)}") from None
         except OSError as exc:
@@ -498,11 +514,15 @@ class OutboundSession:
                 ) from None
             if not isinstance(event, NeedData):
                 break
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await self._link.read()
-            except TimeoutError:
-                raise SessionError(f"451 4.4.2 Timeout waiting for {_where(self.target)}") from None
+            data = self._link.read_nowait()  # already there: no timer needed
+            if data is None:
+                try:
+                    async with asyncio.timeout(timeout):
+                        data = await self._link.read()
+                except TimeoutError:
+                    raise SessionError(
+                        f"451 4.4.2 Timeout waiting for {_where(self.target)}"
+                    ) from None
             self._conn.receive_data(data)
         if isinstance(event, ServiceClosing):
             self.usable = False

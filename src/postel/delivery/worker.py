@@ -1,16 +1,19 @@
 """The outbound delivery worker: lease due mail, find the hosts, send, settle.
 
-Every ``poll_interval`` seconds, or at once after ``wake()``, the worker leases due
-recipients from the store (one ``Lease`` = one message's recipients at one domain),
-groups the leases by domain, resolves each domain's hosts once (``find_route``) and
-sends the messages over as few connections as the bounds allow: at most
-``connections_max`` connections in all and ``connections_per_domain_max`` per domain,
-each carrying up to ``messages_per_connection_max`` transactions. Each message is
-settled as soon as its transaction ends, one outcome per recipient: 2yz delivered,
-4yz or connection/DNS trouble deferred (the store's BackoffPolicy says when to retry),
-5yz failed with the reply kept for the DSN.
+Every ``poll_interval`` seconds, at once after ``wake()``, and whenever half of the
+leases it holds are done, the worker leases due recipients from the store (one
+``Lease`` = one message's recipients at one domain) and puts them in the lane of their
+domain (lanes.py). Each lane resolves its domain's hosts (``find_route``, again after
+``ROUTE_REUSE_S``) and is served by as few connections as its backlog needs: at most
+``connections_max`` in all and ``connections_per_domain_max`` per domain, each
+carrying up to ``messages_per_connection_max`` transactions before it reconnects. A
+connection whose lane is empty stays open for ``CONNECTION_IDLE_S`` (a connection
+cache, as Postfix's), unless another lane waits for the room. Each message is settled
+as soon as its transaction ends, one outcome per recipient: 2yz delivered, 4yz or
+connection/DNS trouble deferred (the store's BackoffPolicy says when to retry), 5yz
+failed with the reply kept for the DSN.
 
-``stop()`` stops leasing, lets deliveries in flight finish for a grace period, then
+``stop()`` stops leasing, lets transactions in flight finish for a grace period, then
 cancels the rest: leases not yet started are handed back (due at once), a lease whose
 transaction was cut short just expires and becomes due again.
 
@@ -39,6 +42,7 @@ from postel.smtp.reply import Reply
 from postel.store import Store
 from postel.store.queue_api import Lease, Outcome, QueueRecipientId
 
+from .lanes import CONNECTION_IDLE_S, CONNECTION_SPREAD_S, Lane
 from .link import client_tls_context
 from .mx import NoRoute, Route, Target, find_route
 from .session import Envelope, OutboundSession, SessionError, format_reply
@@ -56,9 +60,8 @@ from .smarthost import SmarthostTls, smarthost_route
 
 log = logging.getLogger(__name__)
 
-MESSAGES_PER_CONNECTION_MIN = 5
-"""Leases of one domain per extra parallel connection (local policy: below this, one
-connection delivers them in turn, cheaper than another TCP and TLS handshake)."""
+NO_HOST_REPLY = "451 4.4.1 No host could be reached"
+"""The deferral reason when no target of a route was tried successfully."""
 
 
 def outcome_of(reply: Reply) -> Outcome:
@@ -105,13 +108,18 @@ class DeliveryWorker:
         self._tls_policy: TlsPolicy = tls_policy or OpportunisticTls()
         self._signer: MessageSigner = signer or NoSigning()
         self._holder_is_gone = holder_is_gone
-        self._connections = asyncio.Semaphore(config.connections_max)
-        self._domain_slots: dict[str, asyncio.Semaphore] = {}
-        self._domain_users: dict[str, int] = {}
+        self._lanes: dict[tuple[str, bool], Lane] = {}
+        self._per_domain: dict[str, int] = {}
+        """Connection tasks per destination domain (both lanes of a domain)."""
+        self._connection_tasks = 0
+        """Connection tasks in all."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._held = 0
+        """Leases taken and not yet settled or handed back."""
         self._wake = asyncio.Event()
         self._stopping = False
+        self._draining = False
+        """``run_once``: connections QUIT as soon as their lane is empty."""
         self._contexts: dict[bool, ssl.SSLContext] = {}
 
     # -- life cycle ------------------------------------------------------------------------
@@ -153,8 +161,14 @@ class DeliveryWorker:
         """Lease once and deliver everything leased; returns how many leases were taken.
         For tests and ``postel queue flush``-like callers. Spec: RFC 5321 §4.5.4.1."""
         taken = await self._lease_and_dispatch()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._draining = True
+        try:
+            for lane in self._lanes.values():
+                lane.work.set()
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        finally:
+            self._draining = False
         return taken
 
     async def stop(self, grace: float = STOP_GRACE_S) -> None:
@@ -162,6 +176,10 @@ class DeliveryWorker:
         cancel them (their leases expire or are handed back)."""
         self._stopping = True
         self._wake.set()
+        waiting = [lane for lane in self._lanes.values() if not lane.connections]
+        for lane in self._lanes.values():
+            lane.work.set()  # idle connections QUIT
+        await asyncio.gather(*(self._hand_back_lane(lane) for lane in waiting))
         tasks = list(self._tasks)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
@@ -193,12 +211,17 @@ class DeliveryWorker:
         if self._stopping:
             await self._hand_back(leases)
             return 0
-        by_domain: dict[str, list[Lease]] = {}
+        touched: dict[tuple[str, bool], Lane] = {}
         for lease in leases:
-            by_domain.setdefault(lease.domain, []).append(lease)
-        for domain, group in by_domain.items():
-            self._held += len(group)
-            self._spawn(self._deliver_domain(domain, group))
+            key = (lease.domain, lease.message.requiretls)
+            lane = self._lanes.get(key)
+            if lane is None:
+                lane = self._lanes[key] = Lane(lease.domain, lease.message.requiretls)
+            lane.pending.append(lease)
+            touched[key] = lane
+        self._held += len(leases)
+        for lane in touched.values():
+            self._staff(lane)
         return len(leases)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -206,27 +229,88 @@ class DeliveryWorker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # -- one domain ------------------------------------------------------------------------
-    async def _deliver_domain(self, domain: str, leases: list[Lease]) -> None:
-        """Resolve ``domain`` once, then run its connections. Spec: RFC 5321 §5.1."""
-        try:
-            route = await self._route(domain)
-            if isinstance(route, NoRoute):
-                log.info("delivery.no_route", extra={"domain": domain, "reply": route.reply})
-                for lease in leases:
-                    await self._settle(lease, dict.fromkeys(_ids(lease), _no_route_outcome(route)))
-                return
-            # REQUIRETLS mail travels on its own connections, which verify the server.
-            plain = [lease for lease in leases if not lease.message.requiretls]
-            strict = [lease for lease in leases if lease.message.requiretls]
-            async with asyncio.TaskGroup() as group:
-                for batch in self._batches(plain):
-                    group.create_task(self._connection(domain, route, batch))
-                for batch in self._batches(strict):
-                    group.create_task(self._connection(domain, route, batch, requiretls=True))
-        finally:
-            self._held -= len(leases)
-            self._wake.set()  # room for more leases: look at the queue now
+    def _finished(self, count: int = 1) -> None:
+        """``count`` leases were settled or handed back: lease more once half the
+        batch is free (one lease query refills many lanes)."""
+        before = self._held
+        self._held -= count
+        refill = self._config.lease_batch // 2
+        if self._held == 0 or (before > refill >= self._held):
+            self._wake.set()
+
+    # -- lanes -------------------------------------------------------------------------------
+    def _staff(self, lane: Lane) -> None:
+        """Start connections for ``lane`` as its backlog asks, within the per-domain
+        and overall bounds and its fair share of the latter (one lane of many does not
+        take all the room); wake its idle connections. When the lane gets none, idle
+        connections of other lanes are asked to make room."""
+        lane.work.set()
+        fair = max(1, self._config.connections_max // len(self._lanes))  # a share for each
+        missing = min(lane.wanted(), fair) - lane.connections
+        if missing <= 0:
+            return
+        domain_room = self._config.connections_per_domain_max - self._per_domain.get(lane.domain, 0)
+        room = self._config.connections_max - self._connection_tasks
+        start = min(missing, domain_room, room)
+        for _ in range(max(0, start)):
+            # The first connection starts at once, the others spread out (CONNECTION_SPREAD_S)
+            delay = self._rng.uniform(0, CONNECTION_SPREAD_S) if lane.connections else 0.0
+            lane.connections += 1
+            self._per_domain[lane.domain] = self._per_domain.get(lane.domain, 0) + 1
+            self._connection_tasks += 1
+            self._spawn(self._serve_lane(lane, delay))
+        if lane.connections == 0:
+            for other in self._lanes.values():
+                if not other.pending and other.connections:
+                    other.work.set()  # idle: make room (see _await_work)
+
+    def _starved(self) -> bool:
+        """Whether a lane with mail waits without any connection, kept out by the
+        overall bound (a lane already served waits its turn: taking a busy lane's
+        connection away would only trade one handshake for another)."""
+        return any(lane.pending and not lane.connections for lane in self._lanes.values())
+
+    def _lane_done(self, lane: Lane) -> None:
+        """One connection of ``lane`` ended: drop the lane when nothing is left, start
+        connections where the freed room is wanted."""
+        lane.connections -= 1
+        self._connection_tasks -= 1
+        left = self._per_domain[lane.domain] - 1
+        if left:
+            self._per_domain[lane.domain] = left
+        else:
+            del self._per_domain[lane.domain]
+        if lane.connections == 0 and not lane.pending and self._lanes.get(lane.key) is lane:
+            del self._lanes[lane.key]
+        for other in list(self._lanes.values()):
+            if other.pending and not self._stopping:
+                self._staff(other)
+
+    async def _lane_route(self, lane: Lane) -> Route | NoRoute:
+        """The lane's route, looked up again after ``ROUTE_REUSE_S``. Spec: RFC 5321 §5.1."""
+        async with lane.routing:
+            if lane.route is None or not lane.route_fresh(self._clock.monotonic()):
+                lane.route = await self._route(lane.domain)
+                lane.routed_at = self._clock.monotonic()
+            return lane.route
+
+    async def _await_work(self, lane: Lane) -> bool:
+        """An idle connection of ``lane`` waits for more of its leases: True when some
+        arrived, False when it should QUIT (idle for ``CONNECTION_IDLE_S``, stopping,
+        draining, or another lane needs the room)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CONNECTION_IDLE_S
+        while not lane.pending:
+            if self._stopping or self._draining or self._starved():
+                return False
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            lane.work.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await lane.work.wait()
+        return True
 
     async def _route(self, domain: str) -> Route | NoRoute:
         bind = self._config.bind_address
@@ -249,64 +333,66 @@ class DeliveryWorker:
             ipv6=self._config.ipv6 and (bind is None or bind.version == 6),
         )
 
-    def _batches(self, leases: list[Lease]) -> list[list[Lease]]:
-        """Split one domain's leases over connections, round robin: a new connection
-        only for every ``MESSAGES_PER_CONNECTION_MIN`` messages (a connection costs a
-        handshake), up to the per-domain bound, and as many as the per-connection
-        message bound needs."""
-        if not leases:
-            return []
-        per_connection = self._config.messages_per_connection_max
-        wanted = -(-len(leases) // MESSAGES_PER_CONNECTION_MIN)
-        count = max(
-            min(self._config.connections_per_domain_max, wanted),
-            -(-len(leases) // per_connection),
-        )
-        return [leases[i::count] for i in range(count)]
-
     # -- one connection --------------------------------------------------------------------
-    async def _connection(
-        self, domain: str, route: Route, leases: list[Lease], *, requiretls: bool = False
-    ) -> None:
-        """Deliver ``leases`` over one connection (reconnecting to the next target when
-        it breaks), within the overall and per-domain connection bounds; with
-        ``requiretls`` only over TLS with a verified certificate (RFC 8689 §4.2.1)."""
-        pending = deque(leases)
-        targets = deque(route.targets)
+    async def _serve_lane(self, lane: Lane, delay: float = 0.0) -> None:
+        """One connection of ``lane``: deliver its leases one transaction at a time,
+        reconnecting (to the next target after a failure) as needed; linger idle for
+        more (see ``_await_work``). When no target answers and no other connection
+        serves the lane, its leases are deferred. With ``lane.requiretls`` only over
+        TLS with a verified certificate (RFC 8689 §4.2.1). ``delay``: seconds to wait
+        before connecting. Spec: RFC 5321 §5.1."""
         session: OutboundSession | None = None
         current: Lease | None = None
-        last_error = "451 4.4.1 No host could be reached"
+        targets: deque[Target] = deque()
+        resume = False  # after a failure: go on with the targets not yet tried
+        last_error = NO_HOST_REPLY
         try:
-            async with self._domain_slot(domain), self._connections:
-                while pending:
-                    if session is None:
-                        session, last_error = await self._connect(
-                            domain, targets, last_error, requiretls=requiretls
-                        )
-                        if session is None:
-                            break
-                    current = pending.popleft()
-                    try:
-                        await self._deliver(session, current)
-                    except SessionError as exc:
-                        session.abort()
-                        session, last_error = None, exc.reply
-                        deferred = Outcome.deferred(exc.reply)
-                        await self._settle(current, dict.fromkeys(_ids(current), deferred))
-                    current = None
-                    if session is not None and (
-                        not session.usable
-                        or session.transactions >= self._config.messages_per_connection_max
-                    ):
-                        await session.close()
-                        session = None
-                for lease in pending:
-                    await self._settle(
-                        lease, dict.fromkeys(_ids(lease), Outcome.deferred(last_error))
+            if delay:
+                await asyncio.sleep(delay)
+            while True:
+                if not lane.pending:
+                    if session is None or not await self._await_work(lane):
+                        break
+                    continue
+                if self._stopping:
+                    if lane.connections == 1:  # the last one: nobody will take them
+                        await self._hand_back_lane(lane)
+                    break
+                if session is None:
+                    route = await self._lane_route(lane)
+                    if isinstance(route, NoRoute):
+                        await self._no_route(lane, route)
+                        break
+                    if not resume:
+                        targets = deque(route.targets)
+                    session, last_error = await self._connect(
+                        lane.domain, targets, last_error, requiretls=lane.requiretls
                     )
-                pending.clear()
+                    if session is None:
+                        if lane.connections == 1:  # nobody else can deliver them
+                            await self._defer_all(lane, last_error)
+                        break
+                    continue
+                current = lane.pending.popleft()
+                try:
+                    await self._deliver(session, current)
+                except SessionError as exc:
+                    session.abort()
+                    session, last_error, resume = None, exc.reply, True
+                    deferred = Outcome.deferred(exc.reply)
+                    await self._settle(current, dict.fromkeys(_ids(current), deferred))
+                    self._finished()
+                current = None
+                if session is not None and (
+                    not session.usable
+                    or session.transactions >= self._config.messages_per_connection_max
+                ):
+                    await session.close()
+                    session, resume = None, False
+                    if self._starved():
+                        break  # let a waiting lane have this room
         except asyncio.CancelledError:
-            await asyncio.shield(self._hand_back(list(pending)))
+            await asyncio.shield(self._hand_back_lane(lane))
             raise
         finally:
             if session is not None:
@@ -314,6 +400,7 @@ class DeliveryWorker:
                     session.abort()
                 else:
                     await session.close()
+            self._lane_done(lane)
 
     async def _connect(
         self, domain: str, targets: deque[Target], last_error: str, *, requiretls: bool = False
@@ -406,20 +493,17 @@ class DeliveryWorker:
             credentials=credentials,
         )
 
-    def _domain_slot(self, domain: str) -> contextlib.AbstractAsyncContextManager[None]:
-        return _DomainSlot(self, domain)
-
     # -- one message -----------------------------------------------------------------------
     async def _deliver(self, session: OutboundSession, lease: Lease) -> None:
-        """One transaction for ``lease``, then settle it. Raises SessionError (the
-        lease is then not settled here)."""
+        """One transaction for ``lease``, then settle it (``_settle_soon``). Raises
+        SessionError (the lease is then not settled here)."""
         outcomes: dict[QueueRecipientId, Outcome] = {}
         message = lease.message
         try:
             reverse = Path.parse(message.reverse_path) if message.reverse_path else Path(None)
         except ProtocolError:
             bad = Outcome.failed("553 5.1.7 Bad reverse-path in the queue")
-            await self._settle(lease, dict.fromkeys(_ids(lease), bad))
+            self._settle_soon(lease, dict.fromkeys(_ids(lease), bad))
             return
         sendable: list[tuple[QueueRecipientId, Path, RcptParams]] = []
         passed_on: list[QueueRecipientId] = []
@@ -457,7 +541,25 @@ class DeliveryWorker:
                     "replies": "; ".join(format_reply(r) for r in replies),
                 },
             )
-        await self._settle(lease, outcomes, dsn_passed_on=passed_on)
+        self._settle_soon(lease, outcomes, passed_on)
+
+    def _settle_soon(
+        self,
+        lease: Lease,
+        outcomes: Mapping[QueueRecipientId, Outcome],
+        passed_on: Sequence[QueueRecipientId] = (),
+    ) -> None:
+        """Settle ``lease`` in a task of its own: the connection goes on with its next
+        transaction while the outcome is committed (group commit gathers the settles of
+        all connections). Spec: RELIABILITY.md D1."""
+
+        async def settle() -> None:
+            try:
+                await self._settle(lease, outcomes, dsn_passed_on=passed_on)
+            finally:
+                self._finished()
+
+        self._spawn(settle())
 
     async def _content(self, lease: Lease, signature: bytes) -> AsyncIterator[bytes]:
         if signature:
@@ -493,42 +595,40 @@ class DeliveryWorker:
 
     async def _hand_back(self, leases: Sequence[Lease]) -> None:
         """Leases never started: due again at once (settled without outcomes)."""
-        for lease in leases:
-            await self._settle(lease, {})
+        await asyncio.gather(*(self._settle(lease, {}) for lease in leases))
 
-
-class _DomainSlot:
-    """One of ``connections_per_domain_max`` connection slots of a domain; the
-    semaphore is dropped when nobody uses it (no state kept per idle domain)."""
-
-    def __init__(self, worker: DeliveryWorker, domain: str) -> None:
-        self._worker = worker
-        self._domain = domain
-
-    async def __aenter__(self) -> None:
-        w = self._worker
-        slot = w._domain_slots.get(self._domain)
-        if slot is None:
-            slot = w._domain_slots[self._domain] = asyncio.Semaphore(
-                w._config.connections_per_domain_max
-            )
-        w._domain_users[self._domain] = w._domain_users.get(self._domain, 0) + 1
+    async def _hand_back_lane(self, lane: Lane) -> None:
+        """Hand back every lease still waiting in ``lane``."""
+        leases = lane.take_all()
         try:
-            await slot.acquire()
-        except BaseException:
-            self._leave()
-            raise
+            await self._hand_back(leases)
+        finally:
+            self._finished(len(leases))
 
-    async def __aexit__(self, *exc: object) -> None:
-        self._worker._domain_slots[self._domain].release()
-        self._leave()
+    async def _defer_all(self, lane: Lane, reply: str) -> None:
+        """No target answered: every lease waiting in ``lane`` is deferred with
+        ``reply``. Spec: RFC 5321 §4.5.4.1."""
+        leases = lane.take_all()
+        outcome = Outcome.deferred(reply)
+        try:
+            await asyncio.gather(
+                *(self._settle(lease, dict.fromkeys(_ids(lease), outcome)) for lease in leases)
+            )
+        finally:
+            self._finished(len(leases))
 
-    def _leave(self) -> None:
-        w = self._worker
-        w._domain_users[self._domain] -= 1
-        if w._domain_users[self._domain] == 0:
-            del w._domain_users[self._domain]
-            del w._domain_slots[self._domain]
+    async def _no_route(self, lane: Lane, route: NoRoute) -> None:
+        """The domain has no route: its waiting leases fail or are deferred with the
+        reason. Spec: RFC 5321 §5.1; RFC 7505 §4."""
+        log.info("delivery.no_route", extra={"domain": lane.domain, "reply": route.reply})
+        leases = lane.take_all()
+        outcome = _no_route_outcome(route)
+        try:
+            await asyncio.gather(
+                *(self._settle(lease, dict.fromkeys(_ids(lease), outcome)) for lease in leases)
+            )
+        finally:
+            self._finished(len(leases))
 
 
 def _ids(lease: Lease) -> list[QueueRecipientId]:

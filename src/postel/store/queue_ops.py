@@ -23,7 +23,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Row
 
 from postel.errors import NotFound, StoreError
@@ -50,6 +50,7 @@ from postel.store.queue_api import (
     RecipientState,
     SettleResult,
 )
+from postel.store.queue_sqlite import SqliteQueueIO, sqlite_io
 from postel.store.schema import (
     ADDRESS_MAX,
     DOMAIN_MAX,
@@ -60,6 +61,7 @@ from postel.store.schema import (
     queue_messages,
     queue_recipients,
 )
+from postel.store.settle_batch import SettleRequest
 
 PG_LOCK_NAMESPACE = 0x7153
 """First key of the PostgreSQL advisory locks taken per destination domain while leasing
@@ -256,19 +258,31 @@ def _ensure_blob(conn: Connection, dialect: Dialect, files: BlobFiles, ref: Blob
         conn.execute(dialect.insert_blob(ref))
 
 
+QUEUED_PARTS_SQL = (
+    "SELECT m.trace_prefix, b.key, b.size, b.data FROM queue_messages AS m "
+    "JOIN blobs AS b ON b.key = m.blob_key WHERE m.id = ?"
+)
+"""The row of ``message_parts`` (qmark placeholders; ``%s`` for psycopg)."""
+
+
 def message_parts(
     conn: Connection, message_id: QueueMessageId
 ) -> tuple[bytes, str, int, bytes | None]:
     """``(trace_prefix, blob key, blob size, inline bytes or None)``. NotFound."""
-    row = conn.execute(
-        select(_m.c.trace_prefix, blobs.c.key, blobs.c.size, blobs.c.data)
-        .select_from(_m.join(blobs, blobs.c.key == _m.c.blob_key))
-        .where(_m.c.id == message_id)
-    ).first()
+    sql = QUEUED_PARTS_SQL
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    return queued_parts_row(conn.exec_driver_sql(sql, (int(message_id),)).first(), message_id)
+
+
+def queued_parts_row(
+    row: Sequence[Any] | None, message_id: QueueMessageId
+) -> tuple[bytes, str, int, bytes | None]:
+    """A ``QUEUED_PARTS_SQL`` row as ``message_parts`` returns it; NotFound for None."""
     if row is None:
         raise NotFound(f"no queued message {message_id}")
-    data = None if row.data is None else bytes(row.data)
-    return bytes(row.trace_prefix), row.key, int(row.size), data
+    prefix, key, size, data = row
+    return bytes(prefix), key, int(size), None if data is None else bytes(data)
 
 
 # -- lease ---------------------------------------------------------------------------------
@@ -365,6 +379,9 @@ def _take(
     """Lease every due recipient of the chosen (message, domain) groups."""
     message_ids = sorted({m for m, _ in groups})
     wanted = set(groups)
+    io = sqlite_io(conn)
+    if io is not None:
+        return _take_sqlite(io, worker, now, lease_for, groups, message_ids)
     rows = conn.execute(
         select(_r.c.id, _r.c.message_id, _r.c.domain)
         .where(_r.c.message_id.in_(message_ids), _due(now, _OPEN))
@@ -390,6 +407,34 @@ def _take(
     for row in conn.execute(joined(_r.c.id.in_(ids))):
         messages[row.id] = _message(row)
         by_group.setdefault((row.id, row.domain), []).append(_recipient(row))
+    return [
+        Lease(messages[m], domain, tuple(by_group[(m, domain)]), worker, expires)
+        for m, domain in groups
+        if (m, domain) in by_group
+    ]
+
+
+def _take_sqlite(
+    io: SqliteQueueIO,
+    worker: str,
+    now: dt.datetime,
+    lease_for: float,
+    groups: list[tuple[int, str]],
+    message_ids: list[int],
+) -> list[Lease]:
+    """``_take`` on SQLite's cursor (the writer's ``BEGIN IMMEDIATE`` already holds
+    the write lock, so no row lock is needed)."""
+    wanted = set(groups)
+    ids = [i for i, m, domain in io.due_of(message_ids, now) if (m, domain) in wanted]
+    if not ids:
+        return []
+    expires = now + dt.timedelta(seconds=lease_for)
+    io.lease(ids, worker, expires)
+    by_group: dict[tuple[int, str], list[QueueRecipient]] = {}
+    messages: dict[int, QueuedMessage] = {}
+    for row in io.leased(ids):
+        messages[row.message.id] = row.message
+        by_group.setdefault((row.message.id, row.recipient.domain), []).append(row.recipient)
     return [
         Lease(messages[m], domain, tuple(by_group[(m, domain)]), worker, expires)
         for m, domain in groups
@@ -441,6 +486,144 @@ def settle(
         settled=tuple(i for i in ids if i in attempts),
         lost=tuple(i for i in ids if i not in attempts),
     )
+
+
+_HELD = (
+    select(_r.c.id, _r.c.attempts)
+    .where(
+        _r.c.id.in_(bindparam("ids", expanding=True)),
+        _r.c.state == RecipientState.LEASED.value,
+        _r.c.leased_by == bindparam("worker"),
+        _r.c.lease_expires == bindparam("expires"),
+    )
+    .with_for_update()
+)
+"""The recipients among ``ids`` still held by the lease (``worker``, ``expires``)."""
+_HAND_BACK = (
+    update(_r)
+    .where(_r.c.id == bindparam("rid"))
+    .values(
+        leased_by=None,
+        lease_expires=None,
+        state=bindparam("new_state"),
+        next_attempt=bindparam("due"),
+    )
+)
+_RECORD = (
+    update(_r)
+    .where(_r.c.id == bindparam("rid"))
+    .values(
+        leased_by=None,
+        lease_expires=None,
+        state=bindparam("new_state"),
+        next_attempt=bindparam("due"),
+        attempts=bindparam("tries"),
+        last_attempt=bindparam("tried"),
+        last_reply=bindparam("reply"),
+    )
+)
+_PASSABLE = select(_r.c.id, _r.c.notify).where(
+    _r.c.id.in_(bindparam("ids", expanding=True)),
+    _r.c.state == RecipientState.DELIVERED.value,
+    _r.c.notify.contains(Notify.SUCCESS.value),
+)
+_SET_NOTIFY = update(_r).where(_r.c.id == bindparam("rid")).values(notify=bindparam("notify_to"))
+"""Statements of ``settle_many``, built once (SQLAlchemy caches their compiled form;
+each execution only binds values, several rows per call)."""
+
+
+def settle_many(conn: Connection, requests: Sequence[SettleRequest]) -> list[SettleResult]:
+    """Settle every request in ``conn``'s one transaction, as ``settle`` each followed
+    by passing on the success reports of its ``passed_on`` recipients (RFC 3461
+    §5.2.1), in order: a recipient named by two requests is settled by the first only.
+    One query per distinct lease holder and end, one batch of updates per statement
+    shape, whatever the number of requests. StoreError as ``settle``.
+    Spec: RFC 5321 §4.5.4.1; RFC 3464 §2.3.6-2.3.7; RELIABILITY.md D1 (group commit)."""
+    held: dict[tuple[str, dt.datetime, int], int] = {}
+    by_holder: dict[tuple[str, dt.datetime], list[int]] = {}
+    for request in requests:
+        ids = [r.id for r in request.lease.recipients]
+        if not set(request.outcomes) <= set(ids):
+            raise StoreError("settle: outcome for a recipient not in the lease")
+        by_holder.setdefault((request.lease.worker, request.lease.expires), []).extend(ids)
+    io = sqlite_io(conn)
+    for (worker, expires), wanted in by_holder.items():
+        unique = sorted(set(wanted))
+        rows = (
+            io.held(unique, worker, expires)
+            if io is not None
+            else conn.execute(_HELD, {"ids": unique, "worker": worker, "expires": expires})
+        )
+        for rid, attempts in rows:
+            held[(worker, expires, int(rid))] = int(attempts)
+    results: list[SettleResult] = []
+    returned: list[dict[str, Any]] = []
+    recorded: list[dict[str, Any]] = []
+    passable: list[QueueRecipientId] = []
+    for request in requests:
+        lease = request.lease
+        expiry = request.policy.expires(lease.message.created)
+        settled: list[QueueRecipientId] = []
+        lost: list[QueueRecipientId] = []
+        for r in lease.recipients:
+            # popped: a second request naming the same recipient finds it lost
+            tries = held.pop((lease.worker, lease.expires, r.id), None)
+            if tries is None:
+                lost.append(r.id)
+                continue
+            settled.append(r.id)
+            outcome = request.outcomes.get(r.id)
+            values = _settled(outcome, tries, request.now, expiry, request.policy)
+            change: dict[str, Any] = {
+                "rid": r.id,
+                "new_state": values["state"],
+                "due": values["next_attempt"],
+            }
+            if outcome is None:
+                returned.append(change)
+                continue
+            change |= {
+                "tries": values.get("attempts", tries),
+                "tried": values["last_attempt"],
+                "reply": values["last_reply"],
+            }
+            recorded.append(change)
+            if (
+                r.id in request.passed_on
+                and r.notify is not None
+                and Notify.SUCCESS in r.notify
+                and values["state"] == RecipientState.DELIVERED.value
+            ):
+                passable.append(r.id)
+        results.append(SettleResult(settled=tuple(settled), lost=tuple(lost)))
+    if io is not None:
+        io.settle(returned, recorded)
+    else:
+        if returned:
+            conn.execute(_HAND_BACK, returned)
+        if recorded:
+            conn.execute(_RECORD, recorded)
+    if passable:
+        _pass_on(conn, passable)
+    return results
+
+
+def _pass_on(conn: Connection, ids: Sequence[QueueRecipientId]) -> None:
+    """Drop SUCCESS from the NOTIFY of the delivered ``ids`` (NOTIFY=SUCCESS alone
+    becomes NEVER): a DSN-capable server took them. Spec: RFC 3461 §5.2.1-5.2.2."""
+    rows = conn.execute(_PASSABLE, {"ids": list(ids)}).all()
+    changes = [
+        {
+            "rid": row.id,
+            "notify_to": ",".join(
+                n for n in str(row.notify).split(",") if n and n != Notify.SUCCESS.value
+            )
+            or Notify.NEVER.value,
+        }
+        for row in rows
+    ]
+    if changes:
+        conn.execute(_SET_NOTIFY, changes)
 
 
 def _settled(

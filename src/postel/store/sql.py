@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -165,7 +165,7 @@ class SqlStore:
             self._directory_version += 1
 
     async def _settle_many(self, requests: Sequence[SettleRequest]) -> list[SettleResult]:
-        return await self._write(qa.settle_many, requests)
+        return await self._write(qq.settle_many, requests)
 
     async def _read(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
@@ -308,6 +308,12 @@ class SqlStore:
         serves every IMAP BODY[] and POP3 RETR); elsewhere through a reader thread."""
         if self.dialect != "sqlite":
             return self._read(q.message_parts, mailbox_id, uid)
+        row = self._point_read(q.MESSAGE_PARTS_SQL, (int(mailbox_id), int(uid)))
+        return q.message_parts_row(row, mailbox_id, uid)
+
+    def _point_read(self, sql: str, params: tuple[int, ...]) -> Any:
+        """One row of ``sql`` on SQLite, read with the store's own sqlite3 connection on
+        the calling (event loop) thread: no pool checkout, no result wrapping."""
         if self._point is None:
             database = self._engines.reader.url.database
             assert database is not None
@@ -316,10 +322,9 @@ class SqlStore:
             # the event loop (the client gets a temporary error and retries).
             self._point.execute(f"PRAGMA busy_timeout={POINT_READ_BUSY_MS}")
         try:
-            row = self._point.execute(q.MESSAGE_PARTS_SQL, (int(mailbox_id), int(uid))).fetchone()
+            return self._point.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
-        return q.message_parts_row(row, mailbox_id, uid)
 
     async def _parts(self, mailbox_id: MailboxId, uid: int) -> tuple[bytes, str, int, bytes | None]:
         parts = self._message_parts(mailbox_id, uid)
@@ -581,7 +586,11 @@ class SqlStore:
     async def open_queued_message(
         self, message_id: QueueMessageId, *, chunk_size: int = READ_CHUNK
     ) -> AsyncIterator[bytes]:
-        prefix, key, size, data = await self._read(qq.message_parts, message_id)
+        if self.dialect == "sqlite":  # one point read per message sent: see _point_read
+            row = self._point_read(qq.QUEUED_PARTS_SQL, (int(message_id),))
+            prefix, key, size, data = qq.queued_parts_row(row, message_id)
+        else:
+            prefix, key, size, data = await self._read(qq.message_parts, message_id)
         if prefix:
             yield prefix
         if data is not None:
