@@ -11,7 +11,7 @@ Spec: RFC 3461 §4.1, §5.2.1; RFC 3464 §2.3.3; RFC 5321 §4.5.4, §4.5.5.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import case, delete, exists, or_, select, update
@@ -23,19 +23,15 @@ from postel.store.queue_api import (
     FINAL_STATES,
     QUEUE_LIST_MAX,
     BackoffPolicy,
-    Lease,
-    Outcome,
     QueueEntry,
     QueueFilter,
     QueueMessageId,
     QueueRecipientId,
     RecipientState,
-    SettleResult,
 )
-from postel.store.queue_ops import entries, joined, settle
+from postel.store.queue_ops import entries, joined
 from postel.store.schema import queue_messages as _m
 from postel.store.schema import queue_recipients as _r
-from postel.store.settle_batch import SettleRequest
 
 _WAITING = (RecipientState.QUEUED, RecipientState.DEFERRED)
 _OPEN = (RecipientState.QUEUED, RecipientState.DEFERRED, RecipientState.LEASED)
@@ -218,29 +214,6 @@ def forget_finished(conn: Connection, ids: Sequence[QueueMessageId]) -> int:
 
 
 # -- success reports passed on -------------------------------------------------------------
-
-
-def settle_passing_on(
-    conn: Connection,
-    held: Lease,
-    outcomes: Mapping[QueueRecipientId, Outcome],
-    now: dt.datetime,
-    policy: BackoffPolicy,
-    passed_on: Collection[QueueRecipientId],
-) -> SettleResult:
-    """``queue_ops.settle``, then, in the same transaction, ``pass_on_success`` for the
-    ``passed_on`` recipients it settled. Spec: RFC 3461 §5.2.1."""
-    result = settle(conn, held, outcomes, now, policy)
-    settled = set(result.settled)
-    pass_on_success(conn, [i for i in passed_on if i in settled])
-    return result
-
-
-def settle_many(conn: Connection, requests: Sequence[SettleRequest]) -> list[SettleResult]:
-    """Each request's ``settle_passing_on``, all in ``conn``'s one transaction."""
-    return [
-        settle_passing_on(conn, r.lease, r.outcomes, r.now, r.policy, r.passed_on) for r in requests
-    ]
 
 
 def pass_on_success(conn: Connection, ids: Sequence[QueueRecipientId]) -> int:
