@@ -121,7 +121,12 @@ def test_account_add_generated_password(cli: Cli) -> None:
     assert "already exists" in cli.fails("account", "add", "alice@example.org", "--generate")
     listing = cli.json("account", "list")
     assert listing == [
-        {"address": "Alice@example.org", "admin": True, "created": listing[0]["created"]}
+        {
+            "address": "Alice@example.org",
+            "admin": True,
+            "sender": "own",
+            "created": listing[0]["created"],
+        }
     ]
     # JSON output of add carries the generated password once.
     added = cli.json("account", "add", "bob@example.org", "--generate")
@@ -175,7 +180,7 @@ def test_account_passwd_list_remove(cli: Cli) -> None:
         "b@example.net"
     ]
     table = cli.ok("account", "list").splitlines()
-    assert table[0].split() == ["ADDRESS", "ADMIN", "CREATED"]
+    assert table[0].split() == ["ADDRESS", "ADMIN", "SENDER", "CREATED"]
     assert [line.split()[:2] for line in table[1:]] == [
         ["a@example.org", "no"],
         ["b@example.net", "no"],

@@ -20,7 +20,10 @@ from postel.directory import (
     parse_address,
 )
 from postel.errors import AlreadyExists, NotFound
-from postel.store.api import Store
+from postel.store.api import SenderPolicy, Store
+
+SENDER_POLICIES = tuple(p.value for p in SenderPolicy)
+"""The values of ``--sender`` and ``account sender``: own, domain, any."""
 
 # -- domains ---------------------------------------------------------------------------
 
@@ -72,8 +75,8 @@ async def _require_domain(store: Store, domain: str) -> None:
 
 
 async def account_add(args: argparse.Namespace, io: Io) -> int:
-    """`postel account add ADDRESS [--password-file F | --generate] [--admin]`; the
-    domain must exist."""
+    """`postel account add ADDRESS [--password-file F | --generate] [--admin]
+    [--sender own|domain|any]`; the domain must exist."""
     address = parse_address(args.address)
     config = config_from_args(args)
     async with open_configured_store(config) as store:
@@ -83,7 +86,10 @@ async def account_add(args: argparse.Namespace, io: Io) -> int:
         new = obtain_password(args, io)
         try:
             account = await store.add_account(
-                str(address), credentials_for(new), is_admin=args.admin
+                str(address),
+                credentials_for(new),
+                is_admin=args.admin,
+                sender_policy=SenderPolicy(args.sender),
             )
         except AlreadyExists:
             raise CliError(f"account {address} already exists") from None
@@ -143,11 +149,37 @@ async def account_list(args: argparse.Namespace, io: Io) -> int:
     async with open_configured_store(config_from_args(args)) as store:
         accounts = await store.list_accounts(domain)
     rows: list[dict[str, JsonValue]] = [
-        {"address": a.address, "admin": a.is_admin, "created": timestamp(a.created)}
+        {
+            "address": a.address,
+            "admin": a.is_admin,
+            "sender": a.sender_policy.value,
+            "created": timestamp(a.created),
+        }
         for a in sorted(accounts, key=lambda a: a.address.lower())
     ]
-    columns = (Column("address", "ADDRESS"), Column("admin", "ADMIN"), Column("created", "CREATED"))
+    columns = (
+        Column("address", "ADDRESS"),
+        Column("admin", "ADMIN"),
+        Column("sender", "SENDER"),
+        Column("created", "CREATED"),
+    )
     show(io, columns, rows, as_json=args.json, empty="no accounts")
+    return 0
+
+
+async def account_sender(args: argparse.Namespace, io: Io) -> int:
+    """`postel account sender ADDRESS own|domain|any`: which senders (MAIL FROM and
+    From:) submission accepts from the account: its own addresses and aliases, any
+    address at its domain, or any address. A running server applies it from the
+    account's next session. Spec: RFC 6409 §6.1."""
+    address = parse_address(args.address)
+    policy = SenderPolicy(args.policy)
+    async with open_configured_store(config_from_args(args)) as store:
+        try:
+            account = await store.set_sender_policy(str(address), policy)
+        except NotFound:
+            raise CliError(f"no account {address}") from None
+    io.out(f"sender policy of {account.address}: {account.sender_policy.value}")
     return 0
 
 

@@ -99,6 +99,12 @@ def _account_commands(
     add.add_argument("address")
     add_password_options(add)
     add.add_argument("--admin", action="store_true", help="an administrator account")
+    add.add_argument(
+        "--sender",
+        choices=directory_commands.SENDER_POLICIES,
+        default="own",
+        help="senders allowed in submission: own addresses (default), own domain, any",
+    )
     _json_option(add)
     add.set_defaults(async_handler=directory_commands.account_add)
     listing = sub.add_parser("list", parents=[common], help="list accounts")
@@ -113,6 +119,16 @@ def _account_commands(
     remove = sub.add_parser("remove", parents=[common], help="remove an account and its mail")
     remove.add_argument("address")
     remove.set_defaults(async_handler=directory_commands.account_remove)
+    sender = sub.add_parser(
+        "sender", parents=[common], help="set which senders an account may submit as"
+    )
+    sender.add_argument("address")
+    sender.add_argument(
+        "policy",
+        choices=directory_commands.SENDER_POLICIES,
+        help="own: its addresses and aliases; domain: any at its domain; any: any address",
+    )
+    sender.set_defaults(async_handler=directory_commands.account_sender)
 
 
 def _alias_commands(

@@ -5,9 +5,12 @@ before MAIL (530 5.7.0 otherwise). Plaintext mechanisms are offered only over TL
 (STARTTLS on 587, implicit TLS on 465), or from loopback when ``[auth]
 plaintext_on_loopback`` allows it; SCRAM-SHA-256 likewise, since submission without TLS
 is refused by policy (RFC 8314 §3). Once authenticated, the user may send only as
-their own addresses: MAIL FROM and every From: address must resolve to the
-authenticated account (its address, an alias or subaddress of it), 550 5.7.1
-otherwise. Local recipients are delivered at the same durability point as inbound
+the account's sender policy allows (``postel account sender``), 550 5.7.1 otherwise,
+for MAIL FROM and every From: address alike: ``own`` (the default) accepts addresses
+that resolve to the authenticated account alone (its address, an alias or subaddress
+of it); ``domain`` also any address at the account's own domain; ``any`` every address
+(and the null reverse-path). The policy is read at AUTH, so a change applies from the
+next session on. Local recipients are delivered at the same durability point as inbound
 mail; other recipients are accepted (relay for authenticated users) and put in the
 outbound queue before the 250, with their DSN parameters (NOTIFY, ORCPT, RET, ENVID).
 A local recipient that asked for NOTIFY=SUCCESS gets the sender a "delivered" report
@@ -38,7 +41,7 @@ from postel import smtp
 from postel.abuse import AbuseTracker, AccountLimit
 from postel.clock import Clock
 from postel.config import Config
-from postel.directory import Directory, LocalRecipients, NotLocal, to_a_label
+from postel.directory import Directory, InvalidAddress, LocalRecipients, NotLocal, to_a_label
 from postel.dkim import load_keys, sign_message
 from postel.dkim.sign import SigningError
 from postel.errors import PermanentFailure, StoreError
@@ -56,7 +59,7 @@ from postel.sasl import (
 )
 from postel.server.auth import Authenticator, plaintext_allowed
 from postel.server.smtp_session import BANNED, LOCAL_ERROR, SmtpService, SmtpSession
-from postel.store import Account, BlobRef, SpecialUse, Store
+from postel.store import Account, BlobRef, SenderPolicy, SpecialUse, Store
 from postel.store.queue_api import NewQueuedMessage, NewRecipient
 
 log = logging.getLogger(__name__)
@@ -67,7 +70,8 @@ AUTH_CANCELLED = smtp.Reply(501, "5.0.0", "Authentication cancelled")
 AUTH_MALFORMED = smtp.Reply(501, "5.5.2", "Cannot decode the response")
 AUTH_UNSUPPORTED = smtp.Reply(504, "5.5.4", "Unrecognized authentication type")
 NOT_YOURS = smtp.Reply(550, "5.7.1", "Sender address not owned by the authenticated user")
-"""MAIL FROM or From: naming someone else. Spec: RFC 6409 §6.1, RFC 3463 (5.7.1)."""
+"""MAIL FROM or From: naming a sender the account's policy does not allow.
+Spec: RFC 6409 §6.1, RFC 3463 (5.7.1)."""
 SENDING_LIMIT = smtp.Reply(450, "4.7.1", "Sending limit of this account reached, try later")
 """MAIL or RCPT past the account's hourly limit. Spec: RFC 5321 §4.2.2 (450, a
 temporary refusal); RFC 3463 §3.8 (X.7.1, delivery not authorized)."""
@@ -251,10 +255,27 @@ class SubmissionSession(SmtpSession):
             t.account_id == account.id for t in resolution.accounts
         )
 
+    async def _sender_allowed(self, address: str | None) -> bool:
+        """Whether the account's ``SenderPolicy`` lets it send as ``address`` (None:
+        the null reverse-path, allowed by ``any`` only). Spec: RFC 6409 §6.1."""
+        account = self.account
+        if account is None:
+            return False
+        policy = account.sender_policy
+        if policy is SenderPolicy.ANY:
+            return True
+        if address is None:
+            return False
+        if await self._owned(address):
+            return True
+        return policy is SenderPolicy.DOMAIN and _same_domain(address, account.address)
+
     async def mail_step(self, event: smtp.MailFrom, path: smtp.Path) -> None:
-        """MAIL FROM: the user's own address (or alias) only. Spec: RFC 6409 §6.1."""
+        """MAIL FROM: a sender the account's policy allows (its own addresses and
+        aliases by default). Spec: RFC 6409 §6.1."""
         self.remote = []
-        if path.mailbox is None or not await self._owned(str(path.mailbox)):
+        mailbox = None if path.mailbox is None else str(path.mailbox)
+        if not await self._sender_allowed(mailbox):
             log.info(
                 "submission.sender_refused",
                 extra={
@@ -359,7 +380,7 @@ class SubmissionSession(SmtpSession):
         the 250. Spec: RFC 6409 §6.1 (sender), RFC 5321 §6.1 (a 250 is a promise)."""
         txn = self.txn
         assert txn is not None
-        if not await self._from_owned(bytes(txn.head)):
+        if not await self._from_allowed(bytes(txn.head)):
             self.abort()
             return NOT_YOURS
         remote, self.remote = self.remote, []
@@ -496,8 +517,12 @@ class SubmissionSession(SmtpSession):
             return base
         return base[:-1] + "SA" if base.endswith("S") else base + "A"
 
-    async def _from_owned(self, head: bytes) -> bool:
-        """Every From: address belongs to the authenticated user. Spec: RFC 6409 §6.1."""
+    async def _from_allowed(self, head: bytes) -> bool:
+        """Every From: address is a sender the account's policy allows (a refusal is
+        logged as ``submission.sender_refused``). Spec: RFC 6409 §6.1."""
+        account = self.account
+        if account is not None and account.sender_policy is SenderPolicy.ANY:
+            return True
         header = split_header(head, 0, len(head))
         froms = [f for f in header.fields if f.name.lower() == b"from"]
         if not froms:
@@ -507,9 +532,27 @@ class SubmissionSession(SmtpSession):
                 if address.mailbox is None or address.host is None:
                     continue  # group syntax markers
                 text = (address.mailbox + b"@" + address.host).decode("utf-8", "replace")
-                if not await self._owned(text):
+                if not await self._sender_allowed(text):
+                    log.info(
+                        "submission.sender_refused",
+                        extra={
+                            "ip": self.peer.ip,
+                            "user": account.address if account else "",
+                            "header_from": text,
+                        },
+                    )
                     return False
         return True
+
+
+def _same_domain(address: str, account_address: str) -> bool:
+    """True when ``address`` is at the domain of ``account_address`` (compared as
+    lower-case A-labels; an address literal or a malformed domain never is)."""
+    domain = address.rpartition("@")[2]
+    try:
+        return to_a_label(domain) == to_a_label(account_address.rpartition("@")[2])
+    except InvalidAddress:
+        return False
 
 
 def _from_domain(head: bytes) -> str | None:

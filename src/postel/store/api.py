@@ -86,6 +86,20 @@ class Credentials:
     scram_server_key: bytes
 
 
+class SenderPolicy(enum.StrEnum):
+    """Which sender addresses (MAIL FROM and From:) an account may submit mail as.
+
+    ``OWN``: addresses that reach the account alone (its address, aliases and
+    subaddresses of it); ``DOMAIN``: those, and any address at the account's own domain
+    (a shared role address without an alias); ``ANY``: any address (a gateway or list
+    manager account). Spec: RFC 6409 §6.1 (the MSA checks the sender; local policy).
+    """
+
+    OWN = "own"
+    DOMAIN = "domain"
+    ANY = "any"
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     id: AccountId
@@ -95,6 +109,8 @@ class Account:
     credentials: Credentials
     created: dt.datetime
     is_admin: bool = False
+    sender_policy: SenderPolicy = SenderPolicy.OWN
+    """Which senders submission accepts from this account (``SenderPolicy``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,7 +481,12 @@ class Store(Protocol):
         ...
 
     async def add_account(
-        self, address: str, credentials: Credentials, *, is_admin: bool = False
+        self,
+        address: str,
+        credentials: Credentials,
+        *,
+        is_admin: bool = False,
+        sender_policy: SenderPolicy = SenderPolicy.OWN,
     ) -> Account:
         """Create the account and its DEFAULT_MAILBOXES in one transaction. The domain
         must exist (NotFound otherwise)."""
@@ -478,6 +499,12 @@ class Store(Protocol):
 
     async def get_account_by_id(self, account_id: AccountId) -> Account | None: ...
     async def set_credentials(self, address: str, credentials: Credentials) -> None: ...
+    async def set_sender_policy(self, address: str, policy: SenderPolicy) -> Account:
+        """Set which senders the account (by primary address, case-insensitively) may
+        submit as; returns the updated account. NotFound for an unknown account.
+        Spec: RFC 6409 §6.1."""
+        ...
+
     async def remove_account(self, address: str) -> None:
         """Remove the account, its mailboxes and messages, and aliases' targets to it."""
         ...

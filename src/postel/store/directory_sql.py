@@ -6,6 +6,7 @@ threads inside a transaction the caller owns.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from postel.store.api import (
     Credentials,
     Domain,
     Mailbox,
+    SenderPolicy,
     SpecialUse,
     StoredMessage,
 )
@@ -158,6 +160,7 @@ _ACCOUNT_COLS = (
     accounts.c.scram_server_key,
     accounts.c.created,
     accounts.c.is_admin,
+    accounts.c.sender_policy,
 )
 
 
@@ -175,7 +178,17 @@ def _account(m: RowMapping) -> Account:
         ),
         created=m["created"],
         is_admin=bool(m["is_admin"]),
+        sender_policy=_sender_policy(m["sender_policy"]),
     )
+
+
+def _sender_policy(stored: str) -> SenderPolicy:
+    """The stored policy; an unknown value (written by a newer version) reads as the
+    narrowest, ``own``."""
+    try:
+        return SenderPolicy(stored)
+    except ValueError:
+        return SenderPolicy.OWN
 
 
 def _credential_values(credentials: Credentials) -> dict[str, object]:
@@ -189,7 +202,12 @@ def _credential_values(credentials: Credentials) -> dict[str, object]:
 
 
 def add_account(
-    conn: Connection, address: str, credentials: Credentials, is_admin: bool, now: dt.datetime
+    conn: Connection,
+    address: str,
+    credentials: Credentials,
+    is_admin: bool,
+    now: dt.datetime,
+    sender_policy: SenderPolicy = SenderPolicy.OWN,
 ) -> Account:
     local, domain_name = split_address(address)
     if not local:
@@ -208,6 +226,7 @@ def add_account(
                     address_key=address.lower(),
                     is_admin=is_admin,
                     created=now,
+                    sender_policy=SenderPolicy(sender_policy).value,
                     **_credential_values(credentials),
                 )
                 .returning(accounts.c.id)
@@ -237,6 +256,7 @@ def add_account(
         credentials=credentials,
         created=now,
         is_admin=is_admin,
+        sender_policy=SenderPolicy(sender_policy),
     )
 
 
@@ -273,6 +293,18 @@ def set_credentials(conn: Connection, address: str, credentials: Credentials) ->
         .where(accounts.c.id == account.id)
         .values(**_credential_values(credentials))
     )
+
+
+def set_sender_policy(conn: Connection, address: str, policy: SenderPolicy) -> Account:
+    """Store the account's sender policy; the updated account. NotFound if absent."""
+    account = get_account(conn, address)
+    if account is None:
+        raise NotFound(f"no account {address}")
+    policy = SenderPolicy(policy)
+    conn.execute(
+        update(accounts).where(accounts.c.id == account.id).values(sender_policy=policy.value)
+    )
+    return dataclasses.replace(account, sender_policy=policy)
 
 
 def remove_account(conn: Connection, address: str) -> None:

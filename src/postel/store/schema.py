@@ -100,6 +100,7 @@ accounts = Table(
     Column("scram_server_key", LargeBinary, nullable=False),
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created", UtcDateTime, nullable=False),
+    Column("sender_policy", String(16), nullable=False, server_default="own"),
 )
 
 aliases = Table(

@@ -54,6 +54,7 @@ from postel.store.api import (
     MailboxStatus,
     MoveResult,
     RecoveryReport,
+    SenderPolicy,
     SpecialUse,
     Store,
     StoredMessage,
@@ -248,10 +249,15 @@ class SqlStore:
         await self._write_directory(q.remove_domain, name)
 
     async def add_account(
-        self, address: str, credentials: Credentials, *, is_admin: bool = False
+        self,
+        address: str,
+        credentials: Credentials,
+        *,
+        is_admin: bool = False,
+        sender_policy: SenderPolicy = SenderPolicy.OWN,
     ) -> Account:
         return await self._write_directory(
-            _add_account, address, credentials, is_admin, self._clock.now()
+            _add_account, address, credentials, is_admin, self._clock.now(), sender_policy
         )
 
     async def list_accounts(self, domain: str | None = None) -> Sequence[Account]:
@@ -265,6 +271,9 @@ class SqlStore:
 
     async def set_credentials(self, address: str, credentials: Credentials) -> None:
         await self._write_directory(q.set_credentials, address, credentials)
+
+    async def set_sender_policy(self, address: str, policy: SenderPolicy) -> Account:
+        return await self._write_directory(q.set_sender_policy, address, policy)
 
     async def remove_account(self, address: str) -> None:
         await self._write_directory(q.remove_account, address)
@@ -670,10 +679,15 @@ class SqlStore:
 
 
 def _add_account(
-    conn: Connection, address: str, credentials: Credentials, is_admin: bool, now: dt.datetime
+    conn: Connection,
+    address: str,
+    credentials: Credentials,
+    is_admin: bool,
+    now: dt.datetime,
+    sender_policy: SenderPolicy,
 ) -> Account:
     """The account with its default mailboxes, each subscribed (RFC 9051 §6.3.7)."""
-    account = q.add_account(conn, address, credentials, is_admin, now)
+    account = q.add_account(conn, address, credentials, is_admin, now, sender_policy)
     mq.subscribe_existing(conn, account.id)
     return account
 
