@@ -57,6 +57,8 @@ RSS_BOUND = 32 * MiB
 """RSS growth allowed for one attack on the web listener."""
 CUT_SLACK = 3.0
 """Seconds past its timeout within which an idle or trickling connection must be cut."""
+FLOODER = "127.0.0.9"
+"""A client address outside the abuse tracker's exemptions (per-address bounds apply)."""
 OTHER_CLIENT = "127.0.0.2"
 """A second loopback address to connect from: another client host for per-IP bounds."""
 HTTP_TIMEOUT = 5.0
@@ -74,7 +76,11 @@ def server(module_servers: ServerFactory) -> Iterator[PostelServer]:
         abuse={
             "max_messages_per_hour_per_account": 100,
             "max_recipients_per_hour_per_account": RECIPIENTS_PER_HOUR,
-            "exempt": ["127.0.0.0/8"],
+            # The mail attacks come from 127.0.0.1-7 (not banned); FLOODER is not exempt,
+            # so the web listener's per-address cap applies to it.
+            "exempt": ["127.0.0.0/29"],
+            # The web listener takes its per-address cap from here.
+            "max_connections_per_ip": WEB_CONNECTIONS_PER_IP_MAX,
         },
     )
     add_accounts(srv, ALICE, CAROL, DAVE, BOB)
@@ -149,12 +155,17 @@ def no_traceback(server: PostelServer) -> None:
 
 
 @contextmanager
-def idle_connections(server: PostelServer, count: int) -> Iterator[list[socket.socket]]:
-    """``count`` connections to the web listener that send nothing."""
+def idle_connections(
+    server: PostelServer, count: int, source: str = ""
+) -> Iterator[list[socket.socket]]:
+    """``count`` connections to the web listener that send nothing (from ``source``)."""
+    address = (source, 0) if source else None
     with ExitStack() as stack:
         socks = []
         for _ in range(count):
-            sock = stack.enter_context(socket.create_connection(server.web_address, timeout=5))
+            sock = stack.enter_context(
+                socket.create_connection(server.web_address, timeout=5, source_address=address)
+            )
             socks.append(sock)
         time.sleep(0.3)  # let the server accept them all
         yield socks
@@ -426,7 +437,7 @@ def test_mail_is_served_while_the_web_listener_is_flooded(server: PostelServer) 
 def test_one_host_cannot_hold_more_than_its_share(server: PostelServer) -> None:
     """A host's idle sockets past WEB_CONNECTIONS_PER_IP_MAX are closed at once, and
     another host is served meanwhile."""
-    with idle_connections(server, WEB_CONNECTIONS_MAX) as socks:
+    with idle_connections(server, WEB_CONNECTIONS_MAX, source=FLOODER) as socks:
         time.sleep(0.5)
         held = [s for s in socks if not closed_by_peer(s)]
         assert len(held) <= WEB_CONNECTIONS_PER_IP_MAX

@@ -180,6 +180,7 @@ class PostfixInstance:
         base.chmod(0o755)
         for sub in ("etc", "spool", "data", "mail", "log", "tls"):
             (base / sub).mkdir()
+            (base / sub).chmod(0o755)  # whatever the umask: Postfix's daemons must enter
         shutil.chown(base / "data", "postfix", "postfix")
         os.chown(base / "mail", MAILBOX_UID, MAILBOX_UID)
         make_certificate(base / "tls" / "cert.pem", base / "tls" / "key.pem", POSTFIX_HOSTNAME)

@@ -150,7 +150,8 @@ class DeliveryConfig:
         connections_max, connections_per_domain_max, messages_per_connection_max,
         mx_hosts_max, addresses_per_attempt_max, lease_seconds, lease_batch,
         poll_interval: see the module constants.
-        use_bdat: send with BDAT when the server offers CHUNKING (BINARYMIME always
+        use_bdat: send with BDAT when the server offers CHUNKING (the default: no
+            dot-stuffing, RFC 3030 §2; BINARYMIME always
             needs it); DATA otherwise.
         timeouts: per-step timeouts (SmtpTimeouts).
         backoff: when deferred recipients are tried again (the store's policy).
@@ -176,7 +177,7 @@ class DeliveryConfig:
     lease_seconds: float = LEASE_SECONDS
     lease_batch: int = LEASE_BATCH
     poll_interval: float = POLL_INTERVAL_S
-    use_bdat: bool = False
+    use_bdat: bool = True
     timeouts: SmtpTimeouts = field(default_factory=SmtpTimeouts)
     backoff: BackoffPolicy = DEFAULT_BACKOFF
     ca_file: Path | None = None
