@@ -35,13 +35,21 @@ import logging
 import secrets
 import ssl
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from postel import smtp
 from postel.abuse import AbuseTracker, AccountLimit
 from postel.clock import Clock
 from postel.config import Config
-from postel.directory import Directory, InvalidAddress, LocalRecipients, NotLocal, to_a_label
+from postel.directory import (
+    Directory,
+    Forwarded,
+    InvalidAddress,
+    LocalRecipients,
+    NotLocal,
+    to_a_label,
+)
 from postel.dkim import load_keys, sign_message
 from postel.dkim.sign import SigningError
 from postel.errors import PermanentFailure, StoreError
@@ -339,6 +347,14 @@ class SubmissionSession(SmtpSession):
         if isinstance(resolution, NotLocal):
             self.remote.append((address, params))
             return smtp.Reply(250, "2.1.5", "Recipient OK (relayed)")
+        # Alias targets at other domains go out like any relayed recipient (the sender
+        # is ours: no SRS), the alias kept as the original recipient for DSNs.
+        remote = resolution.remote if isinstance(resolution, Forwarded | LocalRecipients) else ()
+        if remote:
+            orcpt = params.orcpt or smtp.Orcpt("rfc822", address)
+            self.remote.extend((target, replace(params, orcpt=orcpt)) for target in remote)
+        if isinstance(resolution, Forwarded):
+            return smtp.Reply(250, "2.1.5", "Recipient OK (forwarded)")
         return await super().recipient(path)
 
     async def complete(self) -> smtp.Reply:
