@@ -83,10 +83,13 @@ def setup_logging() -> None:
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("POSTEL_LOG_LEVEL", "INFO").upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # uvicorn's start and stop lines duplicate web.listening / server.stopped.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
 
 
 _STANDARD_ATTRS = frozenset(
-    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys()
+    | {"message", "asctime", "color_message"}  # uvicorn's terminal-colour copy of the text
 )
 
 
