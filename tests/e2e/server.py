@@ -14,6 +14,7 @@ certificate instead of a generated self-signed one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,6 +41,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(_family(host)) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(host: str, count: int) -> list[int]:
+    """``count`` distinct TCP ports on ``host`` that were free a moment ago (held open
+    together while chosen, so no two are the same)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(_family(host)))
+            s.bind((host, 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def host_port(host: str, port: int) -> str:
@@ -212,14 +225,16 @@ class PostelServer:
         self.host = host
         data.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
-        self.smtp_port = free_port(host)
-        self.imap_port = free_port(host)
-        self.imaps_port = free_port(host)
-        self.pop3_port = free_port(host)
-        self.pop3s_port = free_port(host)
-        self.submission_port = free_port(host)
-        self.submissions_port = free_port(host)
-        self.web_port = free_port(host)
+        (
+            self.smtp_port,
+            self.imap_port,
+            self.imaps_port,
+            self.pop3_port,
+            self.pop3s_port,
+            self.submission_port,
+            self.submissions_port,
+            self.web_port,
+        ) = free_ports(host, 8)
         """Plain HTTP (not 443/8443): the MTA-STS policy file and the health check."""
         self.cert_file = cert_file or data / "tls" / "cert.pem"
         """The certificate the server presents (PEM)."""
