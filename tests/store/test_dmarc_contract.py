@@ -54,6 +54,19 @@ async def test_counts_add_up_per_record_and_claim_once(store: Store) -> None:
     assert [e.period_begin for e in later] == [DAY]
 
 
+async def test_a_count_arriving_after_its_period_was_claimed_is_reported_late(
+    store: Store,
+) -> None:
+    """A flush racing the end of the period (or another node's flush) must not add
+    to a row already handed to a report: those messages would never be reported."""
+    await store.add_dmarc_evaluations([evaluation(count=3)])
+    assert [e.count for e in await store.claim_dmarc_evaluations(DAY)] == [3]
+    await store.add_dmarc_evaluations([evaluation(count=2)])
+    await store.add_dmarc_evaluations([evaluation()])
+    assert [e.count for e in await store.claim_dmarc_evaluations(DAY)] == [3]
+    assert await store.claim_dmarc_evaluations(DAY) == []
+
+
 async def test_received_reports_dedupe_and_list(store: Store) -> None:
     report = ReceivedReport(
         "example.net",

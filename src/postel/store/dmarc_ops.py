@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -104,7 +104,10 @@ def _row(e: DmarcEvaluation) -> dict[str, Any]:
 
 def add_evaluations(conn: Connection, evaluations: Sequence[DmarcEvaluation]) -> None:
     """Add each evaluation's count to its row (created when new); the policy and
-    ``last_seen`` become the newest. Spec: RFC 9990 §2.1 (one policy per report)."""
+    ``last_seen`` become the newest. A count arriving for a row already claimed for
+    a report (another node, or a flush racing the period's end) starts the row
+    afresh, unreported, so it goes out in a late report rather than vanishing.
+    Spec: RFC 9990 §2.1 (one policy per report)."""
     if not evaluations:
         return
     flavour = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -113,7 +116,8 @@ def add_evaluations(conn: Connection, evaluations: Sequence[DmarcEvaluation]) ->
     stmt = stmt.on_conflict_do_update(
         index_elements=[t.key],
         set_={
-            "count": t.count + stmt.excluded.count,
+            "count": case((t.reported, stmt.excluded.count), else_=t.count + stmt.excluded.count),
+            "reported": False,
             "last_seen": stmt.excluded.last_seen,
             "policy": stmt.excluded.policy,
         },
