@@ -245,7 +245,9 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     abuse = AbuseTracker(config.abuse, clock)
     inbound = InboundDelivery(store, config.hostname, clock, config.smtp.received_max)
     shutdown = asyncio.Event()
-    resolver = DnsPythonResolver(config.dns.servers(), clock=clock)  # one cache for all
+    resolver = DnsPythonResolver(  # one cache for all
+        config.dns.servers(), clock=clock, temperror_ttl=config.dns.temperror_cache
+    )
     smtp = SmtpService(
         config=config,
         directory=directory,

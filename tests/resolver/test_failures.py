@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import socket
 import time
 from collections.abc import Iterator
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from dnsserver import DnsServer, free_port
-from postel.clock import SystemClock
+from postel.clock import FixedClock, SystemClock
 from postel.errors import TemporaryFailure
 from postel.resolver import DnsPythonResolver, DnsTempError
 
@@ -67,10 +69,45 @@ async def test_silent_server_times_out_within_lifetime(
     assert SHORT_TIMEOUT_S <= elapsed < ELAPSED_MAX_S
 
 
-async def test_temporary_failures_are_not_cached(silent_nameserver: tuple[str, int]) -> None:
-    resolver = _resolver(silent_nameserver)
+async def test_temporary_failures_are_remembered_briefly(
+    silent_nameserver: tuple[str, int],
+) -> None:
+    """A temporary failure is answered from the cache for ``temperror_ttl`` seconds
+    (RFC 2308 §7.1), then the server is asked again; 0 turns that off. Concurrent
+    askers share one query."""
+    clock = FixedClock(dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
+    resolver = DnsPythonResolver(
+        [silent_nameserver],
+        clock=clock,
+        timeout=SHORT_TIMEOUT_S,
+        lifetime=SHORT_LIFETIME_S,
+        temperror_ttl=5,
+    )
+    started = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(resolver.a("example.test") for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(o, DnsTempError) for o in outcomes)
+    assert time.monotonic() - started < ELAPSED_MAX_S
+    started = time.monotonic()
+    with pytest.raises(DnsTempError):
+        await resolver.a("Example.Test.")
+    assert time.monotonic() - started < SHORT_TIMEOUT_S
+    clock.advance(5)
+    started = time.monotonic()
+    with pytest.raises(DnsTempError):
+        await resolver.a("example.test")
+    assert time.monotonic() - started >= SHORT_TIMEOUT_S
+
+    uncached = DnsPythonResolver(
+        [silent_nameserver],
+        clock=clock,
+        timeout=SHORT_TIMEOUT_S,
+        lifetime=SHORT_LIFETIME_S,
+        temperror_ttl=0,
+    )
     for _ in range(2):
         started = time.monotonic()
         with pytest.raises(DnsTempError):
-            await resolver.a("example.test")
+            await uncached.a("example.test")
         assert time.monotonic() - started >= SHORT_TIMEOUT_S

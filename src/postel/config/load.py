@@ -290,7 +290,18 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     imap = reader.section(data, ("imap",), ImapLimits, _IMAP_CHECKS)
     auth = reader.section(data, ("auth",), AuthConfig, _AUTH_CHECKS)
     pop3 = reader.section(data, ("pop3",), Pop3Limits, _POP3_CHECKS)
-    dns = reader.section(data, ("dns",), DnsConfig, {})
+    dns = reader.section(
+        data,
+        ("dns",),
+        DnsConfig,
+        {
+            "temperror_cache": lambda value: (
+                None
+                if 0 <= value <= 300
+                else "must be 0 to 300 seconds (RFC 2308 §7.1: at most five minutes)"
+            )
+        },
+    )
     delivery = reader.section(data, ("delivery",), DeliveryConfig, _DELIVERY_CHECKS)
     mta_sts = reader.section(data, ("mta_sts",), MtaStsConfig, _MTA_STS_CHECKS)
     submission = reader.section(data, ("submission",), SubmissionConfig, {})

@@ -116,9 +116,12 @@ class Pop3Limits:
 @dataclass(frozen=True, slots=True)
 class DnsConfig:
     """Where postel asks DNS questions: ``nameservers`` as ``"address:port"`` (or just
-    ``"address"`` for port 53); empty means the system's resolv.conf."""
+    ``"address"`` for port 53); empty means the system's resolv.conf.
+    ``temperror_cache``: seconds a SERVFAIL, REFUSED or timeout is remembered (0-300).
+    Spec: RFC 2308 §7.1."""
 
     nameservers: tuple[str, ...] = ()
+    temperror_cache: float = 5.0
 
     def servers(self) -> list[tuple[str, int]] | None:
         """``nameservers`` as (address, port) pairs ("[v6]:port" or a bare address for

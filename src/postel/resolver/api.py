@@ -48,6 +48,13 @@ Spec: RFC 2181 §8, RFC 8767 §4 (cap TTLs; that RFC suggests 7 days, postel use
 DNS_NEGATIVE_TTL_MAX_S = 3600
 """NXDOMAIN and NODATA answers are cached at most this long.
 Spec: RFC 2308 §5 (negative TTL = min(SOA TTL, SOA MINIMUM); one to three hours advised)."""
+DNS_TEMPERROR_TTL_S = 5.0
+"""Seconds a temporary failure (SERVFAIL, REFUSED, timeout) is remembered, so a broken
+zone costs one query per name every few seconds rather than one per message.
+Spec: RFC 2308 §7.1 (a server failure MAY be cached), §7.2 (dead servers)."""
+DNS_TEMPERROR_TTL_MAX_S = 300
+"""Longest a temporary failure may be remembered. Spec: RFC 2308 §7.1 (MUST NOT be
+cached for longer than five minutes)."""
 DNS_EDNS_PAYLOAD = 1232
 """EDNS(0) UDP payload size advertised; larger answers come over TCP.
 Spec: RFC 6891 §6.2.5 (value from the DNS Flag Day 2020 recommendation)."""

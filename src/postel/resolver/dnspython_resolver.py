@@ -14,7 +14,8 @@ dnspython                                       postel
 ``Answer`` without one (``raise_on_no_answer``  NODATA: empty tuple (cached for the
 False)                                          RFC 2308 negative TTL, capped)
 ``NXDOMAIN``                                    ``DnsNxDomain`` (cached likewise)
-``NoNameservers`` (SERVFAIL, REFUSED, network   ``DnsTempError`` (not cached)
+``NoNameservers`` (SERVFAIL, REFUSED, network   ``DnsTempError`` (cached for
+                                                ``temperror_ttl``, 5 s by default)
 errors from every server), ``LifetimeTimeout``,
 any other ``DNSException``, ``OSError``
 ``YXDOMAIN``, bad name, RRset over the bound    ``DnsPermError`` (not cached)
@@ -30,9 +31,10 @@ Spec: RFC 1034 §3.6.2 §5.3.3, RFC 1035 §7, RFC 2308 §5, RFC 7208 §2.6, RFC 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
+from typing import TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -59,7 +61,10 @@ from postel.resolver.api import (
     DNS_LIFETIME_S,
     DNS_NEGATIVE_TTL_MAX_S,
     DNS_RRSET_RECORDS_MAX,
+    DNS_TEMPERROR_TTL_MAX_S,
+    DNS_TEMPERROR_TTL_S,
     DNS_TIMEOUT_S,
+    DnsError,
     DnsNxDomain,
     DnsPermError,
     DnsTempError,
@@ -73,16 +78,29 @@ from postel.resolver.names import to_dns_name, to_text
 LIFETIME_GRACE_S = 1.0
 """Seconds ``asyncio.timeout`` allows beyond ``lifetime`` before cancelling the lookup."""
 
-_Key = tuple[dns.name.Name, dns.rdatatype.RdataType]
+T = TypeVar("T")
+_Key = tuple[str, str]
+"""(record type, the name as given, lower-cased, without a trailing dot): a cache hit
+needs no IDNA or dnspython name conversion."""
 
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
-    """One cached lookup result: records (empty for NODATA) or NXDOMAIN."""
+    """One lookup result: records (empty for NODATA), NXDOMAIN or a temporary failure
+    (``temperror``: its message)."""
 
     rdatas: tuple[dns.rdata.Rdata, ...]
     nxdomain: bool
-    ttl: int
+    ttl: float
+    temperror: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    """What a cache entry holds: the caller's typed answer, or the error to raise."""
+
+    value: object
+    error: tuple[type[DnsError], str] | None
 
 
 class DnsPythonResolver:
@@ -91,9 +109,12 @@ class DnsPythonResolver:
     ``nameservers``: ``(address, port)`` pairs asked in order, or None for the system
     resolver (/etc/resolv.conf; ``ConfigError`` when it cannot be read). ``timeout`` is
     seconds per attempt, ``lifetime`` seconds per lookup, ``cache_size`` the cache's
-    entry bound (0 disables it). ``clock`` drives cache expiry only.
+    entry bound (0 disables it), ``temperror_ttl`` seconds a temporary failure is
+    remembered (0: never). ``clock`` drives cache expiry only. The cache holds each
+    method's typed answer under the name as given, so a hit costs one dictionary
+    lookup; concurrent lookups of one uncached name share one query.
 
-    Spec: RFC 1035 §7, RFC 2308 §5, RFC 5321 §5.1, RFC 7208 §2.6.
+    Spec: RFC 1035 §7, RFC 2308 §5 §7.1, RFC 5321 §5.1, RFC 7208 §2.6.
     """
 
     def __init__(
@@ -104,84 +125,158 @@ class DnsPythonResolver:
         timeout: float = DNS_TIMEOUT_S,
         lifetime: float = DNS_LIFETIME_S,
         cache_size: int = DNS_CACHE_ENTRIES_MAX,
+        temperror_ttl: float = DNS_TEMPERROR_TTL_S,
     ) -> None:
         if timeout <= 0 or lifetime <= 0:
             raise ConfigError("DNS timeout and lifetime must be positive")
+        if temperror_ttl < 0:
+            raise ConfigError("DNS temperror_ttl must not be negative")
         self._resolver = _build_resolver(nameservers, timeout, lifetime)
         self._lifetime = lifetime
-        self._cache: TtlCache[_Key, _Outcome] = TtlCache(clock=clock, max_entries=cache_size)
+        self._temperror_ttl = min(temperror_ttl, DNS_TEMPERROR_TTL_MAX_S)
+        self._cache: TtlCache[_Key, _Cached] = TtlCache(clock=clock, max_entries=cache_size)
+        self._pending: dict[_Key, asyncio.Future[_Cached]] = {}
+        """Lookups in flight, shared by every caller asking the same while they run."""
 
     async def mx(self, domain: str) -> MxAnswer:
         """MX records sorted by preference, null MX detected. Spec: RFC 5321 §5.1, RFC 7505 §3."""
-        qname = to_dns_name(domain)
-        outcome = await self._lookup(qname, dns.rdatatype.MX)
-        pairs = [
-            (rd.preference, rd.exchange)
-            for rd in outcome.rdatas
-            if isinstance(rd, dns.rdtypes.ANY.MX.MX)
-        ]
-        null_mx = len(pairs) == 1 and pairs[0][1] == dns.name.root
-        records = tuple(
-            MxRecord(preference, to_text(exchange))
-            for preference, exchange in sorted(pairs, key=lambda p: p[0])
-            if exchange != dns.name.root
-        )
-        return MxAnswer(to_text(qname), records, null_mx, outcome.ttl)
+
+        def typed(qname: dns.name.Name, outcome: _Outcome) -> MxAnswer:
+            pairs = [
+                (rd.preference, rd.exchange)
+                for rd in outcome.rdatas
+                if isinstance(rd, dns.rdtypes.ANY.MX.MX)
+            ]
+            null_mx = len(pairs) == 1 and pairs[0][1] == dns.name.root
+            records = tuple(
+                MxRecord(preference, to_text(exchange))
+                for preference, exchange in sorted(pairs, key=lambda p: p[0])
+                if exchange != dns.name.root
+            )
+            return MxAnswer(to_text(qname), records, null_mx, int(outcome.ttl))
+
+        return await self._typed(domain, dns.rdatatype.MX, typed, MxAnswer)
 
     async def a(self, name: str) -> tuple[IPv4Address, ...]:
         """IPv4 addresses of ``name``. Spec: RFC 1035 §3.4.1."""
-        outcome = await self._lookup(to_dns_name(name), dns.rdatatype.A)
-        return tuple(
-            IPv4Address(rd.address) for rd in outcome.rdatas if isinstance(rd, dns.rdtypes.IN.A.A)
-        )
+
+        def typed(_: dns.name.Name, outcome: _Outcome) -> tuple[IPv4Address, ...]:
+            return tuple(
+                IPv4Address(rd.address)
+                for rd in outcome.rdatas
+                if isinstance(rd, dns.rdtypes.IN.A.A)
+            )
+
+        return await self._typed(name, dns.rdatatype.A, typed, tuple)
 
     async def aaaa(self, name: str) -> tuple[IPv6Address, ...]:
         """IPv6 addresses of ``name``. Spec: RFC 3596 §2.2."""
-        outcome = await self._lookup(to_dns_name(name), dns.rdatatype.AAAA)
-        return tuple(
-            IPv6Address(rd.address)
-            for rd in outcome.rdatas
-            if isinstance(rd, dns.rdtypes.IN.AAAA.AAAA)
-        )
+
+        def typed(_: dns.name.Name, outcome: _Outcome) -> tuple[IPv6Address, ...]:
+            return tuple(
+                IPv6Address(rd.address)
+                for rd in outcome.rdatas
+                if isinstance(rd, dns.rdtypes.IN.AAAA.AAAA)
+            )
+
+        return await self._typed(name, dns.rdatatype.AAAA, typed, tuple)
 
     async def txt(self, name: str) -> tuple[bytes, ...]:
         """TXT records, each record's strings joined. Spec: RFC 1035 §3.3.14, RFC 7208 §3.3."""
-        outcome = await self._lookup(to_dns_name(name), dns.rdatatype.TXT)
-        return tuple(
-            b"".join(rd.strings) for rd in outcome.rdatas if isinstance(rd, dns.rdtypes.ANY.TXT.TXT)
-        )
+
+        def typed(_: dns.name.Name, outcome: _Outcome) -> tuple[bytes, ...]:
+            return tuple(
+                b"".join(rd.strings)
+                for rd in outcome.rdatas
+                if isinstance(rd, dns.rdtypes.ANY.TXT.TXT)
+            )
+
+        return await self._typed(name, dns.rdatatype.TXT, typed, tuple)
 
     async def ptr(self, ip: IPv4Address | IPv6Address) -> tuple[str, ...]:
         """PTR targets of ``ip``'s reverse name. Spec: RFC 1035 §3.5, RFC 3596 §2.5."""
-        qname = dns.reversename.from_address(str(ip))
-        outcome = await self._lookup(qname, dns.rdatatype.PTR)
-        return tuple(
-            to_text(rd.target) for rd in outcome.rdatas if isinstance(rd, dns.rdtypes.ANY.PTR.PTR)
-        )
+
+        def typed(_: dns.name.Name, outcome: _Outcome) -> tuple[str, ...]:
+            return tuple(
+                to_text(rd.target)
+                for rd in outcome.rdatas
+                if isinstance(rd, dns.rdtypes.ANY.PTR.PTR)
+            )
+
+        return await self._typed(str(ip), dns.rdatatype.PTR, typed, tuple)
 
     async def srv(self, name: str) -> tuple[SrvRecord, ...]:
         """SRV records of ``name`` (e.g. ``_imaps._tcp.example.org``), in the order
         served. Spec: RFC 2782; RFC 6186 §3."""
-        outcome = await self._lookup(to_dns_name(name), dns.rdatatype.SRV)
-        return tuple(
-            SrvRecord(rd.priority, rd.weight, rd.port, to_text(rd.target) or ".")
-            for rd in outcome.rdatas
-            if isinstance(rd, dns.rdtypes.IN.SRV.SRV)
-        )
+
+        def typed(_: dns.name.Name, outcome: _Outcome) -> tuple[SrvRecord, ...]:
+            return tuple(
+                SrvRecord(rd.priority, rd.weight, rd.port, to_text(rd.target) or ".")
+                for rd in outcome.rdatas
+                if isinstance(rd, dns.rdtypes.IN.SRV.SRV)
+            )
+
+        return await self._typed(name, dns.rdatatype.SRV, typed, tuple)
 
     def clear_cache(self) -> None:
         """Forget every cached answer (e.g. after a configuration reload)."""
         self._cache.clear()
 
-    async def _lookup(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> _Outcome:
-        key: _Key = (qname, rdtype)
-        outcome = self._cache.get(key)
-        if outcome is None:
-            outcome = await self._query(qname, rdtype)
-            self._cache.put(key, outcome, outcome.ttl)
+    async def _typed(
+        self,
+        name: str,
+        rdtype: dns.rdatatype.RdataType,
+        typed: Callable[[dns.name.Name, _Outcome], T],
+        kind: type,
+    ) -> T:
+        """The answer to (``name``, ``rdtype``) made by ``typed``, from the cache or
+        one shared query; raises what the module table says."""
+        key: _Key = (rdtype.name, (name[:-1] if name.endswith(".") else name).lower())
+        cached = self._cache.get(key)
+        if cached is None:
+            task = self._pending.get(key)
+            if task is None:
+                task = asyncio.ensure_future(self._fill(key, name, rdtype, typed))
+                task.add_done_callback(_retrieve)
+                self._pending[key] = task
+            cached = await asyncio.shield(task)
+        if cached.error is not None:
+            error, message = cached.error
+            raise error(message)
+        assert isinstance(cached.value, kind)
+        return cached.value  # type: ignore[return-value]
+
+    async def _fill(
+        self,
+        key: _Key,
+        name: str,
+        rdtype: dns.rdatatype.RdataType,
+        typed: Callable[[dns.name.Name, _Outcome], T],
+    ) -> _Cached:
+        """One query whose answer every concurrent asker of ``key`` shares."""
+        try:
+            cached, ttl = await self._resolve(name, rdtype, typed)
+            self._cache.put(key, cached, ttl)
+            return cached
+        finally:
+            self._pending.pop(key, None)
+
+    async def _resolve(
+        self,
+        name: str,
+        rdtype: dns.rdatatype.RdataType,
+        typed: Callable[[dns.name.Name, _Outcome], T],
+    ) -> tuple[_Cached, float]:
+        if rdtype == dns.rdatatype.PTR:
+            qname = dns.reversename.from_address(name)
+        else:
+            qname = to_dns_name(name)
+        outcome = await self._query(qname, rdtype)
+        if outcome.temperror is not None:
+            return _Cached(None, (DnsTempError, outcome.temperror)), self._temperror_ttl
         if outcome.nxdomain:
-            raise DnsNxDomain(to_text(qname))
-        return outcome
+            return _Cached(None, (DnsNxDomain, to_text(qname))), outcome.ttl
+        return _Cached(typed(qname, outcome), None), outcome.ttl
 
     async def _query(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> _Outcome:
         where = f"{to_text(qname)}/{rdtype.name}"
@@ -194,13 +289,23 @@ class DnsPythonResolver:
             return _Outcome((), True, _nxdomain_ttl(exc))
         except dns.resolver.YXDOMAIN as exc:
             raise DnsPermError(f"YXDOMAIN for {where}") from exc
-        except dns.resolver.NoNameservers as exc:
-            raise DnsTempError(f"no nameserver answered {where} (SERVFAIL/REFUSED)") from exc
-        except (TimeoutError, dns.exception.Timeout) as exc:
-            raise DnsTempError(f"DNS timeout for {where}") from exc
+        except dns.resolver.NoNameservers:
+            return _temperror(f"no nameserver answered {where} (SERVFAIL/REFUSED)")
+        except (TimeoutError, dns.exception.Timeout):
+            return _temperror(f"DNS timeout for {where}")
         except (dns.exception.DNSException, OSError) as exc:
-            raise DnsTempError(f"DNS failure for {where}: {exc}") from exc
+            return _temperror(f"DNS failure for {where}: {exc}")
         return _answer_outcome(answer, where)
+
+
+def _retrieve(task: asyncio.Future[_Cached]) -> None:
+    """Mark a shared lookup's exception retrieved (its askers may all be gone)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _temperror(message: str) -> _Outcome:
+    return _Outcome((), False, 0, message)
 
 
 def _answer_outcome(answer: dns.resolver.Answer, where: str) -> _Outcome:
