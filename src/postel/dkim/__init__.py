@@ -5,6 +5,7 @@ through postel's own resolver.
 Spec: RFC 6376, RFC 8463 (Ed25519), RFC 8301 (key sizes, SHA-256), RFC 8617 (ARC).
 """
 
+from postel.dkim.accel import install as _install_accelerators
 from postel.dkim.arc import (
     ARC_FIELDS_MAX,
     ARC_INSTANCES_MAX,
@@ -38,6 +39,8 @@ from postel.dkim.verify import (
     TxtResolver,
     verify_message,
 )
+
+_install_accelerators()
 
 __all__ = [
     "ARC_FIELDS_MAX",
