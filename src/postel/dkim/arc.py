@@ -37,6 +37,7 @@ from postel.dkim.verify import (
     key_name,
 )
 from postel.errors import PermanentFailure
+from postel.mail.header import split_header
 
 # --- Bounds (owned by the dkim package) ----------------------------------------------
 ARC_INSTANCES_MAX = 50
@@ -136,6 +137,8 @@ async def verify_arc(message: bytes, resolver: TxtResolver) -> ArcResult:
 
     Spec: RFC 8617 §5.2; RFC 8301 §3.2 (keys of at least 1024 bits).
     """
+    if not any(f.name.lower() in _ARC_FIELDS for f in split_header(message).fields):
+        return _result(ChainValidation.NONE, "message has no ARC Set")
     chain = await asyncio.to_thread(_parse_chain, message)
     if isinstance(chain, ArcResult):
         return chain

@@ -57,6 +57,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 import dkim
 from postel.clock import Clock, SystemClock
 from postel.errors import PermanentFailure, TemporaryFailure
+from postel.mail.header import split_header
 
 # --- Bounds (owned by the dkim package) ----------------------------------------------
 DKIM_SIGNATURES_MAX = 10
@@ -261,7 +262,8 @@ async def verify_message(
     Returns one ``DkimResult`` per evaluated signature in header order, plus one
     ``policy`` result standing for all signatures past the bound; ``[]`` when the
     message carries no DKIM-Signature. Key records are looked up through ``resolver``
-    only; parsing and the cryptography run in worker threads. ``clock`` decides the
+    only (fetched before the full parse, from a quick scan of the fields); parsing and
+    the cryptography run in one worker thread call. ``clock`` decides the
     x= and t= checks (default: the system clock). Never raises for bad input or DNS
     trouble: that is in the results.
 
@@ -269,17 +271,47 @@ async def verify_message(
     """
     limits = limits or DkimLimits()
     now = int((clock or SystemClock()).now().timestamp())
-    parsed = await asyncio.to_thread(_parse, message, limits.signatures, now)
-    if isinstance(parsed, DkimResult):
-        return [parsed]
-    verifier, signatures, ignored = parsed
-    names = [sig.key_name for sig in signatures if sig.problem is None]
-    answers = await fetch_keys(resolver, names, limits.timeout_s)
-    results = await asyncio.to_thread(_verify_all, verifier, signatures, answers)
+    fields = [f.value for f in split_header(message).fields if f.matches(b"dkim-signature")]
+    if not fields:
+        return []
+    answers = await fetch_keys(
+        resolver, _key_names(fields[: limits.signatures], now), limits.timeout_s
+    )
+    outcome = await asyncio.to_thread(_parse_and_verify, message, limits.signatures, now, answers)
+    if isinstance(outcome, list):  # names the quick scan missed: fetch, then verify
+        answers |= await fetch_keys(resolver, outcome, limits.timeout_s)
+        outcome = await asyncio.to_thread(
+            _parse_and_verify, message, limits.signatures, now, answers
+        )
+        assert not isinstance(outcome, list)
+    results, ignored = outcome
     if ignored:
         log.info("dkim.signatures.ignored", extra={"ignored": ignored})
         results.append(_ignored_result(ignored, limits.signatures))
     return results
+
+
+def _key_names(values: list[bytes], now: int) -> list[str]:
+    """The key names of the DKIM-Signature field values whose tags pass the checks
+    (a signature with a problem is never looked up), for fetching before the full
+    parse. Spec: RFC 6376 §6.1.1, §6.1.2."""
+    checked = (_check_signature(index, value, now) for index, value in enumerate(values))
+    return [sig.key_name for sig in checked if sig.problem is None]
+
+
+def _parse_and_verify(
+    message: bytes, bound: int, now: int, answers: Mapping[str, KeyAnswer]
+) -> tuple[list[DkimResult], int] | list[str]:
+    """Parse and verify (thread): the results and the count of signatures past
+    ``bound``, or the key names missing from ``answers``."""
+    parsed = _parse(message, bound, now)
+    if isinstance(parsed, DkimResult):
+        return [parsed], 0
+    verifier, signatures, ignored = parsed
+    missing = [s.key_name for s in signatures if s.problem is None and s.key_name not in answers]
+    if missing:
+        return missing
+    return _verify_all(verifier, signatures, answers), ignored
 
 
 def _ignored_result(ignored: int, bound: int) -> DkimResult:
