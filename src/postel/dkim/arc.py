@@ -37,7 +37,7 @@ from postel.dkim.verify import (
     key_name,
 )
 from postel.errors import PermanentFailure
-from postel.mail.header import split_header
+from postel.mail.header import HeaderBlock, split_header
 
 # --- Bounds (owned by the dkim package) ----------------------------------------------
 ARC_INSTANCES_MAX = 50
@@ -127,17 +127,21 @@ class _Chain:
 
 
 # --- Validation ------------------------------------------------------------------------
-async def verify_arc(message: bytes, resolver: TxtResolver) -> ArcResult:
+async def verify_arc(
+    message: bytes, resolver: TxtResolver, header: HeaderBlock | None = None
+) -> ArcResult:
     """Validate the ARC chain of ``message`` (the whole message as received).
 
     Key records come only from ``resolver`` (at most ``ARC_KEY_LOOKUPS_MAX`` distinct
     names, each within ``ARC_KEY_LOOKUP_TIMEOUT_S``); parsing and cryptography run in
-    worker threads. A chain whose newest ARC-Seal says ``cv=fail`` is ``fail``. Never
+    worker threads (``header``: ``message``'s header section when the caller has
+    already split it). A chain whose newest ARC-Seal says ``cv=fail`` is ``fail``. Never
     raises for bad input or DNS trouble: that is in the result.
 
     Spec: RFC 8617 §5.2; RFC 8301 §3.2 (keys of at least 1024 bits).
     """
-    if not any(f.name.lower() in _ARC_FIELDS for f in split_header(message).fields):
+    header = header or split_header(message)
+    if not any(f.name.lower() in _ARC_FIELDS for f in header.fields):
         return _result(ChainValidation.NONE, "message has no ARC Set")
     chain = await asyncio.to_thread(_parse_chain, message)
     if isinstance(chain, ArcResult):

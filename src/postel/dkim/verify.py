@@ -57,7 +57,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 import dkim
 from postel.clock import Clock, SystemClock
 from postel.errors import PermanentFailure, TemporaryFailure
-from postel.mail.header import split_header
+from postel.mail.header import HeaderBlock, split_header
 
 # --- Bounds (owned by the dkim package) ----------------------------------------------
 DKIM_SIGNATURES_MAX = 10
@@ -255,6 +255,7 @@ async def verify_message(
     *,
     clock: Clock | None = None,
     limits: DkimLimits | None = None,
+    header: HeaderBlock | None = None,
 ) -> list[DkimResult]:
     """Verify every DKIM-Signature of ``message`` (the whole message as received, CRLF
     line ends), topmost first, at most ``limits.signatures`` of them.
@@ -264,14 +265,16 @@ async def verify_message(
     message carries no DKIM-Signature. Key records are looked up through ``resolver``
     only (fetched before the full parse, from a quick scan of the fields); parsing and
     the cryptography run in one worker thread call. ``clock`` decides the
-    x= and t= checks (default: the system clock). Never raises for bad input or DNS
+    x= and t= checks (default: the system clock); ``header`` is ``message``'s
+    header section when the caller has already split it. Never raises for bad input or DNS
     trouble: that is in the results.
 
     Spec: RFC 6376 §6.1; RFC 8301 §3; RFC 8463 §3; RFC 8601 §2.7.1.
     """
     limits = limits or DkimLimits()
     now = int((clock or SystemClock()).now().timestamp())
-    fields = [f.value for f in split_header(message).fields if f.matches(b"dkim-signature")]
+    header = header or split_header(message)
+    fields = [f.value for f in header.fields if f.matches(b"dkim-signature")]
     if not fields:
         return []
     answers = await fetch_keys(

@@ -25,6 +25,7 @@ Spec: RFC 9989 (draft-ietf-dmarc-dmarcbis-41 §3.2.13, §4.10, §4.10.1, §4.10.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,6 +38,13 @@ from postel.dmarc.record import (
     parse_record,
 )
 from postel.resolver import DnsNxDomain, DnsPermError, DnsTempError, Resolver
+
+DMARC_PARSED_RECORDS_MAX = 1024
+"""Parsed DMARC records remembered by their text (the TXT answers are cached by the
+resolver for their TTL); least recently used dropped first. Postel policy."""
+_parse_record = functools.lru_cache(maxsize=DMARC_PARSED_RECORDS_MAX)(parse_record)
+"""``parse_record`` of a record text seen before costs a dictionary lookup
+(DmarcRecord is immutable; an error is raised afresh every time)."""
 
 DMARC_TREE_WALK_QUERIES_MAX = 8
 """DNS queries in one Tree Walk; names longer than eight labels are shortened to seven
@@ -201,7 +209,7 @@ class TreeWalker:
         if len(candidates) != 1:
             return None
         try:
-            return parse_record(candidates[0])
+            return _parse_record(candidates[0])
         except DmarcRecordError as exc:
             raise DmarcPermError(f"unusable DMARC record at {name}: {exc.reason}") from exc
 

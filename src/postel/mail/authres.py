@@ -44,7 +44,8 @@ class MethodResult:
 def _value(text: str) -> str:
     """A pvalue/reason: a token when possible, else a quoted-string; control
     characters dropped, length bounded. Spec: RFC 8601 §2.2; RFC 2045 §5.1 (value)."""
-    text = "".join(c for c in text if c.isprintable())
+    if not text.isprintable():
+        text = "".join(c for c in text if c.isprintable())
     if len(text) > AUTHRES_VALUE_MAX:
         text = text[: AUTHRES_VALUE_MAX - 3] + "..."
     if text and _TOKEN.match(text):

@@ -151,14 +151,17 @@ class InboundAuthenticator:
         """Finish the checks on the whole ``message`` (as received, no trace fields of
         ours) and decide. Never raises for bad input or DNS trouble.
         Spec: RFC 9989 (policy), RFC 8601 §2."""
-        dkim_task = asyncio.create_task(verify_message(message, self._resolver, clock=self._clock))
-        arc_task = asyncio.create_task(verify_arc(message, self._resolver))
+        header = split_header(message)
+        dkim_task = asyncio.create_task(
+            verify_message(message, self._resolver, clock=self._clock, header=header)
+        )
+        arc_task = asyncio.create_task(verify_arc(message, self._resolver, header))
         spf = await _result_of(checks.spf)
         helo = await _result_of(checks.helo)
         iprev = await checks.iprev
         dkim = tuple(await dkim_task)
         arc = await arc_task
-        from_fields = [f.value for f in split_header(message).fields if f.name.lower() == b"from"]
+        from_fields = [f.value for f in header.fields if f.matches(b"from")]
         spf_identity = None
         if spf is not None and checks.mail_from:
             spf_identity = (str(spf.result), checks.mail_from.rpartition("@")[2].lower())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_network
@@ -31,11 +32,24 @@ from postel.spf.macro import (
     parse_macro_string,
     valid_query_name,
 )
-from postel.spf.record import Mechanism, MechanismKind, Qualifier, Record, is_spf_record
-from postel.spf.record import parse_record as _parse_record
+from postel.spf.record import (
+    Mechanism,
+    MechanismKind,
+    Qualifier,
+    Record,
+    is_spf_record,
+    parse_record,
+)
 from postel.spf.result import Result, SpfLimits, SpfResult
 
 _T = TypeVar("_T")
+
+SPF_PARSED_RECORDS_MAX = 1024
+"""Parsed SPF records remembered by their text (the TXT answers themselves are cached
+by the resolver for their TTL); least recently used dropped first. Postel policy."""
+_parse_record = functools.lru_cache(maxsize=SPF_PARSED_RECORDS_MAX)(parse_record)
+"""``parse_record`` of a record text seen before costs a dictionary lookup (Record is
+immutable; a syntax error is raised afresh every time)."""
 IpAddress = IPv4Address | IPv6Address
 
 _QUALIFIER_RESULT = {
