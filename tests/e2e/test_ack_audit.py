@@ -221,6 +221,11 @@ class _Replay:
         for _line, is_end, call in _events(calls):
             if is_end:
                 self.on_end(call)
+            elif call.name == "close":
+                # At its entry, not its completion: the kernel may hand the same fd
+                # number to another thread's open as soon as the close is done, and
+                # strace can print that open's completion before the close's.
+                self.closed(call.fd)
             elif call.name in _SENDS:
                 for found in _REPLY.finditer(call.args):
                     self.check_reply(found.group(1), call)
@@ -230,8 +235,6 @@ class _Replay:
         name, ok = call.name, call.result is not None and call.result >= 0
         if name in ("open", "openat") and ok:
             self.opened(call)
-        elif name == "close":
-            self.closed(call.fd)
         elif name in _WRITES and ok:
             self.wrote(call)
         elif name in _SYNCS and call.result == 0:
@@ -590,6 +593,16 @@ def test_audit_ignores_syncs_of_other_files() -> None:
         _PAGE, _FRAME, "10 fsync(7) = 0", _REPLY_LINE,
     )  # fmt: skip
     assert len(_violations(text)) == 1
+
+
+def test_audit_keeps_an_fd_reopened_while_another_thread_finishes_closing_it() -> None:
+    """The kernel reuses an fd number once its close is done; strace may print the
+    close's completion after the new open's: the close counts at its entry."""
+    text = _trace(
+        "11 close(8 <unfinished ...>", _OPEN, "11 <... close resumed>) = 0",
+        _PAGE, _FRAME, "10 fsync(8) = 0", _REPLY_LINE,
+    )  # fmt: skip
+    assert _violations(text) == []
 
 
 def test_unescape_reads_strace_strings() -> None:
