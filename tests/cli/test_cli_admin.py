@@ -330,3 +330,16 @@ def test_serve_calls_the_app_with_the_configuration(
     monkeypatch.setattr(app, "serve", fake_serve)
     assert main(["serve", "--data", str(tmp_path / "d")]) == 0
     assert seen == [Config.embedded_default(tmp_path / "d")]
+
+
+def test_admin_commands_do_not_create_the_default_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run in the wrong directory, without --data or --config, an admin command says
+    where it looked instead of making an empty ./postel-data there."""
+    monkeypatch.chdir(tmp_path)
+    for argv in (["account", "list"], ["domain", "add", "x.test"], ["queue", "list"]):
+        assert main(argv) == 1
+        assert "no postel data here" in capsys.readouterr().err
+    assert not (tmp_path / "postel-data").exists()
+    assert main(["config", "check"]) == 0

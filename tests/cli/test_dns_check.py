@@ -74,6 +74,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     config.write_text(
         _CONFIG.format(hostname=HOSTNAME, nameserver="127.0.0.1:53"), encoding="utf-8"
     )
+    assert main(["--config", str(config), "domain", "add", DOMAIN]) == 0
     assert main(["--config", str(config), "dkim", "generate", DOMAIN]) == 0
     return Site(config)
 

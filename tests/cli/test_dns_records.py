@@ -232,6 +232,11 @@ def test_other_comparisons() -> None:
 
 def test_cli_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "data")
+    assert main(["--data", data, "dkim", "generate", "example.org"]) == 1
+    assert "not a domain of this server" in capsys.readouterr().err
+    assert main(["--data", data, "dns", "records", "example.org"]) == 1
+    capsys.readouterr()
+    assert main(["--data", data, "domain", "add", "example.org"]) == 0
     assert main(["--data", data, "dkim", "generate", "example.org", "--algorithm", "ed25519"]) == 0
     capsys.readouterr()
     assert main(["--data", data, "dns", "records", "Example.ORG", "--json"]) == 0

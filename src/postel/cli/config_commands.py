@@ -47,7 +47,7 @@ def _endpoint(host: str, port: int) -> str:
 def config_check(args: argparse.Namespace, io: Io) -> int:
     """Print ``ok`` and a summary, or each problem as ``FILE:LINE: message`` (exit 1)."""
     if getattr(args, "config", None) is None:
-        config = config_from_args(args)
+        config = config_from_args(args, existing=False)
         io.out("ok")
         for line in summary(config):
             io.out(line)
@@ -65,7 +65,7 @@ def config_check(args: argparse.Namespace, io: Io) -> int:
 
 def serve(args: argparse.Namespace, io: Io) -> int:
     """Run the server until SIGTERM (``postel.app.run``)."""
-    config = config_from_args(args)
+    config = config_from_args(args, existing=False)
     from postel.app import run as run_app
 
     return run_app(config)

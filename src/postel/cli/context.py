@@ -7,6 +7,7 @@ with ``--config``, or the embedded default in ``--data DIR`` (default ``postel-d
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -61,11 +62,35 @@ class Io:
             self.stdout.write(data.decode("utf-8", "surrogateescape"))
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The configuration selected by ``--config FILE`` or ``--data DIR``."""
+def config_from_args(args: argparse.Namespace, *, existing: bool = True) -> Config:
+    """The configuration selected by ``--config FILE`` or ``--data DIR``.
+
+    With neither given the data directory is ``./postel-data``; ``existing`` (the
+    default for admin commands) then requires it to exist, so a command run in the
+    wrong directory says so instead of creating an empty data directory there.
+    Raises CliError for that, ConfigError for a bad file."""
     config_path: Path | None = getattr(args, "config", None)
     data_dir: Path | None = getattr(args, "data", None)
-    return resolve_config(config_path, data_dir)
+    config = resolve_config(config_path, data_dir)
+    if existing and config_path is None and data_dir is None and not config.data_dir.exists():
+        raise CliError(
+            f"no postel data here ({config.data_dir.absolute()} does not exist): run the "
+            "command where `postel serve` keeps its data, or give --data DIR or --config FILE"
+        )
+    return config
+
+
+async def ensure_hosted(config: Config, domain: str) -> None:
+    """Raise CliError unless ``domain`` (A-label, lower case) is one of this server's
+    domains: keys and DNS records are only made for mail postel receives."""
+    async with open_configured_store(config) as store:
+        if await store.get_domain(domain) is None:
+            raise CliError(f"{domain} is not a domain of this server (add it: postel domain add)")
+
+
+def require_hosted(config: Config, domain: str) -> None:
+    """``ensure_hosted`` for commands that run outside an event loop."""
+    asyncio.run(ensure_hosted(config, domain))
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from postel.cli.context import CliError, Io, config_from_args
+from postel.cli.context import CliError, Io, config_from_args, require_hosted
 from postel.cli.output import Column, JsonValue, show
 from postel.directory import to_a_label
 from postel.dkim import KeyAlgorithm, dns_record, generate_key, write_key
@@ -24,6 +24,7 @@ def dkim_generate(args: argparse.Namespace, io: Io) -> int:
     print ``name TXT value`` for each. Refuses to replace an existing key."""
     config = config_from_args(args)
     domain = to_a_label(args.domain).lower()
+    require_hosted(config, domain)
     algorithms = list(KeyAlgorithm) if args.algorithm == "both" else [KeyAlgorithm(args.algorithm)]
     prefix = args.selector or DEFAULT_SELECTOR_PREFIX
     rows: list[dict[str, JsonValue]] = []

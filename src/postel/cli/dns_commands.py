@@ -19,7 +19,7 @@ import asyncio
 import ipaddress
 import json
 
-from postel.cli.context import CliError, Io, config_from_args
+from postel.cli.context import CliError, Io, config_from_args, ensure_hosted, require_hosted
 from postel.cli.dns_records import (
     CheckStatus,
     DnsRecord,
@@ -96,7 +96,9 @@ def dns_records(args: argparse.Namespace, io: Io) -> int:
     """Print the records of ``args.domain``: a table followed by the MTA-STS policy
     file, ``--json`` (a list of objects), ``--zone`` (master-file lines) or
     ``--mta-sts-policy`` (the policy file itself, CRLF line ends)."""
-    records = _records(args, config_from_args(args))
+    config = config_from_args(args)
+    require_hosted(config, to_a_label(args.domain).lower())
+    records = _records(args, config)
     if args.mta_sts_policy:
         io.out_bytes(records.policy_text.encode("ascii"))
         return 0
@@ -131,6 +133,7 @@ async def dns_check(args: argparse.Namespace, io: Io) -> int:
     return 0 when every required record is ok, else 1."""
 
     config = config_from_args(args)
+    await ensure_hosted(config, to_a_label(args.domain).lower())
     records = _records(args, config)
     lookups = _Lookups(DnsPythonResolver(config.dns.servers(), clock=SystemClock(), cache_size=0))
     findings = await lookups.check_all(records)
