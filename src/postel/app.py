@@ -31,6 +31,7 @@ from postel.delivery.smarthost import Smarthost, SmarthostTls, parse_smarthost_a
 from postel.delivery.worker import local_process_gone
 from postel.directory import Directory, Forwarded, LocalRecipients, make_credentials, to_a_label
 from postel.directory.passwords import generate_password
+from postel.dkim.sign import SigningError, sign_as_author
 from postel.dmarc.reporting import DmarcRecorder, DmarcReporter, ReporterSettings
 from postel.errors import ConfigError
 from postel.ids import new_queue_id
@@ -385,8 +386,9 @@ def _report_sender(
     worker: DeliveryWorker | None,
     forwarder: Forwarder | None = None,
 ) -> Callable[[str, bytes], Awaitable[None]]:
-    """How a delivery report reaches its recipient, with a null sender: into the mailbox
-    when the address is ours, through the outbound queue otherwise. A report to one of
+    """How a delivery report reaches its recipient, with a null sender, DKIM-signed
+    with the keys of its From: domain when it has some: into the mailbox when the
+    address is ours, through the outbound queue otherwise. A report to one of
     our SRS addresses (a forwarded copy failed) goes to the reversed address; one to an
     alias that forwards goes to its remote targets.
     Spec: RFC 3464 §2, RFC 5321 §4.5.5; RFC 7208 Appendix D."""
@@ -398,8 +400,13 @@ def _report_sender(
             except SrsError as exc:
                 log.warning("dsn.srs_invalid", extra={"to": address, "error": str(exc)})
                 return
+        try:
+            signatures = await asyncio.to_thread(sign_as_author, report, config.data_dir / "dkim")
+        except SigningError as exc:
+            log.warning("report.unsigned", extra={"to": address, "error": str(exc)})
+            signatures = b""
         writer = store.blob_writer()
-        writer.write(report)
+        writer.write(signatures + report)
         ref = await writer.commit()
         queue_id = new_queue_id()
         resolution = await directory.resolve(address)

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 import dkim
-from postel.dkim import KeyAlgorithm, dns_record, generate_key, load_keys, sign_message, write_key
+from postel.dkim import (
+    KeyAlgorithm,
+    dns_record,
+    generate_key,
+    load_keys,
+    sign_as_author,
+    sign_message,
+    write_key,
+)
 
 MESSAGE = (
     b"From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: hello\r\n"
@@ -55,3 +63,14 @@ def test_keys_are_private_and_never_replaced(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         generate_key("example.test", "bad selector", KeyAlgorithm.RSA)
     assert load_keys(tmp_path, "other.test") == []
+
+
+def test_mail_postel_writes_is_signed_by_its_author_domain(tmp_path: Path) -> None:
+    """``sign_as_author``: every key of the first From: domain; nothing without one."""
+    key = generate_key("example.test", "rep", KeyAlgorithm.RSA)
+    write_key(tmp_path, key)
+    name, value = dns_record(key)
+    fields = sign_as_author(MESSAGE, tmp_path)
+    assert fields.count(b"DKIM-Signature:") == 1 and verify(fields + MESSAGE, {name: value})
+    assert sign_as_author(MESSAGE.replace(b"example.test>", b"other.test>"), tmp_path) == b""
+    assert sign_as_author(b"To: x@y.test\r\n\r\nno author\r\n", tmp_path) == b""

@@ -11,6 +11,7 @@ Spec: RFC 9990 §2.1 (report format), §2.5 (delivery, external destinations), �
 
 from __future__ import annotations
 
+import asyncio
 import email
 import gzip
 import json
@@ -23,10 +24,12 @@ from pathlib import Path
 import pytest
 
 from dnsserver import DnsServer, DnsServerMissing
+from postel.dkim import verify_message
 
 from .imap_helpers import add_accounts
-from .outbound_helpers import RECEIVER_HOST, SOA, mailbox_messages
+from .outbound_helpers import RECEIVER_HOST, SOA, dkim_records, mailbox_messages
 from .server import PostelServer
+from .stored import strip_trace
 
 lxml_etree = pytest.importorskip("lxml.etree")
 
@@ -59,6 +62,7 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostelServer]
         config_extra=(
             "[authentication]\nignore_clients = []\n"
             "[dmarc]\nreports = true\nreport_interval = 8.0\nflush_interval = 0.5\n"
+            'report_from = "dmarc-noreply@b.test"\n'
         ),
     )
     add_accounts(server, "bob@b.test", "dmarc@b.test")
@@ -76,6 +80,22 @@ def _send(server: PostelServer, source: str, mail_from: str, content: bytes) -> 
     ) as client:
         client.ehlo("mx.example")
         client.sendmail(mail_from, ["bob@b.test"], content)
+
+
+class _KeyRecords:
+    """A resolver answering the key records ``postel dkim generate`` printed."""
+
+    def __init__(self, records: dict[str, str]) -> None:
+        self._records = records
+
+    async def txt(self, name: str) -> tuple[bytes, ...]:
+        value = self._records.get(name)
+        return (value.encode(),) if value is not None else ()
+
+
+def _as_sent(stored: bytes) -> bytes:
+    """The report as postel wrote it: without the trace fields of its local delivery."""
+    return strip_trace(stored)
 
 
 def _reports(server: PostelServer) -> list[tuple[bytes, bytes]]:
@@ -102,7 +122,15 @@ def _counts(documents: list[bytes]) -> dict[str, int]:
     return totals
 
 
-def test_the_aggregate_report_validates_and_counts_the_traffic(receiver: PostelServer) -> None:
+@pytest.fixture(scope="module")
+def report_keys(receiver: PostelServer) -> dict[str, str]:
+    """b.test's DKIM key records (the reports' From: domain); keys are read per report."""
+    return dkim_records(receiver, "b.test")
+
+
+def test_the_aggregate_report_validates_and_counts_the_traffic(
+    receiver: PostelServer, report_keys: dict[str, str]
+) -> None:
     for n in range(PASSING):
         content = f"From: news@a.test\r\nTo: bob@b.test\r\nSubject: ok {n}\r\n\r\nok\r\n"
         _send(receiver, GOOD_HOST, "news@a.test", content.encode())
@@ -126,6 +154,10 @@ def test_the_aggregate_report_validates_and_counts_the_traffic(receiver: PostelS
     assert root.findtext(f"{NS}policy_published/{NS}domain") == "a.test"
     header = raw.split(b"\r\n\r\n", 1)[0]
     assert b"Subject: Report Domain: a.test" in header
+    # Signed with the keys of its From: domain (b.test), both of which verify.
+    results = asyncio.run(verify_message(_as_sent(raw), _KeyRecords(report_keys)))
+    assert [str(r.result) for r in results] == ["pass", "pass"], results
+    assert {r.domain for r in results} == {"b.test"}
 
     # The same report, received on port 25 by a domain of ours, is listed.
     _send(receiver, GOOD_HOST, "news@a.test", raw[raw.index(b"From:") :])

@@ -26,7 +26,7 @@ from postel.dkim.keys import (
     load_keys,
     write_key,
 )
-from postel.dkim.sign import SIGNED_HEADERS, sign_message
+from postel.dkim.sign import SIGNED_HEADERS, sign_as_author, sign_message
 from postel.dkim.verify import (
     DKIM_FUTURE_SKEW_S,
     DKIM_KEY_LOOKUP_TIMEOUT_S,
@@ -67,6 +67,7 @@ __all__ = [
     "generate_key",
     "load_keys",
     "seal_message",
+    "sign_as_author",
     "sign_message",
     "verify_arc",
     "verify_message",

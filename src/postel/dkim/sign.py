@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import dkim
-from postel.dkim.keys import DkimKey, KeyAlgorithm
+from postel.dkim.keys import DkimKey, KeyAlgorithm, load_keys
+from postel.mail.address import parse_address_list
+from postel.mail.header import split_header
 
 OVERSIGNED = (b"from", b"to", b"subject", b"date")
 """Signed one extra time each (RFC 6376 §8.15)."""
@@ -75,3 +78,21 @@ def sign_message(message: bytes, key: DkimKey) -> bytes:
     except dkim.DKIMException as exc:
         raise SigningError(str(exc)) from exc
     return bytes(field)
+
+
+def sign_as_author(message: bytes, dkim_dir: Path) -> bytes:
+    """The ``DKIM-Signature`` fields for ``message`` made with every key of the domain
+    of its first From: address in ``dkim_dir`` (``b""`` when there is no From: domain
+    or no key). For mail postel writes itself (delivery reports, DMARC reports), so
+    that receivers can align it with its author domain. Blocking: run it in a thread.
+    Raises SigningError. Spec: RFC 6376 §5; RFC 9989 (DKIM alignment)."""
+    head = message.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    domain = None
+    for field in split_header(head).fields:
+        if field.matches(b"from"):
+            hosts = [a.host for a in parse_address_list(field.value) if a.host]
+            domain = hosts[0].decode("ascii", "replace").lower() if hosts else None
+            break
+    if domain is None:
+        return b""
+    return b"".join(sign_message(message, key) for key in load_keys(dkim_dir, domain))
