@@ -58,6 +58,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from dnsserver import DnsServer  # noqa: E402
 
 SERVER_ADDRESS = "127.0.0.3"
+SMTP_PROCESSES = int(os.environ.get("SMTP_PROCESSES", "1"))
+"""``[smtp] processes`` of the postel under test (bench/auth.sh's SMTP_PROCESSES)."""
 """Where postel listens (port 25's service on a free port)."""
 CLIENT_ADDRESS = "127.0.0.5"
 """The load's source address: the one s.test's SPF record allows."""
@@ -224,6 +226,9 @@ generate_self_signed = true
 
 [abuse]
 enabled = false
+
+[smtp]
+processes = {SMTP_PROCESSES}
 
 [authentication]
 {auth}

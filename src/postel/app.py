@@ -15,9 +15,11 @@ import os
 import random
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 from postel import delivery
 from postel.abuse import AbuseTracker
@@ -44,10 +46,12 @@ from postel.pipeline.forwarding import Forwarder
 from postel.resolver import DnsPythonResolver
 from postel.server import tls
 from postel.server.auth import Authenticator
+from postel.server.delivery_ipc import DeliveryClient, RemoteDeliveryStore
 from postel.server.imap_session import ImapService
 from postel.server.listener import Listener, bind_socket
 from postel.server.pop3_session import Pop3Service
 from postel.server.smtp_session import SmtpService
+from postel.server.smtp_workers import START_TIMEOUT_S, SmtpWorkers
 from postel.server.submission_session import SubmissionService
 from postel.store import Store, open_store
 from postel.store.queue_api import BackoffPolicy, NewQueuedMessage, NewRecipient
@@ -76,10 +80,13 @@ SERVING: frozenset[Service] = frozenset(
 """Services this version serves; the other configured ports are reserved."""
 
 
-def setup_logging() -> None:
-    """One line per event on stdout: ``time level event key=value...``."""
+def setup_logging(worker: int | None = None) -> None:
+    """One line per event on stdout: ``time level event key=value...``; an SMTP worker
+    process's lines end with ``worker=PID``."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_KeyValueFormatter())
+    if worker is not None:
+        handler.addFilter(_WorkerTag(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("POSTEL_LOG_LEVEL", "INFO").upper())
@@ -104,6 +111,16 @@ def _log_value(value: object) -> str:
     ):
         return repr(text)
     return text
+
+
+class _WorkerTag(logging.Filter):
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self._pid = pid
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self._pid
+        return True
 
 
 class _KeyValueFormatter(logging.Formatter):
@@ -216,8 +233,17 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     ssl_context = tls.server_context(config.tls.cert_file, config.tls.key_file)
 
     serving = [listen for listen in config.listen if listen.service in SERVING]
+    extra = config.smtp.processes - 1
     try:
-        sockets = [bind_socket(listen) for listen in serving]
+        sockets = [
+            bind_socket(listen, reuse_port=extra > 0 and listen.service is Service.SMTP)
+            for listen in serving
+        ]
+        smtp_listens = [listen for listen in serving if listen.service is Service.SMTP]
+        worker_sockets = [
+            [bind_socket(listen, reuse_port=True) for listen in smtp_listens]
+            for _ in range(extra if smtp_listens else 0)
+        ]
     except ConfigError as exc:
         if config.embedded:
             raise ConfigError(
@@ -225,6 +251,13 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
                 "server, or write a config file (docs/postel.example.toml) and use --config"
             ) from exc
         raise
+    workers = None
+    if worker_sockets:
+        # Started before privileges are dropped, so that they can read the TLS key.
+        workers = SmtpWorkers(
+            _location(config), [[s.fileno() for s in socks] for socks in worker_sockets]
+        )
+        workers.spawn()
     # Built before privileges are dropped: it imports the database driver.
     store = open_store(config.database_url, config.blob_dir, clock=clock)
     webs = _web_servers(config, store)  # bound and TLS loaded before privileges drop
@@ -323,7 +356,15 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
 
     worker = _delivery_worker(config, store, clock, resolver, smarthost)
     worker_task = asyncio.create_task(worker.run()) if worker is not None else None
-    send_report = _report_sender(config, store, directory, inbound, worker, smtp.forwarder)
+    wake = worker.wake if worker is not None else None
+    send_report = _report_sender(config, store, directory, inbound, wake, smtp.forwarder)
+    workers_task = None
+    if workers is not None:
+        workers.on_wake = wake
+        workers_task = asyncio.create_task(workers.serve(store))
+        if not await workers.wait_up(START_TIMEOUT_S):
+            log.warning("smtp.workers.slow", extra={"timeout": START_TIMEOUT_S})
+        log.info("smtp.workers", extra={"pids": ",".join(map(str, workers.pids))})
     if smtp.forwarder is not None:
         smtp.forwarder.on_enqueued = worker.wake if worker is not None else None
     smtp.send_report = send_report
@@ -358,6 +399,12 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
             await worker_task
     for listener in listeners:
         listener.stop_accepting()
+    if workers is not None:
+        await workers.stop(SHUTDOWN_GRACE_SECONDS)  # their deliveries still answered
+        if workers_task is not None:
+            workers_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await workers_task
     for web in webs:
         await web.stop()
     smtp.stop()
@@ -383,7 +430,7 @@ def _report_sender(
     store: Store,
     directory: Directory,
     inbound: InboundDelivery,
-    worker: DeliveryWorker | None,
+    wake: Callable[[], None] | None,
     forwarder: Forwarder | None = None,
 ) -> Callable[[str, bytes], Awaitable[None]]:
     """How a delivery report reaches its recipient, with a null sender, DKIM-signed
@@ -429,8 +476,8 @@ def _report_sender(
             message,
             [NewRecipient(address=a, domain=to_a_label(a.rsplit("@", 1)[-1])) for a in targets],
         )
-        if worker is not None:
-            worker.wake()
+        if wake is not None:
+            wake()
 
     return send
 
@@ -568,10 +615,13 @@ def _dmarc_reporting(
     resolver: DnsPythonResolver,
     smtp: SmtpService,
     send: Callable[[str, bytes], Awaitable[None]],
+    *,
+    send_reports: bool = True,
 ) -> DmarcReporter | None:
     """DMARC aggregate reports (``[dmarc]``): the observer on port 25 (counting when
     ``reports``, intake when ``intake``) and the reporting task (None when ``reports``
-    is off). Spec: RFC 9990."""
+    is off; with ``send_reports`` False it only moves the counts to the store: the
+    main process mails the reports). Spec: RFC 9990."""
     settings = config.dmarc
     if smtp.sender_checks is None or not (settings.reports or settings.intake):
         return None
@@ -591,6 +641,7 @@ def _dmarc_reporting(
             submitter=domain,
             org_name=settings.org_name or domain,
             from_address=settings.report_from or f"noreply-dmarc@{domain}",
+            send=send_reports,
             flush_interval=settings.flush_interval,
             history=dt.timedelta(days=settings.history_days),
         ),
@@ -652,6 +703,96 @@ def _print_banner(config: Config, password: str | None) -> None:
             "  (the password is shown only this once; change it with `postel account passwd`)"
         )
     print("\n".join(lines), flush=True)
+
+
+def _location(config: Config) -> list[str]:
+    """The CLI options that make another postel process read this configuration."""
+    if config.source is not None:
+        return ["--config", str(config.source)]
+    return ["--data", str(config.data_dir)]
+
+
+async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) -> int:
+    """One extra port-25 process of ``[smtp] processes`` (docs/adr/0005): serves the
+    inherited SMTP sockets with the sender checks, its deliveries committed by the main
+    process through ``ipc_fd``. Ends on SIGTERM or when the main process is gone."""
+    setup_logging(worker=os.getpid())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    os.umask(0o077)
+    clock = SystemClock()
+    ssl_context = tls.server_context(config.tls.cert_file, config.tls.key_file)
+    sockets = [socket.socket(fileno=fd) for fd in listen_fds]
+    for sock in sockets:
+        sock.setblocking(False)
+    ipc = socket.socket(fileno=ipc_fd)
+    store = open_store(config.database_url, config.blob_dir, clock=clock)
+    _drop_privileges(config.run_as, config.data_dir)
+    client = DeliveryClient()
+    await client.connect(ipc)  # the main process has opened (and migrated) the store
+    await store.open(recovery=False)
+    remote = cast(Store, RemoteDeliveryStore(store, client))
+    directory = Directory(remote, await _admin_address(store, config), clock=clock)
+    abuse = AbuseTracker(config.abuse, clock)
+    inbound = InboundDelivery(remote, config.hostname, clock, config.smtp.received_max)
+    resolver = DnsPythonResolver(
+        config.dns.servers(), clock=clock, temperror_ttl=config.dns.temperror_cache
+    )
+    shutdown = asyncio.Event()
+    smtp = SmtpService(
+        config=config,
+        directory=directory,
+        inbound=inbound,
+        store=remote,
+        abuse=abuse,
+        ssl_context=ssl_context,
+        clock=clock,
+        shutdown=shutdown,
+    )
+    smtp.sender_checks = _sender_checks(config, resolver, clock)
+    smtp.forwarder = _forwarder(config, remote, clock, resolver, load_secret(config.data_dir))
+    if smtp.forwarder is not None:
+        smtp.forwarder.on_enqueued = client.wake_queue
+    send_report = _report_sender(
+        config, remote, directory, inbound, client.wake_queue, smtp.forwarder
+    )
+    smtp.send_report = send_report
+    reporter = _dmarc_reporting(
+        config, remote, clock, resolver, smtp, send_report, send_reports=False
+    )
+    reporter_task = asyncio.create_task(reporter.run()) if reporter is not None else None
+    smtp_listens = [listen for listen in config.listen if listen.service is Service.SMTP]
+    listeners = [
+        Listener(listen, sock, smtp) for listen, sock in zip(smtp_listens, sockets, strict=True)
+    ]
+    for listener in listeners:
+        await listener.start()
+    client.up()
+    log.info("smtp.worker.ready", extra={"pid": os.getpid()})
+    gone = asyncio.create_task(client.closed.wait())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({gone, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    stopped.cancel()
+    for listener in listeners:
+        listener.stop_accepting()
+    smtp.stop()
+    cancelled = await smtp.drain(SHUTDOWN_GRACE_SECONDS)
+    if reporter is not None and reporter_task is not None:
+        reporter.stop()
+        with contextlib.suppress(Exception):
+            await reporter_task
+    await store.close()
+    await client.close()
+    log.info("smtp.worker.stopped", extra={"cancelled_sessions": cancelled})
+    return 0
+
+
+def run_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) -> int:
+    """Run ``serve_smtp_worker`` on asyncio's event loop (see ``run``)."""
+    return asyncio.run(serve_smtp_worker(config, listen_fds, ipc_fd))
 
 
 def run(config: Config) -> int:

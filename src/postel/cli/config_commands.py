@@ -66,6 +66,11 @@ def config_check(args: argparse.Namespace, io: Io) -> int:
 def serve(args: argparse.Namespace, io: Io) -> int:
     """Run the server until SIGTERM (``postel.app.run``)."""
     config = config_from_args(args, existing=False)
+    if args.worker_ipc_fd is not None:
+        from postel.app import run_smtp_worker
+
+        fds = [int(fd) for fd in (args.worker_listen_fds or "").split(",") if fd]
+        return run_smtp_worker(config, fds, args.worker_ipc_fd)
     from postel.app import run as run_app
 
     return run_app(config)

@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", parents=[common], help="run the server")
     serve.set_defaults(handler=config_commands.serve)
+    # An SMTP worker process of [smtp] processes (started by postel itself).
+    serve.add_argument("--worker-listen-fds", help=argparse.SUPPRESS)
+    serve.add_argument("--worker-ipc-fd", type=int, help=argparse.SUPPRESS)
 
     config = commands.add_parser("config", help="check the configuration")
     config_sub = config.add_subparsers(dest="action", metavar="<action>", required=True)

@@ -79,6 +79,9 @@ _SMTP_CHECKS: dict[str, Validator] = {
     "received_max": positive,
     "command_timeout": positive,
     "data_timeout": positive,
+    "processes": lambda value: (
+        None if 1 <= value <= 32 else "must be 1 to 32 (processes serving port 25)"
+    ),
 }
 _IMAP_CHECKS: dict[str, Validator] = {
     "append_limit": positive,

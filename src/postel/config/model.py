@@ -93,6 +93,8 @@ class SmtpLimits:
     command_timeout: float = limits.SMTP_TIMEOUT_COMMAND
     data_timeout: float = limits.SMTP_TIMEOUT_DATA_BLOCK
     bare_line_endings: BareLineEndings = BareLineEndings.NORMALIZE
+    processes: int = 1
+    """Processes serving port 25, the main one included (docs/adr/0005)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,10 @@ class Peer:
     port: int
 
 
-def bind_socket(listen: Listen) -> socket.socket:
+def bind_socket(listen: Listen, *, reuse_port: bool = False) -> socket.socket:
     """Create, bind and listen on ``listen``'s address (before privileges are dropped).
+    ``reuse_port``: SO_REUSEPORT, so that several processes each listen on their own
+    socket of one port and the kernel spreads connections over them.
 
     Raises:
         ConfigError: one clear line naming the address and the config key to change.
@@ -44,6 +46,8 @@ def bind_socket(listen: Listen) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     try:

@@ -1,0 +1,317 @@
+"""Deliveries handed from SMTP worker processes to the one process that commits them.
+
+With ``[smtp] processes`` above 1, extra postel processes serve port 25 beside the main
+one (docs/adr/0005-smtp-worker-processes.md). They run the SMTP dialogue, the sender
+checks and the MIME parse, and write blob files themselves, but every
+``Store.deliver`` goes to the main process over a socketpair, so one group-committing
+writer serves them all (SQLite has one writer; the main process also tells IMAP IDLE
+sessions about the new mail). A worker answers 250 only when the main process has
+replied that the transaction is committed, so the durability point is unchanged.
+
+Wire format, both directions: frames of a 4-octet big-endian length and a JSON object.
+
+- worker -> main: ``{"id": N, "op": "deliver", "deliveries": [...]}``,
+  ``{"id": 0, "op": "wake"}`` (new mail in the outbound queue) and
+  ``{"id": 0, "op": "up"}`` (its listeners accept connections);
+- main -> worker: ``{"op": "ready"}`` once its store is open, then
+  ``{"id": N, "delivered": [...]}`` or ``{"id": N, "error": KIND, "message": TEXT}``.
+
+The socketpair is made by the main process before it starts the worker: no path, no
+other process can connect. Spec: RELIABILITY.md D1 (250 after commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import json
+import logging
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from postel.errors import AlreadyExists, NotFound, StoreError
+from postel.ids import AccountId, MailboxId, QueueId
+from postel.store import BlobRef, Delivered, Delivery, Store
+
+__all__ = [
+    "IPC_FRAME_MAX",
+    "DeliveryClient",
+    "DeliveryServer",
+    "RemoteDeliveryStore",
+    "decode_deliveries",
+    "encode_deliveries",
+]
+
+log = logging.getLogger(__name__)
+
+IPC_FRAME_MAX = 64 * 1024 * 1024
+"""Largest frame accepted (octets). A delivery request carries every recipient's copy
+of a message with its inline blob (at most ``limits.BLOB_INLINE_MAX`` each, base64) and
+trace fields: with the recipients bound of RFC 5321 §4.5.3.1.8 that stays far below."""
+_LENGTH = struct.Struct("!I")
+_ERRORS: dict[str, type[StoreError]] = {
+    "not_found": NotFound,
+    "already_exists": AlreadyExists,
+    "store": StoreError,
+}
+
+
+class IpcClosed(StoreError):
+    """The committing process is gone: nothing more can be delivered."""
+
+
+# -- codec --------------------------------------------------------------------------------
+
+
+def encode_deliveries(deliveries: Sequence[Delivery]) -> list[dict[str, Any]]:
+    """``Delivery`` objects as JSON values (bytes in base64)."""
+    return [
+        {
+            "account_id": d.account_id,
+            "mailbox": d.mailbox,
+            "blob": [
+                d.blob.key,
+                d.blob.size,
+                None if d.blob.inline is None else base64.b64encode(d.blob.inline).decode(),
+            ],
+            "trace_prefix": base64.b64encode(d.trace_prefix).decode(),
+            "internal_date": d.internal_date.isoformat(),
+            "summary": d.summary,
+            "flags": sorted(d.flags),
+            "queue_id": d.queue_id,
+        }
+        for d in deliveries
+    ]
+
+
+def decode_deliveries(values: Any) -> list[Delivery]:
+    """The inverse of ``encode_deliveries``. Raises ValueError for anything else."""
+    if not isinstance(values, list):
+        raise ValueError("deliveries: not a list")
+    out = []
+    for v in values:
+        key, size, inline = v["blob"]
+        internal_date = dt.datetime.fromisoformat(v["internal_date"])
+        if internal_date.tzinfo is None:
+            raise ValueError("internal_date without a time zone")
+        out.append(
+            Delivery(
+                account_id=AccountId(int(v["account_id"])),
+                mailbox=str(v["mailbox"]),
+                blob=BlobRef(
+                    str(key),
+                    int(size),
+                    None if inline is None else base64.b64decode(inline, validate=True),
+                ),
+                trace_prefix=base64.b64decode(v["trace_prefix"], validate=True),
+                internal_date=internal_date,
+                summary=str(v["summary"]),
+                flags=frozenset(str(f) for f in v["flags"]),
+                queue_id=None if v["queue_id"] is None else QueueId(str(v["queue_id"])),
+            )
+        )
+    return out
+
+
+def _encode_delivered(delivered: Sequence[Delivered]) -> list[list[Any]]:
+    return [
+        [d.account_id, d.mailbox_id, d.uidvalidity, d.uid, d.modseq, d.duplicate] for d in delivered
+    ]
+
+
+def _decode_delivered(values: Any) -> list[Delivered]:
+    return [
+        Delivered(AccountId(a), MailboxId(m), int(v), int(u), int(s), bool(dup))
+        for a, m, v, u, s, dup in values
+    ]
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next frame's object, or None at a clean end of stream. Raises ValueError for
+    an oversized or malformed frame."""
+    try:
+        head = await reader.readexactly(_LENGTH.size)
+    except asyncio.IncompleteReadError:
+        return None
+    (length,) = _LENGTH.unpack(head)
+    if length > IPC_FRAME_MAX:
+        raise ValueError(f"IPC frame of {length} octets exceeds {IPC_FRAME_MAX}")
+    try:
+        body = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        return None
+    value = json.loads(body)
+    if not isinstance(value, dict):
+        raise ValueError("IPC frame is not an object")
+    return value
+
+
+def _frame(value: dict[str, Any]) -> bytes:
+    body = json.dumps(value, separators=(",", ":")).encode()
+    return _LENGTH.pack(len(body)) + body
+
+
+# -- main process side --------------------------------------------------------------------
+
+
+class DeliveryServer:
+    """Serves one worker's connection: its deliveries go to ``store.deliver`` (group
+    committed with everyone else's), ``wake`` calls ``on_wake``."""
+
+    def __init__(
+        self,
+        store: Store,
+        on_wake: Callable[[], None] | None = None,
+        on_up: Callable[[], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._on_wake = on_wake
+        self._on_up = on_up
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self, sock: socket.socket) -> None:
+        """Say ready, then answer requests until the worker closes its end."""
+        reader, writer = await asyncio.open_connection(sock=sock, limit=IPC_FRAME_MAX)
+        lock = asyncio.Lock()
+        writer.write(_frame({"op": "ready"}))
+        try:
+            while True:
+                try:
+                    request = await _read_frame(reader)
+                except (ValueError, OSError) as exc:
+                    log.warning("ipc.bad_frame", extra={"error": str(exc)[:200]})
+                    break
+                if request is None:
+                    break
+                task = asyncio.create_task(self._answer(request, writer, lock))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            for task in list(self._tasks):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task
+            writer.close()
+
+    async def _answer(
+        self, request: dict[str, Any], writer: asyncio.StreamWriter, lock: asyncio.Lock
+    ) -> None:
+        ident = request.get("id")
+        if request.get("op") in ("wake", "up"):
+            callback = self._on_wake if request.get("op") == "wake" else self._on_up
+            if callback is not None:
+                callback()
+            return
+        reply: dict[str, Any]
+        try:
+            deliveries = decode_deliveries(request.get("deliveries"))
+            delivered = await self._store.deliver(deliveries)
+            reply = {"id": ident, "delivered": _encode_delivered(delivered)}
+        except (ValueError, KeyError, TypeError) as exc:
+            reply = {"id": ident, "error": "store", "message": f"bad request: {exc}"[:500]}
+        except StoreError as exc:
+            kind = next((k for k, t in _ERRORS.items() if type(exc) is t), "store")
+            reply = {"id": ident, "error": kind, "message": str(exc)[:500]}
+        async with lock:
+            with contextlib.suppress(OSError):
+                writer.write(_frame(reply))
+                await writer.drain()
+
+
+# -- worker side --------------------------------------------------------------------------
+
+
+class DeliveryClient:
+    """The worker's end: ``deliver`` returns once the main process committed."""
+
+    def __init__(self) -> None:
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[int, asyncio.Future[list[Delivered]]] = {}
+        self._next = 0
+        self._reader_task: asyncio.Task[None] | None = None
+        self.closed = asyncio.Event()
+        """Set when the main process's end is gone (the worker should stop)."""
+
+    async def connect(self, sock: socket.socket) -> None:
+        """Attach to the socket and wait for the main process's ``ready``."""
+        reader, self._writer = await asyncio.open_connection(sock=sock, limit=IPC_FRAME_MAX)
+        first = await _read_frame(reader)
+        if first is None or first.get("op") != "ready":
+            raise IpcClosed("the main process closed the delivery channel")
+        self._reader_task = asyncio.create_task(self._read(reader))
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while (reply := await _read_frame(reader)) is not None:
+                future = self._pending.pop(int(reply.get("id", -1)), None)
+                if future is None or future.done():
+                    continue
+                if "error" in reply:
+                    error = _ERRORS.get(str(reply["error"]), StoreError)
+                    future.set_exception(error(str(reply.get("message", ""))))
+                else:
+                    future.set_result(_decode_delivered(reply["delivered"]))
+        except (ValueError, OSError, KeyError, TypeError) as exc:
+            log.warning("ipc.bad_reply", extra={"error": str(exc)[:200]})
+        finally:
+            self.closed.set()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(IpcClosed("the main process is gone"))
+            self._pending.clear()
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> list[Delivered]:
+        """Commit ``deliveries`` in the main process. Raises what its store raised
+        (NotFound, StoreError), or IpcClosed."""
+        if self._writer is None or self.closed.is_set():
+            raise IpcClosed("the main process is gone")
+        self._next += 1
+        ident = self._next
+        future: asyncio.Future[list[Delivered]] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = future
+        message = {"id": ident, "op": "deliver", "deliveries": encode_deliveries(deliveries)}
+        try:
+            self._writer.write(_frame(message))
+            await self._writer.drain()
+        except OSError as exc:
+            self._pending.pop(ident, None)
+            raise IpcClosed(f"the main process is gone: {exc}") from exc
+        return await future
+
+    def wake_queue(self) -> None:
+        """Tell the main process's delivery worker that the queue has new mail."""
+        self._notify("wake")
+
+    def up(self) -> None:
+        """Tell the main process that this worker accepts connections."""
+        self._notify("up")
+
+    def _notify(self, op: str) -> None:
+        if self._writer is not None and not self.closed.is_set():
+            with contextlib.suppress(OSError):
+                self._writer.write(_frame({"id": 0, "op": op}))
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._reader_task is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._reader_task
+
+
+class RemoteDeliveryStore:
+    """A ``Store`` whose ``deliver`` is the main process's (through ``client``);
+    everything else is the worker's own store on the same database."""
+
+    def __init__(self, store: Store, client: DeliveryClient) -> None:
+        self._store = store
+        self._client = client
+
+    def deliver(self, deliveries: Sequence[Delivery]) -> Awaitable[Sequence[Delivered]]:
+        return self._client.deliver(deliveries)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)

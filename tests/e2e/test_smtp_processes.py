@@ -1,0 +1,164 @@
+"""``[smtp] processes``: extra postel processes serving port 25, every delivery committed
+by the main process (docs/adr/0005-smtp-worker-processes.md).
+
+- the load is spread: workers answer transactions, and every message acknowledged by
+  any process is stored exactly once;
+- a worker killed with SIGKILL in the middle of the load loses no acknowledged message,
+  and the main process starts it again;
+- when the main process is killed, its workers stop by themselves (no orphan keeps
+  answering on port 25 with nobody to commit).
+
+Spec: RELIABILITY.md D1 (250 only after the durable commit), D2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import smtplib
+import socket
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from .conftest import ServerFactory
+from .imap_helpers import add_accounts
+from .server import PostelServer
+from .stored import read_inbox
+
+RCPT = "many@proc.test"
+CLIENTS = 12
+_MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>\r\n]+>)\r\n", re.MULTILINE)
+_WORKER_PIDS = re.compile(r"smtp\.workers pids=([0-9,]+)")
+_TRANSACTION_WORKER = re.compile(r"smtp\.transaction .* worker=(\d+)")
+
+
+def _workers(server: PostelServer, timeout: float = 60.0) -> list[int]:
+    """The worker pids the main process logged once they all accept connections."""
+    deadline = time.monotonic() + timeout
+    while not (found := _WORKER_PIDS.findall(server.log.read_text())):
+        assert time.monotonic() < deadline, server.log.read_text()[-2000:]
+        time.sleep(0.1)
+    return [int(pid) for pid in found[-1].split(",")]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+    return True
+
+
+class _Load:
+    """Threads sending distinct messages until told to stop; a message whose 250 was
+    seen is ``acked`` (by Message-ID); trouble is retried with a new message."""
+
+    def __init__(self, server: PostelServer, per_client: int) -> None:
+        self.server = server
+        self.per_client = per_client
+        self.acked: set[str] = set()
+        self.errors: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self._client, args=(n,)) for n in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+
+    def _client(self, n: int) -> None:
+        done = attempt = 0
+        deadline = time.monotonic() + 90
+        while done < self.per_client and time.monotonic() < deadline:
+            attempt += 1
+            message_id = f"<c{n}.a{attempt}@proc.test>"
+            content = f"Message-ID: {message_id}\r\nSubject: {n}/{attempt}\r\n\r\nbody\r\n"
+            try:
+                with smtplib.SMTP(self.server.host, self.server.smtp_port, timeout=30) as c:
+                    c.sendmail("load@remote.test", [RCPT], content.encode())
+            except (smtplib.SMTPException, OSError) as exc:
+                with self.lock:
+                    self.errors[type(exc).__name__] += 1
+                time.sleep(0.2)
+                continue
+            with self.lock:
+                self.acked.add(message_id)
+            done += 1
+
+
+def _stored_ids(server: PostelServer) -> Counter[str]:
+    ids: Counter[str] = Counter()
+    for message in read_inbox(server, RCPT):
+        found = _MESSAGE_ID.search(message.content)
+        assert found is not None
+        ids[found.group(1).decode()] += 1
+    return ids
+
+
+@pytest.fixture
+def server(postel_factory: ServerFactory) -> PostelServer:
+    srv = postel_factory("processes", processes=3)
+    add_accounts(srv, RCPT)
+    srv.start()
+    _workers(srv)  # every process serves before the test begins
+    return srv
+
+
+def test_workers_share_the_load_and_every_message_lands(server: PostelServer) -> None:
+    load = _Load(server, per_client=15)
+    load.run()
+    assert len(load.acked) == CLIENTS * 15, load.errors
+    stored = _stored_ids(server)
+    assert set(stored) == load.acked and max(stored.values()) == 1
+    workers = set(_workers(server))
+    served = set(map(int, _TRANSACTION_WORKER.findall(server.log.read_text())))
+    assert len(workers) == 2 and served and served <= workers, (workers, served)
+
+
+def test_a_killed_worker_loses_no_acknowledged_mail_and_comes_back(server: PostelServer) -> None:
+    victim = _workers(server)[0]
+    load = _Load(server, per_client=25)
+    thread = threading.Thread(target=load.run)
+    thread.start()
+    time.sleep(1.0)
+    os.kill(victim, signal.SIGKILL)
+    thread.join(150)
+    stored = _stored_ids(server)
+    assert load.acked <= set(stored), "an acknowledged message is missing"
+    assert max(stored.values()) == 1
+    deadline = time.monotonic() + 30
+    log = ""
+    while time.monotonic() < deadline:
+        log = server.log.read_text()
+        restarted = re.findall(r"smtp\.worker\.started slot=\d+ pid=(\d+)", log)
+        if len(restarted) >= 3 and any(
+            f"smtp.worker.ready pid={pid}" in log for pid in restarted[2:]
+        ):
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the killed worker was not started again:\n" + log[-3000:])
+    assert "smtp.worker.exited" in log
+
+
+def test_workers_stop_when_the_main_process_dies(server: PostelServer) -> None:
+    workers = _workers(server)
+    assert all(_alive(pid) for pid in workers)
+    server.kill()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived the main process"
+    with (
+        pytest.raises(OSError),
+        socket.create_connection((server.host, server.smtp_port), timeout=2),
+    ):
+        pass
