@@ -380,6 +380,12 @@ def run_one(
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit(f"auth: postel did not listen (see {base / 'postel.log'})")
             time.sleep(0.05)
+        while SMTP_PROCESSES > 1 and "smtp.workers pids=" not in (base / "postel.log").read_text():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(
+                    f"auth: postel's workers did not start (see {base / 'postel.log'})"
+                )
+            time.sleep(0.05)
         errors = asyncio.run(load(port, messages, 0, WARMUP, min(conc, 10)))
         if spy_to:
             spy = _spy(proc.pid, Path(spy_to))

@@ -19,6 +19,7 @@
 #
 # Knobs: ROUNDS [3]  CONCS ["10 50"]  N [2000] messages per run  PROFILE [1]
 #        N_PROFILE [2000]  PTR_ROUNDS [1]  KEEP [0]
+#        SMTP_PROCESSES [1] postel's [smtp] processes (port-25 processes, docs/adr/0005)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -15,6 +15,7 @@ account add`` do, without one process per account). Existing ones are kept.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ from postel.directory import make_credentials
 from postel.store import open_store
 
 LOOPBACK = "127.0.0.1"
+SMTP_PROCESSES = int(os.environ.get("SMTP_PROCESSES", "1"))
+"""``[smtp] processes`` of the postel under test (the SMTP_PROCESSES knob of bench/run.sh)."""
 """The only address the benchmark ever listens on or targets."""
 
 
@@ -54,6 +57,9 @@ generate_self_signed = true
 
 [abuse]
 enabled = false
+
+[smtp]
+processes = {SMTP_PROCESSES}
 
 [auth]
 plaintext_on_loopback = {"true" if pop3_port is not None else "false"}

@@ -25,6 +25,7 @@
 #        N_PY [1500] messages per mailbench run  PROFILE [1]  N_PROFILE [2000]
 #        MAILBENCH_DIR [../shared/bench beside the repository] (mailbench.py, peer-up.sh, peer-down.sh)
 #        KEEP [0] keep the temp directory (postel data, peer mail and logs)
+#        SMTP_PROCESSES [1] postel's [smtp] processes (port-25 processes, docs/adr/0005)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -102,6 +103,9 @@ setsid "$ROOT/.venv/bin/postel" serve --config "$CONFIG" > "$POSTEL_DIR/postel.l
 POSTEL_PID=$!
 for _ in $(seq 1 100); do (echo > "/dev/tcp/$HOST/$POSTEL_PORT") 2>/dev/null && break; sleep 0.1; done
 (echo > "/dev/tcp/$HOST/$POSTEL_PORT") 2>/dev/null || { cat "$POSTEL_DIR/postel.log"; die "postel did not start"; }
+if [ "${SMTP_PROCESSES:-1}" -gt 1 ]; then  # its port-25 workers report in once they serve
+  for _ in $(seq 1 600); do grep -q "smtp.workers pids=" "$POSTEL_DIR/postel.log" && break; sleep 0.1; done
+fi
 postel_count() { "$PY" "$BENCH/postel_setup.py" count "$CONFIG"; }
 
 # ------------------------------------------------------------------- machine ----
