@@ -15,9 +15,12 @@ from enum import StrEnum
 from postel.imap.fetch_items import FetchItem
 from postel.imap.search_keys import SearchKey
 from postel.imap.sequence import SequenceSet
+from postel.imap.sort import SortCriterion
+from postel.imap.thread import ThreadAlgorithm
 
 __all__ = [
     "Authenticate",
+    "CancelUpdate",
     "Capability",
     "Check",
     "Close",
@@ -39,17 +42,20 @@ __all__ = [
     "Move",
     "Namespace",
     "Noop",
+    "PartialRange",
     "Rename",
     "Search",
     "SearchReturn",
     "Select",
     "SelectParam",
+    "Sort",
     "StartTls",
     "Status",
     "StatusItem",
     "Store",
     "StoreMode",
     "Subscribe",
+    "Thread",
     "Unselect",
     "Unsubscribe",
 ]
@@ -265,13 +271,42 @@ class Expunge(Command):
 
 
 class SearchReturn(StrEnum):
-    """SEARCH RETURN options. Spec: RFC 9051 §6.4.4, RFC 5182 (SAVE)."""
+    """SEARCH and SORT RETURN options. UPDATE and CONTEXT belong to CONTEXT=SEARCH /
+    CONTEXT=SORT, PARTIAL too (its range is the command's ``partial``).
+    Spec: RFC 9051 §6.4.4, RFC 5182 (SAVE), RFC 5267 §4.1 (UPDATE, CONTEXT), §4.4
+    (PARTIAL), RFC 9394 §3 (PARTIAL)."""
 
     MIN = "MIN"
     MAX = "MAX"
     ALL = "ALL"
     COUNT = "COUNT"
     SAVE = "SAVE"
+    UPDATE = "UPDATE"
+    CONTEXT = "CONTEXT"
+    PARTIAL = "PARTIAL"
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRange:
+    """A PARTIAL range: 1-based positions ``first <= last`` in the result; both
+    negative (``-1`` the last result, ``first >= last`` in value, e.g. -1:-100) for a
+    range counted from the end. ``4:2`` is kept as ``2:4``.
+    Spec: RFC 5267 §4.4 (partial-range), RFC 9394 §3.1 (partial-range-last)."""
+
+    first: int
+    last: int
+
+    def text(self) -> str:
+        """The range as the ESEARCH PARTIAL response repeats it, e.g. ``2:4``."""
+        return f"{self.first}:{self.last}"
+
+    def pick(self, count: int) -> tuple[int, int]:
+        """The 0-based slice ``[start, stop)`` of a result of ``count`` items."""
+        if self.first > 0:
+            return min(self.first - 1, count), min(self.last, count)
+        start = max(count + self.last, 0)
+        stop = max(count + self.first + 1, 0)
+        return start, stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,12 +314,46 @@ class Search(Command):
     """SEARCH [RETURN (opts)] [CHARSET c] keys. ``key`` is the conjunction of the
     criteria (an AndKey). ``returns`` is None without RETURN (IMAP4rev1 ``* SEARCH``
     answer), else the options (``()`` meaning ALL, answered by ESEARCH). ``charset`` is
-    upper-cased (UTF-8 or US-ASCII). Spec: RFC 9051 §6.4.4, RFC 4731, RFC 5182."""
+    upper-cased (UTF-8 or US-ASCII). ``partial`` is set with RETURN (PARTIAL range).
+    Spec: RFC 9051 §6.4.4, RFC 4731, RFC 5182, RFC 5267 §4."""
 
     key: SearchKey
     charset: str | None = None
     returns: tuple[SearchReturn, ...] | None = None
     uid: bool = False
+    partial: PartialRange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sort(Command):
+    """SORT [RETURN (opts)] (criteria) charset keys. ``returns`` is None without
+    RETURN (answered ``* SORT``), else ESORT options (answered by ESEARCH).
+    Spec: RFC 5256 §3, RFC 5267 §3 (ESORT), §4 (CONTEXT=SORT), RFC 5957 (DISPLAY)."""
+
+    criteria: tuple[SortCriterion, ...]
+    key: SearchKey
+    charset: str
+    returns: tuple[SearchReturn, ...] | None = None
+    uid: bool = False
+    partial: PartialRange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Thread(Command):
+    """THREAD algorithm charset keys. Spec: RFC 5256 §3 (THREAD), §4."""
+
+    algorithm: ThreadAlgorithm
+    key: SearchKey
+    charset: str
+    uid: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CancelUpdate(Command):
+    """CANCELUPDATE "tag"...: stop the updates of those searches.
+    Spec: RFC 5267 §4.2."""
+
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)

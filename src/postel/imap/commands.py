@@ -10,7 +10,8 @@ session enabled IMAP4rev2 or UTF8=ACCEPT: names are UTF-8 as sent, RFC 9051 §5.
 RFC 6855 §3); ``INBOX`` in any case is returned as ``"INBOX"`` (RFC 9051 §5.1).
 
 Spec: RFC 9051 §6, §9; RFC 3501 §6 (LSUB, CHECK-less rev1 clients); RFC 4959; RFC 5161;
-RFC 5258; RFC 5819; RFC 6154 §3; RFC 2971; RFC 4466; RFC 7162 §3.1; RFC 6851.
+RFC 5258; RFC 5819; RFC 6154 §3; RFC 2971; RFC 4466; RFC 7162 §3.1; RFC 6851; RFC 5256;
+RFC 5267.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from enum import StrEnum
 from postel.imap import limits
 from postel.imap.command_types import (
     Authenticate,
+    CancelUpdate,
     Capability,
     Check,
     Close,
@@ -45,17 +47,20 @@ from postel.imap.command_types import (
     Move,
     Namespace,
     Noop,
+    PartialRange,
     Rename,
     Search,
     SearchReturn,
     Select,
     SelectParam,
+    Sort,
     StartTls,
     Status,
     StatusItem,
     Store,
     StoreMode,
     Subscribe,
+    Thread,
     Unselect,
     Unsubscribe,
 )
@@ -72,11 +77,13 @@ from postel.imap.parse_mailbox import (
     read_mailbox,
 )
 from postel.imap.parse_search import parse_search_args
+from postel.imap.parse_sort import parse_cancelupdate, parse_sort, parse_thread
 
 __all__ = [
     "COMMAND_STATES",
     "AppendHead",
     "Authenticate",
+    "CancelUpdate",
     "Capability",
     "Check",
     "Close",
@@ -98,11 +105,13 @@ __all__ = [
     "Move",
     "Namespace",
     "Noop",
+    "PartialRange",
     "Rename",
     "Search",
     "SearchReturn",
     "Select",
     "SelectParam",
+    "Sort",
     "StartTls",
     "State",
     "Status",
@@ -110,6 +119,7 @@ __all__ = [
     "Store",
     "StoreMode",
     "Subscribe",
+    "Thread",
     "Unselect",
     "Unsubscribe",
     "command_head",
@@ -161,6 +171,9 @@ COMMAND_STATES: dict[str, frozenset[State]] = {
     "CHECK": _SEL,
     "EXPUNGE": _SEL,
     "SEARCH": _SEL,
+    "SORT": _SEL,
+    "THREAD": _SEL,
+    "CANCELUPDATE": _SEL,
     "FETCH": _SEL,
     "STORE": _SEL,
     "COPY": _SEL,
@@ -168,7 +181,8 @@ COMMAND_STATES: dict[str, frozenset[State]] = {
     "UID": _SEL,
 }
 """Which states accept each command; any other use is answered BAD.
-Spec: RFC 9051 §6.1-§6.4, RFC 5161 §3.1 (ENABLE after authentication), RFC 2971 §3.1."""
+Spec: RFC 9051 §6.1-§6.4, RFC 5161 §3.1 (ENABLE after authentication), RFC 2971 §3.1,
+RFC 5256 §3 (SORT, THREAD), RFC 5267 §4.2 (CANCELUPDATE)."""
 
 
 def command_head(first_part: bytes) -> tuple[str, str]:
@@ -328,8 +342,8 @@ def _expunge(cur: Cursor, tag: str, uid: bool) -> Command:
 
 
 def _search(cur: Cursor, tag: str, uid: bool) -> Command:
-    returns, charset, key = parse_search_args(cur)
-    return Search(tag, key, charset=charset, returns=returns, uid=uid)
+    returns, charset, key, partial = parse_search_args(cur)
+    return Search(tag, key, charset=charset, returns=returns, uid=uid, partial=partial)
 
 
 def _fetch(cur: Cursor, tag: str, uid: bool) -> Command:
@@ -431,10 +445,13 @@ _PARSERS: dict[str, Callable[[Cursor, str, bool], Command]] = {
     "STATUS": parse_status,
     "EXPUNGE": _expunge,
     "SEARCH": _search,
+    "SORT": parse_sort,
+    "THREAD": parse_thread,
+    "CANCELUPDATE": parse_cancelupdate,
     "FETCH": _fetch,
     "STORE": _store,
     "COPY": _copy_move(Copy),
     "MOVE": _copy_move(Move),
     "ID": _id,
 }
-_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
+_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "COPY", "MOVE", "EXPUNGE"})

@@ -7,7 +7,8 @@ The total number of keys is bounded (``limits.SEARCH_KEYS_MAX``), nesting by the
 cursor's parenthesis depth.
 
 Spec: RFC 9051 §6.4.4, §9 (search, search-key); RFC 3501 §6.4.4 (NEW, OLD, RECENT);
-RFC 4731 §3.1 and RFC 5182 §2 (RETURN, SAVE).
+RFC 4731 §3.1 and RFC 5182 §2 (RETURN, SAVE); RFC 5267 §4.1, §4.4 and RFC 9394 §3.1
+(UPDATE, CONTEXT, PARTIAL).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from postel.imap import limits
-from postel.imap.command_types import SearchReturn
+from postel.imap.command_types import PartialRange, SearchReturn
 from postel.imap.grammar import BadCharset, Cursor
 from postel.imap.search_keys import (
     AllKey,
@@ -36,7 +37,17 @@ from postel.imap.search_keys import (
     TextKey,
 )
 
-__all__ = ["CHARSETS", "parse_search_args"]
+__all__ = [
+    "CHARSETS",
+    "ReturnOptions",
+    "parse_charset",
+    "parse_return_options",
+    "parse_search_args",
+    "parse_search_keys",
+]
+
+ReturnOptions = tuple[tuple[SearchReturn, ...], PartialRange | None]
+"""RETURN options in the client's order (duplicates dropped) and the PARTIAL range."""
 
 CHARSETS = ("UTF-8", "US-ASCII")
 """Charsets SEARCH accepts; the BADCHARSET response lists them. Spec: RFC 9051 §6.4.4."""
@@ -69,43 +80,91 @@ _DATE_KEYS = {
 }
 
 
-def parse_search_args(cur: Cursor) -> tuple[tuple[SearchReturn, ...] | None, str | None, AndKey]:
+def parse_search_args(
+    cur: Cursor,
+) -> tuple[tuple[SearchReturn, ...] | None, str | None, AndKey, PartialRange | None]:
     """Read `` [RETURN (opts)] [CHARSET c] key...`` after the command name.
 
-    Returns (returns, charset, keys as an AndKey). Raises ImapSyntaxError or BadCharset.
-    Spec: RFC 9051 §9 (search, search-return-opts).
+    Returns (returns, charset, keys as an AndKey, PARTIAL range). Raises
+    ImapSyntaxError or BadCharset. Spec: RFC 9051 §9 (search, search-return-opts),
+    RFC 5267 §4.1.
     """
     returns: tuple[SearchReturn, ...] | None = None
+    partial = None
     if cur.take(b" RETURN "):
-        returns = _return_options(cur)
+        returns, partial = parse_return_options(cur)
     charset = None
     if cur.take(b" CHARSET "):
-        charset = cur.astring().decode("ascii", "replace").upper()
-        if charset not in CHARSETS:
-            raise BadCharset(charset, cur.tag)
+        charset = parse_charset(cur)
+    return returns, charset, parse_search_keys(cur), partial
+
+
+def parse_charset(cur: Cursor) -> str:
+    """A charset astring, upper-cased; BadCharset unless UTF-8 or US-ASCII.
+    Spec: RFC 9051 §6.4.4, RFC 5256 §3 (SORT and THREAD name one always)."""
+    charset = cur.astring().decode("ascii", "replace").upper()
+    if charset not in CHARSETS:
+        raise BadCharset(charset, cur.tag)
+    return charset
+
+
+def parse_search_keys(cur: Cursor) -> AndKey:
+    """``1*(SP search-key)``: at least one key, at most ``limits.SEARCH_KEYS_MAX``
+    counting nested ones. Spec: RFC 9051 §9 (search-key)."""
     budget = [limits.SEARCH_KEYS_MAX]
     keys: list[SearchKey] = []
     while cur.take(b" "):
         keys.append(_key(cur, budget))
     if not keys:
         raise cur.error("SEARCH needs at least one key")
-    return returns, charset, AndKey(tuple(keys))
+    return AndKey(tuple(keys))
 
 
-def _return_options(cur: Cursor) -> tuple[SearchReturn, ...]:
+def parse_return_options(cur: Cursor) -> ReturnOptions:
+    """``(opt *(SP opt))`` after RETURN: MIN MAX ALL COUNT SAVE UPDATE CONTEXT and
+    ``PARTIAL range``. PARTIAL with ALL, or given twice, is refused (the result would
+    be ambiguous). Raises ImapSyntaxError.
+    Spec: RFC 4731 §3.1, RFC 5267 §4.1, §4.4, RFC 9394 §3.1."""
     cur.open()
     options: list[SearchReturn] = []
+    partial: PartialRange | None = None
+    first = True
     while not cur.closing():
-        if options:
+        if not first:
             cur.sp()
+        first = False
         name = cur.atom().upper()
         try:
             option = SearchReturn(name)
         except ValueError as exc:
             raise cur.error(f"unknown SEARCH return option {name[:30]}") from exc
+        if option is SearchReturn.PARTIAL:
+            if partial is not None:
+                raise cur.error("PARTIAL given twice")
+            cur.sp()
+            partial = _partial_range(cur)
         if option not in options:
             options.append(option)
-    return tuple(options)
+    if partial is not None and SearchReturn.ALL in options:
+        raise cur.error("PARTIAL conflicts with ALL")
+    return tuple(options), partial
+
+
+def _partial_range(cur: Cursor) -> PartialRange:
+    """``nz-number ":" nz-number`` or ``"-" nz-number ":-" nz-number``.
+    Spec: RFC 5267 §4.4, RFC 9394 §3.1 (partial-range-first, partial-range-last)."""
+    negative = cur.take(b"-")
+    a = cur.nz_number()
+    cur.expect(b":")
+    if negative:
+        cur.expect(b"-")
+    elif cur.peek() == 0x2D:
+        raise cur.error("PARTIAL range mixes signs")
+    b = cur.nz_number()
+    low, high = min(a, b), max(a, b)
+    if negative:
+        return PartialRange(-low, -high)
+    return PartialRange(low, high)
 
 
 def _key(cur: Cursor, budget: list[int]) -> SearchKey:

@@ -59,6 +59,7 @@ __all__ = [
     "copyuid",
     "enabled",
     "esearch",
+    "esearch_update",
     "exists",
     "expunge",
     "fetch_response",
@@ -71,14 +72,18 @@ __all__ = [
     "literal8",
     "mailbox",
     "namespace",
+    "noupdate",
     "nstring",
+    "ordered_set",
     "permanentflags",
     "quoted",
     "search",
+    "sort",
     "status",
     "string",
     "tagged",
     "text",
+    "thread",
     "uidnext",
     "uidvalidity",
     "untagged",
@@ -271,6 +276,13 @@ def compress_set(numbers: Iterable[int]) -> str:
     return ",".join(out)
 
 
+def ordered_set(numbers: Sequence[int]) -> str:
+    """A sequence-set that keeps the order of ``numbers``: runs of consecutive
+    ascending numbers merged, ``[3, 4, 2, 1]`` is ``3:4,2,1`` (empty input gives
+    ``""``). Spec: RFC 4315 §3 (COPYUID correspondence), RFC 5267 §3 (ESORT ALL)."""
+    return _ordered_set(numbers)
+
+
 def _ordered_set(numbers: Sequence[int]) -> str:
     """Runs of consecutive ascending numbers, order kept (COPYUID correspondence)."""
     out: list[str] = []
@@ -389,9 +401,14 @@ def esearch(
     maximum: int | None = None,
     all_numbers: Iterable[int] | None = None,
     count: int | None = None,
+    ordered: bool = False,
+    partial: tuple[str, Sequence[int]] | None = None,
 ) -> bytes:
     """``* ESEARCH (TAG "a") UID MIN 1 MAX 9 ALL 1:3,5 COUNT 4``; items left None are
-    omitted (and ALL when empty). Spec: RFC 9051 §7.3.4, RFC 4731 §3.2."""
+    omitted (and ALL when empty). ``ordered`` keeps the order of ``all_numbers`` (a
+    SORT result) instead of sorting them. ``partial`` is (range text, the numbers in
+    that range, in order): ``PARTIAL (2:4 3:4,2)``, ``NIL`` when there are none.
+    Spec: RFC 9051 §7.3.4, RFC 4731 §3.2, RFC 5267 §3, §4.4, RFC 9394 §3.2."""
     parts = [b"* ESEARCH"]
     if tag is not None:
         parts.append(b"(TAG " + string(tag) + b")")
@@ -402,12 +419,58 @@ def esearch(
     if maximum is not None:
         parts.append(b"MAX %d" % maximum)
     if all_numbers is not None:
-        sequence = compress_set(all_numbers)
+        sequence = _ordered_set(list(all_numbers)) if ordered else compress_set(all_numbers)
         if sequence:
             parts.append(b"ALL " + sequence.encode("ascii"))
+    if partial is not None:
+        picked = _ordered_set(partial[1]) or "NIL"
+        parts.append(f"PARTIAL ({partial[0]} {picked})".encode("ascii"))
     if count is not None:
         parts.append(b"COUNT %d" % count)
     return b" ".join(parts) + b"\r\n"
+
+
+def esearch_update(
+    tag: str,
+    *,
+    uid: bool,
+    removefrom: Sequence[tuple[int, Sequence[int]]] = (),
+    addto: Sequence[tuple[int, Sequence[int]]] = (),
+) -> bytes:
+    """``* ESEARCH (TAG "a") [UID] REMOVEFROM (0 3:4) ADDTO (1 7)``: context updates as
+    (position, numbers in result order) pairs, applied in the order given; b"" when
+    there are none. Spec: RFC 5267 §4.3 (ADDTO, REMOVEFROM, context-position)."""
+    if not removefrom and not addto:
+        return b""
+    parts = [b"* ESEARCH (TAG " + string(tag) + b")"]
+    if uid:
+        parts.append(b"UID")
+    for word, pairs in ((b"REMOVEFROM", removefrom), (b"ADDTO", addto)):
+        for position, numbers in pairs:
+            if numbers:
+                body = f"({position} {_ordered_set(numbers)})".encode("ascii")
+                parts.append(word + b" " + body)
+    return b" ".join(parts) + b"\r\n"
+
+
+def sort(numbers: Iterable[int]) -> bytes:
+    """``* SORT 2 3 6`` in sort order. Spec: RFC 5256 §4 (SORT response)."""
+    return b"* SORT" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+
+
+def thread(thread_lists: bytes) -> bytes:
+    """``* THREAD (2)(3 6 (4 23)(44 7 96))``, or ``* THREAD`` when there are none;
+    ``thread_lists`` comes from ``postel.imap.thread.format_threads``.
+    Spec: RFC 5256 §4 (THREAD response), §5 (thread-data)."""
+    if not thread_lists:
+        return b"* THREAD\r\n"
+    return b"* THREAD " + thread_lists + b"\r\n"
+
+
+def noupdate(tag: str) -> Code:
+    """``[NOUPDATE "tag"]``: the search is answered but will not be updated.
+    Spec: RFC 5267 §4.2."""
+    return Code("NOUPDATE", string(tag).decode("ascii", "replace"))
 
 
 def id_response(params: Sequence[tuple[str, str | None]] | None) -> bytes:

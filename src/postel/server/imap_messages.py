@@ -1,5 +1,6 @@
 """IMAP commands on the selected mailbox and APPEND: FETCH, STORE, SEARCH, COPY, MOVE,
-EXPUNGE, UID EXPUNGE, CLOSE, UNSELECT.
+EXPUNGE, UID EXPUNGE, CLOSE, UNSELECT (SORT and THREAD are in ``imap_sort``, context
+updates and CANCELUPDATE in ``imap_context``).
 
 Messages are loaded from the store in batches of ``limits.IMAP_FETCH_BATCH`` and each
 FETCH response is written (and flow-controlled) before the next message's bytes are
@@ -9,7 +10,8 @@ A command that names messages by sequence number holds expunges back (RFC 9051
 §7.5.1); its UID form and the other commands are full sync points.
 
 Spec: RFC 9051 §6.3.12 (APPEND), §6.4; RFC 4315 (UIDPLUS); RFC 6851 (MOVE); RFC 3502
-(MULTIAPPEND); RFC 3516 (BINARY); RFC 4731 (ESEARCH); RFC 7889 (APPENDLIMIT).
+(MULTIAPPEND); RFC 3516 (BINARY); RFC 4731 (ESEARCH); RFC 7889 (APPENDLIMIT); RFC 5267
+(CONTEXT=SEARCH).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from postel.errors import NotFound
 from postel.ids import MailboxId
 from postel.imap import commands as cmd
 from postel.imap import events as ev
-from postel.imap import fetch, search
+from postel.imap import fetch
 from postel.imap import responses as r
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch_items import FetchAttr, FetchItem
-from postel.mail import MessageSummary, parse_message
+from postel.mail import parse_message
 from postel.pop3 import pop3_size
+from postel.server import imap_context, imap_sort
+from postel.server.imap_scan import esearch_answer, load_summary, scan
 from postel.store import AppendItem, BlobRef, StoredMessage
 from postel.store.api import FlagMode, InvalidFlag, UidSet
 from postel.store.flags import canonical_set
@@ -62,6 +66,12 @@ async def run(session: ImapSession, command: cmd.Command) -> None:
             await store_command(session, selected, command)
         case cmd.Search():
             await search_command(session, selected, command)
+        case cmd.Sort():
+            await imap_sort.sort_command(session, selected, command)
+        case cmd.Thread():
+            await imap_sort.thread_command(session, selected, command)
+        case cmd.CancelUpdate():
+            await imap_context.cancel_update(session, selected, command)
         case cmd.Copy() | cmd.Move():
             await copy_move(session, selected, command)
         case cmd.Expunge():
@@ -142,7 +152,7 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
                 )
             except NotFound:
                 continue
-            summary = await _summary(m) if needs_summary else _EMPTY_SUMMARY
+            summary = await load_summary(m) if needs_summary else _EMPTY_SUMMARY
             shown = m.flags
             if not session.rev2 and uid in selected.recent:
                 shown = m.flags | {"\\Recent"}
@@ -162,12 +172,6 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
         )
         return
     await session.tagged(command.tag, r.Status.OK, "FETCH completed")
-
-
-async def _summary(m: StoredMessage) -> MessageSummary:
-    if len(m.summary) <= INLINE_PARSE_MAX * 4:
-        return MessageSummary.from_json(m.summary)
-    return await asyncio.to_thread(MessageSummary.from_json, m.summary)
 
 
 async def _mark_seen(
@@ -260,56 +264,33 @@ def _applied(known: frozenset[str], command: cmd.Store) -> frozenset[str]:
 
 async def search_command(session: ImapSession, selected: Selected, command: cmd.Search) -> None:
     """SEARCH / UID SEARCH, answered by ``* SEARCH`` (IMAP4rev1 without RETURN) or
-    ``* ESEARCH``. Spec: RFC 9051 §6.4.4, §7.3.4; RFC 4731; RFC 3501 §7.2.5."""
-    view = selected.view
-    key = command.key
-    ctx = search.SearchContext(
-        largest_msn=view.exists,
-        largest_uid=view.uids[-1] if view.uids else 0,
-        recent_uids=frozenset(selected.recent),
-    )
-    needs_bytes = search.needs_bytes(key)
-    needs_summary = search.needs_summary(key)
-    pairs = list(enumerate(view.uids, start=1))
-    found: list[int] = []
-    for batch in _batches(pairs):
-        rows = await _rows(session, selected.mailbox_id, [u for _, u in batch])
-        for msn, uid in batch:
-            m = rows.get(uid)
-            if m is None:
-                continue
-            data = None
-            if needs_bytes:
-                try:
-                    data = await session.store.read_message(selected.mailbox_id, uid)
-                except NotFound:
-                    continue
-            summary = await _summary(m) if needs_summary else None
-            source = search.SearchSource(
-                msn, uid, m.flags, m.internal_date, m.size, summary, m.trace_prefix, data
-            )
-            if search.evaluate(key, source, ctx):
-                found.append(uid if command.uid else msn)
-    await session.write(_search_response(session, command, found))
+    ``* ESEARCH``; RETURN (UPDATE) keeps the result up to date (CONTEXT=SEARCH).
+    Spec: RFC 9051 §6.4.4, §7.3.4; RFC 4731; RFC 3501 §7.2.5; RFC 5267 §4."""
+    returns = command.returns
+    updating = returns is not None and cmd.SearchReturn.UPDATE in returns
+    if updating and selected.contexts.has(command.tag):
+        await session.tagged(command.tag, r.Status.BAD, "Duplicate update tag")
+        return
+    hits = await scan(session, selected, command.key)
+    found = [h.uid if command.uid else h.msn for h in hits]
+    if returns is None and not session.rev2:
+        answer = r.search(found)
+    else:
+        answer = esearch_answer(
+            command.tag,
+            uid=command.uid,
+            returns=returns or (),
+            partial=command.partial,
+            numbers=found,
+            ordered=False,
+        )
+    if updating:
+        answer += imap_context.register(
+            selected, command.tag, uid=command.uid, key=command.key, uids=[h.uid for h in hits]
+        )
+    await session.write(answer)
     await session.sync(allow_expunge=command.uid)
     await session.tagged(command.tag, r.Status.OK, "SEARCH completed")
-
-
-def _search_response(session: ImapSession, command: cmd.Search, found: list[int]) -> bytes:
-    returns = command.returns
-    if returns is None and not session.rev2:
-        return r.search(found)
-    options = set(returns or ())
-    if not options - {cmd.SearchReturn.SAVE}:
-        options.add(cmd.SearchReturn.ALL)
-    return r.esearch(
-        command.tag,
-        uid=command.uid,
-        minimum=min(found) if found and cmd.SearchReturn.MIN in options else None,
-        maximum=max(found) if found and cmd.SearchReturn.MAX in options else None,
-        all_numbers=found if cmd.SearchReturn.ALL in options else None,
-        count=len(found) if cmd.SearchReturn.COUNT in options else None,
-    )
 
 
 # -- COPY / MOVE / EXPUNGE -------------------------------------------------------------

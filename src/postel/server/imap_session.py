@@ -39,6 +39,7 @@ from postel.imap.view import Exists, Expunge, FlagsChanged, MailboxView, ViewUpd
 from postel.sasl import CANCELLED, Cancelled, SaslError, UnsupportedMechanism, decode_response
 from postel.server import tls
 from postel.server.auth import Authenticator, plaintext_allowed
+from postel.server.imap_context import ContextSet, sync_contexts
 from postel.server.listener import Peer, drain_sessions
 from postel.store import Account, Store
 from postel.store.changes import ChangeSubscription
@@ -73,6 +74,8 @@ class Selected:
     exit_stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
     recent: set[int] = field(default_factory=set)
     """UIDs with \\Recent in this session (RFC 3501 §2.3.2)."""
+    contexts: ContextSet = field(default_factory=ContextSet)
+    """Searches kept up to date, RETURN (UPDATE) (RFC 5267 §4)."""
 
     def flags(self, uid: int, flags: frozenset[str], rev2: bool) -> list[str]:
         """The FLAGS to show for ``uid``: with ``\\Recent`` for IMAP4rev1 sessions."""
@@ -466,6 +469,13 @@ class ImapSession(asyncio.Protocol):
             "LIST-EXTENDED",
             "LIST-STATUS",
             "ESEARCH",
+            "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
             "MULTIAPPEND",
             "BINARY",
             f"APPENDLIMIT={self.service.config.imap.append_limit}",
@@ -616,6 +626,7 @@ class ImapSession(asyncio.Protocol):
         if selected is None:
             return
         view = selected.view
+        changed: list[int] = []
         if selected.subscription.consume() or force:
             changes = await self.store.changes_since(selected.mailbox_id, view.modseq)
             updates = view.update(
@@ -624,6 +635,7 @@ class ImapSession(asyncio.Protocol):
                 changes.highestmodseq,
                 allow_expunge=allow_expunge,
             )
+            changed = [uid for uid, _, _ in changes.changed]
         elif allow_expunge and view.has_pending_expunge:
             updates = view.update([], [], view.modseq, allow_expunge=True)
         else:
@@ -631,7 +643,10 @@ class ImapSession(asyncio.Protocol):
         if any(isinstance(u, Exists) for u in updates) and not view.read_only and view.uids:
             before = await self.store.claim_recent(selected.mailbox_id, view.uids[-1])
             selected.recent.update(u for u in view.uids if u > before)
-        await self.write_updates(updates)
+        if selected.contexts:
+            await sync_contexts(self, updates, changed)
+        else:
+            await self.write_updates(updates)
 
     async def write_updates(self, updates: list[ViewUpdate]) -> None:
         selected = self.selected
