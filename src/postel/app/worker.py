@@ -1,0 +1,126 @@
+"""The process of an extra port-25 worker (``[smtp] processes``, docs/adr/0005)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from typing import cast
+
+from postel.abuse import AbuseTracker
+from postel.app.build import (
+    SHUTDOWN_GRACE_SECONDS,
+    admin_address,
+    dmarc_reporting,
+    drop_privileges,
+    forwarder,
+    load_secret,
+    report_sender,
+    sender_checks,
+)
+from postel.app.logs import setup_logging
+from postel.clock import SystemClock
+from postel.config import Config, Service
+from postel.directory import Directory
+from postel.pipeline import InboundDelivery
+from postel.resolver import DnsPythonResolver
+from postel.server import tls
+from postel.server.delivery_ipc import DeliveryClient, RemoteDeliveryStore
+from postel.server.listener import Listener
+from postel.server.smtp_session import SmtpService
+from postel.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+def location(config: Config) -> list[str]:
+    """The CLI options that make another postel process read this configuration."""
+    if config.source is not None:
+        return ["--config", str(config.source)]
+    return ["--data", str(config.data_dir)]
+
+
+async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) -> int:
+    """One extra port-25 process of ``[smtp] processes`` (docs/adr/0005): serves the
+    inherited SMTP sockets with the sender checks, its deliveries committed by the main
+    process through ``ipc_fd``. Ends on SIGTERM or when the main process is gone."""
+    setup_logging(worker=os.getpid())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    os.umask(0o077)
+    clock = SystemClock()
+    ssl_context = tls.server_context(config.tls.cert_file, config.tls.key_file)
+    sockets = [socket.socket(fileno=fd) for fd in listen_fds]
+    for sock in sockets:
+        sock.setblocking(False)
+    ipc = socket.socket(fileno=ipc_fd)
+    store = open_store(config.database_url, config.blob_dir, clock=clock)
+    drop_privileges(config.run_as, config.data_dir)
+    client = DeliveryClient()
+    await client.connect(ipc)  # the main process has opened (and migrated) the store
+    await store.open(recovery=False)
+    remote = cast(Store, RemoteDeliveryStore(store, client))
+    directory = Directory(remote, await admin_address(store, config), clock=clock)
+    abuse = AbuseTracker(config.abuse, clock)
+    inbound = InboundDelivery(remote, config.hostname, clock, config.smtp.received_max)
+    resolver = DnsPythonResolver(
+        config.dns.servers(), clock=clock, temperror_ttl=config.dns.temperror_cache
+    )
+    shutdown = asyncio.Event()
+    smtp = SmtpService(
+        config=config,
+        directory=directory,
+        inbound=inbound,
+        store=remote,
+        abuse=abuse,
+        ssl_context=ssl_context,
+        clock=clock,
+        shutdown=shutdown,
+    )
+    smtp.sender_checks = sender_checks(config, resolver, clock)
+    smtp.forwarder = forwarder(config, remote, clock, resolver, load_secret(config.data_dir))
+    if smtp.forwarder is not None:
+        smtp.forwarder.on_enqueued = client.wake_queue
+    send_report = report_sender(
+        config, remote, directory, inbound, client.wake_queue, smtp.forwarder
+    )
+    smtp.send_report = send_report
+    reporter = dmarc_reporting(
+        config, remote, clock, resolver, smtp, send_report, send_reports=False
+    )
+    reporter_task = asyncio.create_task(reporter.run()) if reporter is not None else None
+    smtp_listens = [listen for listen in config.listen if listen.service is Service.SMTP]
+    listeners = [
+        Listener(listen, sock, smtp) for listen, sock in zip(smtp_listens, sockets, strict=True)
+    ]
+    for listener in listeners:
+        await listener.start()
+    client.up()
+    log.info("smtp.worker.ready", extra={"pid": os.getpid()})
+    gone = asyncio.create_task(client.closed.wait())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({gone, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    stopped.cancel()
+    for listener in listeners:
+        listener.stop_accepting()
+    smtp.stop()
+    cancelled = await smtp.drain(SHUTDOWN_GRACE_SECONDS)
+    if reporter is not None and reporter_task is not None:
+        reporter.stop()
+        with contextlib.suppress(Exception):
+            await reporter_task
+    await store.close()
+    await client.close()
+    log.info("smtp.worker.stopped", extra={"cancelled_sessions": cancelled})
+    return 0
+
+
+def run_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) -> int:
+    """Run ``serve_smtp_worker`` on asyncio's event loop (see ``run``)."""
+    return asyncio.run(serve_smtp_worker(config, listen_fds, ipc_fd))
