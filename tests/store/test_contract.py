@@ -30,6 +30,7 @@ from postel.store import (
     Store,
     open_store,
 )
+from postel.store.fulltext_sql import include_in_schema_compare
 from postel.store.recovery import SHARED_GRACE_SECONDS
 from postel.store.schema import blobs, metadata
 
@@ -480,7 +481,10 @@ async def test_migrated_schema_matches_metadata(store: Store, database_url: str)
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn,
+                opts={"compare_type": True, "include_name": include_in_schema_compare},
+            )
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()

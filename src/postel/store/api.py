@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         ReceivedReport,
         SentReport,
     )
+    from postel.store.fulltext import Candidates, Clause
     from postel.store.queue_api import (
         BackoffPolicy,
         Lease,
@@ -843,4 +844,28 @@ class Store(Protocol):
     async def prune_dmarc(self, before: dt.datetime) -> int:
         """Forget reported evaluations and report summaries older than ``before``;
         returns how many rows went."""
+        ...
+
+    # -- full-text index (fulltext.py) --
+    async def index_pending(self, limit: int = 200) -> int:
+        """Index up to ``limit`` messages (capped at fulltext.FULLTEXT_BATCH_MAX) whose
+        text is not yet in the full-text index, or was extracted by an older
+        EXTRACT_VERSION; returns how many (0 when none is pending). Run it in a
+        background task after deliveries and APPENDs until it returns 0; it is
+        idempotent and safe next to any other call. Spec: RFC 9051 §6.4.4."""
+        ...
+
+    async def search_candidates(
+        self, mailbox_id: MailboxId, clauses: Sequence[Clause], *, uids: UidSet | None = None
+    ) -> Candidates | None:
+        """Narrow SEARCH string keys (AND-ed ``clauses``) in one mailbox, limited to
+        ``uids`` if given: every message the SEARCH evaluator matches is in
+        ``matched | unindexed``; the caller re-checks ``matched`` and scans
+        ``unindexed``. None when no clause can narrow (needles under 3 characters):
+        scan everything. Spec: RFC 9051 §6.4.4."""
+        ...
+
+    async def reindex_all(self) -> int:
+        """Drop the whole full-text index (every message becomes pending; SEARCH scans
+        until ``index_pending`` has caught up); returns how many blob documents went."""
         ...

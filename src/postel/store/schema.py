@@ -370,3 +370,52 @@ dmarc_reports_sent = Table(
     Column("sent_at", UtcDateTime, nullable=False, index=True),
 )
 """Aggregate reports this installation sent, one row per reporting URI."""
+
+fulltext_docs = Table(
+    "fulltext_docs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "blob_key",
+        String(BLOB_KEY_LEN),
+        ForeignKey("blobs.key", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    Column("version", Integer, nullable=False),
+    Column("complete", Boolean, nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("from_field", Text, nullable=True),
+    Column("to_field", Text, nullable=True),
+    Column("cc", Text, nullable=True),
+    Column("bcc", Text, nullable=True),
+    Column("header", Text, nullable=True),
+    Column("body", Text, nullable=True),
+)
+"""The full-text document of one blob (store/fulltext.py): casefolded header fields,
+header and body text; NULL text when ``complete`` is false (not extracted). Removed
+with its blob. The trigram index over it is backend-specific and outside this metadata:
+on SQLite the FTS5 table ``fulltext_fts`` (external content, rowid = ``id``, kept by
+triggers), on PostgreSQL GIN ``gin_trgm_ops`` indexes ``ix_fulltext_docs_*_trgm``."""
+
+fulltext_messages = Table(
+    "fulltext_messages",
+    metadata,
+    Column(
+        "message_id",
+        Integer,
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("version", Integer, nullable=False),
+    Column("complete", Boolean, nullable=False),
+    Column("subject", Text, nullable=True),
+    Column("from_field", Text, nullable=True),
+    Column("to_field", Text, nullable=True),
+    Column("cc", Text, nullable=True),
+    Column("bcc", Text, nullable=True),
+    Column("header", Text, nullable=True),
+)
+"""One indexed message: its trace prefix's casefolded header text (empty for APPEND);
+``complete`` false when the message must be scanned. Removed with its message."""

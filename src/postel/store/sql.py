@@ -28,6 +28,7 @@ from postel.errors import StoreError
 from postel.ids import AccountId, MailboxId
 from postel.store import directory_sql as q
 from postel.store import dmarc_ops as dq
+from postel.store import fulltext_sql as fx
 from postel.store import mailbox_ops as mq
 from postel.store import message_ops as xq
 from postel.store import queue_admin as qa
@@ -67,6 +68,7 @@ from postel.store.directory_lookup import lookup_addresses
 from postel.store.dmarc_api import DmarcEvaluation, ReceivedReport, SentReport
 from postel.store.engines import READER_CONNECTIONS, make_engines
 from postel.store.flags import canonical_set
+from postel.store.fulltext import FULLTEXT_BATCH_MAX, Candidates, Clause
 from postel.store.migrate import upgrade
 from postel.store.pg_notify import PgChangeRelay
 from postel.store.queue_api import (
@@ -676,6 +678,35 @@ class SqlStore:
 
     async def prune_dmarc(self, before: dt.datetime) -> int:
         return await self._write(dq.prune, before)
+
+    # -- full-text index ---------------------------------------------------------------
+
+    async def index_pending(self, limit: int = FULLTEXT_BATCH_MAX) -> int:
+        """Index up to ``limit`` (at most FULLTEXT_BATCH_MAX) messages not yet indexed;
+        returns how many (0: nothing pending). Extraction runs on a worker thread."""
+        want = max(1, min(limit, FULLTEXT_BATCH_MAX))
+        pending = await self._read(fx.pending_messages, want)
+        if not pending:
+            return 0
+        rows = await self._read(fx.blob_rows, fx.blobs_to_read(pending))
+        sizes = {key: size for key, size, _ in rows}
+        pending = fx.batch(pending, sizes, fx.FULLTEXT_BATCH_OCTETS)
+        keys = set(fx.blobs_to_read(pending))
+        chosen = [row for row in rows if row[0] in keys]
+        data = await self._in(self._readers, functools.partial(fx.load_blobs, self._files, chosen))
+        docs, message_docs = await asyncio.to_thread(fx.extract, pending, data)
+        await self._write(fx.write_index, docs, message_docs)
+        return len(pending)
+
+    async def search_candidates(
+        self, mailbox_id: MailboxId, clauses: Sequence[Clause], *, uids: UidSet | None = None
+    ) -> Candidates | None:
+        """See Store.search_candidates."""
+        return await self._read(fx.search_candidates, mailbox_id, clauses, uids)
+
+    async def reindex_all(self) -> int:
+        """See Store.reindex_all."""
+        return await self._write(fx.drop_index)
 
 
 def _add_account(
