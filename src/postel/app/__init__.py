@@ -22,6 +22,7 @@ from postel.app.build import (
     dmarc_reporting,
     drop_privileges,
     forwarder,
+    fulltext_indexer,
     load_secret,
     report_sender,
     sender_checks,
@@ -261,6 +262,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         backoff=backoff(config),
     )
     bouncer_task = asyncio.create_task(bouncer.run())
+    indexer_task = asyncio.create_task(fulltext_indexer(store))
     reporter = dmarc_reporting(config, store, clock, resolver, smtp, send_report)
     reporter_task = asyncio.create_task(reporter.run()) if reporter is not None else None
     for service in submission.values():
@@ -276,6 +278,9 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     bouncer.stop()
     with contextlib.suppress(Exception):
         await bouncer_task
+    indexer_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await indexer_task
     if worker is not None and worker_task is not None:
         await worker.stop()
         with contextlib.suppress(Exception):

@@ -375,3 +375,36 @@ def backoff(config: Config) -> BackoffPolicy:
         lifetime=config.delivery.lifetime,
         delay_notice_after=config.delivery.delay_notice_after,
     )
+
+
+FULLTEXT_QUIET_S = 1.0
+"""The full-text indexer waits for this many seconds without a mailbox change before it
+indexes, so that it does not compete with a burst of deliveries; unindexed messages are
+searched by a scan meanwhile, so answers never depend on it."""
+FULLTEXT_LAG_MAX_S = 10.0
+"""...but never waits longer than this after the first change."""
+FULLTEXT_IDLE_S = 60.0
+"""With no change at all it still looks for pending messages this often (catch-up)."""
+
+
+async def fulltext_indexer(store: Store) -> None:
+    """Keep the full-text index up to date: catch up at start, then index after each
+    burst of mailbox changes (see the bounds above). Store trouble is logged and
+    retried. Runs until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            indexed = 0
+            while done := await store.index_pending():
+                indexed += done
+                await asyncio.sleep(0)  # let sessions run between batches
+            if indexed:
+                log.info("fulltext.indexed", extra={"messages": indexed})
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a background task that must outlive store trouble
+            log.exception("fulltext.index_failed")
+        await store.changes.wait_any(FULLTEXT_IDLE_S)
+        deadline = loop.time() + FULLTEXT_LAG_MAX_S
+        while loop.time() < deadline and await store.changes.wait_any(FULLTEXT_QUIET_S):
+            pass

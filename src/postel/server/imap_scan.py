@@ -34,6 +34,7 @@ from postel.mail import MessageSummary
 from postel.mail.date import parse_date
 from postel.mail.envelope import field_text
 from postel.mail.header import decode_encoded_words, split_header
+from postel.server.imap_fulltext import narrow
 from postel.store import StoredMessage
 from postel.store.api import UidSet
 
@@ -117,6 +118,7 @@ async def scan(
     needs_summary = with_summary or search.needs_summary(key)
     if pairs is None:
         pairs = list(enumerate(view.uids, start=1))
+    pairs = await narrow(session.store, selected.mailbox_id, key, pairs)  # full-text index
     hits: list[Hit] = []
     size = limits.IMAP_FETCH_BATCH
     for start in range(0, len(pairs), size):

@@ -81,6 +81,7 @@ class ChangeHub:
     def __init__(self, relay: ChangeRelay | None = None) -> None:
         self._subscribers: dict[MailboxId, set[ChangeSubscription]] = {}
         self._relay = relay
+        self._anywhere = asyncio.Event()
 
     def set_relay(self, relay: ChangeRelay | None) -> None:
         """Install (or remove) the relay to other processes."""
@@ -94,8 +95,21 @@ class ChangeHub:
 
     def receive(self, mailbox_id: MailboxId, highestmodseq: int) -> None:
         """Signal a change to local subscribers only (what a relay's listener calls)."""
+        self._anywhere.set()
         for subscription in self._subscribers.get(mailbox_id, ()):
             subscription._signal(highestmodseq)
+
+    async def wait_any(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a change of any mailbox (for background
+        work such as the full-text indexer); True if one came (then consumed)."""
+        if not self._anywhere.is_set():
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._anywhere.wait()
+            except TimeoutError:
+                return False
+        self._anywhere.clear()
+        return True
 
     def subscriber_count(self, mailbox_id: MailboxId) -> int:
         """Subscriptions open on ``mailbox_id`` (for tests and metrics)."""
