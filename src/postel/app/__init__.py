@@ -12,20 +12,17 @@ import logging
 import os
 import signal
 
-from postel.abuse import AbuseTracker
 from postel.app.build import (
     SHUTDOWN_GRACE_SECONDS,
     WEB_TLS_PORTS,
-    admin_address,
     backoff,
     delivery_worker,
     dmarc_reporting,
     drop_privileges,
-    forwarder,
     fulltext_indexer,
     load_secret,
+    port25,
     report_sender,
-    sender_checks,
     smarthost,
     web_servers,
 )
@@ -34,17 +31,14 @@ from postel.app.worker import location, run_smtp_worker, serve_smtp_worker
 from postel.clock import Clock, SystemClock
 from postel.config import Config, Service
 from postel.delivery.dsn import Bouncer
-from postel.directory import Directory, make_credentials
+from postel.directory import make_credentials
 from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
-from postel.pipeline import InboundDelivery
-from postel.resolver import DnsPythonResolver
 from postel.server import tls
 from postel.server.auth import Authenticator
 from postel.server.imap_session import ImapService
 from postel.server.listener import Listener, bind_socket
 from postel.server.pop3_session import Pop3Service
-from postel.server.smtp_session import SmtpService
 from postel.server.smtp_workers import START_TIMEOUT_S, SmtpWorkers
 from postel.server.submission_session import SubmissionService
 from postel.store import Store, open_store
@@ -159,26 +153,16 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     )
     await store.listen_for_changes()
     password = await first_start(store, config)
-    directory = Directory(store, await admin_address(store, config), clock=clock)
-    abuse = AbuseTracker(config.abuse, clock)
-    inbound = InboundDelivery(store, config.hostname, clock, config.smtp.received_max)
     shutdown = asyncio.Event()
-    resolver = DnsPythonResolver(  # one cache for all
-        config.dns.servers(), clock=clock, temperror_ttl=config.dns.temperror_cache
-    )
-    smtp = SmtpService(
-        config=config,
-        directory=directory,
-        inbound=inbound,
-        store=store,
-        abuse=abuse,
-        ssl_context=ssl_context,
-        clock=clock,
-        shutdown=shutdown,
-    )
-    smtp.sender_checks = sender_checks(config, resolver, clock)
     secret = load_secret(config.data_dir)
-    smtp.forwarder = forwarder(config, store, clock, resolver, secret)
+    port = await port25(config, store, ssl_context, clock, shutdown, secret)
+    directory, abuse, inbound, resolver, smtp = (
+        port.directory,
+        port.abuse,
+        port.inbound,
+        port.resolver,
+        port.smtp,
+    )
     authenticator = Authenticator(
         store,
         abuse,

@@ -11,10 +11,13 @@ import logging
 import os
 import random
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from postel import delivery
+from postel.abuse import AbuseTracker
 from postel.clock import Clock
 from postel.config import Config, Service
 from postel.delivery import DeliveryWorker
@@ -408,3 +411,46 @@ async def fulltext_indexer(store: Store) -> None:
         deadline = loop.time() + FULLTEXT_LAG_MAX_S
         while loop.time() < deadline and await store.changes.wait_any(FULLTEXT_QUIET_S):
             pass
+
+
+@dataclass(frozen=True, slots=True)
+class Port25:
+    """What serves port 25 in one process: the SMTP service with its sender checks and
+    forwarder, and the directory, abuse tracker, delivery and resolver it uses (the
+    main process shares them with its other services)."""
+
+    directory: Directory
+    abuse: AbuseTracker
+    inbound: InboundDelivery
+    resolver: DnsPythonResolver
+    smtp: SmtpService
+
+
+async def port25(
+    config: Config,
+    store: Store,
+    ssl_context: ssl.SSLContext,
+    clock: Clock,
+    shutdown: asyncio.Event,
+    secret: bytes,
+) -> Port25:
+    """Build the port-25 service of one process (see ``Port25``)."""
+    directory = Directory(store, await admin_address(store, config), clock=clock)
+    abuse = AbuseTracker(config.abuse, clock)
+    inbound = InboundDelivery(store, config.hostname, clock, config.smtp.received_max)
+    resolver = DnsPythonResolver(  # one cache for the whole process
+        config.dns.servers(), clock=clock, temperror_ttl=config.dns.temperror_cache
+    )
+    smtp = SmtpService(
+        config=config,
+        directory=directory,
+        inbound=inbound,
+        store=store,
+        abuse=abuse,
+        ssl_context=ssl_context,
+        clock=clock,
+        shutdown=shutdown,
+    )
+    smtp.sender_checks = sender_checks(config, resolver, clock)
+    smtp.forwarder = forwarder(config, store, clock, resolver, secret)
+    return Port25(directory, abuse, inbound, resolver, smtp)

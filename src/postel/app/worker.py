@@ -10,27 +10,20 @@ import signal
 import socket
 from typing import cast
 
-from postel.abuse import AbuseTracker
 from postel.app.build import (
     SHUTDOWN_GRACE_SECONDS,
-    admin_address,
     dmarc_reporting,
     drop_privileges,
-    forwarder,
     load_secret,
+    port25,
     report_sender,
-    sender_checks,
 )
 from postel.app.logs import setup_logging
 from postel.clock import SystemClock
 from postel.config import Config, Service
-from postel.directory import Directory
-from postel.pipeline import InboundDelivery
-from postel.resolver import DnsPythonResolver
 from postel.server import tls
 from postel.server.delivery_ipc import DeliveryClient, RemoteDeliveryStore
 from postel.server.listener import Listener
-from postel.server.smtp_session import SmtpService
 from postel.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -65,25 +58,9 @@ async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) 
     await client.connect(ipc)  # the main process has opened (and migrated) the store
     await store.open(recovery=False)
     remote = cast(Store, RemoteDeliveryStore(store, client))
-    directory = Directory(remote, await admin_address(store, config), clock=clock)
-    abuse = AbuseTracker(config.abuse, clock)
-    inbound = InboundDelivery(remote, config.hostname, clock, config.smtp.received_max)
-    resolver = DnsPythonResolver(
-        config.dns.servers(), clock=clock, temperror_ttl=config.dns.temperror_cache
-    )
     shutdown = asyncio.Event()
-    smtp = SmtpService(
-        config=config,
-        directory=directory,
-        inbound=inbound,
-        store=remote,
-        abuse=abuse,
-        ssl_context=ssl_context,
-        clock=clock,
-        shutdown=shutdown,
-    )
-    smtp.sender_checks = sender_checks(config, resolver, clock)
-    smtp.forwarder = forwarder(config, remote, clock, resolver, load_secret(config.data_dir))
+    port = await port25(config, remote, ssl_context, clock, shutdown, load_secret(config.data_dir))
+    directory, inbound, resolver, smtp = port.directory, port.inbound, port.resolver, port.smtp
     if smtp.forwarder is not None:
         smtp.forwarder.on_enqueued = client.wake_queue
     send_report = report_sender(
