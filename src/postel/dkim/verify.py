@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -56,6 +57,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 
 import dkim
 from postel.clock import Clock, SystemClock
+from postel.dkim.runner import VerifyRunner
 from postel.errors import PermanentFailure, TemporaryFailure
 from postel.mail.header import HeaderBlock, split_header
 
@@ -256,6 +258,7 @@ async def verify_message(
     clock: Clock | None = None,
     limits: DkimLimits | None = None,
     header: HeaderBlock | None = None,
+    runner: VerifyRunner | None = None,
 ) -> list[DkimResult]:
     """Verify every DKIM-Signature of ``message`` (the whole message as received, CRLF
     line ends), topmost first, at most ``limits.signatures`` of them.
@@ -266,7 +269,8 @@ async def verify_message(
     only (fetched before the full parse, from a quick scan of the fields); parsing and
     the cryptography run in one worker thread call. ``clock`` decides the
     x= and t= checks (default: the system clock); ``header`` is ``message``'s
-    header section when the caller has already split it. Never raises for bad input or DNS
+    header section when the caller has already split it; ``runner`` the thread
+    that verifies (default: asyncio's pool). Never raises for bad input or DNS
     trouble: that is in the results.
 
     Spec: RFC 6376 §6.1; RFC 8301 §3; RFC 8463 §3; RFC 8601 §2.7.1.
@@ -280,11 +284,14 @@ async def verify_message(
     answers = await fetch_keys(
         resolver, _key_names(fields[: limits.signatures], now), limits.timeout_s
     )
-    outcome = await asyncio.to_thread(_parse_and_verify, message, limits.signatures, now, answers)
+    off_loop = runner.run if runner is not None else asyncio.to_thread
+    outcome = await off_loop(
+        functools.partial(_parse_and_verify, message, limits.signatures, now, answers)
+    )
     if isinstance(outcome, list):  # names the quick scan missed: fetch, then verify
         answers |= await fetch_keys(resolver, outcome, limits.timeout_s)
-        outcome = await asyncio.to_thread(
-            _parse_and_verify, message, limits.signatures, now, answers
+        outcome = await off_loop(
+            functools.partial(_parse_and_verify, message, limits.signatures, now, answers)
         )
         assert not isinstance(outcome, list)
     results, ignored = outcome

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from postel.clock import Clock
 from postel.dkim.arc import ArcResult, ChainValidation, verify_arc
+from postel.dkim.runner import VerifyRunner
 from postel.dkim.verify import DkimResult, verify_message
 from postel.dmarc import Disposition, DmarcResult, Override, PolicyOverride, evaluate
 from postel.dmarc import Result as DmarcStatus
@@ -132,6 +133,8 @@ class InboundAuthenticator:
         self._clock = clock
         self.settings = settings
         self._spf = SpfChecker(resolver, clock, receiver=settings.authserv_id)
+        self._runner = VerifyRunner()
+        """DKIM verification off the event loop, in batches (postel.dkim.runner)."""
         self.large = asyncio.Semaphore(VERIFY_CONCURRENCY_MAX)
         """Held while a message over ``VERIFY_INLINE_MAX`` is read and verified."""
 
@@ -153,7 +156,9 @@ class InboundAuthenticator:
         Spec: RFC 9989 (policy), RFC 8601 §2."""
         header = split_header(message)
         dkim_task = asyncio.create_task(
-            verify_message(message, self._resolver, clock=self._clock, header=header)
+            verify_message(
+                message, self._resolver, clock=self._clock, header=header, runner=self._runner
+            )
         )
         arc_task = asyncio.create_task(verify_arc(message, self._resolver, header))
         spf = await _result_of(checks.spf)
