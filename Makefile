@@ -7,7 +7,7 @@ DATA   ?= postel-data
 TEST_DEBS := postgresql swaks python3-venv strace eatmydata isync offlineimap3 fetchmail getmail6 mutt knot postfix
 RUN_DEBS  := python3-venv
 
-.PHONY: run test check lint typecheck layers unit test-extended bench bench-pop3 bench-outbound bench-auth clean deps-run deps-test
+.PHONY: run test check lint typecheck layers unit test-extended bench bench-pop3 bench-outbound bench-auth bench-imap clean deps-run deps-test
 
 $(BIN)/postel: pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || $(MAKE) --no-print-directory debs DEBS="$(RUN_DEBS)"
@@ -72,6 +72,10 @@ bench-outbound: $(VENV)/.test-deps
 ## bench-auth: inbound throughput with sender authentication on vs off (writes bench/RESULTS.md).
 bench-auth: $(VENV)/.test-deps
 	bash bench/auth.sh
+
+## bench-imap: IMAP on a 10,000-message mailbox, IDLE push and 1,000 IDLE sessions against Dovecot (writes bench/RESULTS.md).
+bench-imap: $(VENV)/.test-deps
+	bash bench/imap.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
