@@ -95,6 +95,8 @@ class FetchSource:
     summary: MessageSummary
     trace_prefix: bytes = b""
     data: bytes | None = None
+    modseq: int = 0
+    """The message's MODSEQ (RFC 7162 §3.1.4.1)."""
 
 
 def needs_bytes(items: Iterable[FetchItem]) -> bool:
@@ -149,6 +151,8 @@ def _attr(attr: FetchAttr, msg: FetchSource) -> bytes:
         return b'"' + format_internal_date(msg.internal_date) + b'"'
     if attr is FetchAttr.RFC822_SIZE:
         return b"%d" % msg.size
+    if attr is FetchAttr.MODSEQ:
+        return b"(%d)" % msg.modseq
     if attr is FetchAttr.ENVELOPE:
         return render_envelope(msg.summary)
     if attr is FetchAttr.BODY:

@@ -4,7 +4,7 @@ The parser in ``postel.imap.commands`` builds these; ``postel.imap.fetch`` rende
 answer. Macros ALL, FAST and FULL are expanded by the parser (RFC 9051 §6.4.5).
 
 Spec: RFC 9051 §6.4.5, RFC 3516 §4.2 (BINARY, BINARY.SIZE), RFC 3501 §6.4.5 (RFC822,
-RFC822.HEADER, RFC822.TEXT), RFC 7162 §3.1.4 (MODSEQ, later).
+RFC822.HEADER, RFC822.TEXT), RFC 7162 §3.1.4 (MODSEQ).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class FetchAttr(StrEnum):
     RFC822 = "RFC822"
     RFC822_HEADER = "RFC822.HEADER"
     RFC822_TEXT = "RFC822.TEXT"
+    MODSEQ = "MODSEQ"
+    """The message's mod-sequence, ``MODSEQ (n)``. Spec: RFC 7162 §3.1.4.1."""
 
 
 class SectionText(StrEnum):

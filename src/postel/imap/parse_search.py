@@ -27,6 +27,7 @@ from postel.imap.search_keys import (
     DateOp,
     FlagKey,
     HeaderKey,
+    ModseqKey,
     NotKey,
     OrKey,
     RecentKey,
@@ -246,6 +247,26 @@ def _or(cur: Cursor, name: str, budget: list[int]) -> SearchKey:
     return OrKey(left, _nested(cur, budget))
 
 
+_ENTRY_TYPES = ("PRIV", "SHARED", "ALL")
+"""``entry-type-req``. Spec: RFC 7162 §7."""
+
+
+def _modseq(cur: Cursor, name: str, budget: list[int]) -> SearchKey:
+    """``MODSEQ [entry-name SP entry-type-req SP] mod-sequence-valzer``; the entry name
+    is a quoted ``/flags/<flag>``. Spec: RFC 7162 §3.1.5, §7 (search-modsequence)."""
+    entry = entry_type = None
+    if cur.peek() == 0x22:
+        entry = cur.text_utf8(cur.quoted())
+        if not entry.lower().startswith("/flags/") or len(entry) <= len("/flags/"):
+            raise cur.error("MODSEQ entry name must be /flags/<flag>")
+        cur.sp()
+        entry_type = cur.atom().upper()
+        if entry_type not in _ENTRY_TYPES:
+            raise cur.error("MODSEQ entry type must be priv, shared or all")
+        cur.sp()
+    return ModseqKey(cur.number64(), entry, entry_type)
+
+
 def _uid(cur: Cursor, name: str, budget: list[int]) -> SearchKey:
     return SequenceKey(cur.sequence_set(), uid=True)
 
@@ -264,4 +285,5 @@ _HANDLERS: dict[str, _Handler] = {
     "NOT": _not,
     "OR": _or,
     "UID": _uid,
+    "MODSEQ": _modseq,
 }

@@ -388,9 +388,12 @@ def status(name: str, items: Sequence[tuple[str, int]], *, utf8: bool = False) -
     return b"* STATUS " + mailbox(name, utf8=utf8) + b" (" + body + b")\r\n"
 
 
-def search(numbers: Iterable[int]) -> bytes:
-    """``* SEARCH 2 84 882`` (IMAP4rev1 answer). Spec: RFC 3501 §7.2.5."""
-    return b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + b"\r\n"
+def search(numbers: Iterable[int], modseq: int | None = None) -> bytes:
+    """``* SEARCH 2 84 882`` (IMAP4rev1 answer), ``* SEARCH 2 84 (MODSEQ 917)`` when
+    ``modseq`` is given (a search with the MODSEQ key that found something).
+    Spec: RFC 3501 §7.2.5; RFC 7162 §3.1.5."""
+    tail = b" (MODSEQ %d)" % modseq if modseq is not None else b""
+    return b"* SEARCH" + b"".join(b" %d" % n for n in numbers) + tail + b"\r\n"
 
 
 def esearch(
@@ -403,12 +406,14 @@ def esearch(
     count: int | None = None,
     ordered: bool = False,
     partial: tuple[str, Sequence[int]] | None = None,
+    modseq: int | None = None,
 ) -> bytes:
-    """``* ESEARCH (TAG "a") UID MIN 1 MAX 9 ALL 1:3,5 COUNT 4``; items left None are
-    omitted (and ALL when empty). ``ordered`` keeps the order of ``all_numbers`` (a
+    """``* ESEARCH (TAG "a") UID MIN 1 MAX 9 ALL 1:3,5 COUNT 4 MODSEQ 7``; items left
+    None are omitted (and ALL when empty). ``ordered`` keeps the order of ``all_numbers`` (a
     SORT result) instead of sorting them. ``partial`` is (range text, the numbers in
     that range, in order): ``PARTIAL (2:4 3:4,2)``, ``NIL`` when there are none.
-    Spec: RFC 9051 §7.3.4, RFC 4731 §3.2, RFC 5267 §3, §4.4, RFC 9394 §3.2."""
+    Spec: RFC 9051 §7.3.4, RFC 4731 §3.2, RFC 5267 §3, §4.4, RFC 9394 §3.2,
+    RFC 7162 §3.1.5 (MODSEQ)."""
     parts = [b"* ESEARCH"]
     if tag is not None:
         parts.append(b"(TAG " + string(tag) + b")")
@@ -427,6 +432,8 @@ def esearch(
         parts.append(f"PARTIAL ({partial[0]} {picked})".encode("ascii"))
     if count is not None:
         parts.append(b"COUNT %d" % count)
+    if modseq is not None:
+        parts.append(b"MODSEQ %d" % modseq)
     return b" ".join(parts) + b"\r\n"
 
 

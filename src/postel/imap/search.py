@@ -40,6 +40,7 @@ from postel.imap.search_keys import (
     DateOp,
     FlagKey,
     HeaderKey,
+    ModseqKey,
     NotKey,
     OrKey,
     RecentKey,
@@ -89,6 +90,8 @@ class SearchSource:
     summary: MessageSummary | None = None
     trace_prefix: bytes = b""
     data: bytes | None = None
+    modseq: int = 0
+    """The message's MODSEQ (the MODSEQ key, RFC 7162 §3.1.5)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +177,8 @@ class _Evaluator:
             return self.msg.size < key.size
         if isinstance(key, SequenceKey):
             return self.sequence(key)
+        if isinstance(key, ModseqKey):
+            return self.msg.modseq >= key.modseq
         if isinstance(key, DateKey):
             return self.date(key)
         if isinstance(key, HeaderKey):

@@ -4,7 +4,7 @@ The parser in ``postel.imap.commands`` builds these; ``postel.imap.search`` eval
 them against messages. A list of keys is their conjunction (``AndKey``).
 
 Spec: RFC 9051 §6.4.4 (search keys), RFC 3501 §6.4.4 (NEW, OLD, RECENT, UNRECENT),
-RFC 7162 §3.1.5 (MODSEQ, later), RFC 5182 (``$``).
+RFC 7162 §3.1.5 (MODSEQ), RFC 5182 (``$``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "DateOp",
     "FlagKey",
     "HeaderKey",
+    "ModseqKey",
     "NotKey",
     "OrKey",
     "RecentKey",
@@ -129,6 +130,18 @@ class SizeKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ModseqKey:
+    """``MODSEQ ["/flags/\\Seen" all] n``: messages whose MODSEQ is at least ``modseq``.
+    ``entry`` (``/flags/<flag>``) and ``entry_type`` (``priv``, ``shared``, ``all``)
+    are kept as given; postel keeps one MODSEQ per message, which stands for every
+    metadata item. Spec: RFC 7162 §3.1.5."""
+
+    modseq: int
+    entry: str | None = None
+    entry_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SequenceKey:
     """A sequence set of message sequence numbers (``uid=False``) or ``UID set``."""
 
@@ -167,6 +180,7 @@ SearchKey = (
     | TextKey
     | DateKey
     | SizeKey
+    | ModseqKey
     | SequenceKey
     | NotKey
     | OrKey

@@ -19,6 +19,7 @@ from postel.errors import AlreadyExists, NotFound
 from postel.imap import commands as cmd
 from postel.imap import responses as r
 from postel.imap.view import MailboxView
+from postel.server import imap_condstore
 from postel.store import Mailbox, SpecialUse, names
 from postel.store.api import InvalidMailboxName, MailboxRefused
 
@@ -67,13 +68,18 @@ async def _get(session: ImapSession, name: str) -> Mailbox | None:
 
 
 async def select(session: ImapSession, command: cmd.Select) -> None:
-    """SELECT or EXAMINE. Spec: RFC 9051 §6.3.2, §6.3.3; RFC 3501 §6.3.1."""
+    """SELECT or EXAMINE, with the CONDSTORE and QRESYNC parameters. Spec: RFC 9051
+    §6.3.2, §6.3.3; RFC 3501 §6.3.1; RFC 7162 §3.1.2.1, §3.1.8, §3.2.5, §3.2.11."""
     from postel.server.imap_session import Selected
 
     tag = command.tag
+    qresync = await imap_condstore.select_params(session, command)
+    if isinstance(qresync, str):
+        await session.tagged(tag, r.Status.BAD, qresync)
+        return
     was_selected = session.selected is not None
     await session.unselect()
-    if was_selected and session.rev2:
+    if was_selected and (session.rev2 or session.qresync):
         await session.write(r.untagged(r.Status.OK, "Previous mailbox is now closed", r.CLOSED))
     mailbox = await _get(session, command.mailbox)
     if mailbox is None:
@@ -111,8 +117,16 @@ async def select(session: ImapSession, command: cmd.Select) -> None:
     out.append(r.untagged(r.Status.OK, "Predicted next UID", r.uidnext(snapshot.uidnext)))
     permanent = [] if command.examine else [*flags, "\\*"]
     out.append(r.untagged(r.Status.OK, "Flags permitted", r.permanentflags(permanent)))
+    out.append(r.untagged(r.Status.OK, "Highest", r.highestmodseq(snapshot.highestmodseq)))
     if session.rev2:
         out.append(r.list_response(_attributes(mailbox, None), SEPARATOR, mailbox.name, utf8=True))
+    if qresync is not None:
+        selected = session.selected
+        assert selected is not None
+        changes = await session.store.changes_since(mailbox.id, qresync.modseq)
+        out.append(
+            imap_condstore.qresync_answer(session, selected, qresync, snapshot, changes.expunged)
+        )
     await session.write(b"".join(out))
     code = r.READ_ONLY if command.examine else r.READ_WRITE
     verb = "EXAMINE" if command.examine else "SELECT"

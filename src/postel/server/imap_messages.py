@@ -25,6 +25,7 @@ from postel import limits
 from postel.errors import NotFound
 from postel.ids import MailboxId
 from postel.imap import commands as cmd
+from postel.imap import condstore as cs
 from postel.imap import events as ev
 from postel.imap import fetch
 from postel.imap import responses as r
@@ -32,7 +33,7 @@ from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch_items import FetchAttr, FetchItem
 from postel.mail import parse_message
 from postel.pop3 import pop3_size
-from postel.server import imap_context, imap_sort
+from postel.server import imap_condstore, imap_context, imap_sort
 from postel.server.imap_scan import esearch_answer, load_summary, scan
 from postel.store import AppendItem, BlobRef, StoredMessage
 from postel.store.api import FlagMode, InvalidFlag, UidSet
@@ -44,7 +45,13 @@ if TYPE_CHECKING:
 INLINE_PARSE_MAX = 4096
 """Messages up to this size are parsed on the event loop; larger ones in a thread."""
 _CHEAP_ITEMS = frozenset(
-    {FetchAttr.UID, FetchAttr.FLAGS, FetchAttr.INTERNALDATE, FetchAttr.RFC822_SIZE}
+    {
+        FetchAttr.UID,
+        FetchAttr.FLAGS,
+        FetchAttr.INTERNALDATE,
+        FetchAttr.RFC822_SIZE,
+        FetchAttr.MODSEQ,
+    }
 )
 _EMPTY_SUMMARY = parse_message(b"\r\n")
 _MODES = {
@@ -120,7 +127,11 @@ async def _rows(
 
 
 async def fetch_command(session: ImapSession, selected: Selected, command: cmd.Fetch) -> None:
-    """FETCH / UID FETCH. Spec: RFC 9051 §6.4.5, §6.4.9."""
+    """FETCH / UID FETCH, with MODSEQ and (CHANGEDSINCE n [VANISHED]).
+    Spec: RFC 9051 §6.4.5, §6.4.9; RFC 7162 §3.1.4, §3.2.6."""
+    if command.vanished and not (command.uid and session.qresync):
+        await session.tagged(command.tag, r.Status.BAD, "VANISHED needs UID FETCH and QRESYNC")
+        return
     pairs = _resolve(selected, command.sequence, command.uid)
     if pairs is None:
         await _bad_sequence(session, command.tag)
@@ -128,12 +139,19 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
     items: tuple[FetchItem, ...] = command.items
     if command.uid and FetchAttr.UID not in items:
         items = (FetchAttr.UID, *items)
+    since = command.changed_since
+    if since is not None and FetchAttr.MODSEQ not in items:
+        items = (*items, FetchAttr.MODSEQ)  # CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1)
+    if command.vanished and since is not None:
+        await session.write(await imap_condstore.fetch_vanished(session, selected, command, since))
     sets_seen = fetch.sets_seen(items) and not selected.view.read_only
     needs_bytes = fetch.needs_bytes(items)
     needs_summary = any(item not in _CHEAP_ITEMS for item in items)
     unknown_cte = False
     for batch in _batches(pairs):
         rows = await _rows(session, selected.mailbox_id, [u for _, u in batch])
+        if since is not None:
+            rows = {u: m for u, m in rows.items() if m.modseq > since}
         flagged: set[int] = set()
         if sets_seen:
             flagged = await _mark_seen(session, selected, rows)
@@ -144,6 +162,8 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
             wanted = items
             if uid in flagged and FetchAttr.FLAGS not in wanted:
                 wanted = (*wanted, FetchAttr.FLAGS)
+                if session.condstore and FetchAttr.MODSEQ not in wanted:
+                    wanted = (*wanted, FetchAttr.MODSEQ)
             try:
                 data = (
                     await session.store.read_message(selected.mailbox_id, uid)
@@ -157,7 +177,7 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
             if not session.rev2 and uid in selected.recent:
                 shown = m.flags | {"\\Recent"}
             source = fetch.FetchSource(
-                uid, shown, m.internal_date, m.size, summary, m.trace_prefix, data
+                uid, shown, m.internal_date, m.size, summary, m.trace_prefix, data, m.modseq
             )
             try:
                 rendered = fetch.render_items(wanted, source)
@@ -188,25 +208,28 @@ async def _mark_seen(
         FlagMode.ADD,
         frozenset({SEEN}),
     )
-    for uid, flags, _ in result.messages:
+    for uid, flags, modseq in result.messages:
         m = rows.get(uid)
         if m is not None:
-            rows[uid] = _with_flags(m, flags)
+            rows[uid] = _with_flags(m, flags, modseq)
         selected.view.set_flags(uid, flags)
     return set(lacking)
 
 
-def _with_flags(m: StoredMessage, flags: frozenset[str]) -> StoredMessage:
+def _with_flags(m: StoredMessage, flags: frozenset[str], modseq: int) -> StoredMessage:
     import dataclasses
 
-    return dataclasses.replace(m, flags=flags)
+    return dataclasses.replace(m, flags=flags, modseq=modseq)
 
 
 # -- STORE -----------------------------------------------------------------------------
 
 
 async def store_command(session: ImapSession, selected: Selected, command: cmd.Store) -> None:
-    """STORE / UID STORE (+/-FLAGS[.SILENT]). Spec: RFC 9051 §6.4.6."""
+    """STORE / UID STORE (+/-FLAGS[.SILENT]) [(UNCHANGEDSINCE n)]: the check and the
+    write are one store transaction; messages that failed the check are named in
+    ``[MODIFIED set]``. With CONDSTORE every message this STORE changed is reported
+    with its new MODSEQ, .SILENT or not. Spec: RFC 9051 §6.4.6; RFC 7162 §3.1.3."""
     if selected.view.read_only:
         await session.tagged(command.tag, r.Status.NO, "Mailbox is read-only", r.Code("READ-ONLY"))
         return
@@ -215,6 +238,7 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
         await _bad_sequence(session, command.tag)
         return
     msn_of = {uid: msn for msn, uid in pairs}
+    modified: list[int] = []
     if pairs:
         try:
             result = await session.store.store_flags(
@@ -227,23 +251,31 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
         except InvalidFlag as exc:
             await session.tagged(command.tag, r.Status.BAD, f"Invalid flag: {exc}")
             return
+        modified = [u if command.uid else msn_of[u] for u in result.modified if u in msn_of]
         out: list[bytes] = []
-        for uid, flags, _ in result.messages:
+        for uid, flags, modseq in result.messages:
+            changed = session.condstore and modseq == result.highestmodseq
+            items: list[tuple[bytes, bytes]] = []
             if command.silent:
                 # The client learns only its own change; a difference made by another
                 # session is reported at the next sync point (RFC 9051 §6.4.6, §5.2).
                 selected.view.set_flags(uid, _applied(selected.view.flags_of(uid), command))
+            else:
+                selected.view.set_flags(uid, flags)
+                items.append((b"FLAGS", r.flag_list(selected.flags(uid, flags, session.rev2))))
+            if uid not in msn_of or not (items or changed):
                 continue
-            selected.view.set_flags(uid, flags)
-            if uid in msn_of:
-                items = [(b"FLAGS", r.flag_list(selected.flags(uid, flags, session.rev2)))]
-                if command.uid:
-                    items.append((b"UID", b"%d" % uid))
-                out.append(r.fetch_response(msn_of[uid], items))
+            if command.uid:
+                items.append((b"UID", b"%d" % uid))
+            if session.condstore:
+                items.append(cs.modseq_item(modseq))
+            out.append(r.fetch_response(msn_of[uid], items))
         if out:
             await session.write(b"".join(out))
     await session.sync(allow_expunge=command.uid)
-    await session.tagged(command.tag, r.Status.OK, "STORE completed")
+    code = r.Code("MODIFIED", r.compress_set(modified)) if modified else None
+    text = "Conditional STORE failed" if modified else "STORE completed"
+    await session.tagged(command.tag, r.Status.OK, text, code)
 
 
 def _applied(known: frozenset[str], command: cmd.Store) -> frozenset[str]:
@@ -264,8 +296,10 @@ def _applied(known: frozenset[str], command: cmd.Store) -> frozenset[str]:
 
 async def search_command(session: ImapSession, selected: Selected, command: cmd.Search) -> None:
     """SEARCH / UID SEARCH, answered by ``* SEARCH`` (IMAP4rev1 without RETURN) or
-    ``* ESEARCH``; RETURN (UPDATE) keeps the result up to date (CONTEXT=SEARCH).
-    Spec: RFC 9051 §6.4.4, §7.3.4; RFC 4731; RFC 3501 §7.2.5; RFC 5267 §4."""
+    ``* ESEARCH``; RETURN (UPDATE) keeps the result up to date (CONTEXT=SEARCH). With
+    the MODSEQ key the answer ends with the highest MODSEQ of the messages found.
+    Spec: RFC 9051 §6.4.4, §7.3.4; RFC 4731; RFC 3501 §7.2.5; RFC 5267 §4;
+    RFC 7162 §3.1.5."""
     returns = command.returns
     updating = returns is not None and cmd.SearchReturn.UPDATE in returns
     if updating and selected.contexts.has(command.tag):
@@ -273,8 +307,11 @@ async def search_command(session: ImapSession, selected: Selected, command: cmd.
         return
     hits = await scan(session, selected, command.key)
     found = [h.uid if command.uid else h.msn for h in hits]
+    modseq = None
+    if hits and imap_condstore.uses_modseq_key(command.key):
+        modseq = max(h.message.modseq for h in hits)  # RFC 7162 §3.1.5
     if returns is None and not session.rev2:
-        answer = r.search(found)
+        answer = r.search(found, modseq)
     else:
         answer = esearch_answer(
             command.tag,
@@ -283,6 +320,7 @@ async def search_command(session: ImapSession, selected: Selected, command: cmd.
             partial=command.partial,
             numbers=found,
             ordered=False,
+            modseq=modseq,
         )
     if updating:
         answer += imap_context.register(

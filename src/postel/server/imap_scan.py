@@ -139,7 +139,15 @@ async def scan(
                     continue
             summary = await load_summary(m) if needs_summary else None
             source = search.SearchSource(
-                msn, uid, m.flags, m.internal_date, m.size, summary, m.trace_prefix, data
+                msn,
+                uid,
+                m.flags,
+                m.internal_date,
+                m.size,
+                summary,
+                m.trace_prefix,
+                data,
+                m.modseq,
             )
             if search.evaluate(key, source, ctx):
                 hits.append(Hit(msn, uid, m, summary))
@@ -243,12 +251,15 @@ def esearch_answer(
     partial: cmd.PartialRange | None,
     numbers: Sequence[int],
     ordered: bool,
+    modseq: int | None = None,
 ) -> bytes:
     """The ``* ESEARCH`` answer to SEARCH or SORT with RETURN. ``numbers`` is the
     result in its order (ascending for SEARCH; sort order when ``ordered``). Without
     any result option (MIN MAX ALL COUNT PARTIAL) ALL is meant. MIN and MAX of a
-    sorted result are its first and last message.
-    Spec: RFC 4731 §3.1, RFC 5267 §3 (ESORT), §4.4, RFC 9394 §3.2 (PARTIAL)."""
+    sorted result are its first and last message. ``modseq`` (a search with the MODSEQ
+    key) is appended as ``MODSEQ n`` when something was found.
+    Spec: RFC 4731 §3.1, RFC 5267 §3 (ESORT), §4.4, RFC 9394 §3.2 (PARTIAL),
+    RFC 7162 §3.1.5 (MODSEQ)."""
     options = set(returns)
     if not options & _RESULT_OPTIONS:
         options.add(cmd.SearchReturn.ALL)
@@ -268,4 +279,5 @@ def esearch_answer(
         count=len(numbers) if cmd.SearchReturn.COUNT in options else None,
         ordered=ordered,
         partial=picked,
+        modseq=modseq if found else None,
     )

@@ -14,7 +14,8 @@ after it ``timeout_authenticated``, in IDLE ``timeout_idle``) ends the session w
 command's worth of input, so memory per connection stays within the core's bound.
 
 Spec: RFC 9051 §3 (states), §5.4 (autologout), §5.5 (pipelining), §6.2.1 (STARTTLS),
-§7.5.1 (when EXPUNGE may be sent); RFC 2177 (IDLE); RELIABILITY.md D4.
+§7.5.1 (when EXPUNGE may be sent); RFC 2177 (IDLE); RFC 7162 §3.1.4.1, §3.2.10
+(MODSEQ and VANISHED in unsolicited responses); RELIABILITY.md D4.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from postel.config import Config
 from postel.errors import NotFound, PostelError, StoreError
 from postel.ids import MailboxId
 from postel.imap import commands as cmd
+from postel.imap import condstore as cs
 from postel.imap import events as ev
 from postel.imap import responses as r
 from postel.imap.connection import ConnectionConfig, ServerConnection, State
@@ -76,6 +78,9 @@ class Selected:
     """UIDs with \\Recent in this session (RFC 3501 §2.3.2)."""
     contexts: ContextSet = field(default_factory=ContextSet)
     """Searches kept up to date, RETURN (UPDATE) (RFC 5267 §4)."""
+    expunge_floor: int | None = None
+    """While expunges are held back: the view's MODSEQ before the first of them was
+    learnt, the HIGHESTMODSEQ a CONDSTORE client may safely keep (RFC 7162 §3.2)."""
 
     def flags(self, uid: int, flags: frozenset[str], rev2: bool) -> list[str]:
         """The FLAGS to show for ``uid``: with ``\\Recent`` for IMAP4rev1 sessions."""
@@ -169,6 +174,15 @@ class ImapSession(asyncio.Protocol):
         """Input the TLS transport delivered before ``start_tls`` returned."""
         self._enabled: set[str] = set()
         """Capabilities ENABLE has reported enabled (each is reported once)."""
+        self.condstore = False
+        """CONDSTORE is enabled (explicitly or by a first use; RFC 7162 §3.1)."""
+        self.qresync = False
+        """QRESYNC is enabled (ENABLE QRESYNC; RFC 7162 §3.2.3)."""
+
+    @property
+    def enabled_names(self) -> frozenset[str]:
+        """The capabilities ``* ENABLED`` has already named."""
+        return frozenset(self._enabled)
 
     # -- transport callbacks ---------------------------------------------------------
 
@@ -372,11 +386,13 @@ class ImapSession(asyncio.Protocol):
                 raise PostelError(f"unexpected IMAP event {event!r}")
 
     async def _command(self, command: cmd.Command, mailboxes: object, messages: object) -> None:
+        from postel.server import imap_condstore as modseq
         from postel.server import imap_mailboxes as mb
         from postel.server import imap_messages as msg
 
         tag = command.tag
         try:
+            await modseq.note_command(self, command)
             match command:
                 case cmd.Capability():
                     await self.write(r.capability(self.capabilities()))
@@ -481,6 +497,8 @@ class ImapSession(asyncio.Protocol):
             f"APPENDLIMIT={self.service.config.imap.append_limit}",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
+            "CONDSTORE",
+            "QRESYNC",
         ]
         return caps
 
@@ -586,6 +604,8 @@ class ImapSession(asyncio.Protocol):
         await self.tagged(tag, r.Status.OK, "Logged in", r.capability_code(self.capabilities()))
 
     async def enable(self, tag: str, caps: tuple[str, ...]) -> None:
+        from postel.server import imap_condstore
+
         done: list[str] = []
         wanted = {cap.upper() for cap in caps}
         if "IMAP4REV2" in wanted and not self.rev2:
@@ -597,6 +617,7 @@ class ImapSession(asyncio.Protocol):
             self.conn.enable_utf8()
         if "UTF8=ACCEPT" in wanted and self.utf8 and "UTF8=ACCEPT" not in self._enabled:
             done.append("UTF8=ACCEPT")
+        done += await imap_condstore.enable(self, wanted)
         self._enabled.update(c.upper() for c in done)
         await self.write(r.enabled(done))
         await self.tagged(tag, r.Status.OK, "ENABLE completed")
@@ -627,6 +648,7 @@ class ImapSession(asyncio.Protocol):
             return
         view = selected.view
         changed: list[int] = []
+        before = view.modseq
         if selected.subscription.consume() or force:
             changes = await self.store.changes_since(selected.mailbox_id, view.modseq)
             updates = view.update(
@@ -641,30 +663,51 @@ class ImapSession(asyncio.Protocol):
         else:
             return
         if any(isinstance(u, Exists) for u in updates) and not view.read_only and view.uids:
-            before = await self.store.claim_recent(selected.mailbox_id, view.uids[-1])
-            selected.recent.update(u for u in view.uids if u > before)
+            claimed = await self.store.claim_recent(selected.mailbox_id, view.uids[-1])
+            selected.recent.update(u for u in view.uids if u > claimed)
+        if not view.has_pending_expunge:
+            selected.expunge_floor = None
+        elif selected.expunge_floor is None:
+            selected.expunge_floor = before
         if selected.contexts:
             await sync_contexts(self, updates, changed)
         else:
             await self.write_updates(updates)
+        floor = selected.expunge_floor
+        if (
+            floor is not None
+            and self.condstore
+            and any(isinstance(u, FlagsChanged) for u in updates)
+        ):
+            # MODSEQs above a held-back expunge were sent: the client must not cache a
+            # HIGHESTMODSEQ that would skip the expunge (RFC 7162 §3.2, §6).
+            await self.write(r.untagged(r.Status.OK, "Expunges pending", r.highestmodseq(floor)))
 
     async def write_updates(self, updates: list[ViewUpdate]) -> None:
         selected = self.selected
         assert selected is not None
         out: list[bytes] = []
+        vanished: list[int] = []
         for u in updates:
             match u:
                 case Expunge(msn=msn, uid=uid):
                     selected.recent.discard(uid)
+                    if self.qresync:
+                        vanished.append(uid)  # one VANISHED for the run (RFC 7162 §3.2.10)
+                        continue
                     out.append(r.expunge(msn))
                 case Exists(count=count):
                     out.append(r.exists(count))
                     if not self.rev2:
                         out.append(b"* %d RECENT\r\n" % len(selected.recent))
-                case FlagsChanged(msn=msn, uid=uid, flags=flags):
+                case FlagsChanged(msn=msn, uid=uid, flags=flags, modseq=modseq):
                     shown = selected.flags(uid, flags, self.rev2)
                     items = [(b"UID", b"%d" % uid), (b"FLAGS", r.flag_list(shown))]
+                    if self.condstore:
+                        items.append(cs.modseq_item(modseq))
                     out.append(r.fetch_response(msn, items))
+        if vanished:
+            out.insert(0, cs.vanished(vanished, earlier=False))
         if out:
             await self.write(b"".join(out))
 
