@@ -2,8 +2,8 @@
 against a running postel by our runner.
 
 Every script whose required capabilities postel advertises must pass; the others are
-skipped and name the missing capabilities (CATENATE, URLAUTH, NOTIFY and
-CONDSTORE/QRESYNC are not offered yet).
+skipped and name the missing capabilities (CATENATE, URLAUTH and NOTIFY are not
+offered yet).
 """
 
 from __future__ import annotations
