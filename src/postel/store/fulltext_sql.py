@@ -59,9 +59,10 @@ from postel.store.schema import blobs, fulltext_docs, fulltext_messages, message
 
 _log = logging.getLogger(__name__)
 
-FULLTEXT_BATCH_OCTETS = 64 * 1024 * 1024
-"""Most blob octets one indexing batch holds in memory (local bound; one larger blob
-still goes alone)."""
+FULLTEXT_BATCH_OCTETS = 4 * 1024 * 1024
+"""Blob octets read for one indexing batch (at least one message, however large: up to
+FULLTEXT_BLOB_MAX). Small, so the background indexer's memory stays a few MiB beside
+the sessions it runs with (RELIABILITY.md D7); a batch costs one write transaction."""
 _LIKE_ESCAPE = "/"
 _FTS_TABLE = "fulltext_fts"
 _PREFIX_FTS_TABLE = "fulltext_prefix_fts"
