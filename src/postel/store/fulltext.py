@@ -64,10 +64,11 @@ __all__ = [
 
 EXTRACT_VERSION = 1
 """Version of the extraction below; documents of another version are re-extracted."""
-FULLTEXT_BLOB_MAX = 16 * 1024 * 1024
-"""Largest blob (octets) whose text is extracted; larger ones are always scanned
-(local bound, well under the 50 MB message limit of RELIABILITY.md D3; decoded text is
-at most about twice the blob size: source plus reduced HTML)."""
+FULLTEXT_BLOB_MAX = 2 * 1024 * 1024
+"""Largest blob (octets) whose text is extracted; larger ones (mostly attachments) are
+always scanned by SEARCH. Local bound: extraction holds the blob, its decoded text and
+the folded copies at once (several times the blob size), and the indexer runs beside the
+sessions, so its memory must stay small (RELIABILITY.md D7)."""
 FULLTEXT_NEEDLE_MAX = 128
 """Characters of a needle piece used to narrow (a prefix of a substring is a substring;
 local bound keeping trigram queries small whatever the client sends)."""
