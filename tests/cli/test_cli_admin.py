@@ -125,6 +125,10 @@ def test_account_add_generated_password(cli: Cli) -> None:
             "address": "Alice@example.org",
             "admin": True,
             "sender": "own",
+            "storage_used": 0,
+            "storage_limit": None,
+            "messages": 0,
+            "messages_limit": None,
             "created": listing[0]["created"],
         }
     ]
@@ -180,7 +184,7 @@ def test_account_passwd_list_remove(cli: Cli) -> None:
         "b@example.net"
     ]
     table = cli.ok("account", "list").splitlines()
-    assert table[0].split() == ["ADDRESS", "ADMIN", "SENDER", "CREATED"]
+    assert table[0].split() == ["ADDRESS", "ADMIN", "SENDER", "STORAGE", "MESSAGES", "CREATED"]
     assert [line.split()[:2] for line in table[1:]] == [
         ["a@example.org", "no"],
         ["b@example.net", "no"],

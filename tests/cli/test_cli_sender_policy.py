@@ -66,7 +66,7 @@ def test_accounts_are_added_with_a_sender_policy(cli: Cli) -> None:
         "role@example.org": "domain",
     }
     table = cli.ok("account", "list").splitlines()
-    assert table[0].split() == ["ADDRESS", "ADMIN", "SENDER", "CREATED"]
+    assert table[0].split() == ["ADDRESS", "ADMIN", "SENDER", "STORAGE", "MESSAGES", "CREATED"]
     assert [line.split()[:3] for line in table[1:]] == [
         ["alice@example.org", "no", "own"],
         ["gw@example.org", "no", "any"],

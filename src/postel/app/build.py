@@ -40,7 +40,7 @@ from postel.resolver import DnsPythonResolver
 from postel.server import tls
 from postel.server.listener import bind_socket
 from postel.server.smtp_session import SmtpService
-from postel.store import Store
+from postel.store import OverQuota, Store
 from postel.store.queue_api import BackoffPolicy, NewQueuedMessage, NewRecipient
 from postel.web import WebServer, WebSettings, create_app
 
@@ -160,7 +160,12 @@ def report_sender(
                 protocol="LOCAL",
                 tls=None,
             )
-            await inbound.deliver(envelope, ref)
+            try:
+                await inbound.deliver(envelope, ref)
+            except OverQuota as exc:
+                # A report has the null reverse-path: nothing reports its failure, so one
+                # that finds the mailbox full is dropped (no loop). RFC 5321 §4.5.5.
+                log.warning("report.dropped_over_quota", extra={"to": address, "error": str(exc)})
             return
         targets = resolution.remote if isinstance(resolution, Forwarded) else (address,)
         message = NewQueuedMessage(queue_id=str(queue_id), blob=ref, reverse_path="")

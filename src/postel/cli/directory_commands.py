@@ -12,6 +12,7 @@ import argparse
 from postel.cli.context import CliError, Io, config_from_args, open_configured_store
 from postel.cli.output import Column, JsonValue, show, timestamp
 from postel.cli.password_input import credentials_for, obtain_password
+from postel.cli.quota_commands import QUOTA_JSON_COLUMNS, QUOTA_TABLE_COLUMNS, usage_cells
 from postel.directory import (
     Directory,
     Forwarded,
@@ -90,6 +91,8 @@ async def account_add(args: argparse.Namespace, io: Io) -> int:
                 credentials_for(new),
                 is_admin=args.admin,
                 sender_policy=SenderPolicy(args.sender),
+                storage_limit=config.quota.storage_limit,
+                message_limit=config.quota.message_limit,
             )
         except AlreadyExists:
             raise CliError(f"account {address} already exists") from None
@@ -144,16 +147,19 @@ def _report_password(
 
 
 async def account_list(args: argparse.Namespace, io: Io) -> int:
-    """`postel account list [--domain D] [--json]`, sorted by address."""
+    """`postel account list [--domain D] [--json]`, sorted by address, with each
+    account's quota usage and limits (``used/limit``)."""
     domain = normalize_domain(args.domain) if args.domain else None
     async with open_configured_store(config_from_args(args)) as store:
         accounts = await store.list_accounts(domain)
+        usages = await store.quota_usages([a.id for a in accounts])
     rows: list[dict[str, JsonValue]] = [
         {
             "address": a.address,
             "admin": a.is_admin,
             "sender": a.sender_policy.value,
             "created": timestamp(a.created),
+            **usage_cells(usages.get(a.id)),
         }
         for a in sorted(accounts, key=lambda a: a.address.lower())
     ]
@@ -161,6 +167,7 @@ async def account_list(args: argparse.Namespace, io: Io) -> int:
         Column("address", "ADDRESS"),
         Column("admin", "ADMIN"),
         Column("sender", "SENDER"),
+        *(QUOTA_JSON_COLUMNS if args.json else QUOTA_TABLE_COLUMNS),
         Column("created", "CREATED"),
     )
     show(io, columns, rows, as_json=args.json, empty="no accounts")

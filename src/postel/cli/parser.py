@@ -16,6 +16,7 @@ from postel.cli.dmarc_commands import add_dmarc_commands
 from postel.cli.dns_commands import add_dns_commands
 from postel.cli.password_input import add_password_options
 from postel.cli.queue_commands import add_queue_commands
+from postel.cli.quota_commands import add_quota_command
 
 SyncHandler = Callable[[argparse.Namespace, Io], int]
 AsyncHandler = Callable[[argparse.Namespace, Io], Awaitable[int]]
@@ -132,6 +133,7 @@ def _account_commands(
         help="own: its addresses and aliases; domain: any at its domain; any: any address",
     )
     sender.set_defaults(async_handler=directory_commands.account_sender)
+    add_quota_command(sub, common)
 
 
 def _alias_commands(

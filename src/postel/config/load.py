@@ -31,6 +31,7 @@ from postel.config.model import (
     ImapLimits,
     MtaStsConfig,
     Pop3Limits,
+    QuotaConfig,
     SmtpLimits,
     SubmissionConfig,
     TlsConfig,
@@ -61,6 +62,7 @@ _TOP_KEYS = {
     "delivery",
     "mta_sts",
     "submission",
+    "quota",
     "authentication",
     "dmarc",
     "forwarding",
@@ -90,6 +92,10 @@ _IMAP_CHECKS: dict[str, Validator] = {
     "timeout_idle": positive,
 }
 _AUTH_CHECKS: dict[str, Validator] = {"cache_seconds": non_negative}
+_QUOTA_CHECKS: dict[str, Validator] = {
+    "storage_default": non_negative,
+    "messages_default": non_negative,
+}
 _DELIVERY_CHECKS: dict[str, Validator] = {
     "port": positive,
     "connections_max": positive,
@@ -308,6 +314,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     delivery = reader.section(data, ("delivery",), DeliveryConfig, _DELIVERY_CHECKS)
     mta_sts = reader.section(data, ("mta_sts",), MtaStsConfig, _MTA_STS_CHECKS)
     submission = reader.section(data, ("submission",), SubmissionConfig, {})
+    quota = reader.section(data, ("quota",), QuotaConfig, _QUOTA_CHECKS)
     authentication = reader.section(
         data, ("authentication",), AuthenticationConfig, _AUTHENTICATION_CHECKS
     )
@@ -329,6 +336,7 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
         delivery=delivery,
         mta_sts=mta_sts,
         submission=submission,
+        quota=quota,
         authentication=authentication,
         dmarc=dmarc,
         forwarding=forwarding,

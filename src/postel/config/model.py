@@ -253,6 +253,28 @@ class SubmissionConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """Quota limits given to each account when it is created (``postel account add``);
+    0 is no limit. An account's own limits are set with ``postel account quota``.
+    Spec: RFC 9208 §5."""
+
+    storage_default: int = 0
+    """Octets: the sum of the sizes of all the account's messages."""
+    messages_default: int = 0
+    """Messages over all the account's mailboxes."""
+
+    @property
+    def storage_limit(self) -> int | None:
+        """The default as the store takes it (None: no limit)."""
+        return self.storage_default or None
+
+    @property
+    def message_limit(self) -> int | None:
+        """The default as the store takes it (None: no limit)."""
+        return self.messages_default or None
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     """Login policy shared by IMAP, POP3 and submission."""
 
@@ -306,6 +328,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
     authentication: AuthenticationConfig = field(default_factory=AuthenticationConfig)
     dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     forwarding: ForwardingConfig = field(default_factory=ForwardingConfig)

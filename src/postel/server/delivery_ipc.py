@@ -35,7 +35,7 @@ from typing import Any
 
 from postel.errors import AlreadyExists, NotFound, StoreError
 from postel.ids import AccountId, MailboxId, QueueId
-from postel.store import BlobRef, Delivered, Delivery, Store
+from postel.store import BlobRef, Delivered, Delivery, OverQuota, Store
 
 __all__ = [
     "IPC_FRAME_MAX",
@@ -56,6 +56,7 @@ _LENGTH = struct.Struct("!I")
 _ERRORS: dict[str, type[StoreError]] = {
     "not_found": NotFound,
     "already_exists": AlreadyExists,
+    "over_quota": OverQuota,
     "store": StoreError,
 }
 

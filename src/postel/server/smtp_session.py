@@ -49,8 +49,9 @@ from postel.pipeline.dmarc_observer import DmarcObserver
 from postel.pipeline.forwarding import ForwardEnvelope, Forwarder, ForwardTarget, SrsError
 from postel.server import tls
 from postel.server.listener import Peer
+from postel.server.quota_gate import MAILBOX_FULL, QuotaGate
 from postel.server.success_reports import ReportSender, send_success_report, wants_success
-from postel.store import BlobRef, BlobWriter, SpecialUse, Store
+from postel.store import BlobRef, BlobWriter, OverQuota, SpecialUse, Store
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class SmtpService:
         """Queues mail for aliases' remote targets and bounces to our SRS addresses
         (set by the composition root for port 25; None: aliases reach their local
         targets only and SRS addresses are unknown). Spec: RFC 5321 §3.9."""
+        self.quota = QuotaGate(store, clock)
+        """Refuses recipients whose mailbox is full at RCPT TO (452 4.2.2)."""
         self.sessions: set[SmtpSession] = set()
         self.core_config = smtp.ServerConfig(
             hostname=config.hostname,
@@ -600,6 +603,9 @@ class SmtpSession(asyncio.Protocol):
             resolution = Forwarded((f"{split[0]}@{split[1]}",))
         match resolution:
             case LocalRecipients(accounts=accounts, remote=remote):
+                full = await self.service.quota.refusal(accounts, txn.params.size)
+                if full is not None:
+                    return full
                 txn.recipients.append(Recipient(address, tuple(accounts)))
                 if remote and forwarder is not None:
                     txn.forwards.append(ForwardTarget(address, seal_domain, remote))
@@ -641,8 +647,11 @@ class SmtpSession(asyncio.Protocol):
 
     async def complete(self) -> smtp.Reply:
         """The durability point: 250 only after the delivery transaction committed.
+        A recipient's account without room for the message refuses the whole
+        transaction with 452 4.2.2 (one reply to DATA; nothing stored).
 
-        Spec: RELIABILITY.md D1, RFC 5321 §4.1.1.4 and §6.1 (a 250 is a promise).
+        Spec: RELIABILITY.md D1, RFC 5321 §4.1.1.4 and §6.1 (a 250 is a promise);
+        RFC 3463 §3.3 (X.2.2); RFC 9208 §5.
         """
         txn = self.txn
         self.txn = None
@@ -674,6 +683,10 @@ class SmtpSession(asyncio.Protocol):
                 else ()
             )
             forwarded = await self.forward(txn, envelope, ref)
+        except OverQuota as exc:
+            writer.abort()
+            self.log_transaction(envelope, size, f"deferred: {exc}")
+            return MAILBOX_FULL
         except PermanentFailure as exc:
             writer.abort()
             self.log_transaction(envelope, size, f"rejected: {exc}")

@@ -66,8 +66,9 @@ from postel.sasl import (
     decode_response,
 )
 from postel.server.auth import Authenticator, plaintext_allowed
+from postel.server.quota_gate import MAILBOX_FULL
 from postel.server.smtp_session import BANNED, LOCAL_ERROR, SmtpService, SmtpSession
-from postel.store import Account, BlobRef, SenderPolicy, SpecialUse, Store
+from postel.store import Account, BlobRef, OverQuota, SenderPolicy, SpecialUse, Store
 from postel.store.queue_api import NewQueuedMessage, NewRecipient
 
 log = logging.getLogger(__name__)
@@ -388,6 +389,10 @@ class SubmissionSession(SmtpSession):
                 flags=frozenset({"\\Seen"}),
                 queue_id=queue_id,
             )
+        except OverQuota as exc:  # the sender's own mailbox is full: no copy
+            log.warning(
+                "submission.sent_copy_over_quota", extra={"queue_id": queue_id, "error": str(exc)}
+            )
         except (StoreError, OSError):
             log.exception("submission.sent_copy_failed", extra={"queue_id": queue_id})
 
@@ -445,6 +450,13 @@ class SubmissionSession(SmtpSession):
             )
             for a, p in remote
         ]
+        if txn.recipients:
+            # Local recipients too, first: the same committed blob is delivered to them,
+            # so a refusal (a full mailbox) leaves nothing queued for a retry to repeat.
+            local = await self._deliver_committed(ref)
+            if local.code != 250:
+                return local
+        self.txn = None
         try:
             await self.service.store.enqueue(message, recipients)
         except StoreError:
@@ -452,17 +464,15 @@ class SubmissionSession(SmtpSession):
             return LOCAL_ERROR
         if self.service.on_enqueued is not None:
             self.service.on_enqueued()
-        if not txn.recipients:
-            self.txn = None
-            log.info(
-                "submission.queued",
-                extra={"queue_id": txn.queue_id, "rcpt": ",".join(a for a, _ in remote)},
-            )
-            return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
-        # Local recipients too: the same committed blob is delivered to them.
-        return await self._deliver_committed(ref)
+        log.info(
+            "submission.queued",
+            extra={"queue_id": txn.queue_id, "rcpt": ",".join(a for a, _ in remote)},
+        )
+        return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
 
     async def _deliver_committed(self, ref: BlobRef) -> smtp.Reply:
+        """Deliver the committed blob to the local recipients: 250, 452 4.2.2 when an
+        account has no room (nothing stored), or 451. Spec: RFC 3463 §3.3 (X.2.2)."""
         txn = self.txn
         assert txn is not None
         added = self.added_fields(bytes(txn.head))  # the same fields as the queued copy
@@ -480,6 +490,9 @@ class SubmissionSession(SmtpSession):
         )
         try:
             await self.service.inbound.deliver(envelope, ref)
+        except OverQuota as exc:
+            log.info("submission.over_quota", extra={"queue_id": txn.queue_id, "error": str(exc)})
+            return MAILBOX_FULL
         except (StoreError, OSError):
             log.exception("submission.deliver_failed", extra={"queue_id": txn.queue_id})
             return LOCAL_ERROR

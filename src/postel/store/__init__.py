@@ -38,6 +38,15 @@ from postel.store.api import (
     UidSet,
 )
 from postel.store.changes import ChangeHub, ChangeRelay, ChangeSubscription
+from postel.store.quota_api import (
+    STORAGE_UNIT,
+    OverQuota,
+    QuotaResource,
+    QuotaUsage,
+    exceeded,
+    storage_octets,
+    storage_units,
+)
 from postel.store.sql import SqlStore
 
 
@@ -54,6 +63,7 @@ def open_store(database_url: str, blob_dir: Path, *, clock: Clock) -> Store:
 
 __all__ = [
     "DEFAULT_MAILBOXES",
+    "STORAGE_UNIT",
     "UID_MAX",
     "Account",
     "Alias",
@@ -82,6 +92,9 @@ __all__ = [
     "MailboxSnapshot",
     "MailboxStatus",
     "MoveResult",
+    "OverQuota",
+    "QuotaResource",
+    "QuotaUsage",
     "RecoveryReport",
     "SenderPolicy",
     "SpecialUse",
@@ -89,5 +102,8 @@ __all__ = [
     "Store",
     "StoredMessage",
     "UidSet",
+    "exceeded",
     "open_store",
+    "storage_octets",
+    "storage_units",
 ]

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         QueueRecipientId,
         SettleResult,
     )
+    from postel.store.quota_api import QuotaUsage
 
 
 class SpecialUse(enum.StrEnum):
@@ -112,6 +113,12 @@ class Account:
     is_admin: bool = False
     sender_policy: SenderPolicy = SenderPolicy.OWN
     """Which senders submission accepts from this account (``SenderPolicy``)."""
+    storage_limit: int | None = None
+    """Quota on the sum of RFC822.SIZE over all its mailboxes, octets (None: none).
+    Spec: RFC 9208 §5.1."""
+    message_limit: int | None = None
+    """Quota on the number of messages over all its mailboxes (None: none).
+    Spec: RFC 9208 §5.2."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,9 +495,13 @@ class Store(Protocol):
         *,
         is_admin: bool = False,
         sender_policy: SenderPolicy = SenderPolicy.OWN,
+        storage_limit: int | None = None,
+        message_limit: int | None = None,
     ) -> Account:
         """Create the account and its DEFAULT_MAILBOXES in one transaction. The domain
-        must exist (NotFound otherwise)."""
+        must exist (NotFound otherwise). ``storage_limit`` (octets) and
+        ``message_limit`` are its quota (None: no limit; StoreError for a negative one).
+        Spec: RFC 9208 §5."""
         ...
 
     async def list_accounts(self, domain: str | None = None) -> Sequence[Account]: ...
@@ -508,6 +519,30 @@ class Store(Protocol):
 
     async def remove_account(self, address: str) -> None:
         """Remove the account, its mailboxes and messages, and aliases' targets to it."""
+        ...
+
+    # -- quotas (quota_api.py) --
+    async def quota_usage(self, account_id: AccountId) -> QuotaUsage:
+        """The account's usage (octets and messages over all its mailboxes, computed in
+        one statement) and limits. NotFound. Spec: RFC 9208 §4.2-§4.3, §5."""
+        ...
+
+    async def quota_usages(
+        self, account_ids: Collection[AccountId] | None = None, *, limited_only: bool = False
+    ) -> Mapping[AccountId, QuotaUsage]:
+        """Usage and limits of ``account_ids`` (None: every account) in one statement
+        per chunk; with ``limited_only``, only the accounts that have a limit (an
+        unlimited account then costs an index lookup, no usage). Unknown accounts are
+        left out. Spec: RFC 9208 §5."""
+        ...
+
+    async def set_quota(
+        self, account_id: AccountId, storage: int | None, messages: int | None
+    ) -> QuotaUsage:
+        """Set the account's STORAGE limit (octets) and MESSAGE limit; None removes a
+        limit, 0 allows nothing. Returns the usage after. NotFound, StoreError (a
+        negative or too large limit). Lowering a limit below the usage removes
+        nothing: further additions are refused. Spec: RFC 9208 §4.3 (SETQUOTA)."""
         ...
 
     async def add_alias(self, source: str, targets: Sequence[str]) -> Alias: ...

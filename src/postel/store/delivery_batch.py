@@ -9,6 +9,12 @@ with one ``executemany`` for blob rows (insert-or-ignore, sorted by key) and one
 message rows. A request whose checks fail is left out of the plan and gets its own error,
 exactly as in the per-request path.
 
+Quota: the statement that locks the mailboxes also reads each account's limits; only
+when the batch has accounts with a limit is their usage read (one more statement), and
+a ``quota_ops.QuotaLedger`` admits each request against it, in order: a request that
+would take an account over a limit fails alone with ``OverQuota`` and stores nothing
+(RFC 9208 §5).
+
 Fallback: when a write of the fast path fails (a value the database refuses, a constraint
 the plan could not foresee), the batch savepoint is rolled back and the batch runs again
 request by request, each in its own savepoint, so a bad request fails alone.
@@ -40,7 +46,8 @@ from postel.ids import MailboxId
 from postel.store.api import BlobRef, Delivered, Delivery
 from postel.store.blobs import BlobFiles
 from postel.store.directory_sql import flags_text, mailbox_name
-from postel.store.schema import blobs, mailboxes, messages
+from postel.store.quota_ops import QuotaLedger, ledger_base, usage_rows
+from postel.store.schema import accounts, blobs, mailboxes, messages
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +60,8 @@ MailboxKey = tuple[int, str]
 """``(account_id, mailbox name)``."""
 SeenKey = tuple[int, str]
 """``(mailbox_id, queue_id)``."""
+Limits = dict[int, tuple[int | None, int | None]]
+"""``account_id -> (storage_limit, message_limit)`` of the accounts with a limit."""
 
 _SEEN_SQLITE = """
 SELECT m.mailbox_id, m.queue_id, m.uid, m.modseq FROM json_each(:pairs) AS v
@@ -104,10 +113,13 @@ class DeliveryStatements:
                 mailboxes.c.uidvalidity,
                 mailboxes.c.uidnext,
                 mailboxes.c.highestmodseq,
+                accounts.c.storage_limit,
+                accounts.c.message_limit,
             )
+            .join(accounts, accounts.c.id == mailboxes.c.account_id)
             .where(mailboxes.c.account_id.in_(bindparam("account_ids", expanding=True)))
             .order_by(mailboxes.c.id)
-            .with_for_update(),
+            .with_for_update(of=mailboxes),
             seen_pairs=text(_SEEN_POSTGRESQL if dialect == "postgresql" else _SEEN_SQLITE),
             seen_one=select(messages.c.uid, messages.c.modseq).where(
                 messages.c.mailbox_id == bindparam("mailbox_id"),
@@ -150,7 +162,10 @@ class BatchIO(Protocol):
     transaction: the same SQL without SQLAlchemy's per-statement cost).
     """
 
-    def lock_mailboxes(self, account_ids: list[int]) -> dict[MailboxKey, _MailboxState]: ...
+    def lock_mailboxes(
+        self, account_ids: list[int]
+    ) -> tuple[dict[MailboxKey, _MailboxState], Limits]: ...
+    def usage(self, account_ids: list[int]) -> dict[int, tuple[int, int]]: ...
     def seen(self, pairs: list[SeenKey]) -> dict[SeenKey, tuple[int, int]]: ...
     def present_blobs(self, keys: list[str]) -> set[str]: ...
     def insert_blobs(self, rows: list[dict[str, Any]]) -> None: ...
@@ -166,15 +181,23 @@ class AlchemyBatchIO:
     conn: Connection
     stmts: DeliveryStatements
 
-    def lock_mailboxes(self, account_ids: list[int]) -> dict[MailboxKey, _MailboxState]:
+    def lock_mailboxes(
+        self, account_ids: list[int]
+    ) -> tuple[dict[MailboxKey, _MailboxState], Limits]:
         state: dict[MailboxKey, _MailboxState] = {}
+        limits: Limits = {}
         for i in range(0, len(account_ids), LOCK_CHUNK):
             rows = self.conn.execute(
                 self.stmts.lock_mailboxes, {"account_ids": account_ids[i : i + LOCK_CHUNK]}
             )
-            for mb_id, account_id, name, validity, uidnext, modseq in rows:
+            for mb_id, account_id, name, validity, uidnext, modseq, storage, count in rows:
                 state[(account_id, name)] = _MailboxState(mb_id, validity, uidnext, modseq)
-        return state
+                if storage is not None or count is not None:
+                    limits[account_id] = (storage, count)
+        return state, limits
+
+    def usage(self, account_ids: list[int]) -> dict[int, tuple[int, int]]:
+        return usage_rows(self.conn, account_ids)
 
     def seen(self, pairs: list[SeenKey]) -> dict[SeenKey, tuple[int, int]]:
         rows = self.conn.execute(self.stmts.seen_pairs, self.stmts.seen_parameters(pairs))
@@ -263,6 +286,7 @@ class _Plan:
     or planned by an earlier delivery of the batch."""
     present_blobs: set[str]
     """Keys of blob rows in the database (file-backed ones looked up) or planned."""
+    quota: QuotaLedger
     blob_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     message_rows: list[dict[str, Any]] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
@@ -303,7 +327,9 @@ def _plan_one(
     if delivery.internal_date.tzinfo is None:
         raise StoreError("delivery refused: naive datetime given to the store; pass an aware one")
     uid, modseq = _allocate(mailbox)
-    request.message_rows.append(_message_row(delivery, mailbox.id, uid, modseq))
+    row = _message_row(delivery, mailbox.id, uid, modseq)
+    plan.quota.charge(int(delivery.account_id), row["size"])
+    request.message_rows.append(row)
     if seen_key is not None:
         request.seen[seen_key] = (uid, modseq)
     return _delivered(delivery, mailbox, uid, modseq)
@@ -313,7 +339,9 @@ def _plan_request(plan: _Plan, deliveries: Sequence[Delivery], files: BlobFiles)
     request = _RequestPlan()
     try:
         out = [_plan_one(plan, request, d, files) for d in deliveries]
+        plan.quota.admit()
     except StoreError as exc:
+        plan.quota.discard()
         plan.outcomes.append(exc)
         return
     plan.state.update(request.overlay)
@@ -341,6 +369,7 @@ def _fast_path(
     files: BlobFiles,
     locked: dict[MailboxKey, _MailboxState],
     requests: Sequence[Sequence[Delivery]],
+    quota: QuotaLedger,
 ) -> _Plan:
     pairs = _seen_pairs(locked, requests)
     file_keys = sorted({d.blob.key for r in requests for d in r if d.blob.inline is None})
@@ -348,6 +377,7 @@ def _fast_path(
         state=dict(locked),
         seen=io.seen(pairs) if pairs else {},
         present_blobs=io.present_blobs(file_keys) if file_keys else set(),
+        quota=quota,
     )
     for request in requests:
         _plan_request(plan, request, files)
@@ -367,7 +397,9 @@ class _Batch:
     stmts: DeliveryStatements
     files: BlobFiles
     state: dict[MailboxKey, _MailboxState]
+    quota: QuotaLedger
     known_blobs: set[str] = field(default_factory=set)
+    """Blob keys whose row a committed request of this batch wrote or found."""
 
 
 def _ensure_blob(batch: _Batch, ref: BlobRef) -> None:
@@ -388,7 +420,10 @@ def _ensure_blob(batch: _Batch, ref: BlobRef) -> None:
 
 
 def _deliver_one(
-    batch: _Batch, delivery: Delivery, overlay: dict[MailboxKey, _MailboxState]
+    batch: _Batch,
+    delivery: Delivery,
+    overlay: dict[MailboxKey, _MailboxState],
+    blobs_written: set[str],
 ) -> Delivered:
     mailbox = _overlay_mailbox(batch.state, overlay, delivery)
     if delivery.queue_id is not None:
@@ -398,27 +433,35 @@ def _deliver_one(
         if seen is not None:
             return _delivered(delivery, mailbox, int(seen[0]), int(seen[1]), duplicate=True)
     _ensure_blob(batch, delivery.blob)
+    blobs_written.add(delivery.blob.key)
     uid, modseq = _allocate(mailbox)
-    batch.conn.execute(batch.stmts.insert_message, _message_row(delivery, mailbox.id, uid, modseq))
+    row = _message_row(delivery, mailbox.id, uid, modseq)
+    batch.quota.charge(int(delivery.account_id), row["size"])
+    batch.conn.execute(batch.stmts.insert_message, row)
     return _delivered(delivery, mailbox, uid, modseq)
 
 
 def _run_request(batch: _Batch, request: Sequence[Delivery]) -> Outcome:
     overlay: dict[MailboxKey, _MailboxState] = {}
+    blobs_written: set[str] = set()  # a duplicate writes no blob row: not known then
     try:
         with batch.conn.begin_nested():
-            out = [_deliver_one(batch, d, overlay) for d in request]
+            out = [_deliver_one(batch, d, overlay, blobs_written) for d in request]
+            batch.quota.admit()  # OverQuota rolls the savepoint back
     except StoreError as exc:
+        batch.quota.discard()
         return exc
     except DBAPIError as exc:
+        batch.quota.discard()
         _log.warning("store.deliver.rejected error=%s", type(exc.orig).__name__)
         return StoreError(f"delivery refused by the database: {exc.orig}")
     except (StatementError, ValueError, TypeError) as exc:
         # Bad values (e.g. a naive internal_date) fail this caller only.
+        batch.quota.discard()
         _log.warning("store.deliver.rejected error=%s", type(exc).__name__)
         return StoreError(f"delivery refused: {exc}")
     batch.state.update(overlay)
-    batch.known_blobs.update(d.blob.key for d in request)
+    batch.known_blobs.update(blobs_written)
     return out
 
 
@@ -428,8 +471,9 @@ def _per_request_path(
     files: BlobFiles,
     locked: dict[MailboxKey, _MailboxState],
     requests: Sequence[Sequence[Delivery]],
+    quota: QuotaLedger,
 ) -> tuple[dict[MailboxKey, _MailboxState], list[Outcome]]:
-    batch = _Batch(conn=conn, stmts=stmts, files=files, state=dict(locked))
+    batch = _Batch(conn=conn, stmts=stmts, files=files, state=dict(locked), quota=quota)
     outcomes = [_run_request(batch, request) for request in requests]
     return batch.state, outcomes
 
@@ -454,14 +498,17 @@ def run_batch(
     """
     io = io or AlchemyBatchIO(conn, stmts)
     account_ids = sorted({int(d.account_id) for request in requests for d in request})
-    locked = io.lock_mailboxes(account_ids)
+    locked, limits = io.lock_mailboxes(account_ids)
+    base = ledger_base(limits, io.usage(sorted(limits))) if limits else {}
     try:
         with io.savepoint():
-            plan = _fast_path(io, files, locked, requests)
+            plan = _fast_path(io, files, locked, requests, QuotaLedger(dict(base)))
         state, outcomes = plan.state, plan.outcomes
     except (*_FALLBACK_ERRORS, *FALLBACK_DRIVER_ERRORS) as exc:
         _log.info("store.deliver.fast_path_failed error=%s", type(exc).__name__)
-        state, outcomes = _per_request_path(conn, stmts, files, locked, requests)
+        state, outcomes = _per_request_path(
+            conn, stmts, files, locked, requests, QuotaLedger(dict(base))
+        )
     dirty = [
         {"b_id": s.id, "b_uidnext": s.uidnext, "b_modseq": s.highestmodseq}
         for s in state.values()

@@ -24,10 +24,12 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from postel.store.delivery_batch import (
     _SEEN_SQLITE,
     LOCK_CHUNK,
+    Limits,
     MailboxKey,
     SeenKey,
     _MailboxState,
 )
+from postel.store.quota_ops import USAGE_CHUNK, USAGE_SQL
 from postel.store.schema import messages
 
 __all__ = ["SqliteBatchIO"]
@@ -69,18 +71,35 @@ class SqliteBatchIO:
     raw: sqlite3.Connection
     _savepoints: int = 0
 
-    def lock_mailboxes(self, account_ids: list[int]) -> dict[MailboxKey, _MailboxState]:
+    def lock_mailboxes(
+        self, account_ids: list[int]
+    ) -> tuple[dict[MailboxKey, _MailboxState], Limits]:
         # BEGIN IMMEDIATE already holds SQLite's write lock: a plain read is enough.
         state: dict[MailboxKey, _MailboxState] = {}
+        limits: Limits = {}
         for i in range(0, len(account_ids), LOCK_CHUNK):
             chunk = account_ids[i : i + LOCK_CHUNK]
             sql = (
-                "SELECT id, account_id, name, uidvalidity, uidnext, highestmodseq "
-                f"FROM mailboxes WHERE account_id IN ({', '.join('?' * len(chunk))}) ORDER BY id"
+                "SELECT mb.id, mb.account_id, mb.name, mb.uidvalidity, mb.uidnext, "
+                "mb.highestmodseq, a.storage_limit, a.message_limit "
+                "FROM mailboxes AS mb JOIN accounts AS a ON a.id = mb.account_id "
+                f"WHERE mb.account_id IN ({', '.join('?' * len(chunk))}) ORDER BY mb.id"
             )
-            for mb_id, account_id, name, validity, uidnext, modseq in self.raw.execute(sql, chunk):
+            for row in self.raw.execute(sql, chunk):
+                mb_id, account_id, name, validity, uidnext, modseq, storage, count = row
                 state[(account_id, name)] = _MailboxState(mb_id, validity, uidnext, modseq)
-        return state
+                if storage is not None or count is not None:
+                    limits[account_id] = (storage, count)
+        return state, limits
+
+    def usage(self, account_ids: list[int]) -> dict[int, tuple[int, int]]:
+        used: dict[int, tuple[int, int]] = {}
+        for i in range(0, len(account_ids), USAGE_CHUNK):
+            chunk = account_ids[i : i + USAGE_CHUNK]
+            sql = USAGE_SQL.format(marks=", ".join("?" * len(chunk)))
+            for account_id, octets, count in self.raw.execute(sql, chunk):
+                used[int(account_id)] = (int(octets), int(count))
+        return used
 
     def seen(self, pairs: list[SeenKey]) -> dict[SeenKey, tuple[int, int]]:
         rows = self.raw.execute(_SEEN, (json.dumps(pairs),))

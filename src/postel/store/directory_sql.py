@@ -31,6 +31,7 @@ from postel.store.api import (
     SpecialUse,
     StoredMessage,
 )
+from postel.store.quota_api import check_limits
 from postel.store.schema import (
     ADDRESS_MAX,
     DOMAIN_MAX,
@@ -161,6 +162,8 @@ _ACCOUNT_COLS = (
     accounts.c.created,
     accounts.c.is_admin,
     accounts.c.sender_policy,
+    accounts.c.storage_limit,
+    accounts.c.message_limit,
 )
 
 
@@ -179,6 +182,8 @@ def _account(m: RowMapping) -> Account:
         created=m["created"],
         is_admin=bool(m["is_admin"]),
         sender_policy=_sender_policy(m["sender_policy"]),
+        storage_limit=m["storage_limit"],
+        message_limit=m["message_limit"],
     )
 
 
@@ -208,7 +213,10 @@ def add_account(
     is_admin: bool,
     now: dt.datetime,
     sender_policy: SenderPolicy = SenderPolicy.OWN,
+    storage_limit: int | None = None,
+    message_limit: int | None = None,
 ) -> Account:
+    check_limits(storage_limit, message_limit)
     local, domain_name = split_address(address)
     if not local:
         raise StoreError(f"bad account address {address!r}")
@@ -227,6 +235,8 @@ def add_account(
                     is_admin=is_admin,
                     created=now,
                     sender_policy=SenderPolicy(sender_policy).value,
+                    storage_limit=storage_limit,
+                    message_limit=message_limit,
                     **_credential_values(credentials),
                 )
                 .returning(accounts.c.id)
@@ -257,6 +267,8 @@ def add_account(
         created=now,
         is_admin=is_admin,
         sender_policy=SenderPolicy(sender_policy),
+        storage_limit=storage_limit,
+        message_limit=message_limit,
     )
 
 

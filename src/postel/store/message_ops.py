@@ -9,8 +9,12 @@ arrays through ``unnest``), driven by the ``(mailbox_id, uid)`` unique index.
 Every write that changes a mailbox takes ONE new MODSEQ (``HIGHESTMODSEQ + 1``) for the
 whole operation; UIDs come from UIDNEXT and are never reused.
 
+APPEND, COPY and MOVE into an account with a quota lock all the account's mailboxes
+first and raise ``OverQuota`` (nothing written) when they would take it over a limit
+(quota_ops.py); a MOVE within one account changes no usage and is never refused.
+
 Spec: RFC 9051 §2.3.1.1, §6.3.2, §6.3.12, §6.4.3, §6.4.5-§6.4.9; RFC 7162 §3.1, §3.2.10;
-RFC 4315 §3; RFC 6851 §3.3.
+RFC 4315 §3; RFC 6851 §3.3; RFC 9208 §4.1.
 """
 
 from __future__ import annotations
@@ -62,6 +66,8 @@ from postel.store.api import (
 )
 from postel.store.blobs import BlobFiles
 from postel.store.mailbox_ops import LockedMailbox, has_flag, lock_mailboxes, save_counters
+from postel.store.quota_api import QuotaUsage
+from postel.store.quota_ops import check_addition, lock_for_quota
 from postel.store.schema import blobs, expunged, mailboxes, messages
 
 
@@ -389,11 +395,12 @@ def append(
     crlf_size: int | None = None,
 ) -> Appended:
     """Insert the blob row (if new) and the message in the open transaction.
-    NotFound (mailbox, or a file blob never committed), InvalidFlag, StoreError.
-    Spec: RFC 9051 §6.3.12; RFC 4315 §3."""
+    NotFound (mailbox, or a file blob never committed), InvalidFlag, OverQuota,
+    StoreError. Spec: RFC 9051 §6.3.12; RFC 4315 §3; RFC 9208 §4.1."""
     stored_flags = fl.canonical_set(flags)
     if internal_date.tzinfo is None:
         raise StoreError("APPEND refused: naive INTERNALDATE")
+    check_addition(lock_for_quota(conn, mailbox_id), blob.size, 1)
     box = lock_mailboxes(conn, [mailbox_id])[mailbox_id]
     _ensure_blob(conn, dialect, files, blob)
     uid, modseq = box.uidnext, box.highestmodseq + 1
@@ -449,15 +456,20 @@ def _copy(
     source: LockedMailbox,
     uids: UidSet,
     target: LockedMailbox,
+    quota: QuotaUsage | None = None,
 ) -> tuple[list[int], int]:
     """Copy the messages of ``uids`` into ``target`` set-wise (INSERT ... SELECT, new
-    UIDs by ascending source UID); returns the source UIDs and the first new UID."""
+    UIDs by ascending source UID); returns the source UIDs and the first new UID.
+    OverQuota (nothing written) when ``quota``, the target account's usage, cannot
+    take the copies."""
     src = messages.alias("src")
-    query, params = _in_uids(dialect, src, source.id, uids, src.c.uid)
-    source_uids = [int(u) for u in conn.execute(query, params).scalars()]
+    query, params = _in_uids(dialect, src, source.id, uids, src.c.uid, src.c.size)
+    found = conn.execute(query, params).all()
+    source_uids = [int(u) for u, _ in found]
     first = target.uidnext
     if not source_uids:
         return [], first
+    check_addition(quota, sum(int(size) for _, size in found), len(found))
     target.uidnext += len(source_uids)
     target.highestmodseq += 1
     numbered, _ = _in_uids(
@@ -482,10 +494,13 @@ def copy_messages(
     conn: Connection, dialect: Dialect, source_id: MailboxId, uids: UidSet, target_id: MailboxId
 ) -> CopyResult:
     """COPY: same blobs, flags and INTERNALDATE; one new MODSEQ in the target.
-    NotFound. Spec: RFC 9051 §6.4.7; RFC 4315 §3 (COPYUID)."""
+    NotFound, OverQuota. Spec: RFC 9051 §6.4.7; RFC 4315 §3 (COPYUID); RFC 9208 §4.1."""
+    quota = lock_for_quota(conn, target_id, also=[source_id]) if uids else None
     locked = lock_mailboxes(conn, [source_id, target_id])
     source, target = locked[source_id], locked[target_id]
-    moved, first = _copy(conn, dialect, source, uids, target) if uids else ([], target.uidnext)
+    moved, first = (
+        _copy(conn, dialect, source, uids, target, quota) if uids else ([], target.uidnext)
+    )
     pairs = tuple((u, first + i) for i, u in enumerate(moved))
     return CopyResult(target.uidvalidity, pairs, target.highestmodseq)
 
@@ -493,11 +508,17 @@ def copy_messages(
 def move_messages(
     conn: Connection, dialect: Dialect, source_id: MailboxId, uids: UidSet, target_id: MailboxId
 ) -> MoveResult:
-    """MOVE: COPY, then expunge the sources, in the open transaction. NotFound.
-    Spec: RFC 6851 §3.3."""
+    """MOVE: COPY, then expunge the sources, in the open transaction. NotFound;
+    OverQuota only between two accounts (within one the usage does not change).
+    Spec: RFC 6851 §3.3; RFC 9208 §4.1."""
+    quota = lock_for_quota(conn, target_id, also=[source_id]) if uids else None
     locked = lock_mailboxes(conn, [source_id, target_id])
     source, target = locked[source_id], locked[target_id]
-    moved, first = _copy(conn, dialect, source, uids, target) if uids else ([], target.uidnext)
+    if quota is not None and source.account_id == target.account_id:
+        quota = None  # the messages stay in the account: its usage does not change
+    moved, first = (
+        _copy(conn, dialect, source, uids, target, quota) if uids else ([], target.uidnext)
+    )
     if moved:
         _remove(conn, source, moved)
     pairs = tuple((u, first + i) for i, u in enumerate(moved))

@@ -101,7 +101,12 @@ accounts = Table(
     Column("is_admin", Boolean, nullable=False, default=False),
     Column("created", UtcDateTime, nullable=False),
     Column("sender_policy", String(16), nullable=False, server_default="own"),
+    Column("storage_limit", BigInteger, nullable=True),
+    Column("message_limit", BigInteger, nullable=True),
 )
+"""``storage_limit`` (octets, the sum of RFC822.SIZE) and ``message_limit`` (messages)
+are the account's quota over all its mailboxes; NULL is no limit. Usage is computed
+from ``messages`` (store/quota_ops.py). Spec: RFC 9208 §5."""
 
 aliases = Table(
     "aliases",
@@ -187,6 +192,9 @@ Index(
     postgresql_where=messages.c.queue_id.is_not(None),
 )
 Index("ix_messages_mailbox_id_modseq", messages.c.mailbox_id, messages.c.modseq)
+Index("ix_messages_mailbox_id_size", messages.c.mailbox_id, messages.c.size)
+"""Covers the quota usage of a mailbox (``SUM(size)``, ``COUNT(*)``) without reading the
+table rows (store/quota_ops.py)."""
 
 subscriptions = Table(
     "subscriptions",

@@ -33,6 +33,7 @@ from postel.store import mailbox_ops as mq
 from postel.store import message_ops as xq
 from postel.store import queue_admin as qa
 from postel.store import queue_ops as qq
+from postel.store import quota_ops as quota
 from postel.store.api import (
     UID_MAX,
     Account,
@@ -84,6 +85,7 @@ from postel.store.queue_api import (
     QueueRecipientId,
     SettleResult,
 )
+from postel.store.quota_api import QuotaUsage
 from postel.store.recovery import SHARED_GRACE_SECONDS, recover
 from postel.store.settle_batch import SettleBatcher, SettleRequest
 
@@ -257,9 +259,17 @@ class SqlStore:
         *,
         is_admin: bool = False,
         sender_policy: SenderPolicy = SenderPolicy.OWN,
+        storage_limit: int | None = None,
+        message_limit: int | None = None,
     ) -> Account:
         return await self._write_directory(
-            _add_account, address, credentials, is_admin, self._clock.now(), sender_policy
+            _add_account,
+            address,
+            credentials,
+            is_admin,
+            self._clock.now(),
+            sender_policy,
+            (storage_limit, message_limit),
         )
 
     async def list_accounts(self, domain: str | None = None) -> Sequence[Account]:
@@ -279,6 +289,23 @@ class SqlStore:
 
     async def remove_account(self, address: str) -> None:
         await self._write_directory(q.remove_account, address)
+
+    # -- quotas (quota_ops.py) ---------------------------------------------------------
+
+    async def quota_usage(self, account_id: AccountId) -> QuotaUsage:
+        return await self._read(quota.quota_usage, account_id)
+
+    async def quota_usages(
+        self, account_ids: Collection[AccountId] | None = None, *, limited_only: bool = False
+    ) -> Mapping[AccountId, QuotaUsage]:
+        if account_ids is not None and not account_ids:
+            return {}
+        return await self._read(quota.quota_usages, account_ids, limited_only)
+
+    async def set_quota(
+        self, account_id: AccountId, storage: int | None, messages: int | None
+    ) -> QuotaUsage:
+        return await self._write_directory(quota.set_quota, account_id, storage, messages)
 
     async def add_alias(self, source: str, targets: Sequence[str]) -> Alias:
         return await self._write_directory(q.add_alias, source, targets, self._clock.now())
@@ -707,27 +734,3 @@ class SqlStore:
     async def reindex_all(self) -> int:
         """See Store.reindex_all."""
         return await self._write(fx.drop_index)
-
-
-def _add_account(
-    conn: Connection,
-    address: str,
-    credentials: Credentials,
-    is_admin: bool,
-    now: dt.datetime,
-    sender_policy: SenderPolicy,
-) -> Account:
-    """The account with its default mailboxes, each subscribed (RFC 9051 §6.3.7)."""
-    account = q.add_account(conn, address, credentials, is_admin, now, sender_policy)
-    mq.subscribe_existing(conn, account.id)
-    return account
-
-
-def _canonical_flags(delivery: Delivery) -> Delivery:
-    if not delivery.flags:
-        return delivery
-    flags = canonical_set(delivery.flags)
-    return delivery if flags == delivery.flags else dataclasses.replace(delivery, flags=flags)
-
-
-_conforms: type[Store] = SqlStore
