@@ -734,3 +734,28 @@ class SqlStore:
     async def reindex_all(self) -> int:
         """See Store.reindex_all."""
         return await self._write(fx.drop_index)
+
+
+def _add_account(
+    conn: Connection,
+    address: str,
+    credentials: Credentials,
+    is_admin: bool,
+    now: dt.datetime,
+    sender_policy: SenderPolicy,
+    limits: tuple[int | None, int | None],
+) -> Account:
+    """The account with its default mailboxes, each subscribed (RFC 9051 §6.3.7)."""
+    account = q.add_account(conn, address, credentials, is_admin, now, sender_policy, *limits)
+    mq.subscribe_existing(conn, account.id)
+    return account
+
+
+def _canonical_flags(delivery: Delivery) -> Delivery:
+    if not delivery.flags:
+        return delivery
+    flags = canonical_set(delivery.flags)
+    return delivery if flags == delivery.flags else dataclasses.replace(delivery, flags=flags)
+
+
+_conforms: type[Store] = SqlStore
