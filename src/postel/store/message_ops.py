@@ -145,22 +145,40 @@ def _in_uids(
 # -- reads ---------------------------------------------------------------------------------
 
 
+_SELECT_SQLITE = (
+    "SELECT b.uidvalidity, b.uidnext, b.highestmodseq, m.uid, m.flags, m.modseq, b.recent_uid"
+    " FROM mailboxes AS b LEFT OUTER JOIN messages AS m ON m.mailbox_id = b.id"
+    " WHERE b.id = ? ORDER BY m.uid"
+)
+"""``select_mailbox``'s statement as SQL text for the sqlite3 cursor (same columns)."""
+
+
 def select_mailbox(conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
-    """Counters and every ``(uid, flags, modseq)`` by UID, in one statement. NotFound."""
-    rows = conn.execute(
-        select(
-            mailboxes.c.uidvalidity,
-            mailboxes.c.uidnext,
-            mailboxes.c.highestmodseq,
-            messages.c.uid,
-            messages.c.flags,
-            messages.c.modseq,
-            mailboxes.c.recent_uid,
-        )
-        .select_from(mailboxes.outerjoin(messages, messages.c.mailbox_id == mailboxes.c.id))
-        .where(mailboxes.c.id == mailbox_id)
-        .order_by(messages.c.uid)
-    ).all()
+    """Counters and every ``(uid, flags, modseq)`` by UID, in one statement. NotFound.
+    On SQLite the rows come straight from the driver's cursor: SQLAlchemy's per-row
+    work was most of a large mailbox's SELECT (bench/RESULTS.md, IMAP section)."""
+    rows: Sequence[Any]
+    if conn.dialect.name == "sqlite":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            rows = cursor.execute(_SELECT_SQLITE, (mailbox_id,)).fetchall()
+        finally:
+            cursor.close()
+    else:
+        rows = conn.execute(
+            select(
+                mailboxes.c.uidvalidity,
+                mailboxes.c.uidnext,
+                mailboxes.c.highestmodseq,
+                messages.c.uid,
+                messages.c.flags,
+                messages.c.modseq,
+                mailboxes.c.recent_uid,
+            )
+            .select_from(mailboxes.outerjoin(messages, messages.c.mailbox_id == mailboxes.c.id))
+            .where(mailboxes.c.id == mailbox_id)
+            .order_by(messages.c.uid)
+        ).all()
     if not rows:
         raise NotFound(f"no mailbox {mailbox_id}")
     validity, uidnext, highest, recent_uid = rows[0][0], rows[0][1], rows[0][2], rows[0][6]
