@@ -523,7 +523,12 @@ def main(argv: list[str]) -> int:
     s = sub.add_parser("summarize")
     s.add_argument("out")
     s.add_argument("results_md")
+    t = sub.add_parser("tree-cpu", help="CPU ticks of a process tree (bench/run.sh's settle)")
+    t.add_argument("pid", type=int)
     args = parser.parse_args(argv)
+    if args.command == "tree-cpu":
+        print(tree_cpu_ticks(args.pid))
+        return 0
     if args.command == "summarize":
         print(summarize(Path(args.out), Path(args.results_md)))
         return 0

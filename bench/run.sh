@@ -107,6 +107,18 @@ if [ "${SMTP_PROCESSES:-1}" -gt 1 ]; then  # its port-25 workers report in once 
   for _ in $(seq 1 600); do grep -q "smtp.workers pids=" "$POSTEL_DIR/postel.log" && break; sleep 0.1; done
 fi
 postel_count() { "$PY" "$BENCH/postel_setup.py" count "$CONFIG"; }
+# postel_settle: wait (at most 30 s) until postel's process tree has used no CPU for
+# 1.5 s, so that its background work after a run (the full-text indexer) never runs
+# during the next run, the peer's included.
+postel_settle() {
+  local last=-1 now quiet=0
+  for _ in $(seq 1 60); do
+    now=$("$PY" "$BENCH/outbound.py" tree-cpu "$POSTEL_PID" 2>/dev/null || echo 0)
+    if [ "$now" = "$last" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+    [ "$quiet" -ge 3 ] && return 0
+    last=$now; sleep 0.5
+  done
+}
 
 # ------------------------------------------------------------------- machine ----
 {
@@ -147,6 +159,7 @@ run_one() {
   fi
   if [ "$server" = postel ]; then after=$(postel_count); else after=$(peer_count); fi
   echo "{\"label\": \"$label\", \"sent\": $n, \"delivered\": $((after - before))}" >> "$VERIFY"
+  [ "$server" = postel ] && postel_settle
   log "$label: $(grep -F "\"label\": \"$label\"" "$RESULTS" | tail -1 | "$PY" -c 'import json, sys; r = json.load(sys.stdin); print(r["msgs_per_s"], "msg/s")'), delivered $((after - before))/$n"
   sleep 1
 }
