@@ -172,6 +172,7 @@ def prepare(work: Path) -> None:
     """Keys, zone, signed messages and the template data dir under ``work``."""
     work.mkdir(parents=True, exist_ok=True)
     signer = work / "signer"
+    _postel("--data", str(signer), "domain", "add", SENDER_DOMAIN)  # keys only for hosted domains
     rows = json.loads(_postel("--data", str(signer), "dkim", "generate", SENDER_DOMAIN, "--json"))
     zone = _ZONE_HEAD
     for row in rows:
