@@ -431,6 +431,6 @@ def test_append_head() -> None:
     assert parse_append_head([b"a APPEND {5}"], [], utf8=False) is None
     mailbox_literal = parse_append_head([b"a APPEND {5}", b" {3+}"], [b"inbox"], utf8=False)
     assert mailbox_literal is not None and mailbox_literal.mailbox == "INBOX"
-    assert parse_append_next(b" (\\Draft) ~{4}", "a") == (("\\Draft",), None, False)
+    assert parse_append_next(b" (\\Draft) ~{4}", "a") == (("\\Draft",), None, False, None)
     with pytest.raises(ImapSyntaxError):
         parse_append_head([b"a APPEND INBOX (\\Seen {5}"], [], utf8=False)

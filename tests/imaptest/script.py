@@ -143,7 +143,8 @@ class _GroupBuilder:
 class _Header:
     capabilities: tuple[str, ...] = ()
     connections: int = 1
-    message_count: int | None = 0
+    message_count: int | None = None
+    """scripted_test.md, ``messages``: "Default: all messages"."""
     state: StartupState = StartupState.SELECTED
     ignore_extra_untagged: bool = True
     users: dict[int, str] = field(default_factory=dict)

@@ -2,12 +2,13 @@
 against a running postel by our runner.
 
 Every script whose required capabilities postel advertises must pass; the others are
-skipped and name the missing capabilities (CATENATE, URLAUTH and NOTIFY are not
-offered yet).
+skipped and name the missing capabilities.
 """
 
 from __future__ import annotations
 
+import imaplib
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def imaptest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
         server.cli("domain", "add", "imaptest.test")
         for user in ("user1", "user2"):
             server.cli("account", "add", f"{user}@imaptest.test", "--password-file", str(pwfile))
+        _create_mailbox(server.imaps_port, "user2@imaptest.test", "imaptest")
         yield ServerAddress(
             "127.0.0.1",
             server.imaps_port,
@@ -43,6 +45,19 @@ def imaptest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
         )
     finally:
         server.stop()
+
+
+def _create_mailbox(port: int, user: str, mailbox: str) -> None:
+    """Give the second user the test mailbox too: scripts with ``user 2: $user2``
+    SELECT it on that user's connection (imaptest's set-up creates it only with the
+    first connection, which logs in as the first user)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=context) as client:
+        client.login(user, PASSWORD)
+        client.create(mailbox)
+        client.logout()
 
 
 def _scripts() -> list[Path]:

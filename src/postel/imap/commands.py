@@ -65,6 +65,21 @@ from postel.imap.command_types import (
     Unsubscribe,
 )
 from postel.imap.grammar import Cursor, UnknownCommand
+from postel.imap.parse_ext import (
+    Compress,
+    FilterKind,
+    GenUrlAuth,
+    Notify,
+    NotifyEvent,
+    NotifyGroup,
+    ResetKey,
+    UrlFetch,
+    parse_compress,
+    parse_genurlauth,
+    parse_notify,
+    parse_resetkey,
+    parse_urlfetch,
+)
 from postel.imap.parse_fetch import parse_fetch_args
 from postel.imap.parse_mailbox import (
     parse_create,
@@ -88,12 +103,15 @@ __all__ = [
     "Check",
     "Close",
     "Command",
+    "Compress",
     "Copy",
     "Create",
     "Delete",
     "Enable",
     "Expunge",
     "Fetch",
+    "FilterKind",
+    "GenUrlAuth",
     "Id",
     "Idle",
     "List",
@@ -105,8 +123,12 @@ __all__ = [
     "Move",
     "Namespace",
     "Noop",
+    "Notify",
+    "NotifyEvent",
+    "NotifyGroup",
     "PartialRange",
     "Rename",
+    "ResetKey",
     "Search",
     "SearchReturn",
     "Select",
@@ -122,6 +144,7 @@ __all__ = [
     "Thread",
     "Unselect",
     "Unsubscribe",
+    "UrlFetch",
     "command_head",
     "parse_append_head",
     "parse_append_next",
@@ -179,10 +202,16 @@ COMMAND_STATES: dict[str, frozenset[State]] = {
     "COPY": _SEL,
     "MOVE": _SEL,
     "UID": _SEL,
+    "GENURLAUTH": _AUTH,
+    "RESETKEY": _AUTH,
+    "URLFETCH": _AUTH,
+    "NOTIFY": _AUTH,
+    "COMPRESS": _AUTH,
 }
 """Which states accept each command; any other use is answered BAD.
 Spec: RFC 9051 §6.1-§6.4, RFC 5161 §3.1 (ENABLE after authentication), RFC 2971 §3.1,
-RFC 5256 §3 (SORT, THREAD), RFC 5267 §4.2 (CANCELUPDATE)."""
+RFC 5256 §3 (SORT, THREAD), RFC 5267 §4.2 (CANCELUPDATE), RFC 4467 §6 (URLAUTH),
+RFC 5465 §3 (NOTIFY), RFC 4978 §3 (COMPRESS after authentication)."""
 
 
 def command_head(first_part: bytes) -> tuple[str, str]:
@@ -212,6 +241,8 @@ class AppendHead:
     internal_date: dt.datetime | None
     utf8: bool = False
     """The message literal is wrapped in ``UTF8 (...)`` (RFC 6855 §4)."""
+    catenate: bytes | None = None
+    """With ``CATENATE (``: the rest of the line segment after it (RFC 4469 §5)."""
 
 
 def parse_append_head(
@@ -231,23 +262,28 @@ def parse_append_head(
         return None
     mailbox = read_mailbox(cur)
     cur.sp()
-    flags, date, wrapped = _append_options(cur)
+    flags, date, wrapped, catenate = _append_options(cur)
     assert cur.tag is not None
-    return AppendHead(cur.tag, mailbox, flags, date, wrapped)
+    return AppendHead(cur.tag, mailbox, flags, date, wrapped, catenate)
 
 
-def parse_append_next(part: bytes, tag: str) -> tuple[tuple[str, ...], dt.datetime | None, bool]:
-    """Flags, date and ``UTF8 (`` wrapping of a further MULTIAPPEND message: ``part``
-    is the line segment after the previous message literal (``SP [flag-list SP]
-    [date-time SP]`` and the announcement). Raises ImapSyntaxError.
-    Spec: RFC 3502 §6.3.11 (append-message), RFC 6855 §4."""
+AppendOptions = tuple[tuple[str, ...], dt.datetime | None, bool, bytes | None]
+"""Flags, internal date, ``UTF8 (`` wrapping, and the text after ``CATENATE (``."""
+
+
+def parse_append_next(part: bytes, tag: str) -> AppendOptions:
+    """Flags, date and ``UTF8 (`` wrapping (or the ``CATENATE (`` rest) of a further
+    MULTIAPPEND message: ``part`` is the line segment after the previous message
+    (``SP [flag-list SP] [date-time SP]`` and the announcement or ``CATENATE (``).
+    Raises ImapSyntaxError. Spec: RFC 3502 §6.3.11 (append-message), RFC 6855 §4,
+    RFC 4469 §5."""
     cur = Cursor([part, b""], [b""])
     cur.tag = tag
     cur.sp()
     return _append_options(cur)
 
 
-def _append_options(cur: Cursor) -> tuple[tuple[str, ...], dt.datetime | None, bool]:
+def _append_options(cur: Cursor) -> AppendOptions:
     flags: tuple[str, ...] = ()
     date = None
     if cur.peek() == 0x28:
@@ -256,10 +292,12 @@ def _append_options(cur: Cursor) -> tuple[tuple[str, ...], dt.datetime | None, b
     if cur.peek() == 0x22:
         date = cur.date_time()
         cur.sp()
+    if cur.take(b"CATENATE ("):
+        return flags, date, False, cur.rest_of_segment()
     wrapped = cur.take(b"UTF8 (")
     if not cur.at_literal():
         raise cur.error("expected the message literal")
-    return flags, date, wrapped
+    return flags, date, wrapped, None
 
 
 # --- the parser ---------------------------------------------------------------------------
@@ -453,5 +491,10 @@ _PARSERS: dict[str, Callable[[Cursor, str, bool], Command]] = {
     "COPY": _copy_move(Copy),
     "MOVE": _copy_move(Move),
     "ID": _id,
+    "GENURLAUTH": parse_genurlauth,
+    "RESETKEY": parse_resetkey,
+    "URLFETCH": parse_urlfetch,
+    "NOTIFY": parse_notify,
+    "COMPRESS": parse_compress,
 }
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "COPY", "MOVE", "EXPUNGE"})

@@ -42,6 +42,7 @@ from postel.imap import limits
 from postel.imap.command_types import StartTls
 from postel.imap.commands import (
     COMMAND_STATES,
+    AppendHead,
     State,
     command_head,
     parse_append_head,
@@ -57,6 +58,10 @@ from postel.imap.events import (
     AppendStarted,
     AuthenticateResponse,
     BadCommand,
+    CatenateEnd,
+    CatenateStarted,
+    CatenateText,
+    CatenateUrl,
     CommandReceived,
     CommandRefused,
     ConnectionClosed,
@@ -65,7 +70,7 @@ from postel.imap.events import (
     LiteralContinuationNeeded,
     NeedData,
 )
-from postel.imap.grammar import LITERAL_MARKER, BadCharset, ImapProtocolError
+from postel.imap.grammar import LITERAL_MARKER, BadCharset, Cursor, ImapProtocolError
 from postel.imap.parse_search import CHARSETS
 
 __all__ = ["CONTINUE_LITERAL", "ConnectionConfig", "ServerConnection", "State"]
@@ -105,6 +110,7 @@ class _Mode(enum.Enum):
     COMMAND = enum.auto()
     LITERAL = enum.auto()
     APPEND_DATA = enum.auto()
+    CATENATE = enum.auto()
     DISCARD_LITERAL = enum.auto()
     DISCARD_LINE = enum.auto()
     TLS_PENDING = enum.auto()
@@ -129,6 +135,12 @@ class _Append:
     """True after a message literal: the next line segment continues the command."""
     wrapped: bool = False
     """The current message literal is inside ``UTF8 (...)``: ``)`` follows it."""
+    in_parts: bool = False
+    """Inside a ``CATENATE (...)`` part list (RFC 4469 §5)."""
+    rest: bytes | None = None
+    """Unread text of the current segment of a part list; after its ``)``, the text
+    that continues as after a message (``after_parts``)."""
+    after_parts: bool = False
 
 
 class ServerConnection:
@@ -351,9 +363,11 @@ class ServerConnection:
         append = self._append
         assert append is not None
         if self._left == 0:
+            self._mode = _Mode.COMMAND
+            if append.in_parts:
+                return None  # a TEXT part ended; the part list goes on (RFC 4469 §5)
             append.between = True
             append.index += 1
-            self._mode = _Mode.COMMAND
             return AppendMessageEnd()
         take = min(self._left, len(self._buf), self.config.append_chunk_max)
         if take == 0:
@@ -362,6 +376,82 @@ class ServerConnection:
         self._consume(take)
         self._left -= take
         return AppendData(chunk)
+
+    def _read_catenate(self) -> Event | NeedData | None:
+        """One CATENATE part (or the list's end) from the current line segment.
+        Spec: RFC 4469 §5 (append-data, cat-part, text-literal, url)."""
+        append = self._append
+        assert append is not None and append.rest is not None
+        rest = append.rest
+        if append.after_parts:
+            append.after_parts = False
+            append.rest = None
+            self._mode = _Mode.COMMAND
+            return self._append_next(rest)
+        if rest.startswith(b" "):
+            rest = rest[1:]
+        if rest.startswith(b")"):
+            append.in_parts = False
+            append.after_parts = True
+            append.rest = rest[1:]
+            append.between = True
+            append.index += 1
+            return CatenateEnd()
+        if rest[:4].upper() == b"URL ":
+            return self._catenate_url(append, rest)
+        if rest[:5].upper() == b"TEXT ":
+            match = LITERAL_MARKER.fullmatch(rest, 5)
+            if match is not None:
+                return self._catenate_text(append, match)
+        if not rest:
+            return self._catenate_failure(append, rest, "expected ) to end CATENATE")
+        return self._catenate_failure(append, rest, "expected a CATENATE part")
+
+    def _catenate_url(self, append: _Append, rest: bytes) -> Event:
+        cur = Cursor([rest[4:]], utf8=self._utf8)
+        try:
+            raw = cur.quoted() if cur.peek() == 0x22 else cur.astring_atom()
+            url = raw.decode("utf-8")
+        except (ImapProtocolError, UnicodeDecodeError):
+            return self._catenate_failure(append, rest, "expected a quoted URL")
+        if not url:
+            return self._catenate_failure(append, rest, "expected a quoted URL")
+        append.rest = cur.rest_of_segment()
+        return CatenateUrl(url)
+
+    def _catenate_text(self, append: _Append, match: re.Match[bytes]) -> Event:
+        binary, digits, plus = match.groups()
+        size = int(digits) if len(digits) <= 20 else limits.LITERAL_SIZE_MAX + 1
+        append.rest = None
+        self._mode = _Mode.COMMAND
+        if size > self.config.append_limit:
+            event: Event = CommandRefused(append.tag, "message too large", "TOOBIG")
+            return self._refuse_literal(event, size, not plus)
+        self._decision = _Decision(size, not plus, append=True)
+        return CatenateText(append.tag, size, bool(binary), not plus)
+
+    def _catenate_failure(self, append: _Append, rest: bytes, text: str) -> Event:
+        self._mode = _Mode.COMMAND
+        event = self._failure(append.tag, text)
+        match = LITERAL_MARKER.search(rest)
+        if match is not None:
+            self._abandon(int(match.group(2)[:20]), not match.group(3))
+        return event
+
+    def _start_catenate(
+        self, flags: tuple[str, ...], internal_date: dt.datetime | None, rest: bytes
+    ) -> Event:
+        append = self._append
+        assert append is not None
+        append.between = False
+        append.in_parts = True
+        append.rest = rest
+        self._parts = []
+        self._lits = []
+        self._line_bytes = 0
+        self._lit_bytes = 0
+        self._mode = _Mode.CATENATE
+        return CatenateStarted(append.tag, append.mailbox, flags, internal_date, append.index)
 
     def _read_discard_literal(self) -> Event | NeedData | None:
         take = min(self._left, len(self._buf))
@@ -460,6 +550,10 @@ class ServerConnection:
 
     # --- line segments ----------------------------------------------------------------
     def _segment(self, line: bytes) -> Event | NeedData | None:
+        if self._append is not None and self._append.in_parts:
+            self._append.rest = line
+            self._mode = _Mode.CATENATE
+            return None
         if self._append is not None and self._append.between:
             return self._append_next(line)
         if not self._parts:
@@ -493,7 +587,7 @@ class ServerConnection:
         if self._state not in COMMAND_STATES[name]:
             return BadCommand(tag, f"{name} not allowed now")
         if name == "APPEND":
-            return BadCommand(tag, "APPEND needs a message literal")
+            return self._append_without_literal(tag, parts, lits)
         try:
             command = parse_command(parts, lits, utf8=self._utf8)
         except BadCharset as exc:
@@ -505,6 +599,17 @@ class ServerConnection:
             self._scan = 0
             self._mode = _Mode.TLS_PENDING
         return CommandReceived(command)
+
+    def _append_without_literal(self, tag: str, parts: list[bytes], lits: list[bytes]) -> Event:
+        """An APPEND line without a message literal: only CATENATE of URLs fits."""
+        try:
+            head = parse_append_head(parts, lits, utf8=self._utf8)
+        except ImapProtocolError:
+            head = None
+        if head is None or head.catenate is None:
+            return BadCommand(tag, "APPEND needs a message literal")
+        self._append = _Append(tag, head.mailbox)
+        return self._start_catenate(head.flags, head.internal_date, head.catenate)
 
     def _literal_announced(self, match: re.Match[bytes]) -> Event | None:
         binary, digits, plus = match.groups()
@@ -527,6 +632,8 @@ class ServerConnection:
                 head = parse_append_head(self._parts, self._lits, utf8=self._utf8)
             except ImapProtocolError as exc:
                 return self._refuse_literal(BadCommand(tag, exc.text), size, synchronizing)
+            if head is not None and head.catenate is not None:
+                return self._catenate_head(head)
             if head is not None:
                 self._append.mailbox = head.mailbox
                 if head.utf8 and not (self._utf8 and binary):
@@ -554,6 +661,11 @@ class ServerConnection:
         self._left = size
         self._mode = _Mode.LITERAL
         return None
+
+    def _catenate_head(self, head: AppendHead) -> Event:
+        assert self._append is not None and head.catenate is not None
+        self._append.mailbox = head.mailbox
+        return self._start_catenate(head.flags, head.internal_date, head.catenate)
 
     def _start_message(
         self,
@@ -597,15 +709,19 @@ class ServerConnection:
             self._reset_command()
             return AppendCommandEnd(append.tag)
         match = LITERAL_MARKER.search(line)
+        try:
+            flags, date, wrapped, catenate = parse_append_next(line, append.tag)
+        except ImapProtocolError as exc:
+            if match is None:
+                return self._failure(append.tag, "expected another message or the end of APPEND")
+            self._abandon(int(match.group(2)[:20]), not match.group(3))
+            return AppendAborted(append.tag, exc.text)
+        if catenate is not None:
+            return self._start_catenate(flags, date, catenate)
         if match is None:
             return self._failure(append.tag, "expected another message or the end of APPEND")
         binary, digits, plus = match.groups()
         size = int(digits) if len(digits) <= 20 else limits.LITERAL_SIZE_MAX + 1
-        try:
-            flags, date, wrapped = parse_append_next(line, append.tag)
-        except ImapProtocolError as exc:
-            self._abandon(size, not plus)
-            return AppendAborted(append.tag, exc.text)
         if wrapped and not (self._utf8 and binary):
             self._abandon(size, not plus)
             return AppendAborted(append.tag, "UTF8 needs UTF8=ACCEPT and a literal8")
@@ -617,6 +733,7 @@ _READERS = {
     _Mode.COMMAND: ServerConnection._read_command,
     _Mode.LITERAL: ServerConnection._read_literal,
     _Mode.APPEND_DATA: ServerConnection._read_append,
+    _Mode.CATENATE: ServerConnection._read_catenate,
     _Mode.DISCARD_LITERAL: ServerConnection._read_discard_literal,
     _Mode.DISCARD_LINE: ServerConnection._read_discard_line,
     _Mode.TLS_PENDING: ServerConnection._read_tls_pending,

@@ -32,6 +32,10 @@ __all__ = [
     "AppendStarted",
     "AuthenticateResponse",
     "BadCommand",
+    "CatenateEnd",
+    "CatenateStarted",
+    "CatenateText",
+    "CatenateUrl",
     "CommandReceived",
     "CommandRefused",
     "ConnectionClosed",
@@ -104,6 +108,48 @@ class AppendData(Event):
 @dataclass(frozen=True, slots=True)
 class AppendMessageEnd(Event):
     """The message literal is complete (more may follow: MULTIAPPEND)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateStarted(Event):
+    """An APPEND message built from CATENATE parts begins (the first message, or a
+    further one of a MULTIAPPEND: ``index`` counts from 0). CatenateUrl and CatenateText
+    parts follow, then CatenateEnd. No decision is due; the driver refuses the next
+    CatenateText or AppendStarted literal (or answers at AppendCommandEnd) when the
+    mailbox does not exist. Spec: RFC 4469 §5, RFC 3502 §6.3.11."""
+
+    tag: str
+    mailbox: str
+    flags: tuple[str, ...]
+    internal_date: dt.datetime | None
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateUrl(Event):
+    """A ``URL`` part: ``url`` as the client sent it (not yet parsed).
+    Spec: RFC 4469 §5."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateText(Event):
+    """A ``TEXT`` part of ``size`` octets is announced. The driver calls
+    ``accept_literal()`` (AppendData chunks follow; the part ends at the next Catenate
+    event) or ``reject_literal()`` (then answers tagged NO; the rest of the command is
+    dropped by the core). Spec: RFC 4469 §5, RFC 7888."""
+
+    tag: str
+    size: int
+    binary: bool
+    synchronizing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CatenateEnd(Event):
+    """The ``)`` ending the part list: the catenated message is complete (more
+    messages may follow: MULTIAPPEND). Spec: RFC 4469 §5."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,13 @@ class Cursor:
             raise self.error("cannot go back over a literal")
         self._pos = mark[1]
 
+    def rest_of_segment(self) -> bytes:
+        """The unread rest of the current line segment (literal announcement included);
+        the cursor moves to its end."""
+        rest = self._seg[self._pos :]
+        self._pos = len(self._seg)
+        return rest
+
     def take(self, token: bytes) -> bool:
         """Consume ``token`` (case-insensitive) if it comes next."""
         n = len(token)

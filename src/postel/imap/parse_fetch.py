@@ -191,3 +191,19 @@ def _partial(cur: Cursor) -> tuple[int, int] | None:
         raise cur.error("partial count must be non-zero")
     cur.expect(b">")
     return origin, count
+
+
+def parse_section(text: bytes) -> Section:
+    """A section spec without its brackets (``1.2.HEADER``, ``TEXT``, ``b""`` for the
+    whole message), as IMAP URLs carry it. Raises ImapSyntaxError.
+    Spec: RFC 9051 §6.4.5 (section-spec); RFC 5092 §3 (isection)."""
+    cur = Cursor([b"[" + text + b"]"])
+    section = _section(cur)
+    cur.end()
+    return section
+
+
+def parse_fetch_att(cur: Cursor) -> FetchItem:
+    """One ``fetch-att`` (no macro), as NOTIFY's MessageNew list carries them.
+    Raises ImapSyntaxError. Spec: RFC 9051 §9 (fetch-att); RFC 5465 §8."""
+    return _fetch_att(cur)

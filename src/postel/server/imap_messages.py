@@ -399,21 +399,43 @@ async def expunge(session: ImapSession, selected: Selected, command: cmd.Expunge
 # -- APPEND ----------------------------------------------------------------------------
 
 
-async def append(session: ImapSession, started: ev.AppendStarted) -> None:
-    """APPEND with MULTIAPPEND: every message is received into a durable blob, then all
-    are stored; the tagged OK carries APPENDUID. Spec: RFC 9051 §6.3.12; RFC 3502;
-    RFC 4315 §3; RFC 7889."""
+Received = tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str, int]
+"""One received message: mailbox, blob, flags, internal date, summary JSON, CRLF size."""
+
+
+async def append(session: ImapSession, started: ev.AppendStarted | ev.CatenateStarted) -> None:
+    """APPEND with MULTIAPPEND and CATENATE: every message is received into a durable
+    blob, then all are stored; the tagged OK carries APPENDUID. Spec: RFC 9051
+    §6.3.12; RFC 3502; RFC 4315 §3; RFC 7889; RFC 4469 §5."""
+    from postel.server import imap_catenate
+
     tag = started.tag
-    received: list[tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str, int]] = []
+    received: list[Received] = []
+    refusal: imap_catenate.Refusal | None = None
     event: ev.Event = started
     while True:
         match event:
             case ev.AppendStarted():
+                if refusal is not None:
+                    session.conn.reject_literal()
+                    await imap_catenate.refuse(session, tag, refusal)
+                    return
                 item = await _receive_one(session, event)
                 if item is None:
                     return
                 received.append(item)
+            case ev.CatenateStarted():
+                outcome = await imap_catenate.receive(session, event, refusal)
+                if outcome is None:
+                    return
+                if isinstance(outcome, imap_catenate.Refusal):
+                    refusal = outcome
+                else:
+                    received.append(outcome)
             case ev.AppendCommandEnd():
+                if refusal is not None:
+                    await imap_catenate.refuse(session, tag, refusal)
+                    return
                 break
             case ev.AppendAborted(text=text):
                 await session.tagged(tag, r.Status.BAD, text)
@@ -441,9 +463,7 @@ async def append(session: ImapSession, started: ev.AppendStarted) -> None:
     await session.tagged(tag, r.Status.OK, "APPEND completed", code)
 
 
-async def _receive_one(
-    session: ImapSession, started: ev.AppendStarted
-) -> tuple[MailboxId, BlobRef, frozenset[str], dt.datetime, str, int] | None:
+async def _receive_one(session: ImapSession, started: ev.AppendStarted) -> Received | None:
     mailbox = await session.store.get_mailbox(session.account.id, started.mailbox)  # type: ignore[union-attr]
     if mailbox is None:
         session.conn.reject_literal()
@@ -478,13 +498,25 @@ async def _receive_one(
     except BaseException:
         writer.abort()
         raise
+    return await received_item(session, mailbox.id, ref, started.flags, started.internal_date)
+
+
+async def received_item(
+    session: ImapSession,
+    mailbox_id: MailboxId,
+    ref: BlobRef,
+    flags: Sequence[str],
+    internal_date: dt.datetime | None,
+) -> Received:
+    """The item to store for a committed blob: its summary is parsed (large ones off
+    the event loop) and its CRLF size computed. Spec: RFC 9051 §6.3.12."""
     content = ref.inline if ref.inline is not None else await session.store.read_blob(ref)
     if len(content) <= INLINE_PARSE_MAX:
         summary = parse_message(content).to_json()
     else:
         summary = await asyncio.to_thread(lambda: parse_message(content).to_json())
-    when = started.internal_date or session.service.clock.now()
+    when = internal_date or session.service.clock.now()
     # POP3 counts and sends lines ended by CRLF (RFC 1939 §11); remember that size
     # when this message's own line ends differ.
     crlf = pop3_size(content)
-    return mailbox.id, ref, frozenset(started.flags), when, summary, crlf
+    return mailbox_id, ref, frozenset(flags), when, summary, crlf

@@ -41,7 +41,9 @@ from postel.imap.view import Exists, Expunge, FlagsChanged, MailboxView, ViewUpd
 from postel.sasl import CANCELLED, Cancelled, SaslError, UnsupportedMechanism, decode_response
 from postel.server import tls
 from postel.server.auth import Authenticator, plaintext_allowed
+from postel.server.imap_compress import CompressionError, DeflateStream
 from postel.server.imap_context import ContextSet, sync_contexts
+from postel.server.imap_notify import NotifyState, deliver, wait_for_input
 from postel.server.listener import Peer, drain_sessions
 from postel.store import Account, Store
 from postel.store.changes import ChangeSubscription
@@ -178,6 +180,10 @@ class ImapSession(asyncio.Protocol):
         """CONDSTORE is enabled (explicitly or by a first use; RFC 7162 §3.1)."""
         self.qresync = False
         """QRESYNC is enabled (ENABLE QRESYNC; RFC 7162 §3.2.3)."""
+        self.notify_state = NotifyState()
+        self.compression: DeflateStream | None = None
+        """Set once COMPRESS DEFLATE is answered OK (RFC 4978)."""
+        """Mailboxes watched with NOTIFY (RFC 5465)."""
 
     @property
     def enabled_names(self) -> frozenset[str]:
@@ -200,12 +206,42 @@ class ImapSession(asyncio.Protocol):
         if self._handshake_data is not None:
             self._handshake_data.append(data)  # decrypted, arrived with the handshake
             return
+        if self.compression is not None:
+            self.compression.feed(data)
+            self._inflate_input()
+            return
         self.conn.receive_data(data)
         self._pending += len(data)
         self._readable.set()
         if self._pending > READ_BUFFER_MAX and not self._reading_paused and self.transport:
             self._reading_paused = True
             self.transport.pause_reading()
+
+    def _inflate_input(self, *, at_least_one: bool = False) -> bool:
+        """Hand inflated input to the core while it holds under READ_BUFFER_MAX (one
+        step regardless with ``at_least_one``: the core asked for more); keep the rest
+        compressed and pause reading. True if any octets went to the core.
+        Spec: RFC 4978 §6 (bounded inflation)."""
+        stream = self.compression
+        assert stream is not None
+        produced = False
+        while stream.backlog and (self._pending <= READ_BUFFER_MAX or at_least_one):
+            at_least_one = False
+            try:
+                out = stream.inflate_step()
+            except CompressionError:
+                log.info("imap.compress.corrupt", extra={"client": self.peer.ip})
+                self.abort()
+                return produced
+            if out:
+                produced = True
+                self.conn.receive_data(out)
+                self._pending += len(out)
+                self._readable.set()
+        if stream.backlog and not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        return produced
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -243,6 +279,8 @@ class ImapSession(asyncio.Protocol):
         """Write ``data``; wait (bounded) while the client is not reading."""
         if self._closed or self.transport is None:
             raise SessionEnded
+        if self.compression is not None:
+            data = self.compression.compress(data)
         self.transport.write(data)
         if not self._writable.is_set():
             try:
@@ -268,6 +306,9 @@ class ImapSession(asyncio.Protocol):
             if not isinstance(event, ev.NeedData):
                 return event
             self._pending = self.conn.buffered
+            compressed = self.compression is not None and self.compression.backlog > 0
+            if compressed and self._inflate_input(at_least_one=True):
+                continue
             if self._reading_paused and self.transport is not None:
                 self._reading_paused = False
                 self.transport.resume_reading()
@@ -305,6 +346,8 @@ class ImapSession(asyncio.Protocol):
                 await self.write(r.bye("Internal error, closing connection", r.SERVERBUG))
         finally:
             await self._unselect_quietly()
+            with contextlib.suppress(Exception):
+                await self.notify_state.close()
             log.info(
                 "imap.session.closed",
                 extra={
@@ -336,7 +379,7 @@ class ImapSession(asyncio.Protocol):
         )
         while True:
             try:
-                event = await self.next_event(self.command_timeout())
+                event = await wait_for_input(self, self.command_timeout())
             except TimeoutError:
                 await self.write(r.bye("Autologout; idle for too long"))
                 return
@@ -358,6 +401,8 @@ class ImapSession(asyncio.Protocol):
                 raise
             if self.conn.state is State.LOGOUT:
                 return
+            if self.notify_state.watches:
+                await deliver(self)
             limit = BAD_COMMANDS_MAX_PREAUTH if self.account is None else BAD_COMMANDS_MAX
             if self.conn.bad_commands >= limit:
                 self.service.abuse.record(self.peer.ip, AbuseEvent.PROTOCOL_ERROR)
@@ -380,7 +425,7 @@ class ImapSession(asyncio.Protocol):
                 await self.tagged(tag, r.Status.NO, text, r.Code(code) if code else None)
             case ev.LiteralContinuationNeeded():
                 await self.write(self.conn.accept_literal())
-            case ev.AppendStarted():
+            case ev.AppendStarted() | ev.CatenateStarted():
                 await imap_messages.append(self, event)
             case _:
                 raise PostelError(f"unexpected IMAP event {event!r}")
@@ -433,6 +478,16 @@ class ImapSession(asyncio.Protocol):
                     | cmd.Status()
                 ):
                     await mb.run(self, command)
+                case (
+                    cmd.GenUrlAuth()
+                    | cmd.ResetKey()
+                    | cmd.UrlFetch()
+                    | cmd.Notify()
+                    | cmd.Compress()
+                ):
+                    from postel.server import imap_ext
+
+                    await imap_ext.run(self, command)
                 case _:
                     await msg.run(self, command)
         except NotFound:
@@ -493,6 +548,10 @@ class ImapSession(asyncio.Protocol):
             "CONTEXT=SEARCH",
             "CONTEXT=SORT",
             "MULTIAPPEND",
+            "CATENATE",
+            "URLAUTH",
+            "NOTIFY",
+            "COMPRESS=DEFLATE",
             "BINARY",
             f"APPENDLIMIT={self.service.config.imap.append_limit}",
             "STATUS=SIZE",
@@ -726,12 +785,20 @@ class ImapSession(asyncio.Protocol):
                     if sub is not None
                     else asyncio.sleep(limits.IMAP_CHANGE_RECHECK)
                 )
-                done, _ = await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                notifier = self.loop.create_task(self.notify_state.wait_pending())
+                done, _ = await asyncio.wait(
+                    {reader, waiter, notifier}, return_when=asyncio.FIRST_COMPLETED
+                )
+                notifier.cancel()
                 if reader in done:
                     waiter.cancel()
                     break
-                # A signal (consumed by wait) or the periodic re-check: ask the store.
-                await self.sync(allow_expunge=True, force=True)
+                if waiter in done:
+                    # A signal (consumed by wait) or the periodic re-check: ask the store.
+                    await self.sync(allow_expunge=True, force=True)
+                else:
+                    waiter.cancel()
+                await deliver(self)
             event = reader.result()
         finally:
             if not reader.done():

@@ -904,3 +904,22 @@ class Store(Protocol):
         """Drop the whole full-text index (every message becomes pending; SEARCH scans
         until ``index_pending`` has caught up); returns how many blob documents went."""
         ...
+
+    # -- URLAUTH mailbox access keys (urlauth_ops.py) --
+    async def urlauth_key(self, mailbox_id: MailboxId) -> bytes | None:
+        """The URLAUTH mailbox access key of ``mailbox_id``, or None when none exists
+        (never made, reset, or the mailbox is gone). Spec: RFC 4467 §3."""
+        ...
+
+    async def create_urlauth_key(
+        self, account_id: AccountId, mailbox_id: MailboxId, key: bytes
+    ) -> bytes:
+        """Install ``key`` as the mailbox access key unless one exists; returns the key
+        in force (the existing one wins a race). Spec: RFC 4467 §6.1."""
+        ...
+
+    async def reset_urlauth_keys(self, account_id: AccountId, mailbox_id: MailboxId | None) -> int:
+        """Forget the key of ``mailbox_id`` (every key of the account when None), so
+        every URL authorized with it stops working; returns how many went.
+        Spec: RFC 4467 §6.2."""
+        ...

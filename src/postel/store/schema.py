@@ -427,3 +427,28 @@ fulltext_messages = Table(
 )
 """One indexed message: its trace prefix's casefolded header text (empty for APPEND);
 ``complete`` false when the message must be scanned. Removed with its message."""
+
+# -- URLAUTH (RFC 4467) ------------------------------------------------------------------
+
+urlauth_keys = Table(
+    "urlauth_keys",
+    metadata,
+    Column(
+        "mailbox_id",
+        Integer,
+        ForeignKey("mailboxes.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("access_key", LargeBinary, nullable=False),
+)
+"""The URLAUTH mailbox access key of one mailbox (secret, 32 random octets), created
+by the first GENURLAUTH and removed by RESETKEY or with its mailbox. Spec: RFC 4467
+§3 (mailbox access key), §6.2 (RESETKEY)."""

@@ -735,6 +735,28 @@ class SqlStore:
         """See Store.reindex_all."""
         return await self._write(fx.drop_index)
 
+    # -- URLAUTH mailbox access keys (urlauth_ops.py) ----------------------------------
+
+    async def urlauth_key(self, mailbox_id: MailboxId) -> bytes | None:
+        """See Store.urlauth_key."""
+        from postel.store import urlauth_ops
+
+        return await self._read(urlauth_ops.get_key, mailbox_id)
+
+    async def create_urlauth_key(
+        self, account_id: AccountId, mailbox_id: MailboxId, key: bytes
+    ) -> bytes:
+        """See Store.create_urlauth_key."""
+        from postel.store import urlauth_ops
+
+        return await self._write(urlauth_ops.create_key, account_id, mailbox_id, key)
+
+    async def reset_urlauth_keys(self, account_id: AccountId, mailbox_id: MailboxId | None) -> int:
+        """See Store.reset_urlauth_keys."""
+        from postel.store import urlauth_ops
+
+        return await self._write(urlauth_ops.reset_keys, account_id, mailbox_id)
+
 
 def _add_account(
     conn: Connection,
