@@ -91,6 +91,14 @@ from postel.imap.parse_mailbox import (
     parse_status,
     read_mailbox,
 )
+from postel.imap.parse_quota import (
+    GetQuota,
+    GetQuotaRoot,
+    SetQuota,
+    parse_getquota,
+    parse_getquotaroot,
+    parse_setquota,
+)
 from postel.imap.parse_search import parse_search_args
 from postel.imap.parse_sort import parse_cancelupdate, parse_sort, parse_thread
 
@@ -112,6 +120,8 @@ __all__ = [
     "Fetch",
     "FilterKind",
     "GenUrlAuth",
+    "GetQuota",
+    "GetQuotaRoot",
     "Id",
     "Idle",
     "List",
@@ -133,6 +143,7 @@ __all__ = [
     "SearchReturn",
     "Select",
     "SelectParam",
+    "SetQuota",
     "Sort",
     "StartTls",
     "State",
@@ -207,11 +218,15 @@ COMMAND_STATES: dict[str, frozenset[State]] = {
     "URLFETCH": _AUTH,
     "NOTIFY": _AUTH,
     "COMPRESS": _AUTH,
+    "GETQUOTA": _AUTH,
+    "GETQUOTAROOT": _AUTH,
+    "SETQUOTA": _AUTH,
 }
 """Which states accept each command; any other use is answered BAD.
 Spec: RFC 9051 §6.1-§6.4, RFC 5161 §3.1 (ENABLE after authentication), RFC 2971 §3.1,
 RFC 5256 §3 (SORT, THREAD), RFC 5267 §4.2 (CANCELUPDATE), RFC 4467 §6 (URLAUTH),
-RFC 5465 §3 (NOTIFY), RFC 4978 §3 (COMPRESS after authentication)."""
+RFC 5465 §3 (NOTIFY), RFC 4978 §3 (COMPRESS after authentication), RFC 9208 §4
+(QUOTA)."""
 
 
 def command_head(first_part: bytes) -> tuple[str, str]:
@@ -496,5 +511,8 @@ _PARSERS: dict[str, Callable[[Cursor, str, bool], Command]] = {
     "URLFETCH": parse_urlfetch,
     "NOTIFY": parse_notify,
     "COMPRESS": parse_compress,
+    "GETQUOTA": parse_getquota,
+    "GETQUOTAROOT": parse_getquotaroot,
+    "SETQUOTA": parse_setquota,
 }
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "COPY", "MOVE", "EXPUNGE"})

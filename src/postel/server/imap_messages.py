@@ -35,7 +35,7 @@ from postel.mail import parse_message
 from postel.pop3 import pop3_size
 from postel.server import imap_condstore, imap_context, imap_sort
 from postel.server.imap_scan import esearch_answer, load_summary, scan
-from postel.store import AppendItem, BlobRef, StoredMessage
+from postel.store import AppendItem, BlobRef, OverQuota, StoredMessage, exceeded
 from postel.store.api import FlagMode, InvalidFlag, UidSet
 from postel.store.flags import canonical_set
 
@@ -455,6 +455,9 @@ async def append(session: ImapSession, started: ev.AppendStarted | ev.CatenateSt
     except InvalidFlag as exc:
         await session.tagged(tag, r.Status.BAD, f"Invalid flag: {exc}")
         return
+    except OverQuota:  # nothing of the command was stored (RFC 9208 §4: all or nothing)
+        await session.tagged(tag, r.Status.NO, "Over quota", r.OVERQUOTA)
+        return
     await session.sync(allow_expunge=False)
     last = appended[-1]
     code = r.appenduid(
@@ -473,6 +476,15 @@ async def _receive_one(session: ImapSession, started: ev.AppendStarted) -> Recei
         session.conn.reject_literal()
         await session.tagged(started.tag, r.Status.NO, "Message too large", r.TOOBIG)
         return None
+    account = session.account
+    if account is not None and (
+        account.storage_limit is not None or account.message_limit is not None
+    ):
+        usage = await session.store.quota_usage(account.id)
+        if exceeded(usage, octets=started.size, messages=1) is not None:
+            session.conn.reject_literal()  # refused before the client sends the octets
+            await session.tagged(started.tag, r.Status.NO, "Over quota", r.OVERQUOTA)
+            return None
     continuation = session.conn.accept_literal()
     if continuation:
         await session.write(continuation)

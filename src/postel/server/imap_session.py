@@ -45,7 +45,7 @@ from postel.server.imap_compress import CompressionError, DeflateStream
 from postel.server.imap_context import ContextSet, sync_contexts
 from postel.server.imap_notify import NotifyState, deliver, wait_for_input
 from postel.server.listener import Peer, drain_sessions
-from postel.store import Account, Store
+from postel.store import Account, OverQuota, Store
 from postel.store.changes import ChangeSubscription
 
 log = logging.getLogger(__name__)
@@ -488,6 +488,10 @@ class ImapSession(asyncio.Protocol):
                     from postel.server import imap_ext
 
                     await imap_ext.run(self, command)
+                case cmd.GetQuota() | cmd.GetQuotaRoot() | cmd.SetQuota():
+                    from postel.server import imap_quota
+
+                    await imap_quota.run(self, command)
                 case _:
                     await msg.run(self, command)
         except NotFound:
@@ -496,6 +500,11 @@ class ImapSession(asyncio.Protocol):
                 await self.write(r.bye("Selected mailbox was deleted, have to disconnect"))
                 raise SessionEnded from None
             await self.tagged(tag, r.Status.NO, "No such mailbox or message", r.NONEXISTENT)
+        except OverQuota as exc:
+            log.info(
+                "imap.over_quota", extra={"command": type(command).__name__, "error": str(exc)}
+            )
+            await self.tagged(tag, r.Status.NO, "Over quota", r.OVERQUOTA)
         except StoreError as exc:
             log.warning(
                 "imap.store_error", extra={"command": type(command).__name__, "error": str(exc)}
@@ -554,6 +563,9 @@ class ImapSession(asyncio.Protocol):
             "COMPRESS=DEFLATE",
             "BINARY",
             f"APPENDLIMIT={self.service.config.imap.append_limit}",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
+            "QUOTA=RES-MESSAGE",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
             "CONDSTORE",
