@@ -200,7 +200,7 @@ class ListReturn(StrEnum):
 
 class StatusItem(StrEnum):
     """STATUS data items. Spec: RFC 9051 §6.3.11, RFC 3501 §6.3.10 (RECENT),
-    RFC 7162 §3.1.6 (HIGHESTMODSEQ), RFC 7889 (APPENDLIMIT)."""
+    RFC 7162 §3.1.6 (HIGHESTMODSEQ), RFC 7889 (APPENDLIMIT), RFC 8474 §4.1 (MAILBOXID)."""
 
     MESSAGES = "MESSAGES"
     UIDNEXT = "UIDNEXT"
@@ -211,6 +211,7 @@ class StatusItem(StrEnum):
     RECENT = "RECENT"
     HIGHESTMODSEQ = "HIGHESTMODSEQ"
     APPENDLIMIT = "APPENDLIMIT"
+    MAILBOXID = "MAILBOXID"
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from postel.imap.fetch_items import (
     Section,
     SectionText,
 )
+from postel.imap.responses import nstring
 from postel.mail.header import split_header
 from postel.mail.imapfmt import render_body, render_bodystructure, render_envelope
 from postel.mail.mime import BodyPart
@@ -97,6 +98,12 @@ class FetchSource:
     data: bytes | None = None
     modseq: int = 0
     """The message's MODSEQ (RFC 7162 §3.1.4.1)."""
+    preview: str | None = None
+    email_id: str = ""
+    save_date: dt.datetime | None = None
+    """The SAVEDATE (RFC 8514 §2.1); None is sent as NIL."""
+    """The EMAILID (RFC 8474 §5.1), computed by the driver."""
+    """The PREVIEW text (RFC 8970 §3), computed by the driver; None is sent as NIL."""
 
 
 def needs_bytes(items: Iterable[FetchItem]) -> bool:
@@ -153,6 +160,16 @@ def _attr(attr: FetchAttr, msg: FetchSource) -> bytes:
         return b"%d" % msg.size
     if attr is FetchAttr.MODSEQ:
         return b"(%d)" % msg.modseq
+    if attr is FetchAttr.PREVIEW:
+        return nstring(msg.preview)
+    if attr is FetchAttr.EMAILID:
+        return b"(" + msg.email_id.encode("ascii") + b")"
+    if attr is FetchAttr.THREADID:
+        return b"NIL"
+    if attr is FetchAttr.SAVEDATE:
+        if msg.save_date is None:
+            return b"NIL"
+        return b'"' + format_internal_date(msg.save_date) + b'"'
     if attr is FetchAttr.ENVELOPE:
         return render_envelope(msg.summary)
     if attr is FetchAttr.BODY:

@@ -4,7 +4,7 @@ The parser in ``postel.imap.commands`` builds these; ``postel.imap.fetch`` rende
 answer. Macros ALL, FAST and FULL are expanded by the parser (RFC 9051 §6.4.5).
 
 Spec: RFC 9051 §6.4.5, RFC 3516 §4.2 (BINARY, BINARY.SIZE), RFC 3501 §6.4.5 (RFC822,
-RFC822.HEADER, RFC822.TEXT), RFC 7162 §3.1.4 (MODSEQ).
+RFC822.HEADER, RFC822.TEXT), RFC 7162 §3.1.4 (MODSEQ), RFC 8970 §3 (PREVIEW), RFC 8474 §5 (EMAILID, THREADID).
 """
 
 from __future__ import annotations
@@ -32,6 +32,17 @@ class FetchAttr(StrEnum):
     RFC822_TEXT = "RFC822.TEXT"
     MODSEQ = "MODSEQ"
     """The message's mod-sequence, ``MODSEQ (n)``. Spec: RFC 7162 §3.1.4.1."""
+    EMAILID = "EMAILID"
+    """The message's content identifier, ``EMAILID (id)``. Spec: RFC 8474 §5.1."""
+    THREADID = "THREADID"
+    """The message's thread identifier; NIL (threads are not computed). Spec: RFC
+    8474 §5.2."""
+    SAVEDATE = "SAVEDATE"
+    """When the message was put into the mailbox, ``SAVEDATE "date-time"``.
+    Spec: RFC 8514 §2.1."""
+    PREVIEW = "PREVIEW"
+    """A short plain-text preview of the message (``PREVIEW (LAZY)`` parses to this
+    too: the preview is always computed). Spec: RFC 8970 §3."""
 
 
 class SectionText(StrEnum):

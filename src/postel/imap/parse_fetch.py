@@ -3,7 +3,7 @@ CHANGEDSINCE modifier, parsed into ``postel.imap.fetch_items`` values.
 
 Spec: RFC 9051 §6.4.5, §9 (fetch, fetch-att, section, partial); RFC 3516 §4.2
 (BINARY, BINARY.PEEK, BINARY.SIZE); RFC 3501 §6.4.5 (RFC822 items);
-RFC 7162 §3.1.4.1 (CHANGEDSINCE), §3.2.6 (VANISHED).
+RFC 7162 §3.1.4.1 (CHANGEDSINCE), §3.2.6 (VANISHED); RFC 8970 §3 (PREVIEW).
 """
 
 from __future__ import annotations
@@ -110,9 +110,26 @@ def _fetch_att(cur: Cursor) -> FetchItem:
             return BinarySize(_binary_part(cur))
         raise cur.error(f"no section allowed after {name[:30]}")
     try:
-        return FetchAttr(name)
+        attr = FetchAttr(name)
     except ValueError as exc:
         raise cur.error(f"unknown FETCH item {name[:30]}") from exc
+    if attr is FetchAttr.PREVIEW:
+        _preview_modifiers(cur)
+    return attr
+
+
+def _preview_modifiers(cur: Cursor) -> None:
+    """``[SP "(" preview-mod *(SP preview-mod) ")"]`` with ``preview-mod = "LAZY"``;
+    a parenthesised list that does not start with LAZY is left alone (it is FETCH's
+    own modifier list). Spec: RFC 8970 §7 (fetch-att, preview-mod)."""
+    mark = cur.mark()
+    if not cur.take(b" (") or cur.run(_NAME).decode("ascii").upper() != "LAZY":
+        cur.seek(mark)
+        return
+    while cur.take(b" "):
+        if cur.run(_NAME).decode("ascii").upper() != "LAZY":
+            raise cur.error("unknown PREVIEW modifier")
+    cur.expect(b")")
 
 
 def _part_numbers(cur: Cursor) -> list[int]:

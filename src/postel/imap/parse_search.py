@@ -55,6 +55,7 @@ CHARSETS = ("UTF-8", "US-ASCII")
 
 _FLAG_KEYS: dict[str, SearchKey] = {
     "ALL": AllKey(),
+    "SAVEDATESUPPORTED": AllKey(),  # every mailbox has save dates (RFC 8514 §2.2)
     "ANSWERED": FlagKey("\\Answered", True),
     "DELETED": FlagKey("\\Deleted", True),
     "DRAFT": FlagKey("\\Draft", True),
@@ -78,6 +79,9 @@ _DATE_KEYS = {
     "SENTBEFORE": (DateField.SENT, DateOp.BEFORE),
     "SENTON": (DateField.SENT, DateOp.ON),
     "SENTSINCE": (DateField.SENT, DateOp.SINCE),
+    "SAVEDBEFORE": (DateField.SAVED, DateOp.BEFORE),
+    "SAVEDON": (DateField.SAVED, DateOp.ON),
+    "SAVEDSINCE": (DateField.SAVED, DateOp.SINCE),
 }
 
 

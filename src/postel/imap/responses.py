@@ -71,6 +71,7 @@ __all__ = [
     "literal",
     "literal8",
     "mailbox",
+    "mailboxid",
     "namespace",
     "noupdate",
     "nstring",
@@ -144,6 +145,11 @@ CLOSED = Code("CLOSED")
 def capability_code(capabilities: Iterable[str]) -> Code:
     """``[CAPABILITY IMAP4rev2 ...]``. Spec: RFC 9051 §7.1."""
     return Code("CAPABILITY", " ".join(capabilities))
+
+
+def mailboxid(objectid: str) -> Code:
+    """``[MAILBOXID (F1-2)]``. Spec: RFC 8474 §4.1, §4.2."""
+    return Code("MAILBOXID", f"({objectid})")
 
 
 def uidvalidity(value: int) -> Code:
@@ -382,8 +388,9 @@ def list_response(
     return b" ".join(parts) + b"\r\n"
 
 
-def status(name: str, items: Sequence[tuple[str, int]], *, utf8: bool = False) -> bytes:
-    """``* STATUS name (MESSAGES 3 UIDNEXT 7)``. Spec: RFC 9051 §7.3.2."""
+def status(name: str, items: Sequence[tuple[str, int | str]], *, utf8: bool = False) -> bytes:
+    """``* STATUS name (MESSAGES 3 UIDNEXT 7)``; a str value is sent as it is (e.g.
+    ``MAILBOXID (F1-2)``). Spec: RFC 9051 §7.3.2; RFC 8474 §4.1."""
     body = " ".join(f"{item} {value}" for item, value in items).encode("ascii")
     return b"* STATUS " + mailbox(name, utf8=utf8) + b" (" + body + b")\r\n"
 

@@ -92,6 +92,8 @@ class SearchSource:
     data: bytes | None = None
     modseq: int = 0
     """The message's MODSEQ (the MODSEQ key, RFC 7162 §3.1.5)."""
+    save_date: dt.datetime | None = None
+    """The SAVEDATE (SAVED* keys, RFC 8514 §2.2); None falls back to internal_date."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +203,12 @@ class _Evaluator:
         return key.set.contains(self.msg.msn, self.ctx.largest_msn)
 
     def date(self, key: DateKey) -> bool:
-        sent = key.field is DateField.SENT
-        day = self.sent_date() if sent else self.msg.internal_date.date()
+        if key.field is DateField.SENT:
+            day = self.sent_date()
+        elif key.field is DateField.SAVED:
+            day = (self.msg.save_date or self.msg.internal_date).date()
+        else:
+            day = self.msg.internal_date.date()
         if key.op is DateOp.BEFORE:
             return day < key.date
         if key.op is DateOp.ON:

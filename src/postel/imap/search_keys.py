@@ -90,10 +90,12 @@ class TextKey:
 
 
 class DateField(StrEnum):
-    """Which date a DateKey tests: the internal date or the Date: header's date."""
+    """Which date a DateKey tests: the internal date, the Date: header's date or the
+    save date (RFC 8514 §2.2)."""
 
     INTERNAL = "INTERNAL"
     SENT = "SENT"
+    SAVED = "SAVED"
 
 
 class DateOp(StrEnum):
@@ -106,8 +108,9 @@ class DateOp(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DateKey:
-    """``BEFORE/ON/SINCE d`` (internal date) and ``SENTBEFORE/SENTON/SENTSINCE d``
-    (Date: header, its own zone disregarded). Spec: RFC 9051 §6.4.4."""
+    """``BEFORE/ON/SINCE d`` (internal date), ``SENTBEFORE/SENTON/SENTSINCE d``
+    (Date: header, its own zone disregarded) and ``SAVEDBEFORE/SAVEDON/SAVEDSINCE d``
+    (save date). Spec: RFC 9051 §6.4.4; RFC 8514 §2.2."""
 
     field: DateField
     op: DateOp

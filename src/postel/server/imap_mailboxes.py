@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from postel.errors import AlreadyExists, NotFound
 from postel.imap import commands as cmd
+from postel.imap import objectid
 from postel.imap import responses as r
 from postel.imap.view import MailboxView
 from postel.server import imap_condstore
@@ -114,6 +115,13 @@ async def select(session: ImapSession, command: cmd.Select) -> None:
         if unseen is not None:
             out.append(r.untagged(r.Status.OK, "First unseen", r.Code("UNSEEN", str(unseen))))
     out.append(r.untagged(r.Status.OK, "UIDs valid", r.uidvalidity(snapshot.uidvalidity)))
+    out.append(
+        r.untagged(
+            r.Status.OK,
+            "Mailbox id",
+            r.mailboxid(objectid.mailbox_id(mailbox.id, snapshot.uidvalidity)),
+        )
+    )
     out.append(r.untagged(r.Status.OK, "Predicted next UID", r.uidnext(snapshot.uidnext)))
     permanent = [] if command.examine else [*flags, "\\*"]
     out.append(r.untagged(r.Status.OK, "Flags permitted", r.permanentflags(permanent)))
@@ -166,14 +174,15 @@ async def create(session: ImapSession, command: cmd.Create) -> None:
     try:
         names.validate(name)  # the whole name first: a refused name creates nothing
         await _ensure_parents(session, name)
-        await session.store.create_mailbox(session.account.id, name, special)  # type: ignore[union-attr]
+        created = await session.store.create_mailbox(session.account.id, name, special)  # type: ignore[union-attr]
     except AlreadyExists:
         await session.tagged(tag, r.Status.NO, "Mailbox already exists", r.ALREADYEXISTS)
         return
     except (InvalidMailboxName, MailboxRefused) as exc:
         await session.tagged(tag, r.Status.NO, f"Cannot create: {exc}", r.CANNOT)
         return
-    await session.tagged(tag, r.Status.OK, "CREATE completed")
+    code = r.mailboxid(objectid.mailbox_id(created.id, created.uidvalidity))
+    await session.tagged(tag, r.Status.OK, "CREATE completed", code)
 
 
 async def delete(session: ImapSession, command: cmd.Delete) -> None:
@@ -356,7 +365,8 @@ async def _status_line(
     session: ImapSession, mailbox: Mailbox, items: Sequence[cmd.StatusItem]
 ) -> bytes:
     st = await session.store.mailbox_status(mailbox.id)
-    values = {
+    values: dict[cmd.StatusItem, int | str] = {
+        cmd.StatusItem.MAILBOXID: f"({objectid.mailbox_id(mailbox.id, st.uidvalidity)})",
         cmd.StatusItem.MESSAGES: st.messages,
         cmd.StatusItem.UIDNEXT: st.uidnext,
         cmd.StatusItem.UIDVALIDITY: st.uidvalidity,

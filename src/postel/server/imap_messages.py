@@ -27,13 +27,14 @@ from postel.ids import MailboxId
 from postel.imap import commands as cmd
 from postel.imap import condstore as cs
 from postel.imap import events as ev
-from postel.imap import fetch
+from postel.imap import fetch, objectid
 from postel.imap import responses as r
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch_items import FetchAttr, FetchItem
 from postel.mail import parse_message
 from postel.pop3 import pop3_size
 from postel.server import imap_condstore, imap_context, imap_sort
+from postel.server.imap_preview import load_preview
 from postel.server.imap_scan import esearch_answer, load_summary, scan
 from postel.store import AppendItem, BlobRef, OverQuota, StoredMessage, exceeded
 from postel.store.api import FlagMode, InvalidFlag, UidSet
@@ -51,6 +52,9 @@ _CHEAP_ITEMS = frozenset(
         FetchAttr.INTERNALDATE,
         FetchAttr.RFC822_SIZE,
         FetchAttr.MODSEQ,
+        FetchAttr.EMAILID,
+        FetchAttr.THREADID,
+        FetchAttr.SAVEDATE,
     }
 )
 _EMPTY_SUMMARY = parse_message(b"\r\n")
@@ -170,14 +174,33 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
                     if needs_bytes
                     else None
                 )
+                summary = await load_summary(m) if needs_summary else _EMPTY_SUMMARY
+                preview = (
+                    await load_preview(session.store, m, summary, data)
+                    if FetchAttr.PREVIEW in items
+                    else None
+                )
             except NotFound:
                 continue
-            summary = await load_summary(m) if needs_summary else _EMPTY_SUMMARY
             shown = m.flags
             if not session.rev2 and uid in selected.recent:
                 shown = m.flags | {"\\Recent"}
             source = fetch.FetchSource(
-                uid, shown, m.internal_date, m.size, summary, m.trace_prefix, data, m.modseq
+                uid,
+                shown,
+                m.internal_date,
+                m.size,
+                summary,
+                m.trace_prefix,
+                data,
+                m.modseq,
+                preview=preview,
+                save_date=m.save_date,
+                email_id=(
+                    objectid.email_id(m.blob.key, m.trace_prefix)
+                    if FetchAttr.EMAILID in items
+                    else ""
+                ),
             )
             try:
                 rendered = fetch.render_items(wanted, source)

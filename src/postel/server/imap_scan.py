@@ -148,6 +148,7 @@ async def scan(
                 m.trace_prefix,
                 data,
                 m.modseq,
+                save_date=m.save_date,
             )
             if search.evaluate(key, source, ctx):
                 hits.append(Hit(msn, uid, m, summary))

@@ -570,6 +570,9 @@ class ImapSession(asyncio.Protocol):
             "UTF8=ACCEPT",
             "CONDSTORE",
             "QRESYNC",
+            "PREVIEW",
+            "OBJECTID",
+            "SAVEDATE",
         ]
         return caps
 

@@ -233,6 +233,8 @@ class StoredMessage:
     queue_id: QueueId | None
     trace_prefix: bytes = b""
     """The per-recipient header block stored before the blob (empty for APPEND)."""
+    save_date: dt.datetime | None = None
+    """When the message was put into this mailbox (RFC 8514 §2); None where not read."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,6 +235,7 @@ def _message_row(delivery: Delivery, mailbox_id: int, uid: int, modseq: int) -> 
         "trace_prefix": delivery.trace_prefix,
         "summary": delivery.summary,
         "queue_id": delivery.queue_id,
+        "save_date": delivery.internal_date,
     }
 
 

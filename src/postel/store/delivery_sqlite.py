@@ -46,6 +46,7 @@ _MESSAGE_COLUMNS = (
     "trace_prefix",
     "summary",
     "queue_id",
+    "save_date",
 )
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "

@@ -60,6 +60,7 @@ __all__ = [
     "columns_of",
     "narrowing_needle",
     "prefix_doc",
+    "reduced_html",
 ]
 
 EXTRACT_VERSION = 1
@@ -188,7 +189,7 @@ def header_doc(fields: HeaderText) -> HeaderDoc:
     )
 
 
-def _reduced_html(text: str) -> str:
+def reduced_html(text: str) -> str:
     """Markup dropped and character references expanded (a second, readable form of
     text/html; extra candidates are harmless since the evaluator re-checks)."""
     return html.unescape(_TAG.sub("", text))
@@ -202,7 +203,7 @@ def blob_doc(data: bytes) -> BlobDoc:
     if len(data) > FULLTEXT_BLOB_MAX:
         return BlobDoc(complete=False)
     texts = list(body_texts(data, parse_mime(data)))
-    texts.extend(_reduced_html(t) for t in list(texts) if "<" in t or "&" in t)
+    texts.extend(reduced_html(t) for t in list(texts) if "<" in t or "&" in t)
     return BlobDoc(True, header_doc(header_text(data)), _storable("\n".join(texts)))
 
 

@@ -68,7 +68,7 @@ from postel.store.blobs import BlobFiles
 from postel.store.mailbox_ops import LockedMailbox, has_flag, lock_mailboxes, save_counters
 from postel.store.quota_api import QuotaUsage
 from postel.store.quota_ops import check_addition, lock_for_quota
-from postel.store.schema import blobs, expunged, mailboxes, messages
+from postel.store.schema import UtcDateTime, blobs, expunged, mailboxes, messages
 
 
 class DrivingJoin(Join):
@@ -232,6 +232,7 @@ def fetch_messages(
         messages.c.summary,
         messages.c.queue_id,
         messages.c.trace_prefix,
+        messages.c.save_date,
     )
     query = query.join(blobs, blobs.c.key == messages.c.blob_key)
     cache = fl.FlagCache()
@@ -247,10 +248,21 @@ def fetch_messages(
             summary=summary,
             queue_id=None if queue_id is None else QueueId(queue_id),
             trace_prefix=bytes(prefix),
+            save_date=saved,
         )
-        for uid, modseq, flags, internal_date, size, key, blob_size, summary, queue_id, prefix in (
-            conn.execute(query, params)
-        )
+        for (
+            uid,
+            modseq,
+            flags,
+            internal_date,
+            size,
+            key,
+            blob_size,
+            summary,
+            queue_id,
+            prefix,
+            saved,
+        ) in conn.execute(query, params)
     ]
 
 
@@ -411,10 +423,13 @@ def append(
     internal_date: dt.datetime,
     summary: str,
     crlf_size: int | None = None,
+    *,
+    now: dt.datetime,
 ) -> Appended:
     """Insert the blob row (if new) and the message in the open transaction.
     NotFound (mailbox, or a file blob never committed), InvalidFlag, OverQuota,
-    StoreError. Spec: RFC 9051 §6.3.12; RFC 4315 §3; RFC 9208 §4.1."""
+    StoreError. ``now`` is the SAVEDATE. Spec: RFC 9051 §6.3.12; RFC 4315 §3; RFC 9208
+    §4.1; RFC 8514 §2."""
     stored_flags = fl.canonical_set(flags)
     if internal_date.tzinfo is None:
         raise StoreError("APPEND refused: naive INTERNALDATE")
@@ -435,6 +450,7 @@ def append(
             summary=summary,
             queue_id=None,
             crlf_size=None if crlf_size == blob.size else crlf_size,
+            save_date=now,
         )
     )
     box.uidnext, box.highestmodseq = uid + 1, modseq
@@ -475,6 +491,8 @@ def _copy(
     uids: UidSet,
     target: LockedMailbox,
     quota: QuotaUsage | None = None,
+    *,
+    now: dt.datetime,
 ) -> tuple[list[int], int]:
     """Copy the messages of ``uids`` into ``target`` set-wise (INSERT ... SELECT, new
     UIDs by ascending source UID); returns the source UIDs and the first new UID.
@@ -498,10 +516,13 @@ def _copy(
         literal(target.id, Integer),
         literal(first - 1, BigInteger) + func.row_number().over(order_by=src.c.uid),
         literal(target.highestmodseq, BigInteger),
+        literal(now, UtcDateTime()),
         *(src.c[name] for name in _COPIED),
     )
     conn.execute(
-        insert(messages).from_select(["mailbox_id", "uid", "modseq", *_COPIED], numbered),
+        insert(messages).from_select(
+            ["mailbox_id", "uid", "modseq", "save_date", *_COPIED], numbered
+        ),
         params,
     )
     save_counters(conn, target)
@@ -509,7 +530,13 @@ def _copy(
 
 
 def copy_messages(
-    conn: Connection, dialect: Dialect, source_id: MailboxId, uids: UidSet, target_id: MailboxId
+    conn: Connection,
+    dialect: Dialect,
+    source_id: MailboxId,
+    uids: UidSet,
+    target_id: MailboxId,
+    *,
+    now: dt.datetime,
 ) -> CopyResult:
     """COPY: same blobs, flags and INTERNALDATE; one new MODSEQ in the target.
     NotFound, OverQuota. Spec: RFC 9051 §6.4.7; RFC 4315 §3 (COPYUID); RFC 9208 §4.1."""
@@ -517,14 +544,20 @@ def copy_messages(
     locked = lock_mailboxes(conn, [source_id, target_id])
     source, target = locked[source_id], locked[target_id]
     moved, first = (
-        _copy(conn, dialect, source, uids, target, quota) if uids else ([], target.uidnext)
+        _copy(conn, dialect, source, uids, target, quota, now=now) if uids else ([], target.uidnext)
     )
     pairs = tuple((u, first + i) for i, u in enumerate(moved))
     return CopyResult(target.uidvalidity, pairs, target.highestmodseq)
 
 
 def move_messages(
-    conn: Connection, dialect: Dialect, source_id: MailboxId, uids: UidSet, target_id: MailboxId
+    conn: Connection,
+    dialect: Dialect,
+    source_id: MailboxId,
+    uids: UidSet,
+    target_id: MailboxId,
+    *,
+    now: dt.datetime,
 ) -> MoveResult:
     """MOVE: COPY, then expunge the sources, in the open transaction. NotFound;
     OverQuota only between two accounts (within one the usage does not change).
@@ -535,7 +568,7 @@ def move_messages(
     if quota is not None and source.account_id == target.account_id:
         quota = None  # the messages stay in the account: its usage does not change
     moved, first = (
-        _copy(conn, dialect, source, uids, target, quota) if uids else ([], target.uidnext)
+        _copy(conn, dialect, source, uids, target, quota, now=now) if uids else ([], target.uidnext)
     )
     if moved:
         _remove(conn, source, moved)

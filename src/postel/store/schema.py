@@ -176,12 +176,15 @@ messages = Table(
     Column("summary", Text, nullable=False),
     Column("queue_id", String(QUEUE_ID_MAX), nullable=True),
     Column("crlf_size", BigInteger, nullable=True),
+    Column("save_date", UtcDateTime, nullable=True),
     UniqueConstraint("mailbox_id", "uid"),
 )
 """``flags`` is the space-separated, sorted set of IMAP flags (atoms contain no space,
 RFC 9051 §9 ``flag``). ``crlf_size`` is the size with every line ended by CRLF (what
 POP3 counts and sends, RFC 1939 §11) when it differs from ``size``: only messages
-APPENDed with bare CR or LF, or without a final line end; NULL otherwise."""
+APPENDed with bare CR or LF, or without a final line end; NULL otherwise. ``save_date``
+is when the message was put into this mailbox (delivery, APPEND, COPY, MOVE; RFC 8514
+§2); rows older than migration 0012 have their internal date."""
 
 Index(
     "uq_messages_mailbox_id_queue_id",

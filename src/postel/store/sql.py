@@ -535,12 +535,22 @@ class SqlStore:
         flags: frozenset[str] = frozenset(),
     ) -> Appended:
         done = await self._write(
-            xq.append, self._sql, self._files, mailbox_id, blob, flags, internal_date, summary
+            xq.append,
+            self._sql,
+            self._files,
+            mailbox_id,
+            blob,
+            flags,
+            internal_date,
+            summary,
+            now=self._clock.now(),
         )
         self._changes.publish(mailbox_id, done.modseq)
         return done
 
     async def append_many(self, items: Sequence[AppendItem]) -> Sequence[Appended]:
+        now = self._clock.now()
+
         def run(conn: Connection) -> list[Appended]:
             return [
                 xq.append(
@@ -553,6 +563,7 @@ class SqlStore:
                     item.internal_date,
                     item.summary,
                     item.crlf_size,
+                    now=now,
                 )
                 for item in items
             ]
@@ -565,7 +576,9 @@ class SqlStore:
     async def copy_messages(
         self, source_id: MailboxId, uids: UidSet, target_id: MailboxId
     ) -> CopyResult:
-        done = await self._write(xq.copy_messages, self._sql, source_id, uids, target_id)
+        done = await self._write(
+            xq.copy_messages, self._sql, source_id, uids, target_id, now=self._clock.now()
+        )
         if done.pairs:
             self._changes.publish(target_id, done.modseq)
         return done
@@ -573,7 +586,9 @@ class SqlStore:
     async def move_messages(
         self, source_id: MailboxId, uids: UidSet, target_id: MailboxId
     ) -> MoveResult:
-        done = await self._write(xq.move_messages, self._sql, source_id, uids, target_id)
+        done = await self._write(
+            xq.move_messages, self._sql, source_id, uids, target_id, now=self._clock.now()
+        )
         if done.pairs:
             self._changes.publish(source_id, done.source_modseq)
             self._changes.publish(target_id, done.modseq)
