@@ -100,9 +100,18 @@ def drop_privileges(user: str | None, data_dir: Path) -> None:
     """Started as root: switch to ``user`` once the ports are bound and the certificate
     is loaded (RELIABILITY.md D5). The data directory, its top-level files and the blob
     directories are handed to ``user`` first so the store stays writable."""
-    if os.geteuid() != 0 or not user:
+    if os.geteuid() != 0:
+        return
+    if not user:
+        log.warning("server.running_as_root", extra={"hint": "set run_as in the config"})
         return
     import pwd
+    import timeit  # noqa: F401
+
+    # Modules loaded lazily later (the schema migrations' template engine imports
+    # ``timeit``) must be loaded while Python's own files are still readable.
+    import alembic.command  # noqa: F401
+    import mako.template  # noqa: F401
 
     try:
         entry = pwd.getpwnam(user)
