@@ -91,6 +91,12 @@ from postel.imap.parse_mailbox import (
     parse_status,
     read_mailbox,
 )
+from postel.imap.parse_metadata import (
+    GetMetadata,
+    SetMetadata,
+    parse_getmetadata,
+    parse_setmetadata,
+)
 from postel.imap.parse_quota import (
     GetQuota,
     GetQuotaRoot,
@@ -120,6 +126,7 @@ __all__ = [
     "Fetch",
     "FilterKind",
     "GenUrlAuth",
+    "GetMetadata",
     "GetQuota",
     "GetQuotaRoot",
     "Id",
@@ -143,6 +150,7 @@ __all__ = [
     "SearchReturn",
     "Select",
     "SelectParam",
+    "SetMetadata",
     "SetQuota",
     "Sort",
     "StartTls",
@@ -221,12 +229,14 @@ COMMAND_STATES: dict[str, frozenset[State]] = {
     "GETQUOTA": _AUTH,
     "GETQUOTAROOT": _AUTH,
     "SETQUOTA": _AUTH,
+    "GETMETADATA": _AUTH,
+    "SETMETADATA": _AUTH,
 }
 """Which states accept each command; any other use is answered BAD.
 Spec: RFC 9051 §6.1-§6.4, RFC 5161 §3.1 (ENABLE after authentication), RFC 2971 §3.1,
 RFC 5256 §3 (SORT, THREAD), RFC 5267 §4.2 (CANCELUPDATE), RFC 4467 §6 (URLAUTH),
 RFC 5465 §3 (NOTIFY), RFC 4978 §3 (COMPRESS after authentication), RFC 9208 §4
-(QUOTA)."""
+(QUOTA), RFC 5464 §4 (METADATA)."""
 
 
 def command_head(first_part: bytes) -> tuple[str, str]:
@@ -514,5 +524,7 @@ _PARSERS: dict[str, Callable[[Cursor, str, bool], Command]] = {
     "GETQUOTA": parse_getquota,
     "GETQUOTAROOT": parse_getquotaroot,
     "SETQUOTA": parse_setquota,
+    "GETMETADATA": parse_getmetadata,
+    "SETMETADATA": parse_setmetadata,
 }
 _UID_COMMANDS = frozenset({"FETCH", "SEARCH", "SORT", "THREAD", "STORE", "COPY", "MOVE", "EXPUNGE"})

@@ -492,6 +492,10 @@ class ImapSession(asyncio.Protocol):
                     from postel.server import imap_quota
 
                     await imap_quota.run(self, command)
+                case cmd.GetMetadata() | cmd.SetMetadata():
+                    from postel.server import imap_metadata
+
+                    await imap_metadata.run(self, command)
                 case _:
                     await msg.run(self, command)
         except NotFound:
@@ -566,6 +570,8 @@ class ImapSession(asyncio.Protocol):
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "QUOTA=RES-MESSAGE",
+            "METADATA",
+            "METADATA-SERVER",
             "STATUS=SIZE",
             "UTF8=ACCEPT",
             "CONDSTORE",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         SentReport,
     )
     from postel.store.fulltext import Candidates, Clause
+    from postel.store.metadata_ops import MetadataDepth, MetadataEntry
     from postel.store.queue_api import (
         BackoffPolicy,
         Lease,
@@ -924,4 +925,29 @@ class Store(Protocol):
         """Forget the key of ``mailbox_id`` (every key of the account when None), so
         every URL authorized with it stops working; returns how many went.
         Spec: RFC 4467 §6.2."""
+        ...
+
+    # -- METADATA entries (metadata_ops.py) --
+    async def get_metadata(
+        self,
+        account_id: AccountId,
+        mailbox_id: MailboxId | None,
+        entries: Sequence[str],
+        depth: MetadataDepth,
+    ) -> Sequence[MetadataEntry]:
+        """The existing entries among ``entries`` (case-insensitive names) of the
+        server (``mailbox_id`` None) or of one mailbox, with their descendants to
+        ``depth``, sorted by lower-cased name. Spec: RFC 5464 §4.2."""
+        ...
+
+    async def set_metadata(
+        self,
+        account_id: AccountId,
+        mailbox_id: MailboxId | None,
+        changes: Sequence[tuple[str, bytes | None]],
+    ) -> None:
+        """Set each ``(name, value)`` of the server or one mailbox (value None removes
+        the entry), all or none. MetadataValueTooLarge (over METADATA_VALUE_MAX
+        octets), MetadataTooMany (the account over METADATA_ENTRIES_MAX).
+        Spec: RFC 5464 §4.3."""
         ...

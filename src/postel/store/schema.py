@@ -455,3 +455,31 @@ urlauth_keys = Table(
 """The URLAUTH mailbox access key of one mailbox (secret, 32 random octets), created
 by the first GENURLAUTH and removed by RESETKEY or with its mailbox. Spec: RFC 4467
 §3 (mailbox access key), §6.2 (RESETKEY)."""
+
+# -- METADATA (RFC 5464) -----------------------------------------------------------------
+
+metadata_entries = Table(
+    "metadata_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "account_id",
+        Integer,
+        ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column(
+        "mailbox_id",
+        Integer,
+        ForeignKey("mailboxes.id", ondelete="CASCADE"),
+        nullable=True,
+        index=True,
+    ),
+    Column("name", Text, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+)
+"""One METADATA entry: ``name`` lower-cased (``/private/...`` or ``/shared/...``),
+``value`` its octets; ``mailbox_id`` NULL for a server entry. Entries follow their
+mailbox through RENAME (same id) and go with it on DELETE (cascade). Writers lock the
+account row, so names stay unique per (account, mailbox). Spec: RFC 5464 §3, §4.3."""

@@ -31,6 +31,7 @@ from postel.store import dmarc_ops as dq
 from postel.store import fulltext_sql as fx
 from postel.store import mailbox_ops as mq
 from postel.store import message_ops as xq
+from postel.store import metadata_ops
 from postel.store import queue_admin as qa
 from postel.store import queue_ops as qq
 from postel.store import quota_ops as quota
@@ -70,6 +71,7 @@ from postel.store.dmarc_api import DmarcEvaluation, ReceivedReport, SentReport
 from postel.store.engines import READER_CONNECTIONS, make_engines
 from postel.store.flags import canonical_set
 from postel.store.fulltext import FULLTEXT_BATCH_MAX, Candidates, Clause
+from postel.store.metadata_ops import MetadataDepth, MetadataEntry
 from postel.store.migrate import upgrade
 from postel.store.pg_notify import PgChangeRelay
 from postel.store.queue_api import (
@@ -771,6 +773,27 @@ class SqlStore:
         from postel.store import urlauth_ops
 
         return await self._write(urlauth_ops.reset_keys, account_id, mailbox_id)
+
+    # -- METADATA entries (metadata_ops.py) ---------------------------------------------
+
+    async def get_metadata(
+        self,
+        account_id: AccountId,
+        mailbox_id: MailboxId | None,
+        entries: Sequence[str],
+        depth: MetadataDepth,
+    ) -> Sequence[MetadataEntry]:
+        """See Store.get_metadata."""
+        return await self._read(metadata_ops.get_entries, account_id, mailbox_id, entries, depth)
+
+    async def set_metadata(
+        self,
+        account_id: AccountId,
+        mailbox_id: MailboxId | None,
+        changes: Sequence[tuple[str, bytes | None]],
+    ) -> None:
+        """See Store.set_metadata."""
+        await self._write(metadata_ops.set_entries, account_id, mailbox_id, changes)
 
 
 def _add_account(
