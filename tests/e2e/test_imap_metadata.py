@@ -128,3 +128,19 @@ def test_entries_follow_rename_and_go_with_delete(server: PostelServer) -> None:
         done = client.command('GETMETADATA "Job/Sub" /shared/comment')
         assert done.untagged == (b"* METADATA Job/Sub (/shared/comment NIL)",)
         client.command("LOGOUT")
+
+
+def test_a_value_with_nul_goes_as_literal8(server: PostelServer) -> None:
+    """RFC 5464 §5: values may hold any octet; those with NUL travel as literal8, both
+    in SETMETADATA and in the METADATA response."""
+    value = b"a\x00b\xffc"
+    with _login(server) as client:
+        wire = b"~{%d+}\r\n" % len(value) + value
+        done = client.command(b'SETMETADATA "" (/private/blob ' + wire + b")")
+        assert b"OK" in done.tagged, done
+        done = client.command('GETMETADATA "" /private/blob')
+        assert done.untagged == (
+            b'* METADATA "" (/private/blob ~{%d}\r\n' % len(value) + value + b")",
+        ), done
+        done = client.command(b'SETMETADATA "" (/private/other {3+}\r\na\x00b)')
+        assert done.status == "BAD", done

@@ -611,6 +611,14 @@ class ServerConnection:
         self._append = _Append(tag, head.mailbox)
         return self._start_catenate(head.flags, head.internal_date, head.catenate)
 
+    def _takes_literal8(self) -> bool:
+        """Whether the command being assembled takes literal8 values besides APPEND's
+        message: SETMETADATA (values may hold NUL). Spec: RFC 5464 §5 (literal8)."""
+        try:
+            return command_head(self._parts[0])[1] == "SETMETADATA"
+        except ImapProtocolError:
+            return False
+
     def _literal_announced(self, match: re.Match[bytes]) -> Event | None:
         binary, digits, plus = match.groups()
         synchronizing = not plus
@@ -643,7 +651,7 @@ class ServerConnection:
                 return self._start_message(
                     head.flags, head.internal_date, size, bool(binary), synchronizing
                 )
-        if binary:
+        if binary and not self._takes_literal8():
             return self._refuse_literal(
                 BadCommand(tag, "literal8 not allowed here"), size, synchronizing
             )
