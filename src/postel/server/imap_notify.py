@@ -68,6 +68,9 @@ class _Watch:
     name: str
     events: frozenset[NotifyEvent]
     subscription: ChangeSubscription
+    uidvalidity: int
+    """With the id, what identifies the watched mailbox: a deleted mailbox's id may be
+    given to a new mailbox (of any account), never its UIDVALIDITY."""
     last: MailboxStatus | None = None
 
 
@@ -123,10 +126,12 @@ async def notify(session: ImapSession, command: Notify) -> None:
         subscription = await state.stack.enter_async_context(
             session.store.changes.subscribe(mailbox.id)
         )
-        state.watches[mailbox.id] = _Watch(mailbox.name, events, subscription)
+        state.watches[mailbox.id] = _Watch(mailbox.name, events, subscription, mailbox.uidvalidity)
     for mailbox_id, watch in state.watches.items():
         with contextlib.suppress(NotFound):
             watch.last = await session.store.mailbox_status(mailbox_id)
+            if watch.last.uidvalidity != watch.uidvalidity:
+                continue
             if command.status and not _is_selected(session, mailbox_id):
                 await session.write(_status(session, watch, watch.last, initial=True))
     await session.tagged(command.tag, r.Status.OK, "NOTIFY completed")
@@ -208,6 +213,9 @@ async def deliver(session: ImapSession) -> None:
         try:
             now = await session.store.mailbox_status(mailbox_id)
         except NotFound:
+            continue
+        if now.uidvalidity != watch.uidvalidity:  # deleted: the id names another mailbox
+            del session.notify_state.watches[mailbox_id]
             continue
         before, watch.last = watch.last, now
         if before is not None and not _reportable(watch, before, now):

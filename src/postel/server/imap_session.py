@@ -436,6 +436,7 @@ class ImapSession(asyncio.Protocol):
         from postel.server import imap_messages as msg
 
         tag = command.tag
+        await self.check_selected()
         try:
             await modseq.note_command(self, command)
             match command:
@@ -516,10 +517,33 @@ class ImapSession(asyncio.Protocol):
             await self.tagged(tag, r.Status.NO, "Temporary failure, try again", r.UNAVAILABLE)
 
     async def _selected_gone(self) -> bool:
+        """Whether the selected mailbox no longer exists as this session selected it:
+        deleted, or its id now names another mailbox (SQLite may give a deleted row's
+        id to the next mailbox created, of any account): UIDVALIDITY comes from a
+        server-wide counter that never repeats, so id, UIDVALIDITY and owner together
+        identify it. Spec: RFC 9051 §2.3.1.1 (UIDVALIDITY)."""
         selected = self.selected
         if selected is None:
             return False
-        return await self.store.get_mailbox_by_id(selected.mailbox_id) is None
+        box = await self.store.get_mailbox_by_id(selected.mailbox_id)
+        account = self.account
+        return (
+            box is None
+            or box.uidvalidity != selected.view.uidvalidity
+            or account is None
+            or box.account_id != account.id
+        )
+
+    async def check_selected(self) -> None:
+        """After a change signal, end the session (BYE) when the selected mailbox is
+        gone, before any command or update reads it by id. Spec: RFC 9051 §7.1.5
+        (BYE)."""
+        selected = self.selected
+        if selected is None or not selected.subscription.pending:
+            return
+        if await self._selected_gone():
+            await self.write(r.bye("Selected mailbox was deleted, have to disconnect"))
+            raise SessionEnded
 
     # -- capabilities, login, TLS --------------------------------------------------------
 
@@ -729,6 +753,7 @@ class ImapSession(asyncio.Protocol):
         view = selected.view
         changed: list[int] = []
         before = view.modseq
+        await self.check_selected()
         if selected.subscription.consume() or force:
             changes = await self.store.changes_since(selected.mailbox_id, view.modseq)
             updates = view.update(
