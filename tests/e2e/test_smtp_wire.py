@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -391,3 +392,22 @@ def test_delivered_to_someone_else_is_not_a_loop(mx: PostelServer) -> None:
 def test_server_keeps_serving_after_the_wire_tests(mx: PostelServer) -> None:
     with socket.create_connection(mx.address, timeout=5) as sock:
         assert sock.recv(100).startswith(b"220")
+
+
+def test_a_reset_right_after_pipelined_commands_ends_the_session_quietly(
+    mx: PostelServer,
+) -> None:
+    """EHLO, MAIL and RCPT in one write, then a TCP reset: the RCPT step still queued
+    when the connection is lost is answered into the void, never a crash report."""
+    for _ in range(10):
+        sock = socket.create_connection(mx.address, timeout=10)
+        sock.recv(1024)
+        sock.sendall(
+            b"EHLO client.test\r\nMAIL FROM:<a@remote.test>\r\n" + f"RCPT TO:<{RCPT}>\r\n".encode()
+        )
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+    time.sleep(1.0)
+    with smtplib.SMTP(*mx.address, timeout=30) as client:
+        assert client.noop()[0] == 250
+    assert "smtp.session.crashed" not in mx.log.read_text()

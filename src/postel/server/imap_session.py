@@ -308,6 +308,9 @@ class ImapSession(asyncio.Protocol):
             self._pending = self.conn.buffered
             compressed = self.compression is not None and self.compression.backlog > 0
             if compressed and self._inflate_input(at_least_one=True):
+                # Yield between inflate steps: a small input that inflates hugely
+                # (a line the core discards) must not hold the event loop.
+                await asyncio.sleep(0)
                 continue
             if self._reading_paused and self.transport is not None:
                 self._reading_paused = False

@@ -571,7 +571,8 @@ class SmtpSession(asyncio.Protocol):
     async def recipient(self, path: smtp.Path) -> smtp.Reply:
         """Resolve RCPT TO. Spec: RFC 5321 §3.3, §4.1.1.3; RFC 3463 for the codes."""
         txn = self.txn
-        assert txn is not None
+        if txn is None:  # the connection was lost while this pipelined RCPT waited
+            return smtp.Reply(421, "4.4.2", "Connection lost")
         if path.postmaster:
             address = "postmaster"
         elif path.mailbox is not None:
