@@ -6,6 +6,7 @@ process is gone gets IpcClosed at once (docs/adr/0005)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import socket
 import struct
@@ -49,9 +50,16 @@ def test_codec_round_trips_every_field() -> None:
         assert back == original and back.blob.inline == original.blob.inline
 
 
+def test_the_copies_of_one_message_carry_its_blob_and_summary_once() -> None:
+    copies = [dataclasses.replace(_delivery(), account_id=AccountId(n)) for n in range(50)]
+    value = encode_deliveries(copies)
+    assert len(value["blobs"]) == 1 and len(value["summaries"]) == 1
+    assert decode_deliveries(value) == copies
+
+
 def test_codec_refuses_a_date_without_time_zone() -> None:
     value = encode_deliveries([_delivery()])
-    value[0]["internal_date"] = "2026-11-29T12:00:00"
+    value["items"][0]["internal_date"] = "2026-11-29T12:00:00"
     with pytest.raises(ValueError):
         decode_deliveries(value)
 

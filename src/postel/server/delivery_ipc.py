@@ -48,10 +48,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IPC_FRAME_MAX = 64 * 1024 * 1024
-"""Largest frame accepted (octets). A delivery request carries every recipient's copy
-of a message with its inline blob (at most ``limits.BLOB_INLINE_MAX`` each, base64) and
-trace fields: with the recipients bound of RFC 5321 §4.5.3.1.8 that stays far below."""
+IPC_FRAME_MAX = 256 * 1024 * 1024
+"""Largest frame accepted (octets). A delivery request carries one message's blob
+(inline only up to ``limits.BLOB_INLINE_MAX``) and MIME summary once, and per
+recipient its trace fields; a pathological MIME structure can make the summary larger
+than the message. A request that would exceed this is refused by the worker before it
+is sent (StoreError: the client gets a temporary failure), never sent."""
 _LENGTH = struct.Struct("!I")
 _ERRORS: dict[str, type[StoreError]] = {
     "not_found": NotFound,
@@ -68,34 +70,49 @@ class IpcClosed(StoreError):
 # -- codec --------------------------------------------------------------------------------
 
 
-def encode_deliveries(deliveries: Sequence[Delivery]) -> list[dict[str, Any]]:
-    """``Delivery`` objects as JSON values (bytes in base64)."""
-    return [
-        {
-            "account_id": d.account_id,
-            "mailbox": d.mailbox,
-            "blob": [
-                d.blob.key,
-                d.blob.size,
-                None if d.blob.inline is None else base64.b64encode(d.blob.inline).decode(),
-            ],
-            "trace_prefix": base64.b64encode(d.trace_prefix).decode(),
-            "internal_date": d.internal_date.isoformat(),
-            "summary": d.summary,
-            "flags": sorted(d.flags),
-            "queue_id": d.queue_id,
-        }
-        for d in deliveries
-    ]
+def encode_deliveries(deliveries: Sequence[Delivery]) -> dict[str, Any]:
+    """``Delivery`` objects as one JSON value (bytes in base64). The copies of one
+    message (one per recipient) share their blob and summary, which are written once:
+    ``blobs`` (key -> [size, inline or None]), ``summaries`` and ``items``."""
+    blobs: dict[str, list[Any]] = {}
+    summaries: dict[str, int] = {}
+    items = []
+    for d in deliveries:
+        if d.blob.key not in blobs or (blobs[d.blob.key][1] is None and d.blob.inline):
+            inline = None if d.blob.inline is None else base64.b64encode(d.blob.inline).decode()
+            blobs[d.blob.key] = [d.blob.size, inline]
+        index = summaries.setdefault(d.summary, len(summaries))
+        items.append(
+            {
+                "account_id": d.account_id,
+                "mailbox": d.mailbox,
+                "blob": d.blob.key,
+                "summary": index,
+                "trace_prefix": base64.b64encode(d.trace_prefix).decode(),
+                "internal_date": d.internal_date.isoformat(),
+                "flags": sorted(d.flags),
+                "queue_id": d.queue_id,
+            }
+        )
+    return {"blobs": blobs, "summaries": list(summaries), "items": items}
 
 
-def decode_deliveries(values: Any) -> list[Delivery]:
-    """The inverse of ``encode_deliveries``. Raises ValueError for anything else."""
-    if not isinstance(values, list):
-        raise ValueError("deliveries: not a list")
+def decode_deliveries(value: Any) -> list[Delivery]:
+    """The inverse of ``encode_deliveries``. Raises ValueError (or KeyError, TypeError)
+    for anything else."""
+    if not isinstance(value, dict):
+        raise ValueError("deliveries: not an object")
+    blobs, summaries, items = value["blobs"], value["summaries"], value["items"]
+    if not isinstance(blobs, dict) or not isinstance(summaries, list):
+        raise ValueError("deliveries: malformed")
+    refs = {
+        str(key): BlobRef(
+            str(key), int(size), None if inline is None else base64.b64decode(inline, validate=True)
+        )
+        for key, (size, inline) in blobs.items()
+    }
     out = []
-    for v in values:
-        key, size, inline = v["blob"]
+    for v in items:
         internal_date = dt.datetime.fromisoformat(v["internal_date"])
         if internal_date.tzinfo is None:
             raise ValueError("internal_date without a time zone")
@@ -103,14 +120,10 @@ def decode_deliveries(values: Any) -> list[Delivery]:
             Delivery(
                 account_id=AccountId(int(v["account_id"])),
                 mailbox=str(v["mailbox"]),
-                blob=BlobRef(
-                    str(key),
-                    int(size),
-                    None if inline is None else base64.b64decode(inline, validate=True),
-                ),
+                blob=refs[str(v["blob"])],
                 trace_prefix=base64.b64decode(v["trace_prefix"], validate=True),
                 internal_date=internal_date,
-                summary=str(v["summary"]),
+                summary=str(summaries[int(v["summary"])]),
                 flags=frozenset(str(f) for f in v["flags"]),
                 queue_id=None if v["queue_id"] is None else QueueId(str(v["queue_id"])),
             )
@@ -274,8 +287,12 @@ class DeliveryClient:
         future: asyncio.Future[list[Delivered]] = asyncio.get_running_loop().create_future()
         self._pending[ident] = future
         message = {"id": ident, "op": "deliver", "deliveries": encode_deliveries(deliveries)}
+        frame = _frame(message)
+        if len(frame) - _LENGTH.size > IPC_FRAME_MAX:
+            self._pending.pop(ident, None)
+            raise StoreError(f"delivery request of {len(frame)} octets exceeds {IPC_FRAME_MAX}")
         try:
-            self._writer.write(_frame(message))
+            self._writer.write(frame)
             await self._writer.drain()
         except OSError as exc:
             self._pending.pop(ident, None)

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,7 +37,10 @@ core is the useful maximum; this bounds a typo."""
 RESTART_DELAY_S = 1.0
 """Seconds before a worker that died is started again."""
 RESTARTS_MAX = 20
-"""Restarts of one worker slot before it is left down (the main process still serves)."""
+"""Restarts of one worker slot in a row (each within ``STABLE_S`` of the last) before
+it is left down (the main process still serves port 25)."""
+STABLE_S = 60.0
+"""A worker that ran this long before it died starts a fresh count of restarts."""
 SUPERVISE_INTERVAL_S = 0.5
 """Seconds between checks of the workers' liveness."""
 START_TIMEOUT_S = 60.0
@@ -50,6 +54,9 @@ class _Worker:
     process: subprocess.Popen[bytes]
     ipc: socket.socket
     restarts: int = 0
+    started: float = field(default_factory=time.monotonic)
+    abandoned: bool = False
+    """Left down after RESTARTS_MAX quick deaths in a row."""
     served: asyncio.Task[None] | None = field(default=None)
     up: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -105,18 +112,23 @@ class SmtpWorkers:
             await asyncio.sleep(SUPERVISE_INTERVAL_S)
             for index, worker in enumerate(self._workers):
                 code = worker.process.poll()
-                if code is None or self._stopping:
+                if code is None or self._stopping or worker.abandoned:
                     continue
                 log.warning(
                     "smtp.worker.exited",
                     extra={"slot": worker.slot, "pid": worker.process.pid, "code": code},
                 )
-                if worker.restarts >= RESTARTS_MAX:
+                restarts = worker.restarts
+                if time.monotonic() - worker.started > STABLE_S:
+                    restarts = 0
+                if restarts >= RESTARTS_MAX:
+                    worker.abandoned = True
+                    log.error("smtp.worker.abandoned", extra={"slot": worker.slot})
                     continue
                 await asyncio.sleep(RESTART_DELAY_S)
                 if self._stopping:
                     break
-                fresh = self._start(worker.slot, worker.restarts + 1)
+                fresh = self._start(worker.slot, restarts + 1)
                 self._workers[index] = fresh
                 self._attach(fresh)
 
