@@ -35,7 +35,10 @@ def summary(config: Config) -> list[str]:
         f"listen:   {listen or '(nothing)'}",
         f"smtp:     message_size_max={config.smtp.message_size_max} "
         f"recipients_max={config.smtp.recipients_max} "
-        f"bare_line_endings={config.smtp.bare_line_endings.value}",
+        f"bare_line_endings={config.smtp.bare_line_endings.value} "
+        f"processes={config.smtp.processes}",
+        f"delivery: {'on' if config.delivery.enabled else 'off (mail for other domains waits)'}",
+        f"run as:   {config.run_as or '(the starting user; root is logged as a warning)'}",
         f"abuse:    {'on' if config.abuse.enabled else 'off'}",
     ]
 

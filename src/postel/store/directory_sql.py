@@ -143,7 +143,8 @@ def remove_domain(conn: Connection, name: str) -> None:
         select(func.count()).select_from(accounts).where(accounts.c.domain_id == domain.id)
     ).scalar_one()
     if used:
-        raise StoreError(f"domain {domain.name} still has {used} accounts")
+        noun = "account" if used == 1 else "accounts"
+        raise StoreError(f"domain {domain.name} still has {used} {noun}")
     conn.execute(delete(aliases).where(aliases.c.domain_id == domain.id))
     conn.execute(delete(domains).where(domains.c.id == domain.id))
 
