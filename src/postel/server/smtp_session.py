@@ -606,6 +606,7 @@ class SmtpSession(asyncio.Protocol):
             case LocalRecipients(accounts=accounts, remote=remote):
                 full = await self.service.quota.refusal(accounts, txn.params.size)
                 if full is not None:
+                    log.info("smtp.rcpt.mailbox_full", extra={"ip": self.peer.ip, "rcpt": address})
                     return full
                 txn.recipients.append(Recipient(address, tuple(accounts)))
                 if remote and forwarder is not None:
