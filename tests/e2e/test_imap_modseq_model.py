@@ -37,6 +37,7 @@ USER = f"modseq@{DOMAIN}"
 FLAGS = ("\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$Label1")
 SETTINGS = settings(
     max_examples=60,
+    derandomize=True,
     stateful_step_count=40,
     deadline=None,
     database=None,
