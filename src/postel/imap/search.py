@@ -9,7 +9,8 @@ Semantics (RFC 9051 §6.4.4), with the choices the RFC leaves open:
   header (trace fields included), unfolded and with RFC 2047 words decoded; addresses
   match anywhere in the decoded field text (display name or address). ``HEADER name ""``
   matches when the field is present. BODY tests the body text
-  (:func:`postel.imap.textsearch.body_texts`), TEXT the header text or the body text.
+  (:func:`postel.imap.textsearch.search_texts`: text/html also reduced to text), TEXT
+  the header text or the body text.
   A match never spans two parts.
 * BEFORE/ON/SINCE compare the date of the internal date in its own zone (the date
   FETCH INTERNALDATE shows; the store keeps UTC, so this is the UTC date).
@@ -50,7 +51,7 @@ from postel.imap.search_keys import (
     SizeOp,
     TextKey,
 )
-from postel.imap.textsearch import HeaderText, body_texts, header_text
+from postel.imap.textsearch import HeaderText, header_text, search_texts
 from postel.mail.date import parse_date
 from postel.mail.header import split_header
 from postel.mail.mime import BodyPart, parse_mime
@@ -258,7 +259,7 @@ class _Evaluator:
         if self._body is None:
             data = self.data()
             root, shift = self.structure(data)
-            self._body = [text.casefold() for text in body_texts(data, root, shift)]
+            self._body = [text.casefold() for text in search_texts(data, root, shift)]
         needle = self.fold(value)
         return any(needle in text for text in self._body)
 

@@ -5,7 +5,10 @@ Header fields are unfolded and their RFC 2047 encoded words decoded
 (in multiparts and inside message/rfc822 parts, whose header fields count as body
 text too), content-transfer-decoded (:mod:`postel.imap.decode`; an unknown encoding is
 searched as written, as Dovecot does) and then charset-decoded. Other parts, preambles
-and epilogues are not searched. text/html is searched as decoded HTML source.
+and epilogues are not searched. A text/html part is searched twice over: as its decoded
+source and as that source reduced to text (markup dropped, character references such as
+``&amp;`` expanded), so a word matches whether it is split by markup or written as a
+reference (:func:`search_texts`).
 
 Charset decoding never fails: a charset Python knows decodes with U+FFFD for bad
 octets; us-ascii, an unknown or missing charset, or a name that is not a text codec is
@@ -16,6 +19,7 @@ octets under a us-ascii label are common in real mail).
 from __future__ import annotations
 
 import codecs
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +35,8 @@ __all__ = [
     "decode_charset",
     "header_text",
     "part_charset",
+    "reduced_html",
+    "search_texts",
 ]
 
 CHARSET_NAME_MAX = 64
@@ -39,6 +45,7 @@ characters). Spec: RFC 2978 §2.3."""
 
 _CHARSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]*")
 _ASCII_CODECS = frozenset({"ascii"})
+_TAG = re.compile(r"<[^>]*>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,33 @@ def body_texts(data: bytes, root: BodyPart, shift: int = 0) -> Iterator[str]:
 
     Spec: RFC 9051 §6.4.4 (BODY), RFC 2045 §6, RFC 2046 §5.
     """
+    for text, _html in _texts(data, root, shift):
+        yield text
+
+
+def search_texts(data: bytes, root: BodyPart, shift: int = 0) -> list[str]:
+    """The texts BODY matches: :func:`body_texts`, then each text/html leaf reduced
+    to text (:func:`reduced_html`). A match lies within one of them. Never raises.
+
+    Spec: RFC 9051 §6.4.4 (BODY: "contains the specified string in the body").
+    """
+    texts: list[str] = []
+    reduced: list[str] = []
+    for text, is_html in _texts(data, root, shift):
+        texts.append(text)
+        if is_html:
+            reduced.append(reduced_html(text))
+    return texts + reduced
+
+
+def reduced_html(text: str) -> str:
+    """HTML source reduced to text: markup dropped and character references expanded.
+    Spec: HTML Living Standard §13.1 (syntax), §13.5 (named character references)."""
+    return html.unescape(_TAG.sub("", text))
+
+
+def _texts(data: bytes, root: BodyPart, shift: int) -> Iterator[tuple[str, bool]]:
+    """(text, is text/html) of each leaf :func:`body_texts` reads, in message order."""
     stack = [root]
     while stack:
         part = stack.pop()
@@ -127,11 +161,12 @@ def body_texts(data: bytes, root: BodyPart, shift: int = 0) -> Iterator[str]:
         elif part.message is not None:
             inner = part.message.body
             start = inner.header_offset + shift
-            yield header_text(data, start, start + inner.header_length).text()
+            yield header_text(data, start, start + inner.header_length).text(), False
             stack.append(inner)
         elif part.type == "text" and not part.opaque:
             start = part.body_offset + shift
-            yield _leaf_text(data[start : start + part.body_length], part)
+            body = data[start : start + part.body_length]
+            yield _leaf_text(body, part), part.subtype == "html"
 
 
 def _leaf_text(body: bytes, part: BodyPart) -> str:

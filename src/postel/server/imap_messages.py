@@ -328,11 +328,12 @@ async def search_command(session: ImapSession, selected: Selected, command: cmd.
     if updating and selected.contexts.has(command.tag):
         await session.tagged(command.tag, r.Status.BAD, "Duplicate update tag")
         return
-    hits = await scan(session, selected, command.key)
+    with_modseq = imap_condstore.uses_modseq_key(command.key)
+    hits = await scan(session, selected, command.key, rows=with_modseq)
     found = [h.uid if command.uid else h.msn for h in hits]
     modseq = None
-    if hits and imap_condstore.uses_modseq_key(command.key):
-        modseq = max(h.message.modseq for h in hits)  # RFC 7162 §3.1.5
+    if hits and with_modseq:
+        modseq = max(h.row.modseq for h in hits)  # RFC 7162 §3.1.5
     if returns is None and not session.rev2:
         answer = r.search(found, modseq)
     else:

@@ -6,7 +6,7 @@ attachment (enclosed messages are not entered, as their text is not the message'
 own). Only the stored octets up to that part's end are read, and at most
 ``PREVIEW_SCAN_MAX`` of its body. The body is transfer- and charset-decoded as SEARCH
 does (:mod:`postel.imap.textsearch`); HTML loses its head, style and script elements,
-then its markup (:func:`postel.store.fulltext.reduced_html`); runs of white space
+then its markup (:func:`postel.imap.textsearch.reduced_html`); runs of white space
 become one space. A message without such a part has the empty preview.
 
 Spec: RFC 8970 §3 (PREVIEW), §4 (preview algorithm), §7 (syntax).
@@ -18,11 +18,10 @@ import re
 from typing import TYPE_CHECKING
 
 from postel.imap.decode import UnknownTransferEncoding, decode_transfer
-from postel.imap.textsearch import decode_charset, part_charset
+from postel.imap.textsearch import decode_charset, part_charset, reduced_html
 from postel.mail.mime import BodyPart
 from postel.mail.summary import MessageSummary
 from postel.store import StoredMessage
-from postel.store.fulltext import reduced_html
 
 if TYPE_CHECKING:
     from postel.store.api import Store

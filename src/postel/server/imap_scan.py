@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from postel import limits
-from postel.errors import NotFound
+from postel.errors import LocalProtocolError, NotFound
 from postel.imap import commands as cmd
 from postel.imap import responses as r
 from postel.imap import search
-from postel.imap.search_keys import SearchKey
+from postel.imap.search_keys import AllKey, SearchKey
 from postel.imap.sort import SortKey, SortRecord, first_display, first_mailbox
 from postel.imap.thread import ThreadRecord, message_ids, reference_ids
 from postel.mail import MessageSummary
@@ -80,13 +80,21 @@ _CHEAP_SORT_KEYS = frozenset({SortKey.ARRIVAL, SortKey.SIZE})
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One matching message: sequence number, UID, its row and (when asked for or
+    """One matching message: sequence number, UID, its row (None when the scan was
+    asked for none and the full-text index answered alone) and (when asked for or
     read anyway) its summary."""
 
     msn: int
     uid: int
-    message: StoredMessage
+    message: StoredMessage | None
     summary: MessageSummary | None
+
+    @property
+    def row(self) -> StoredMessage:
+        """The message's row. Raises LocalProtocolError for a hit scanned without rows."""
+        if self.message is None:
+            raise LocalProtocolError("search hit scanned without its row")
+        return self.message
 
 
 async def load_summary(message: StoredMessage) -> MessageSummary:
@@ -104,40 +112,52 @@ async def scan(
     *,
     pairs: Sequence[tuple[int, int]] | None = None,
     with_summary: bool = False,
+    rows: bool = True,
 ) -> list[Hit]:
     """The messages of ``pairs`` (``(msn, uid)``, ascending; default: every message
     of the view) that match ``key``, in that order. Messages expunged meanwhile are
-    skipped. ``with_summary`` loads every hit's summary. Spec: RFC 9051 §6.4.4."""
+    skipped (unless the full-text index answered for them alone: their UIDs are still
+    in the session's view). ``with_summary`` loads every hit's summary; ``rows`` False
+    lets a hit the index answered for come without its row (``Hit.message`` None).
+    Spec: RFC 9051 §6.4.4."""
     view = selected.view
     ctx = search.SearchContext(
         largest_msn=view.exists,
         largest_uid=view.uids[-1] if view.uids else 0,
         recent_uids=frozenset(selected.recent),
     )
-    needs_bytes = search.needs_bytes(key)
-    needs_summary = with_summary or search.needs_summary(key)
     if pairs is None:
         pairs = list(enumerate(view.uids, start=1))
-    pairs = await narrow(session.store, selected.mailbox_id, key, pairs)  # full-text index
+    narrowed = await narrow(session.store, selected.mailbox_id, key, pairs)  # full-text index
+    full = _Test.of(key, with_summary)
+    rest = _Test.of(narrowed.residual, with_summary)
+    known = narrowed.known if rest.trivial and not (rows or with_summary) else frozenset()
     hits: list[Hit] = []
     size = limits.IMAP_FETCH_BATCH
-    for start in range(0, len(pairs), size):
-        batch = pairs[start : start + size]
-        rows = await session.store.fetch_messages(
-            selected.mailbox_id, UidSet.of(u for _, u in batch)
+    for start in range(0, len(narrowed.pairs), size):
+        batch = narrowed.pairs[start : start + size]
+        wanted = [u for _, u in batch if u not in known]
+        found = (
+            await session.store.fetch_messages(selected.mailbox_id, UidSet.of(wanted))
+            if wanted
+            else []
         )
-        by_uid = {m.uid: m for m in rows}
+        by_uid = {m.uid: m for m in found}
         for msn, uid in batch:
+            if uid in known:
+                hits.append(Hit(msn, uid, None, None))
+                continue
             m = by_uid.get(uid)
             if m is None:
                 continue
+            test = rest if uid in narrowed.known else full
             data = None
-            if needs_bytes:
+            if test.needs_bytes:
                 try:
                     data = await session.store.read_message(selected.mailbox_id, uid)
                 except NotFound:
                     continue
-            summary = await load_summary(m) if needs_summary else None
+            summary = await load_summary(m) if test.needs_summary else None
             source = search.SearchSource(
                 msn,
                 uid,
@@ -150,9 +170,28 @@ async def scan(
                 m.modseq,
                 save_date=m.save_date,
             )
-            if search.evaluate(key, source, ctx):
+            if test.trivial or search.evaluate(test.key, source, ctx):
                 hits.append(Hit(msn, uid, m, summary))
     return hits
+
+
+@dataclass(frozen=True, slots=True)
+class _Test:
+    """A key to evaluate and what evaluating it reads."""
+
+    key: SearchKey
+    needs_bytes: bool
+    needs_summary: bool
+    trivial: bool
+
+    @classmethod
+    def of(cls, key: SearchKey, with_summary: bool) -> _Test:
+        return cls(
+            key,
+            search.needs_bytes(key),
+            with_summary or search.needs_summary(key),
+            isinstance(key, AllKey),
+        )
 
 
 async def run_ordering(function: Callable[[], _T], count: int) -> _T:
@@ -172,7 +211,7 @@ def sort_record(hit: Hit, keys: frozenset[SortKey], *, seq: int | None = None) -
     """The SortRecord of ``hit``, with only the fields ``keys`` read filled in.
     ``seq`` replaces the sequence number (context records order by UID).
     Spec: RFC 5256 §3, RFC 5957 §3."""
-    m = hit.message
+    m = hit.row
     number = hit.msn if seq is None else seq
     env = hit.summary.envelope if hit.summary is not None else None
     if env is None:
@@ -202,21 +241,21 @@ async def thread_record(
     """The ThreadRecord of ``hit`` (its summary loaded); with ``references`` the
     References field is read from the message header. None when the message was
     expunged meanwhile. Spec: RFC 5256 §2.2, §4."""
-    summary = hit.summary if hit.summary is not None else await load_summary(hit.message)
+    summary = hit.summary if hit.summary is not None else await load_summary(hit.row)
     env = summary.envelope
     sent = parse_date(env.date) if env.date else None
     ids = message_ids(env.message_id) if env.message_id else ()
     refs: tuple[str, ...] = ()
     if references:
         try:
-            header = await _header_section(session, selected, hit.message, summary)
+            header = await _header_section(session, selected, hit.row, summary)
         except NotFound:
             return None
         refs = reference_ids(field_text(split_header(header), b"References"), env.in_reply_to)
     return ThreadRecord(
         hit.msn,
         hit.uid,
-        sent if sent is not None else hit.message.internal_date,
+        sent if sent is not None else hit.row.internal_date,
         _subject(env.subject),
         ids[0] if ids else None,
         refs,

@@ -3,8 +3,13 @@
 SEARCH's meaning is fixed by :mod:`postel.imap.search` (case-insensitive substring after
 Unicode casefolding, over the text :mod:`postel.imap.textsearch` decodes). The index is
 a *superset filter*: for every message and search string, when the evaluator would
-match, the index returns the message as a candidate; the IMAP layer re-checks the
-candidates with the evaluator, so the answer equals a full scan by construction.
+match, the index returns the message as a candidate. For an *exact* clause
+(:func:`exact_clause`: a named field and a needle the index looks up whole) it is
+more: an indexed message is a candidate exactly when the evaluator matches it, since
+each column holds the casefolded texts the evaluator searches, joined by line breaks a
+whole needle cannot span, and a trigram phrase (FTS5) or LIKE (PostgreSQL) is an exact
+substring test. The IMAP layer re-checks only the other candidates, so the answer
+equals a full scan either way (tests/store/test_fulltext_property.py).
 
 What is indexed (all text casefolded exactly as the evaluator folds it):
 
@@ -12,7 +17,8 @@ What is indexed (all text casefolded exactly as the evaluator folds it):
   the top-level ``subject``, ``from``, ``to``, ``cc`` and ``bcc`` values, the whole
   ``header`` text (``name: value`` lines) and the ``body`` text (every text/* leaf and
   every enclosed message's header, transfer- and charset-decoded; text/html as source
-  and, after it, reduced to text);
+  and reduced to text: :func:`postel.imap.textsearch.search_texts`, the evaluator's
+  own texts);
 * per message, the same header columns for its per-recipient trace prefix
   (Return-Path, Delivered-To, Received...), which SEARCH sees in front of the blob's
   header. When the prefix and the blob's header do not split cleanly (a blob starting
@@ -36,12 +42,11 @@ Spec: RFC 9051 §6.4.4 (SEARCH string keys); RFC 2047 §6; RFC 2045 §6; RFC 204
 from __future__ import annotations
 
 import enum
-import html
 import re
 from dataclasses import dataclass
 
 from postel import limits
-from postel.imap.textsearch import HeaderText, body_texts, header_text
+from postel.imap.textsearch import HeaderText, header_text, search_texts
 from postel.mail.mime import parse_mime
 
 __all__ = [
@@ -58,12 +63,12 @@ __all__ = [
     "SearchField",
     "blob_doc",
     "columns_of",
+    "exact_clause",
     "narrowing_needle",
     "prefix_doc",
-    "reduced_html",
 ]
 
-EXTRACT_VERSION = 1
+EXTRACT_VERSION = 2
 """Version of the extraction below; documents of another version are re-extracted."""
 FULLTEXT_BLOB_MAX = 2 * 1024 * 1024
 """Largest blob (octets) whose text is extracted; larger ones (mostly attachments) are
@@ -82,7 +87,6 @@ transaction short next to deliveries; local policy)."""
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _NEEDLE_CUT = re.compile("[\n\x00\ud800-\udfff]")
-_TAG = re.compile(r"<[^>]*>")
 
 
 class SearchField(enum.StrEnum):
@@ -189,12 +193,6 @@ def header_doc(fields: HeaderText) -> HeaderDoc:
     )
 
 
-def reduced_html(text: str) -> str:
-    """Markup dropped and character references expanded (a second, readable form of
-    text/html; extra candidates are harmless since the evaluator re-checks)."""
-    return html.unescape(_TAG.sub("", text))
-
-
 def blob_doc(data: bytes) -> BlobDoc:
     """Extract a blob's document (CPU-bound: run it in a worker thread). Never raises.
 
@@ -202,8 +200,7 @@ def blob_doc(data: bytes) -> BlobDoc:
     """
     if len(data) > FULLTEXT_BLOB_MAX:
         return BlobDoc(complete=False)
-    texts = list(body_texts(data, parse_mime(data)))
-    texts.extend(reduced_html(t) for t in list(texts) if "<" in t or "&" in t)
+    texts = search_texts(data, parse_mime(data))
     return BlobDoc(True, header_doc(header_text(data)), _storable("\n".join(texts)))
 
 
@@ -241,3 +238,17 @@ def narrowing_needle(needle: str) -> str | None:
     pieces = _NEEDLE_CUT.split(needle.casefold())
     best = max(pieces, key=len)[:FULLTEXT_NEEDLE_MAX]
     return best if len(best) >= FULLTEXT_NEEDLE_MIN else None
+
+
+def exact_clause(clause: Clause) -> bool:
+    """True when the index answers ``clause`` exactly for indexed messages (see the
+    module docstring): any field but HEADER (whose column is the whole header, not
+    the named field), and a needle whose casefolded form is one piece (no line break,
+    NUL or surrogate) of FULLTEXT_NEEDLE_MIN to FULLTEXT_NEEDLE_MAX characters.
+    Spec: RFC 9051 §6.4.4."""
+    if clause.field is SearchField.HEADER:
+        return False
+    folded = clause.needle.casefold()
+    if _NEEDLE_CUT.search(folded) is not None:
+        return False
+    return FULLTEXT_NEEDLE_MIN <= len(folded) <= FULLTEXT_NEEDLE_MAX

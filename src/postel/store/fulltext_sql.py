@@ -26,11 +26,14 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    intersect,
     literal_column,
     or_,
     select,
     table,
+    text,
     true,
+    union,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -314,6 +317,38 @@ def _clause_test(conn: Connection, index: int, field: SearchField, needle: str) 
     return or_(test, messages.c.id.in_(_hits(conn, f"p{index}", header_cols, needle, prefix=True)))
 
 
+def _sqlite_clause_uids(index: int, field: SearchField, needle: str, mailbox_id: int) -> Any:
+    """SQLite: the UIDs of the mailbox's messages whose blob or trace-prefix document
+    holds ``needle`` (already folded), driven from the trigram look-up: each hit joins
+    its messages by blob key (or message id), and only then is the mailbox tested (its
+    ``+`` keeps SQLite from driving the join from the mailbox's messages instead)."""
+    cols = columns_of(field)
+    phrase = '"' + needle.replace('"', '""') + '"'
+    blob_query = bindparam(f"q{index}", "{" + " ".join(cols) + "} : " + phrase, type_=Text)
+    box = bindparam(f"mb{index}", int(mailbox_id), type_=Integer)
+    uid: Any = literal_column("m.uid").label("uid")
+    hits = select(uid).select_from(
+        text(
+            f"{_FTS_TABLE} AS f CROSS JOIN fulltext_docs AS d ON d.id = f.rowid"
+            " CROSS JOIN messages AS m ON m.blob_key = d.blob_key"
+        )
+    )
+    found = hits.where(literal_column(f"f.{_FTS_TABLE}").op("MATCH")(blob_query)).where(
+        literal_column("+m.mailbox_id") == box
+    )
+    header_cols = tuple(c for c in cols if c != "body")
+    if not header_cols:
+        return found
+    prefix_query = bindparam(f"p{index}", "{" + " ".join(header_cols) + "} : " + phrase, type_=Text)
+    prefixed = (
+        select(uid)
+        .select_from(text(f"{_PREFIX_FTS_TABLE} AS p CROSS JOIN messages AS m ON m.id = p.rowid"))
+        .where(literal_column(f"p.{_PREFIX_FTS_TABLE}").op("MATCH")(prefix_query))
+        .where(literal_column("+m.mailbox_id") == box)
+    )
+    return union(found, prefixed)
+
+
 def search_candidates(
     conn: Connection, mailbox_id: MailboxId, clauses: Sequence[Clause], uids: UidSet | None
 ) -> Candidates | None:
@@ -333,16 +368,29 @@ def search_candidates(
         .select_from(m.outerjoin(fm, fm.c.message_id == m.c.id))
         .where(m.c.mailbox_id == mailbox_id, or_(fm.c.message_id.is_(None), ~indexed))
     )
-    tests = [_clause_test(conn, i, field, needle) for i, (field, needle) in enumerate(narrowing)]
-    matched = select(m.c.uid, literal_column("1")).where(m.c.mailbox_id == mailbox_id, *tests)
     params: dict[str, Any] = {}
     if uids is not None:
         extra, condition, params = Dialect(conn.dialect.name).uid_match(m, uids)
         if extra is not None:
-            unindexed, matched = unindexed.select_from(extra), matched.select_from(extra)
-        unindexed, matched = unindexed.where(condition), matched.where(condition)
+            unindexed = unindexed.select_from(extra)
+        unindexed = unindexed.where(condition)
+    if conn.dialect.name == "sqlite":
+        parts: list[Any] = [
+            _sqlite_clause_uids(i, field, needle, mailbox_id)
+            for i, (field, needle) in enumerate(narrowing)
+        ]
+        if len(parts) > 1:  # SQLite takes no parenthesised compound members
+            parts = [select(p.subquery(f"c{i}").c.uid) for i, p in enumerate(parts)]
+        both: Any = parts[0] if len(parts) == 1 else intersect(*parts)
+        inner = both.subquery("hits")
+        matched: Any = select(inner.c.uid, literal_column("1"))
+    else:
+        tests = [_clause_test(conn, i, f, n) for i, (f, n) in enumerate(narrowing)]
+        matched = select(m.c.uid, literal_column("1")).where(m.c.mailbox_id == mailbox_id, *tests)
     found: set[int] = set()
     scan: set[int] = set()
     for uid, is_match in conn.execute(union_all(unindexed, matched), params):
         (found if int(is_match) else scan).add(int(uid))
+    if uids is not None:
+        found = {u for u in found if u in uids}
     return Candidates(frozenset(found - scan), frozenset(scan))
