@@ -1,6 +1,9 @@
-"""parse_message never raises and its JSON summary round-trips exactly."""
+"""parse_message never raises, its JSON summary round-trips exactly, and the ENVELOPE
+pre-rendered in that JSON is the one rendered from the decoded summary."""
 
 from __future__ import annotations
+
+import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,6 +16,7 @@ from postel.mail import (
     render_bodystructure,
     render_envelope,
 )
+from postel.mail.summary import imap_envelope
 
 PIECES = st.sampled_from(
     [
@@ -42,8 +46,23 @@ MESSAGES = st.one_of(st.binary(max_size=400), st.lists(PIECES, max_size=60).map(
 def test_parse_never_raises_and_round_trips(data: bytes) -> None:
     s = parse_message(data)
     assert s.size == len(data)
-    assert MessageSummary.from_json(s.to_json()) == s
-    render_envelope(s)
+    text = s.to_json()
+    assert MessageSummary.from_json(text) == s
+    assert imap_envelope(text) == render_envelope(s)
+    assert MessageSummary.from_json(text, envelope_only=True).envelope == s.envelope
     render_bodystructure(s, True)
     parse_address_list(data)
     parse_date(data)
+
+
+def test_summary_without_prerendered_envelope() -> None:
+    """A summary written before the ENVELOPE was pre-rendered (no ``ie1`` key) still
+    decodes, and imap_envelope tells the caller to render it."""
+    s = parse_message(b"From: a@b.c\r\nSubject: hi\r\n\r\nbody\r\n")
+    obj = json.loads(s.to_json())
+    del obj["ie1"]
+    old = json.dumps(obj, separators=(",", ":"))
+    assert '"ie1"' not in old
+    assert imap_envelope(old) is None
+    assert MessageSummary.from_json(old) == s
+    assert imap_envelope("not json") is None

@@ -99,11 +99,14 @@ class FetchSource:
     modseq: int = 0
     """The message's MODSEQ (RFC 7162 §3.1.4.1)."""
     preview: str | None = None
+    """The PREVIEW text (RFC 8970 §3), computed by the driver; None is sent as NIL."""
     email_id: str = ""
+    """The EMAILID (RFC 8474 §5.1), computed by the driver."""
     save_date: dt.datetime | None = None
     """The SAVEDATE (RFC 8514 §2.1); None is sent as NIL."""
-    """The EMAILID (RFC 8474 §5.1), computed by the driver."""
-    """The PREVIEW text (RFC 8970 §3), computed by the driver; None is sent as NIL."""
+    envelope: bytes | None = None
+    """The ENVELOPE already rendered (postel.mail.summary.imap_envelope); None: rendered
+    from ``summary``."""
 
 
 def needs_bytes(items: Iterable[FetchItem]) -> bool:
@@ -171,7 +174,7 @@ def _attr(attr: FetchAttr, msg: FetchSource) -> bytes:
             return b"NIL"
         return b'"' + format_internal_date(msg.save_date) + b'"'
     if attr is FetchAttr.ENVELOPE:
-        return render_envelope(msg.summary)
+        return msg.envelope if msg.envelope is not None else render_envelope(msg.summary)
     if attr is FetchAttr.BODY:
         return render_body(msg.summary)
     if attr is FetchAttr.BODYSTRUCTURE:

@@ -1,7 +1,11 @@
 """MessageSummary: what IMAP needs of a message, parsed once at delivery, stored as JSON.
 
-JSON format (version 1): a compact object ``{"v": 1, "size": n, "env": [...],
-"body": {...}}``. Octet strings (header values, which may hold 8-bit octets) are JSON
+JSON format (version 1): a compact object ``{"v": 1, "ie1": "...", "size": n,
+"env": [...], "body": {...}}``. ``ie1``, always the second key, is the ENVELOPE as IMAP
+FETCH sends it (:func:`postel.mail.imapfmt.render_envelope`), rendered once here so that
+a FETCH of many ENVELOPEs reads one string per message (:func:`imap_envelope`) instead
+of decoding and rendering the summary; a change of that rendering renames the key, and
+a summary without it (written before it existed) is decoded as before. Octet strings (header values, which may hold 8-bit octets) are JSON
 strings in which each character is one octet (latin-1 mapping: U+0000-U+00FF), so a
 round trip is exact whatever the octets; encoded output uses ``\\u00XX`` escapes for
 non-ASCII. Part keys are short and default values are omitted.
@@ -30,6 +34,7 @@ __all__ = [
     "MessageSummary",
     "SectionText",
     "find_part",
+    "imap_envelope",
     "parse_message",
     "section_range",
 ]
@@ -62,8 +67,11 @@ class MessageSummary:
 
     def to_json(self) -> str:
         """Encode as compact versioned JSON (see the module docstring). Never raises."""
+        from postel.mail.imapfmt import render_envelope  # imapfmt renders summaries
+
         obj = {
             "v": SUMMARY_VERSION,
+            _IMAP_ENVELOPE_KEY: render_envelope(self).decode("latin-1"),
             "size": self.size,
             "env": _env_out(self.envelope),
             "body": _part_out(self.body),
@@ -71,8 +79,10 @@ class MessageSummary:
         return json.dumps(obj, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> MessageSummary:
-        """Decode ``to_json`` output.
+    def from_json(cls, text: str, *, envelope_only: bool = False) -> MessageSummary:
+        """Decode ``to_json`` output. With ``envelope_only`` the MIME tree is not
+        built: ``body`` is then an empty text/plain part, for readers of the ENVELOPE
+        alone (FETCH ENVELOPE, SORT), which cost a fraction of the whole decode.
 
         Raises ProtocolError if the text is not a version 1 summary.
         """
@@ -80,11 +90,31 @@ class MessageSummary:
             obj = json.loads(text)
             if obj.get("v") != SUMMARY_VERSION:
                 raise ProtocolError(f"unsupported summary version {obj.get('v')!r}")
-            return cls(int(obj["size"]), _env_in(obj["env"]), _part_in(obj["body"]))
+            body = _NO_BODY if envelope_only else _part_in(obj["body"])
+            return cls(int(obj["size"]), _env_in(obj["env"]), body)
         except ProtocolError:
             raise
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise ProtocolError(f"bad message summary: {exc}") from exc
+
+
+_NO_BODY = parse_mime(b"\r\n")
+_IMAP_ENVELOPE_KEY = "ie1"
+_IMAP_ENVELOPE_START = f'{{"v":{SUMMARY_VERSION},"{_IMAP_ENVELOPE_KEY}":'
+_DECODER = json.JSONDecoder()
+
+
+def imap_envelope(text: str) -> bytes | None:
+    """The pre-rendered IMAP ENVELOPE of a summary's JSON (see the module docstring),
+    read without decoding the rest; None when the summary has none (the caller then
+    decodes it and renders). Never raises. Spec: RFC 9051 §7.5.2 (ENVELOPE)."""
+    if not text.startswith(_IMAP_ENVELOPE_START):
+        return None
+    try:
+        value, _end = _DECODER.raw_decode(text, len(_IMAP_ENVELOPE_START))
+        return value.encode("latin-1") if isinstance(value, str) else None
+    except (ValueError, UnicodeEncodeError):
+        return None
 
 
 def parse_message(data: bytes) -> MessageSummary:

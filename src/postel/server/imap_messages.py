@@ -32,6 +32,7 @@ from postel.imap import responses as r
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch_items import FetchAttr, FetchItem
 from postel.mail import parse_message
+from postel.mail.summary import imap_envelope
 from postel.pop3 import pop3_size
 from postel.server import imap_condstore, imap_context, imap_sort
 from postel.server.imap_preview import load_preview
@@ -115,6 +116,58 @@ async def _bad_sequence(session: ImapSession, tag: str) -> None:
     await session.tagged(tag, r.Status.BAD, "Invalid message sequence number")
 
 
+_ENVELOPE_ITEMS = _CHEAP_ITEMS | {FetchAttr.ENVELOPE}
+"""FETCH items that read at most the summary's ENVELOPE (its MIME tree is not decoded)."""
+FETCH_OUTPUT_FLUSH = 64 * 1024
+"""Octets of FETCH responses gathered before they are written (one send for many small
+responses; a large one goes out at once). Local bound on what a session holds."""
+
+
+class _Output:
+    """FETCH responses gathered into few writes (FETCH_OUTPUT_FLUSH)."""
+
+    def __init__(self, session: ImapSession) -> None:
+        self._session = session
+        self._parts: list[bytes] = []
+        self._octets = 0
+
+    async def add(self, data: bytes) -> None:
+        self._parts.append(data)
+        self._octets += len(data)
+        if self._octets >= FETCH_OUTPUT_FLUSH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._parts:
+            data = b"".join(self._parts)
+            self._parts.clear()
+            self._octets = 0
+            await self._session.write(data)
+
+
+def _prefetch(
+    session: ImapSession,
+    mailbox_id: MailboxId,
+    batches: Sequence[Sequence[tuple[int, int]]],
+    index: int,
+) -> asyncio.Future[dict[int, StoredMessage]]:
+    """The rows of ``batches[index]``, loading while the batch before is answered
+    (an empty dict past the last batch)."""
+    if index >= len(batches):
+        done: asyncio.Future[dict[int, StoredMessage]] = session.loop.create_future()
+        done.set_result({})
+        return done
+    return asyncio.ensure_future(_rows(session, mailbox_id, [u for _, u in batches[index]]))
+
+
+def _discard(future: asyncio.Future[dict[int, StoredMessage]]) -> None:
+    """Cancel a prefetch no longer wanted (the command ended early), its error read."""
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
+
+
 def _batches(pairs: Sequence[tuple[int, int]]) -> list[Sequence[tuple[int, int]]]:
     size = limits.IMAP_FETCH_BATCH
     return [pairs[i : i + size] for i in range(0, len(pairs), size)]
@@ -151,63 +204,78 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
     sets_seen = fetch.sets_seen(items) and not selected.view.read_only
     needs_bytes = fetch.needs_bytes(items)
     needs_summary = any(item not in _CHEAP_ITEMS for item in items)
+    envelope_only = all(item in _ENVELOPE_ITEMS for item in items)
     unknown_cte = False
-    for batch in _batches(pairs):
-        rows = await _rows(session, selected.mailbox_id, [u for _, u in batch])
-        if since is not None:
-            rows = {u: m for u, m in rows.items() if m.modseq > since}
-        flagged: set[int] = set()
-        if sets_seen:
-            flagged = await _mark_seen(session, selected, rows)
-        for msn, uid in batch:
-            m = rows.get(uid)
-            if m is None:
-                continue  # expunged meanwhile; the client hears of it at the next sync point
-            wanted = items
-            if uid in flagged and FetchAttr.FLAGS not in wanted:
-                wanted = (*wanted, FetchAttr.FLAGS)
-                if session.condstore and FetchAttr.MODSEQ not in wanted:
-                    wanted = (*wanted, FetchAttr.MODSEQ)
-            try:
-                data = (
-                    await session.store.read_message(selected.mailbox_id, uid)
-                    if needs_bytes
-                    else None
+    out = _Output(session)
+    batches = _batches(pairs)
+    upcoming = _prefetch(session, selected.mailbox_id, batches, 0)
+    try:
+        for index, batch in enumerate(batches):
+            rows = await upcoming
+            upcoming = _prefetch(session, selected.mailbox_id, batches, index + 1)
+            if since is not None:
+                rows = {u: m for u, m in rows.items() if m.modseq > since}
+            flagged: set[int] = set()
+            if sets_seen:
+                flagged = await _mark_seen(session, selected, rows)
+            for msn, uid in batch:
+                m = rows.get(uid)
+                if m is None:
+                    continue  # expunged meanwhile; the client hears of it at the next sync point
+                wanted = items
+                if uid in flagged and FetchAttr.FLAGS not in wanted:
+                    wanted = (*wanted, FetchAttr.FLAGS)
+                    if session.condstore and FetchAttr.MODSEQ not in wanted:
+                        wanted = (*wanted, FetchAttr.MODSEQ)
+                try:
+                    data = (
+                        await session.store.read_message(selected.mailbox_id, uid)
+                        if needs_bytes
+                        else None
+                    )
+                    envelope = imap_envelope(m.summary) if envelope_only else None
+                    summary = (
+                        await load_summary(m, envelope_only=envelope_only)
+                        if needs_summary and envelope is None
+                        else _EMPTY_SUMMARY
+                    )
+                    preview = (
+                        await load_preview(session.store, m, summary, data)
+                        if FetchAttr.PREVIEW in items
+                        else None
+                    )
+                except NotFound:
+                    continue
+                shown = m.flags
+                if not session.rev2 and uid in selected.recent:
+                    shown = m.flags | {"\\Recent"}
+                source = fetch.FetchSource(
+                    uid,
+                    shown,
+                    m.internal_date,
+                    m.size,
+                    summary,
+                    m.trace_prefix,
+                    data,
+                    m.modseq,
+                    preview=preview,
+                    save_date=m.save_date,
+                    envelope=envelope,
+                    email_id=(
+                        objectid.email_id(m.blob.key, m.trace_prefix)
+                        if FetchAttr.EMAILID in items
+                        else ""
+                    ),
                 )
-                summary = await load_summary(m) if needs_summary else _EMPTY_SUMMARY
-                preview = (
-                    await load_preview(session.store, m, summary, data)
-                    if FetchAttr.PREVIEW in items
-                    else None
-                )
-            except NotFound:
-                continue
-            shown = m.flags
-            if not session.rev2 and uid in selected.recent:
-                shown = m.flags | {"\\Recent"}
-            source = fetch.FetchSource(
-                uid,
-                shown,
-                m.internal_date,
-                m.size,
-                summary,
-                m.trace_prefix,
-                data,
-                m.modseq,
-                preview=preview,
-                save_date=m.save_date,
-                email_id=(
-                    objectid.email_id(m.blob.key, m.trace_prefix)
-                    if FetchAttr.EMAILID in items
-                    else ""
-                ),
-            )
-            try:
-                rendered = fetch.render_items(wanted, source)
-            except UnknownTransferEncoding:
-                unknown_cte = True
-                continue
-            await session.write(r.fetch_response(msn, rendered))
+                try:
+                    rendered = fetch.render_items(wanted, source)
+                except UnknownTransferEncoding:
+                    unknown_cte = True
+                    continue
+                await out.add(r.fetch_response(msn, rendered))
+            await out.flush()
+    finally:
+        _discard(upcoming)
     await session.sync(allow_expunge=command.uid)
     if unknown_cte:
         await session.tagged(

@@ -18,6 +18,7 @@ PARTIAL), RFC 5957 §3 (DISPLAYFROM, DISPLAYTO).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
@@ -97,12 +98,16 @@ class Hit:
         return self.message
 
 
-async def load_summary(message: StoredMessage) -> MessageSummary:
-    """The row's summary; large ones are decoded in a worker thread. Raises
+async def load_summary(message: StoredMessage, *, envelope_only: bool = False) -> MessageSummary:
+    """The row's summary (``envelope_only``: without its MIME tree, see
+    MessageSummary.from_json); large ones are decoded in a worker thread. Raises
     ProtocolError for a summary that does not decode."""
     if len(message.summary) <= INLINE_SUMMARY_MAX:
-        return MessageSummary.from_json(message.summary)
-    return await asyncio.to_thread(MessageSummary.from_json, message.summary)
+        return MessageSummary.from_json(message.summary, envelope_only=envelope_only)
+    return await asyncio.to_thread(
+        functools.partial(MessageSummary.from_json, envelope_only=envelope_only),
+        message.summary,
+    )
 
 
 async def scan(
