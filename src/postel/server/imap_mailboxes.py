@@ -104,7 +104,7 @@ async def select(session: ImapSession, command: cmd.Select) -> None:
         before = await session.store.claim_recent(mailbox.id, view.uids[-1])
     recent = {u for u in view.uids if u > before}
     await session.select(Selected(mailbox.id, mailbox.name, view, subscription, stack, recent))
-    keywords = sorted({f for _, flags, _ in snapshot.messages for f in flags} - set(SYSTEM_FLAGS))
+    keywords = sorted(snapshot.flags_in_use - set(SYSTEM_FLAGS))
     flags = [*SYSTEM_FLAGS, *keywords]
     out = [r.flags(flags), r.exists(view.exists)]
     if not session.rev2:

@@ -361,6 +361,16 @@ class MailboxSnapshot:
     messages: tuple[FlagState, ...]
     recent_uid: int = 0
     """The highest UID already announced as recent (RFC 3501 §2.3.2)."""
+    flags_in_use: frozenset[str] = frozenset()
+    """Every flag set on some message (the keywords SELECT's FLAGS response lists)."""
+
+    @property
+    def version(self) -> tuple[int, int, int, int]:
+        """``(uidvalidity, uidnext, highestmodseq, recent_uid)``: every change of the
+        messages, their flags or the recent mark raises one of these (RFC 7162 §3.1.2:
+        HIGHESTMODSEQ rises with every flag change and expunge), so two snapshots of one
+        mailbox with equal versions are equal."""
+        return (self.uidvalidity, self.uidnext, self.highestmodseq, self.recent_uid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,3 +96,7 @@ class FlagCache:
         if got is None:
             got = self._sets[text] = frozenset(text.split())
         return got
+
+    def union(self) -> frozenset[str]:
+        """Every flag of every text parsed so far."""
+        return frozenset().union(*self._sets.values())

@@ -194,7 +194,23 @@ def select_mailbox(conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
         highestmodseq=int(highest),
         messages=states,
         recent_uid=int(recent_uid),
+        flags_in_use=cache.union(),
     )
+
+
+def mailbox_version(conn: Connection, mailbox_id: MailboxId) -> tuple[int, int, int, int]:
+    """The mailbox's MailboxSnapshot.version, read alone (one row). NotFound."""
+    row = conn.execute(
+        select(
+            mailboxes.c.uidvalidity,
+            mailboxes.c.uidnext,
+            mailboxes.c.highestmodseq,
+            mailboxes.c.recent_uid,
+        ).where(mailboxes.c.id == mailbox_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no mailbox {mailbox_id}")
+    return (int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 def claim_recent(conn: Connection, mailbox_id: MailboxId, uid: int) -> int:

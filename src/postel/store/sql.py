@@ -90,6 +90,7 @@ from postel.store.queue_api import (
 from postel.store.quota_api import QuotaUsage
 from postel.store.recovery import SHARED_GRACE_SECONDS, recover
 from postel.store.settle_batch import SettleBatcher, SettleRequest
+from postel.store.snapshot_cache import SnapshotCache
 
 _log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class SqlStore:
         """SQLite only: the connection of ``_message_parts`` (event loop thread)."""
         self._settles = SettleBatcher(self._settle_many)
         self._sql = xq.Dialect(self._engines.dialect)
+        self._snapshots = SnapshotCache()
 
     @property
     def dialect(self) -> str:
@@ -457,7 +459,17 @@ class SqlStore:
     # -- IMAP: messages ----------------------------------------------------------------
 
     async def select_mailbox(self, mailbox_id: MailboxId) -> MailboxSnapshot:
-        return await self._read(xq.select_mailbox, mailbox_id)
+        """See Store.select_mailbox: reused from the snapshot cache while the mailbox's
+        version is unchanged (snapshot_cache.py), else read whole."""
+        return await self._read(self._snapshot, mailbox_id)
+
+    def _snapshot(self, conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
+        kept = self._snapshots.get(mailbox_id, xq.mailbox_version(conn, mailbox_id))
+        if kept is not None:
+            return kept
+        snapshot = xq.select_mailbox(conn, mailbox_id)
+        self._snapshots.put(snapshot)
+        return snapshot
 
     async def claim_recent(self, mailbox_id: MailboxId, uid: int) -> int:
         return await self._write(xq.claim_recent, mailbox_id, uid)

@@ -1,0 +1,66 @@
+"""SELECT snapshots reused while the mailbox is unchanged: every kind of change is seen
+by the next select_mailbox (on every backend), and the cache keeps its bound."""
+
+from __future__ import annotations
+
+from postel.ids import MailboxId
+from postel.store import Store
+from postel.store.api import FlagMode, MailboxSnapshot, UidSet
+from postel.store.snapshot_cache import SnapshotCache
+
+from .test_contract import delivery, make_accounts, message, put_blob
+
+
+def snapshot(mailbox: int, count: int, modseq: int = 1) -> MailboxSnapshot:
+    states = tuple((uid, frozenset(), modseq) for uid in range(1, count + 1))
+    return MailboxSnapshot(MailboxId(mailbox), 7, count + 1, modseq, states)
+
+
+def test_cache_reuses_only_the_same_version_and_keeps_its_bound() -> None:
+    cache = SnapshotCache(max_messages=25)
+    a = snapshot(1, 10)
+    cache.put(a)
+    assert cache.get(MailboxId(1), a.version) is a
+    assert cache.get(MailboxId(1), (7, 11, 2, 0)) is None  # HIGHESTMODSEQ moved on
+    assert cache.get(MailboxId(2), a.version) is None
+    cache.put(snapshot(2, 10))
+    cache.get(MailboxId(1), a.version)  # 1 is now the most recently used
+    cache.put(snapshot(3, 10))  # 33 > 25: the least recently used (2) goes
+    assert len(cache) == 2
+    assert cache.get(MailboxId(2), snapshot(2, 10).version) is None
+    assert cache.get(MailboxId(1), a.version) is a
+    cache.put(snapshot(4, 100))  # larger than the whole bound: not kept
+    assert cache.get(MailboxId(4), snapshot(4, 100).version) is None
+    cache.put(snapshot(1, 11, modseq=2))  # a newer one replaces the older
+    assert cache.get(MailboxId(1), a.version) is None
+
+
+async def test_every_change_is_seen_by_the_next_select(store: Store) -> None:
+    (alice,) = await make_accounts(store, "alice")
+    for n in range(3):
+        await store.deliver([delivery(alice, await put_blob(store, message(n)))])
+    box = await store.get_mailbox(alice.id, "INBOX")
+    assert box is not None
+
+    async def fresh() -> MailboxSnapshot:
+        got = await store.select_mailbox(box.id)
+        again = await store.select_mailbox(box.id)
+        assert again == got  # the second read may come from the cache: same answer
+        return got
+
+    first = await fresh()
+    assert [uid for uid, _, _ in first.messages] == [1, 2, 3]
+    await store.store_flags(box.id, UidSet.of([2]), FlagMode.ADD, frozenset({"\\Deleted", "$Work"}))
+    flagged = await fresh()
+    assert flagged.messages[1][1] == frozenset({"\\Deleted", "$Work"})
+    assert "$Work" in flagged.flags_in_use
+    await store.expunge(box.id)
+    assert [uid for uid, _, _ in (await fresh()).messages] == [1, 3]
+    await store.deliver([delivery(alice, await put_blob(store, message(9)))])
+    assert [uid for uid, _, _ in (await fresh()).messages] == [1, 3, 4]
+    await store.claim_recent(box.id, 4)
+    assert (await fresh()).recent_uid == 4
+    other = await store.create_mailbox(alice.id, "Other")
+    await store.move_messages(box.id, UidSet.of([1]), other.id)
+    assert [uid for uid, _, _ in (await fresh()).messages] == [3, 4]
+    assert [uid for uid, _, _ in (await store.select_mailbox(other.id)).messages] == [1]
