@@ -38,7 +38,7 @@ from postel.server import imap_condstore, imap_context, imap_sort
 from postel.server.imap_preview import load_preview
 from postel.server.imap_scan import esearch_answer, load_summary, scan
 from postel.store import AppendItem, BlobRef, OverQuota, StoredMessage, exceeded
-from postel.store.api import FlagMode, InvalidFlag, UidSet
+from postel.store.api import FlagMode, FlagsResult, InvalidFlag, UidSet
 from postel.store.flags import canonical_set
 
 if TYPE_CHECKING:
@@ -363,10 +363,28 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
             out.append(r.fetch_response(msn_of[uid], items))
         if out:
             await session.write(b"".join(out))
+        await _absorb_own(session, selected, result)
     await session.sync(allow_expunge=command.uid)
     code = r.Code("MODIFIED", r.compress_set(modified)) if modified else None
     text = "Conditional STORE failed" if modified else "STORE completed"
     await session.tagged(command.tag, r.Status.OK, text, code)
+
+
+async def _absorb_own(session: ImapSession, selected: Selected, result: FlagsResult) -> None:
+    """Bring the view up to this STORE's MODSEQ without asking the store, when the
+    STORE was the only change since the view's MODSEQ (each change takes a new MODSEQ,
+    so the mailbox's is then exactly one higher) and no later change was signalled:
+    ``result`` holds every message the STORE touched, as committed. Sessions with
+    search contexts to update (RFC 5267 §4.3) take the ordinary sync path.
+    Spec: RFC 7162 §3.1.3, §3.2 (HIGHESTMODSEQ known to the client)."""
+    view = selected.view
+    if result.highestmodseq != view.modseq + 1 or selected.contexts:
+        return
+    if not selected.subscription.consume_own(result.highestmodseq):
+        return
+    updates = view.update(list(result.messages), [], result.highestmodseq, allow_expunge=False)
+    if updates:
+        await session.write_updates(updates)
 
 
 def _applied(known: frozenset[str], command: cmd.Store) -> frozenset[str]:

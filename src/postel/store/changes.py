@@ -54,6 +54,15 @@ class ChangeSubscription:
         self._event.clear()
         return was
 
+    def consume_own(self, modseq: int) -> bool:
+        """Take the signal if it announces nothing beyond ``modseq`` (the caller's own
+        write, whose outcome it already holds); True when nothing newer is pending
+        (the signal was taken, or there was none), False otherwise (left pending)."""
+        if self._event.is_set() and self.highestmodseq > modseq:
+            return False
+        self._event.clear()
+        return True
+
     def _signal(self, highestmodseq: int) -> None:
         self.highestmodseq = max(self.highestmodseq, highestmodseq)
         self._event.set()

@@ -227,6 +227,42 @@ def claim_recent(conn: Connection, mailbox_id: MailboxId, uid: int) -> int:
     return int(before)
 
 
+FETCH_ONE_SQL = (
+    "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_key, b.size,"
+    " m.summary, m.queue_id, m.trace_prefix, m.save_date FROM messages AS m"
+    " JOIN blobs AS b ON b.key = m.blob_key WHERE m.mailbox_id = ? AND m.uid = ?"
+)
+"""``fetch_messages`` of one UID as SQL text for SQLite's own cursor (same columns)."""
+
+
+def fetched_row(row: Sequence[Any] | None, mailbox_id: MailboxId) -> list[StoredMessage]:
+    """A ``FETCH_ONE_SQL`` row from SQLite's cursor (timestamps as SQLite text, naive
+    UTC) as ``fetch_messages`` returns it: none or one message."""
+    if row is None:
+        return []
+    uid, modseq, flags, internal, size, key, blob_size, summary, queue_id, prefix, saved = row
+    return [
+        StoredMessage(
+            mailbox_id=mailbox_id,
+            uid=int(uid),
+            modseq=int(modseq),
+            flags=fl.FlagCache().parse(flags),
+            internal_date=_sqlite_time(internal),
+            size=int(size),
+            blob=BlobRef(key=key, size=int(blob_size)),
+            summary=summary,
+            queue_id=None if queue_id is None else QueueId(queue_id),
+            trace_prefix=bytes(prefix),
+            save_date=None if saved is None else _sqlite_time(saved),
+        )
+    ]
+
+
+def _sqlite_time(text: str) -> dt.datetime:
+    """A UtcDateTime column as SQLite stores it (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
 def fetch_messages(
     conn: Connection, dialect: Dialect, mailbox_id: MailboxId, uids: UidSet
 ) -> list[StoredMessage]:

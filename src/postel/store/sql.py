@@ -439,7 +439,9 @@ class SqlStore:
 
     async def delete_mailbox(self, account_id: AccountId, name: str) -> None:
         mailbox_id, modseq = await self._write(mq.delete_mailbox, account_id, name)
-        self._changes.publish(mailbox_id, modseq)
+        # Published one above its last MODSEQ: a deletion is newer than any write a
+        # session holds the outcome of (ChangeSubscription.consume_own).
+        self._changes.publish(mailbox_id, modseq + 1)
 
     async def rename_mailbox(self, account_id: AccountId, old: str, new: str) -> Mailbox:
         done = await self._write(mq.rename_mailbox, account_id, old, new, self._clock.now())
@@ -475,6 +477,12 @@ class SqlStore:
         return await self._write(xq.claim_recent, mailbox_id, uid)
 
     async def fetch_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[StoredMessage]:
+        """See Store.fetch_messages; one UID on SQLite is a point read (_point_read)."""
+        if self.dialect == "sqlite" and len(uids.ranges) == 1:
+            low, high = uids.ranges[0]
+            if low == high:
+                row = self._point_read(xq.FETCH_ONE_SQL, (int(mailbox_id), low))
+                return xq.fetched_row(row, mailbox_id)
         return await self._read(xq.fetch_messages, self._sql, mailbox_id, uids)
 
     async def store_flags(

@@ -1,0 +1,28 @@
+"""fetch_messages of one UID (a point read on SQLite's own connection) answers exactly
+as the general query does, on every backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from postel.store import Store
+from postel.store.api import FlagMode, UidSet
+
+from .test_contract import delivery, make_accounts, message, put_blob
+
+
+async def test_one_uid_equals_the_general_fetch(store: Store) -> None:
+    (alice,) = await make_accounts(store, "alice")
+    for n in range(3):
+        await store.deliver([delivery(alice, await put_blob(store, message(n, 300 + n)))])
+    box = await store.get_mailbox(alice.id, "INBOX")
+    assert box is not None
+    await store.store_flags(box.id, UidSet.of([2]), FlagMode.ADD, frozenset({"\\Seen", "$X"}))
+    every = await store.fetch_messages(box.id, UidSet.all())
+    assert len(every) == 3
+    for m in every:
+        (one,) = await store.fetch_messages(box.id, UidSet.of([m.uid]))
+        assert one == m
+        assert one.internal_date.tzinfo is not None
+        assert one.save_date is None or one.save_date.utcoffset() == dt.timedelta(0)
+    assert await store.fetch_messages(box.id, UidSet.of([99])) == []
