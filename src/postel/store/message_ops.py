@@ -227,26 +227,26 @@ def claim_recent(conn: Connection, mailbox_id: MailboxId, uid: int) -> int:
     return int(before)
 
 
-FETCH_ONE_SQL = (
+_FETCH_COLUMNS_SQL = (
     "SELECT m.uid, m.modseq, m.flags, m.internal_date, m.size, m.blob_key, b.size,"
     " m.summary, m.queue_id, m.trace_prefix, m.save_date FROM messages AS m"
-    " JOIN blobs AS b ON b.key = m.blob_key WHERE m.mailbox_id = ? AND m.uid = ?"
+    " JOIN blobs AS b ON b.key = m.blob_key WHERE m.mailbox_id = ? AND "
 )
+FETCH_ONE_SQL = _FETCH_COLUMNS_SQL + "m.uid = ?"
 """``fetch_messages`` of one UID as SQL text for SQLite's own cursor (same columns)."""
+_FETCH_RANGE_SQL = _FETCH_COLUMNS_SQL + "m.uid BETWEEN ? AND ? ORDER BY m.uid"
 
 
-def fetched_row(row: Sequence[Any] | None, mailbox_id: MailboxId) -> list[StoredMessage]:
-    """A ``FETCH_ONE_SQL`` row from SQLite's cursor (timestamps as SQLite text, naive
-    UTC) as ``fetch_messages`` returns it: none or one message."""
-    if row is None:
-        return []
-    uid, modseq, flags, internal, size, key, blob_size, summary, queue_id, prefix, saved = row
+def fetched_rows(rows: Sequence[Sequence[Any]], mailbox_id: MailboxId) -> list[StoredMessage]:
+    """``FETCH_ONE_SQL`` rows from SQLite's cursor (timestamps as SQLite text, naive
+    UTC) as ``fetch_messages`` returns them."""
+    cache = fl.FlagCache()
     return [
         StoredMessage(
             mailbox_id=mailbox_id,
             uid=int(uid),
             modseq=int(modseq),
-            flags=fl.FlagCache().parse(flags),
+            flags=cache.parse(flags),
             internal_date=_sqlite_time(internal),
             size=int(size),
             blob=BlobRef(key=key, size=int(blob_size)),
@@ -255,6 +255,7 @@ def fetched_row(row: Sequence[Any] | None, mailbox_id: MailboxId) -> list[Stored
             trace_prefix=bytes(prefix),
             save_date=None if saved is None else _sqlite_time(saved),
         )
+        for uid, modseq, flags, internal, size, key, blob_size, summary, queue_id, prefix, saved in rows
     ]
 
 
@@ -266,9 +267,18 @@ def _sqlite_time(text: str) -> dt.datetime:
 def fetch_messages(
     conn: Connection, dialect: Dialect, mailbox_id: MailboxId, uids: UidSet
 ) -> list[StoredMessage]:
-    """The messages of ``uids`` that exist, by UID, with their trace prefix."""
+    """The messages of ``uids`` that exist, by UID, with their trace prefix. On
+    SQLite one range (what FETCH of a run of messages asks) is read with the driver's
+    cursor, without SQLAlchemy's per-row work (as select_mailbox)."""
     if not uids:
         return []
+    if conn.dialect.name == "sqlite" and len(uids.ranges) == 1:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            rows = cursor.execute(_FETCH_RANGE_SQL, (mailbox_id, *uids.ranges[0])).fetchall()
+        finally:
+            cursor.close()
+        return fetched_rows(rows, mailbox_id)
     query, params = _in_uids(
         dialect,
         messages,

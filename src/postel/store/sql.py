@@ -482,7 +482,7 @@ class SqlStore:
             low, high = uids.ranges[0]
             if low == high:
                 row = self._point_read(xq.FETCH_ONE_SQL, (int(mailbox_id), low))
-                return xq.fetched_row(row, mailbox_id)
+                return xq.fetched_rows([row] if row is not None else [], mailbox_id)
         return await self._read(xq.fetch_messages, self._sql, mailbox_id, uids)
 
     async def store_flags(
