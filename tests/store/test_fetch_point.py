@@ -1,5 +1,6 @@
-"""fetch_messages of one UID (a point read on SQLite's own connection) answers exactly
-as the general query does, on every backend."""
+"""fetch_messages of one UID (a point read on SQLite's own connection) and of one UID
+range (SQLite's cursor) answer exactly as the general query (several ranges) does, on
+every backend."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ async def test_one_uid_equals_the_general_fetch(store: Store) -> None:
     assert box is not None
     await store.store_flags(box.id, UidSet.of([2]), FlagMode.ADD, frozenset({"\\Seen", "$X"}))
     every = await store.fetch_messages(box.id, UidSet.all())
+    general = await store.fetch_messages(box.id, UidSet.of([1, 3]))  # two ranges
+    assert [m.uid for m in general] == [1, 3]
+    assert general == [every[0], every[2]]
     assert len(every) == 3
     for m in every:
         (one,) = await store.fetch_messages(box.id, UidSet.of([m.uid]))
