@@ -198,6 +198,53 @@ def select_mailbox(conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
     )
 
 
+def snapshot_delta(conn: Connection, base: MailboxSnapshot) -> MailboxSnapshot | None:
+    """``base`` brought up to date, in one statement, from what changed since its
+    HIGHESTMODSEQ: the messages with a higher MODSEQ and the expunge records above it
+    (kept for the mailbox's life, as QRESYNC needs). None when the mailbox's UIDVALIDITY
+    is no longer base's (read it whole). NotFound. Spec: RFC 7162 §3.1, §3.2.5."""
+    zero = literal(0, BigInteger)
+    head = select(
+        literal(0, Integer).label("kind"),
+        mailboxes.c.uidvalidity,
+        mailboxes.c.highestmodseq,
+        mailboxes.c.uidnext,
+        mailboxes.c.recent_uid,
+        literal("", String).label("flags"),
+    ).where(mailboxes.c.id == base.mailbox_id)
+    changed = select(
+        literal(1, Integer), messages.c.uid, messages.c.modseq, zero, zero, messages.c.flags
+    ).where(messages.c.mailbox_id == base.mailbox_id, messages.c.modseq > base.highestmodseq)
+    gone = select(
+        literal(2, Integer), expunged.c.uid, expunged.c.modseq, zero, zero, literal("", String)
+    ).where(expunged.c.mailbox_id == base.mailbox_id, expunged.c.modseq > base.highestmodseq)
+    rows = conn.execute(union_all(head, changed, gone)).all()
+    heads = [r for r in rows if r[0] == 0]
+    if not heads:
+        raise NotFound(f"no mailbox {base.mailbox_id}")
+    _, validity, highest, uidnext, recent_uid, _ = heads[0]
+    if int(validity) != base.uidvalidity:
+        return None
+    cache = fl.FlagCache()
+    removed = {int(r[1]) for r in rows if r[0] == 2}
+    updated = {int(r[1]): (int(r[1]), cache.parse(r[5]), int(r[2])) for r in rows if r[0] == 1}
+    states = [updated.pop(s[0], s) for s in base.messages if s[0] not in removed]
+    added = sorted(v for u, v in updated.items() if u not in removed)
+    if added and states and added[0][0] < states[-1][0]:
+        states = sorted(states + added)
+    else:
+        states.extend(added)
+    return MailboxSnapshot(
+        mailbox_id=base.mailbox_id,
+        uidvalidity=base.uidvalidity,
+        uidnext=int(uidnext),
+        highestmodseq=int(highest),
+        messages=tuple(states),
+        recent_uid=int(recent_uid),
+        flags_in_use=frozenset().union(*{flags for _, flags, _ in states}),
+    )
+
+
 def mailbox_version(conn: Connection, mailbox_id: MailboxId) -> tuple[int, int, int, int]:
     """The mailbox's MailboxSnapshot.version, read alone (one row). NotFound."""
     row = conn.execute(

@@ -5,7 +5,9 @@ is most of what SELECT costs. A snapshot is immutable and is reused for as long 
 mailbox's version (MailboxSnapshot.version: UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and the
 recent mark) is the one it was read at: every change of the mailbox raises one of them,
 whichever process or node made it, so a reused snapshot equals a fresh read. The
-version itself is one row, read on every SELECT.
+version itself is one row, read on every SELECT. A kept snapshot of an older version
+is brought up to date from the changes since its HIGHESTMODSEQ (the store's
+``snapshot_delta``) rather than read whole.
 
 Spec: RFC 9051 §6.3.2 (SELECT); RFC 7162 §3.1.2 (HIGHESTMODSEQ).
 """
@@ -35,15 +37,13 @@ class SnapshotCache:
         self._items: OrderedDict[MailboxId, MailboxSnapshot] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(
-        self, mailbox_id: MailboxId, version: tuple[int, int, int, int]
-    ) -> MailboxSnapshot | None:
-        """The kept snapshot of ``mailbox_id`` if it was read at ``version``."""
+    def get(self, mailbox_id: MailboxId) -> MailboxSnapshot | None:
+        """The kept snapshot of ``mailbox_id``, of whatever version (the caller
+        compares MailboxSnapshot.version)."""
         with self._lock:
             snapshot = self._items.get(mailbox_id)
-            if snapshot is None or snapshot.version != version:
-                return None
-            self._items.move_to_end(mailbox_id)
+            if snapshot is not None:
+                self._items.move_to_end(mailbox_id)
             return snapshot
 
     def put(self, snapshot: MailboxSnapshot) -> None:

@@ -462,14 +462,19 @@ class SqlStore:
 
     async def select_mailbox(self, mailbox_id: MailboxId) -> MailboxSnapshot:
         """See Store.select_mailbox: reused from the snapshot cache while the mailbox's
-        version is unchanged (snapshot_cache.py), else read whole."""
+        version is unchanged, brought up to date from the changes since when it is not
+        (snapshot_cache.py), else read whole."""
         return await self._read(self._snapshot, mailbox_id)
 
     def _snapshot(self, conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
-        kept = self._snapshots.get(mailbox_id, xq.mailbox_version(conn, mailbox_id))
+        kept = self._snapshots.get(mailbox_id)
         if kept is not None:
-            return kept
-        snapshot = xq.select_mailbox(conn, mailbox_id)
+            if kept.version == xq.mailbox_version(conn, mailbox_id):
+                return kept
+            fresh = xq.snapshot_delta(conn, kept)
+        else:
+            fresh = None
+        snapshot = fresh if fresh is not None else xq.select_mailbox(conn, mailbox_id)
         self._snapshots.put(snapshot)
         return snapshot
 
