@@ -27,20 +27,16 @@ from postel.app.build import (
     web_servers,
 )
 from postel.app.logs import _KeyValueFormatter, setup_logging
+from postel.app.memory import limit_malloc_arenas, settle
 from postel.app.worker import location, run_smtp_worker, serve_smtp_worker
 from postel.clock import Clock, SystemClock
 from postel.config import Config, Service
-from postel.delivery.dsn import Bouncer
 from postel.directory import make_credentials
 from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
 from postel.server import tls
-from postel.server.auth import Authenticator
-from postel.server.imap_session import ImapService
 from postel.server.listener import Listener, bind_socket
-from postel.server.pop3_session import Pop3Service
 from postel.server.smtp_workers import START_TIMEOUT_S, SmtpWorkers
-from postel.server.submission_session import SubmissionService
 from postel.store import Store, open_store
 
 __all__ = [
@@ -96,6 +92,17 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     Raises:
         ConfigError: a port cannot be bound or a certificate cannot be read (one line).
     """
+    # The services of the main process only (a port-25 worker imports this package),
+    # loaded while Python's files are readable (before privileges drop), as is the
+    # MTA-STS client that ``delivery_worker`` uses later.
+    import postel.delivery.mtasts  # noqa: F401
+    from postel.delivery.dsn import Bouncer
+    from postel.server.auth import Authenticator
+    from postel.server.imap_session import ImapService
+    from postel.server.pop3_session import Pop3Service
+    from postel.server.submission_session import SubmissionService
+
+    limit_malloc_arenas()  # before the store's threads start
     setup_logging()
     # Signal handlers first: a SIGTERM that arrives while starting up still ends the
     # process cleanly (exit 0 once started), never by the default action.
@@ -252,6 +259,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     for service in submission.values():
         service.on_enqueued = worker.wake if worker is not None else None
     _print_banner(config, password)
+    settle()
     await stop.wait()
 
     log.info("server.stopping")

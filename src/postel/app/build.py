@@ -15,14 +15,13 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from postel import delivery
 from postel.abuse import AbuseTracker
 from postel.clock import Clock
 from postel.config import Config, Service
 from postel.delivery import DeliveryWorker
-from postel.delivery.mtasts import CACHE_FILE_NAME as MTA_STS_CACHE_FILE
-from postel.delivery.mtasts import MtaStsPolicy
 from postel.delivery.smarthost import Smarthost, SmarthostTls, parse_smarthost_address
 from postel.delivery.worker import local_process_gone
 from postel.directory import Directory, Forwarded, LocalRecipients, to_a_label
@@ -42,7 +41,10 @@ from postel.server.listener import bind_socket
 from postel.server.smtp_session import SmtpService
 from postel.store import OverQuota, Store
 from postel.store.queue_api import BackoffPolicy, NewQueuedMessage, NewRecipient
-from postel.web import WebServer, WebSettings, create_app
+
+if TYPE_CHECKING:  # imported where used: a port-25 worker process needs neither
+    from postel.delivery.mtasts import MtaStsPolicy
+    from postel.web import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -211,16 +213,17 @@ def delivery_worker(
         ca_file=Path(config.delivery.ca_file) if config.delivery.ca_file else None,
         smarthost=smarthost,
     )
-    tls_policy = (
-        MtaStsPolicy(
+    tls_policy: MtaStsPolicy | None = None
+    if config.mta_sts.outbound:
+        from postel.delivery.mtasts import CACHE_FILE_NAME as MTA_STS_CACHE_FILE
+        from postel.delivery.mtasts import MtaStsPolicy
+
+        tls_policy = MtaStsPolicy(
             resolver,
             clock=clock,
             cache_file=config.data_dir / MTA_STS_CACHE_FILE,
             ca_file=settings.ca_file,
         )
-        if config.mta_sts.outbound
-        else None
-    )
     return DeliveryWorker(
         store,
         resolver,
@@ -249,6 +252,8 @@ def web_servers(config: Config, store: Store) -> list[WebServer]:
         policy = own_policy(config.mta_sts.mode, config.mta_sts.max_age, [config.hostname])
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
+    from postel.web import WebServer, WebSettings, create_app
+
     app = create_app(store, WebSettings(policy))
     servers: list[WebServer] = []
     for listen in listens:

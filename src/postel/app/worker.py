@@ -1,13 +1,23 @@
-"""The process of an extra port-25 worker (``[smtp] processes``, docs/adr/0005)."""
+"""The process of an extra port-25 worker (``[smtp] processes``, docs/adr/0005).
+
+The main process starts it as ``python -c`` with ``main`` as the program
+(``postel.server.smtp_workers.worker_argv``), not through the ``postel`` command: a
+worker imports only what port 25 needs (no administration commands, IMAP, POP3,
+submission or web modules), so that each one costs less memory (docs/adr/0005, Memory).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import os
 import signal
 import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import cast
 
 from postel.app.build import (
@@ -19,14 +29,26 @@ from postel.app.build import (
     report_sender,
 )
 from postel.app.logs import setup_logging
+from postel.app.memory import limit_malloc_arenas, settle
 from postel.clock import SystemClock
-from postel.config import Config, Service
+from postel.config import Config, Service, resolve_config
+from postel.errors import PostelError
 from postel.server import tls
 from postel.server.delivery_ipc import DeliveryClient, RemoteDeliveryStore
 from postel.server.listener import Listener
 from postel.store import Store, open_store
 
+__all__ = [
+    "location",
+    "main",
+    "run_smtp_worker",
+    "serve_smtp_worker",
+]
+
 log = logging.getLogger(__name__)
+
+EXIT_ERROR = 1
+"""A worker that could not start (bad configuration, unreadable TLS key)."""
 
 
 def location(config: Config) -> list[str]:
@@ -34,6 +56,31 @@ def location(config: Config) -> list[str]:
     if config.source is not None:
         return ["--config", str(config.source)]
     return ["--data", str(config.data_dir)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """A worker process's entry (``argv``: the options of
+    ``postel.server.smtp_workers.worker_argv``; default: the process arguments): read the
+    configuration, serve until told to stop. Returns the exit status: 0, or 1 with one
+    line on standard error (never a traceback) when the configuration or the TLS key
+    cannot be read or serving failed."""
+    limit_malloc_arenas()  # before any thread starts
+    os.umask(0o077)
+    parser = argparse.ArgumentParser(prog="postel-smtp-worker")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--listen-fds", default="")
+    parser.add_argument("--ipc-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    fds = [int(fd) for fd in args.listen_fds.split(",") if fd]
+    try:
+        config = resolve_config(args.config, args.data)
+        return run_smtp_worker(config, fds, args.ipc_fd)
+    except PostelError as exc:
+        print(f"postel smtp worker: error: {exc}", file=sys.stderr)
+    except Exception as exc:  # the top of the process: one line, never a traceback
+        print(f"postel smtp worker: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) -> int:
@@ -56,7 +103,7 @@ async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) 
     drop_privileges(config.run_as, config.data_dir)
     client = DeliveryClient()
     await client.connect(ipc)  # the main process has opened (and migrated) the store
-    await store.open(recovery=False)
+    await store.open(recovery=False, migrate=False)  # the main process migrated it
     remote = cast(Store, RemoteDeliveryStore(store, client))
     shutdown = asyncio.Event()
     port = await port25(config, remote, ssl_context, clock, shutdown, load_secret(config.data_dir))
@@ -79,6 +126,7 @@ async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) 
         await listener.start()
     client.up()
     log.info("smtp.worker.ready", extra={"pid": os.getpid()})
+    settle()
     gone = asyncio.create_task(client.closed.wait())
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({gone, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,8 +2,10 @@
 main process, given the listening sockets and one end of a socketpair each, supervised
 (restarted when one dies) and stopped with it.
 
-Each worker runs ``postel serve`` with the same ``--config``/``--data`` and two hidden
-options naming its inherited file descriptors; its deliveries come back through
+Each worker runs ``postel.app.worker.main`` (``worker_argv``: ``python -c`` with the
+same ``--config``/``--data`` and two options naming its inherited file descriptors; not
+the ``postel`` command, whose administration modules a worker never uses); its
+deliveries come back through
 ``delivery_ipc.DeliveryServer``. Workers are started before the main process drops
 privileges, so they can read the TLS key and drop privileges themselves; a worker
 restarted later runs with the dropped privileges (if it cannot read the key any more
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from postel.server.delivery_ipc import DeliveryServer
 from postel.store import Store
 
-__all__ = ["SMTP_PROCESSES_MAX", "SmtpWorkers"]
+__all__ = ["SMTP_PROCESSES_MAX", "WORKER_ENTRY", "SmtpWorkers", "worker_argv"]
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,27 @@ STABLE_S = 60.0
 """A worker that ran this long before it died starts a fresh count of restarts."""
 SUPERVISE_INTERVAL_S = 0.5
 """Seconds between checks of the workers' liveness."""
+WORKER_ENTRY = "from postel.app.worker import main; raise SystemExit(main())"
+"""The ``python -c`` program of a worker process; its options follow (``worker_argv``)."""
 START_TIMEOUT_S = 60.0
 """Seconds the main process waits for its workers to accept connections before it
 reports itself started anyway (a slow machine imports slowly)."""
+
+
+def worker_argv(location: Sequence[str], listen_fds: Sequence[int], ipc_fd: int) -> list[str]:
+    """The command line of one worker process: this interpreter, ``WORKER_ENTRY``, the
+    options selecting the configuration (``location``: ``--config FILE`` or ``--data
+    DIR``) and the inherited descriptors (``--listen-fds 5,6 --ipc-fd 7``)."""
+    return [
+        sys.executable,
+        "-c",
+        WORKER_ENTRY,
+        *location,
+        "--listen-fds",
+        ",".join(str(fd) for fd in listen_fds),
+        "--ipc-fd",
+        str(ipc_fd),
+    ]
 
 
 @dataclass(slots=True)
@@ -86,17 +106,7 @@ class SmtpWorkers:
     def _start(self, slot: int, restarts: int = 0) -> _Worker:
         ours, theirs = socket.socketpair()
         fds = self._listen_fds[slot]
-        argv = [
-            sys.executable,
-            "-m",
-            "postel",
-            *self._location,
-            "serve",
-            "--worker-listen-fds",
-            ",".join(str(fd) for fd in fds),
-            "--worker-ipc-fd",
-            str(theirs.fileno()),
-        ]
+        argv = worker_argv(self._location, fds, theirs.fileno())
         process = subprocess.Popen(argv, pass_fds=(*fds, theirs.fileno()))
         theirs.close()
         log.info("smtp.worker.started", extra={"slot": slot, "pid": process.pid})

@@ -478,12 +478,14 @@ class Store(Protocol):
     """
 
     # -- life cycle --
-    async def open(self, *, recovery: bool = True) -> RecoveryReport:
+    async def open(self, *, recovery: bool = True, migrate: bool = True) -> RecoveryReport:
         """Create or migrate the schema (Alembic), then run recovery (RELIABILITY.md D2).
 
         Only the server runs recovery (``recovery=True``): it removes spool files and
         uncommitted blob files, which belong to a running server's transactions when an
-        admin command opens the same store (``recovery=False``)."""
+        admin command opens the same store (``recovery=False``). ``migrate=False`` skips
+        the schema step (and loading Alembic) for a process started by a server that
+        has already migrated it: a port-25 worker process (docs/adr/0005)."""
         ...
 
     async def close(self) -> None: ...

@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -73,7 +73,6 @@ from postel.store.flags import canonical_set
 from postel.store.fulltext import FULLTEXT_BATCH_MAX, Candidates, Clause
 from postel.store.metadata_ops import MetadataDepth, MetadataEntry
 from postel.store.migrate import upgrade
-from postel.store.pg_notify import PgChangeRelay
 from postel.store.queue_api import (
     DEFAULT_BACKOFF,
     BackoffPolicy,
@@ -91,6 +90,9 @@ from postel.store.quota_api import QuotaUsage
 from postel.store.recovery import SHARED_GRACE_SECONDS, recover
 from postel.store.settle_batch import SettleBatcher, SettleRequest
 from postel.store.snapshot_cache import SnapshotCache
+
+if TYPE_CHECKING:
+    from postel.store.pg_notify import PgChangeRelay
 
 _log = logging.getLogger(__name__)
 
@@ -199,10 +201,12 @@ class SqlStore:
 
     # -- life cycle --------------------------------------------------------------------
 
-    async def open(self, *, recovery: bool = True) -> RecoveryReport:
-        """Migrate the schema to the newest revision, run recovery (unless ``recovery``
-        is False: admin commands next to a running server), start the writer."""
-        await self._in(self._writer, functools.partial(upgrade, self._engines.writer))
+    async def open(self, *, recovery: bool = True, migrate: bool = True) -> RecoveryReport:
+        """Migrate the schema to the newest revision (unless ``migrate`` is False),
+        run recovery (unless ``recovery`` is False: admin commands next to a running
+        server), start the writer."""
+        if migrate:
+            await self._in(self._writer, functools.partial(upgrade, self._engines.writer))
         if not recovery:
             self._committer.start()
             return RecoveryReport()
@@ -225,6 +229,8 @@ class SqlStore:
         if self.dialect != "postgresql" or self._relay is not None:
             return
         url = self._engines.writer.url.set(drivername="postgresql")
+        from postel.store.pg_notify import PgChangeRelay  # psycopg: PostgreSQL only
+
         self._relay = PgChangeRelay(url.render_as_string(hide_password=False), self._changes)
         self._relay.start()
 
