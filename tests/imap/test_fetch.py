@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import datetime as dt
 import email
 import email.message
@@ -22,6 +23,7 @@ from postel.imap.fetch import (
     binary_octets,
     format_internal_date,
     needs_bytes,
+    needs_summary,
     render_item,
     render_items,
     section_octets,
@@ -531,3 +533,34 @@ def test_render_never_raises(
             assert isinstance(item, BodySection | BinarySize)
             continue
         assert label and value
+
+
+SUMMARY_ITEMS: list[FetchItem] = [
+    *FetchAttr,
+    BodySection(Section()),
+    BodySection(Section(), peek=True, partial=(3, 40)),
+    BodySection(Section(text=SectionText.HEADER)),
+    BodySection(Section(text=SectionText.TEXT)),
+    BodySection(Section(part=(1,))),
+    BodySection(Section(part=(2,), text=SectionText.MIME)),
+    BodySection(Section(), binary=True),
+    BinarySize((1,)),
+]
+
+
+@pytest.mark.parametrize("item", SUMMARY_ITEMS, ids=repr)
+def test_items_said_not_to_need_the_summary_render_without_it(item: FetchItem) -> None:
+    """Whatever needs_summary says may skip decoding the summary renders the same with
+    an empty one (the driver then does not decode it)."""
+    if needs_summary([item]):
+        return
+    real = source(MULTI)
+    bare = dataclasses.replace(real, summary=parse_message(b"\r\n"))
+    assert render_item(item, bare) == render_item(item, real)
+
+
+def test_needs_summary() -> None:
+    assert not needs_summary([FetchAttr.UID, FetchAttr.FLAGS, BodySection(Section(), peek=True)])
+    assert needs_summary([FetchAttr.ENVELOPE])
+    assert needs_summary([BodySection(Section(text=SectionText.HEADER), peek=True)])
+    assert needs_summary([BodySection(Section(), binary=True)])

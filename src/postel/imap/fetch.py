@@ -33,6 +33,7 @@ Section rules (RFC 9051 §6.4.5), with Dovecot's answers where the RFC is silent
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ __all__ = [
     "binary_octets",
     "format_internal_date",
     "needs_bytes",
+    "needs_summary",
     "render_flags",
     "render_item",
     "render_items",
@@ -70,6 +72,10 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _NUL_TO_80 = bytes.maketrans(b"\x00", b"\x80")
 _BYTES_ATTRS = frozenset({FetchAttr.RFC822, FetchAttr.RFC822_HEADER, FetchAttr.RFC822_TEXT})
 _SEEN_ATTRS = frozenset({FetchAttr.RFC822, FetchAttr.RFC822_TEXT})
+_LABELS = {attr: attr.value.encode("ascii") for attr in FetchAttr}
+FLAG_LISTS_CACHED = 4096
+"""Distinct flag sets whose rendered list is remembered (flag sets of one mailbox are
+few and shared; local bound on the memo)."""
 
 
 class FetchDataMissing(LocalProtocolError):
@@ -107,6 +113,37 @@ class FetchSource:
     envelope: bytes | None = None
     """The ENVELOPE already rendered (postel.mail.summary.imap_envelope); None: rendered
     from ``summary``."""
+
+
+_NO_SUMMARY_ATTRS = frozenset(
+    {
+        FetchAttr.UID,
+        FetchAttr.FLAGS,
+        FetchAttr.INTERNALDATE,
+        FetchAttr.RFC822_SIZE,
+        FetchAttr.MODSEQ,
+        FetchAttr.EMAILID,
+        FetchAttr.THREADID,
+        FetchAttr.SAVEDATE,
+        FetchAttr.RFC822,
+    }
+)
+
+
+def needs_summary(items: Iterable[FetchItem]) -> bool:
+    """True when some item reads the message summary (ENVELOPE, BODY, BODYSTRUCTURE,
+    PREVIEW, a part or the header or text of a section, BINARY); the message
+    attributes and the whole message (``BODY[]``, ``RFC822``, any partial of them) do
+    not. Spec: RFC 9051 §6.4.5."""
+    for item in items:
+        if isinstance(item, BodySection):
+            whole = not item.binary and not item.section.part
+            if whole and item.section.text is SectionText.NONE:
+                continue
+            return True
+        if isinstance(item, BinarySize) or item not in _NO_SUMMARY_ATTRS:
+            return True
+    return False
 
 
 def needs_bytes(items: Iterable[FetchItem]) -> bool:
@@ -149,14 +186,16 @@ def render_item(item: FetchItem, msg: FetchSource) -> tuple[bytes, bytes]:
     if isinstance(item, BinarySize):
         label = b"BINARY.SIZE[" + _part_spec(item.part) + b"]"
         return label, b"%d" % len(binary_octets(msg, item.part))
-    return item.value.encode("ascii"), _attr(item, msg)
+    return _LABELS[item], _attr(item, msg)
 
 
 def _attr(attr: FetchAttr, msg: FetchSource) -> bytes:
     if attr is FetchAttr.UID:
         return b"%d" % msg.uid
     if attr is FetchAttr.FLAGS:
-        return render_flags(msg.flags)
+        return _flag_list(msg.flags)
+    if attr is FetchAttr.ENVELOPE:
+        return msg.envelope if msg.envelope is not None else render_envelope(msg.summary)
     if attr is FetchAttr.INTERNALDATE:
         return b'"' + format_internal_date(msg.internal_date) + b'"'
     if attr is FetchAttr.RFC822_SIZE:
@@ -173,8 +212,6 @@ def _attr(attr: FetchAttr, msg: FetchSource) -> bytes:
         if msg.save_date is None:
             return b"NIL"
         return b'"' + format_internal_date(msg.save_date) + b'"'
-    if attr is FetchAttr.ENVELOPE:
-        return msg.envelope if msg.envelope is not None else render_envelope(msg.summary)
     if attr is FetchAttr.BODY:
         return render_body(msg.summary)
     if attr is FetchAttr.BODYSTRUCTURE:
@@ -184,6 +221,11 @@ def _attr(attr: FetchAttr, msg: FetchSource) -> bytes:
     if attr is FetchAttr.RFC822_HEADER:
         return _literal(section_octets(msg, Section(text=SectionText.HEADER)))
     return _literal(section_octets(msg, Section(text=SectionText.TEXT)))
+
+
+@functools.lru_cache(maxsize=FLAG_LISTS_CACHED)
+def _flag_list(flags: frozenset[str]) -> bytes:
+    return render_flags(flags)
 
 
 def render_flags(flags: Iterable[str]) -> bytes:

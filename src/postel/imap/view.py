@@ -66,7 +66,15 @@ class MailboxView:
     Spec: RFC 9051 §2.3.1.2, §5.2.
     """
 
-    __slots__ = ("_flags", "_pending_expunge", "modseq", "read_only", "uids", "uidvalidity")
+    __slots__ = (
+        "_flag_map",
+        "_given",
+        "_pending_expunge",
+        "modseq",
+        "read_only",
+        "uids",
+        "uidvalidity",
+    )
 
     def __init__(
         self,
@@ -76,13 +84,14 @@ class MailboxView:
         *,
         read_only: bool = False,
     ) -> None:
-        """``messages`` are ``(uid, flags, modseq)`` in ascending UID order."""
+        """``messages`` are ``(uid, flags, modseq)`` in ascending UID order. The
+        UID-to-flags map is built on first use (a large mailbox's SELECT needs only the
+        UIDs)."""
         self.uidvalidity = uidvalidity
-        self.uids: list[int] = []
-        self._flags: dict[int, frozenset[str]] = {}
-        for uid, flags, _ in messages:
-            self.uids.append(uid)
-            self._flags[uid] = flags
+        given = messages if isinstance(messages, tuple) else tuple(messages)
+        self._given: tuple[tuple[int, frozenset[str], int], ...] | None = given
+        self._flag_map: dict[int, frozenset[str]] | None = None
+        self.uids: list[int] = [m[0] for m in given]
         self.modseq = modseq
         self.read_only = read_only
         self._pending_expunge: set[int] = set()
@@ -108,6 +117,14 @@ class MailboxView:
     def flags_of(self, uid: int) -> frozenset[str]:
         """The flags the client was last told for ``uid`` (empty if unknown)."""
         return self._flags.get(uid, frozenset())
+
+    @property
+    def _flags(self) -> dict[int, frozenset[str]]:
+        if self._flag_map is None:
+            given = self._given or ()
+            self._flag_map = {uid: flags for uid, flags, _ in given}
+            self._given = None
+        return self._flag_map
 
     @property
     def has_pending_expunge(self) -> bool:

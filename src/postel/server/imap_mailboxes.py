@@ -10,6 +10,7 @@ Spec: RFC 9051 §6.3; RFC 5258 (LIST-EXTENDED); RFC 5819 (LIST-STATUS); RFC 6154
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import re
 from collections.abc import Iterable, Sequence
@@ -102,7 +103,7 @@ async def select(session: ImapSession, command: cmd.Select) -> None:
     before = snapshot.recent_uid
     if not command.examine and view.uids and view.uids[-1] > before:
         before = await session.store.claim_recent(mailbox.id, view.uids[-1])
-    recent = {u for u in view.uids if u > before}
+    recent = set(view.uids[bisect.bisect_right(view.uids, before) :])
     await session.select(Selected(mailbox.id, mailbox.name, view, subscription, stack, recent))
     keywords = sorted(snapshot.flags_in_use - set(SYSTEM_FLAGS))
     flags = [*SYSTEM_FLAGS, *keywords]

@@ -203,7 +203,7 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
         await session.write(await imap_condstore.fetch_vanished(session, selected, command, since))
     sets_seen = fetch.sets_seen(items) and not selected.view.read_only
     needs_bytes = fetch.needs_bytes(items)
-    needs_summary = any(item not in _CHEAP_ITEMS for item in items)
+    needs_summary = fetch.needs_summary(items)
     envelope_only = all(item in _ENVELOPE_ITEMS for item in items)
     unknown_cte = False
     out = _Output(session)

@@ -245,6 +245,12 @@ def snapshot_delta(conn: Connection, base: MailboxSnapshot) -> MailboxSnapshot |
     )
 
 
+MAILBOX_VERSION_SQL = (
+    "SELECT uidvalidity, uidnext, highestmodseq, recent_uid FROM mailboxes WHERE id = ?"
+)
+"""``mailbox_version`` as SQL text for SQLite's own cursor (same columns)."""
+
+
 def mailbox_version(conn: Connection, mailbox_id: MailboxId) -> tuple[int, int, int, int]:
     """The mailbox's MailboxSnapshot.version, read alone (one row). NotFound."""
     row = conn.execute(
@@ -308,7 +314,7 @@ def fetched_rows(rows: Sequence[Sequence[Any]], mailbox_id: MailboxId) -> list[S
 
 def _sqlite_time(text: str) -> dt.datetime:
     """A UtcDateTime column as SQLite stores it (``YYYY-MM-DD HH:MM:SS.ffffff``)."""
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+    return dt.datetime.fromisoformat(text + "+00:00")  # one call: several times faster
 
 
 def fetch_messages(

@@ -470,6 +470,12 @@ class SqlStore:
         """See Store.select_mailbox: reused from the snapshot cache while the mailbox's
         version is unchanged, brought up to date from the changes since when it is not
         (snapshot_cache.py), else read whole."""
+        if self.dialect == "sqlite":  # a kept snapshot checked with a point read
+            kept = self._snapshots.get(mailbox_id)
+            if kept is not None:
+                row = self._point_read(xq.MAILBOX_VERSION_SQL, (int(mailbox_id),))
+                if row is not None and tuple(int(v) for v in row) == kept.version:
+                    return kept
         return await self._read(self._snapshot, mailbox_id)
 
     def _snapshot(self, conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
