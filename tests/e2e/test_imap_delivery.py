@@ -197,3 +197,31 @@ def test_idle_hears_mail_delivered_by_another_process(tmp_path: Path, pg_db_url:
         client.logout()
     finally:
         assert (a.stop(), b.stop()) == (0, 0)
+
+
+STORES = {
+    "add-nothing": b"+FLAGS ()",
+    "remove-absent": b"-FLAGS (\\Flagged)",
+    "add-silent": b"+FLAGS.SILENT (\\Answered)",
+    "replace-same": b"FLAGS (\\Seen)",
+    "add": b"+FLAGS (\\Flagged)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(STORES))
+def test_store_does_not_hide_mail_delivered_meanwhile(server: PostelServer, name: str) -> None:
+    """Mail delivered after a session's last sync and before its STORE is announced by
+    that STORE or the next sync point, whether the STORE changed its message or not
+    (the session must not take the delivery's MODSEQ for its own).
+    Spec: RFC 9051 §5.2, §7.4.1; RFC 7162 §3.1.3."""
+    user = add_account(server, f"storer-{name}@{DOMAIN}")
+    smtp_send(server, user, [message("first", 0)])
+    raw = RawImap(server)
+    raw.login(user)
+    tagged_ok(raw.command(b"s0 SELECT INBOX"))
+    tagged_ok(raw.command(b"s1 STORE 1 FLAGS (\\Seen)"))
+    smtp_send(server, user, [message("meanwhile", 1)])
+    lines = tagged_ok(raw.command(b"s2 STORE 1 " + STORES[name]))
+    lines += tagged_ok(raw.command(b"s3 NOOP"))
+    assert b"* 2 EXISTS\r\n" in lines, lines
+    raw.close()

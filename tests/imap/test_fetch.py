@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 from mail.dovecot_compare import CORPUS, TORTURE, TORTURE_MESSAGE, cases
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch import (
+    ATTRIBUTE_ITEMS,
     FetchDataMissing,
     FetchSource,
     binary_octets,
     format_internal_date,
     needs_bytes,
     needs_summary,
+    render_attributes,
     render_item,
     render_items,
     section_octets,
@@ -37,6 +39,7 @@ from postel.imap.fetch_items import (
     Section,
     SectionText,
 )
+from postel.imap.responses import fetch_response
 from postel.mail import BodyPart, parse_message, render_body, render_bodystructure, render_envelope
 
 PREFIX = (
@@ -564,3 +567,28 @@ def test_needs_summary() -> None:
     assert needs_summary([FetchAttr.ENVELOPE])
     assert needs_summary([BodySection(Section(text=SectionText.HEADER), peek=True)])
     assert needs_summary([BodySection(Section(), binary=True)])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    items=st.lists(st.sampled_from(sorted(ATTRIBUTE_ITEMS)), min_size=1, max_size=6),
+    flags=st.sets(st.sampled_from(["\\Seen", "\\Recent", "$Label", "\\Answered", "x"])),
+    msn=st.integers(1, 10**6),
+)
+def test_render_attributes_equals_render_items(
+    items: list[FetchAttr], flags: set[str], msn: int
+) -> None:
+    """The attribute lane's line is the general renderer's, item for item."""
+    msg = dataclasses.replace(source(MULTI), flags=frozenset(flags), modseq=42)
+    general = fetch_response(msn, render_items(items, msg))
+    lane = render_attributes(
+        items,
+        msn,
+        msg.uid,
+        msg.flags,
+        msg.size,
+        msg.modseq,
+        msg.internal_date,
+        render_envelope(msg.summary),
+    )
+    assert lane == general

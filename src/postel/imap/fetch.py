@@ -54,6 +54,7 @@ from postel.mail.mime import BodyPart
 from postel.mail.summary import MessageSummary, find_part
 
 __all__ = [
+    "ATTRIBUTE_ITEMS",
     "FetchDataMissing",
     "FetchSource",
     "UnknownTransferEncoding",
@@ -61,6 +62,7 @@ __all__ = [
     "format_internal_date",
     "needs_bytes",
     "needs_summary",
+    "render_attributes",
     "render_flags",
     "render_item",
     "render_items",
@@ -144,6 +146,51 @@ def needs_summary(items: Iterable[FetchItem]) -> bool:
         if isinstance(item, BinarySize) or item not in _NO_SUMMARY_ATTRS:
             return True
     return False
+
+
+ATTRIBUTE_ITEMS = frozenset(
+    {
+        FetchAttr.UID,
+        FetchAttr.FLAGS,
+        FetchAttr.INTERNALDATE,
+        FetchAttr.RFC822_SIZE,
+        FetchAttr.MODSEQ,
+        FetchAttr.ENVELOPE,
+    }
+)
+"""The items :func:`render_attributes` renders (what clients ask of every message when
+they synchronise a mailbox's list)."""
+
+
+def render_attributes(
+    items: Sequence[FetchAttr],
+    msn: int,
+    uid: int,
+    flags: frozenset[str],
+    size: int,
+    modseq: int,
+    internal_date: dt.datetime,
+    envelope: bytes,
+) -> bytes:
+    """The whole ``* msn FETCH (...)`` line of ``items`` (all in ATTRIBUTE_ITEMS, in the
+    order given), as :func:`render_items` renders them, without a FetchSource: the
+    per-message work of a FETCH over a whole mailbox. ``envelope`` is the rendered
+    ENVELOPE (unused when not asked). Spec: RFC 9051 §7.5.2."""
+    parts: list[bytes] = []
+    for item in items:
+        if item is FetchAttr.UID:
+            parts.append(b"UID %d" % uid)
+        elif item is FetchAttr.FLAGS:
+            parts.append(b"FLAGS " + _flag_list(flags))
+        elif item is FetchAttr.RFC822_SIZE:
+            parts.append(b"RFC822.SIZE %d" % size)
+        elif item is FetchAttr.ENVELOPE:
+            parts.append(b"ENVELOPE " + envelope)
+        elif item is FetchAttr.MODSEQ:
+            parts.append(b"MODSEQ (%d)" % modseq)
+        else:
+            parts.append(b'INTERNALDATE "' + format_internal_date(internal_date) + b'"')
+    return b"* %d FETCH (" % msn + b" ".join(parts) + b")\r\n"
 
 
 def needs_bytes(items: Iterable[FetchItem]) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from postel import limits
 from postel.errors import NotFound
@@ -32,6 +32,7 @@ from postel.imap import responses as r
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch_items import FetchAttr, FetchItem
 from postel.mail import parse_message
+from postel.mail.imapfmt import render_envelope
 from postel.mail.summary import imap_envelope
 from postel.pop3 import pop3_size
 from postel.server import imap_condstore, imap_context, imap_sort
@@ -117,6 +118,7 @@ async def _bad_sequence(session: ImapSession, tag: str) -> None:
 
 
 _ENVELOPE_ITEMS = _CHEAP_ITEMS | {FetchAttr.ENVELOPE}
+_RECENT = frozenset({"\\Recent"})
 """FETCH items that read at most the summary's ENVELOPE (its MIME tree is not decoded)."""
 FETCH_OUTPUT_FLUSH = 64 * 1024
 """Octets of FETCH responses gathered before they are written (one send for many small
@@ -201,6 +203,11 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
         items = (*items, FetchAttr.MODSEQ)  # CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1)
     if command.vanished and since is not None:
         await session.write(await imap_condstore.fetch_vanished(session, selected, command, since))
+    if all(item in fetch.ATTRIBUTE_ITEMS for item in items):
+        await _fetch_attributes(session, selected, cast(tuple[FetchAttr, ...], items), pairs, since)
+        await session.sync(allow_expunge=command.uid)
+        await session.tagged(command.tag, r.Status.OK, "FETCH completed")
+        return
     sets_seen = fetch.sets_seen(items) and not selected.view.read_only
     needs_bytes = fetch.needs_bytes(items)
     needs_summary = fetch.needs_summary(items)
@@ -283,6 +290,49 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
         )
         return
     await session.tagged(command.tag, r.Status.OK, "FETCH completed")
+
+
+async def _fetch_attributes(
+    session: ImapSession,
+    selected: Selected,
+    items: tuple[FetchAttr, ...],
+    pairs: Sequence[tuple[int, int]],
+    since: int | None,
+) -> None:
+    """FETCH of attributes and ENVELOPE only (fetch.ATTRIBUTE_ITEMS: what a client asks
+    of every message to list a mailbox), one line per message from its row, the
+    ENVELOPE pre-rendered in the summary; the same responses as the general path.
+    Spec: RFC 9051 §6.4.5, §7.5.2."""
+    envelope_wanted = FetchAttr.ENVELOPE in items
+    recent = selected.recent if not session.rev2 else set()
+    out = _Output(session)
+    batches = _batches(pairs)
+    upcoming = _prefetch(session, selected.mailbox_id, batches, 0)
+    try:
+        for index, batch in enumerate(batches):
+            rows = await upcoming
+            upcoming = _prefetch(session, selected.mailbox_id, batches, index + 1)
+            for msn, uid in batch:
+                m = rows.get(uid)
+                if m is None or (since is not None and m.modseq <= since):
+                    continue  # expunged meanwhile, or unchanged since CHANGEDSINCE
+                envelope = b""
+                if envelope_wanted:
+                    pre = imap_envelope(m.summary)
+                    envelope = pre if pre is not None else await _envelope(m)
+                flags = m.flags | _RECENT if uid in recent else m.flags
+                line = fetch.render_attributes(
+                    items, msn, uid, flags, m.size, m.modseq, m.internal_date, envelope
+                )
+                await out.add(line)
+            await out.flush()
+    finally:
+        _discard(upcoming)
+
+
+async def _envelope(m: StoredMessage) -> bytes:
+    """The ENVELOPE of a summary written before it was pre-rendered."""
+    return render_envelope(await load_summary(m, envelope_only=True))
 
 
 async def _mark_seen(
@@ -372,14 +422,15 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
 
 async def _absorb_own(session: ImapSession, selected: Selected, result: FlagsResult) -> None:
     """Bring the view up to this STORE's MODSEQ without asking the store, when the
-    STORE was the only change since the view's MODSEQ (each change takes a new MODSEQ,
-    so the mailbox's is then exactly one higher) and no later change was signalled:
+    STORE changed something and was the only change since the view's MODSEQ (each
+    change takes a new MODSEQ, so the STORE's is then exactly one above the view's and
+    is the mailbox's HIGHESTMODSEQ) and no later change was signalled:
     ``result`` holds every message the STORE touched, as committed. Sessions with
     search contexts to update (RFC 5267 §4.3) take the ordinary sync path.
     Spec: RFC 7162 §3.1.3, §3.2 (HIGHESTMODSEQ known to the client)."""
     view = selected.view
-    if result.highestmodseq != view.modseq + 1 or selected.contexts:
-        return
+    if not result.changed or result.highestmodseq != view.modseq + 1 or selected.contexts:
+        return  # a STORE that changed nothing took no MODSEQ: H+1 is another's change
     if not selected.subscription.consume_own(result.highestmodseq):
         return
     updates = view.update(list(result.messages), [], result.highestmodseq, allow_expunge=False)

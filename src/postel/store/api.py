@@ -381,12 +381,15 @@ class FlagsResult:
     with its flags and MODSEQ after the operation (unchanged ones keep their MODSEQ),
     ordered by UID. ``modified``: the UIDs that failed UNCHANGEDSINCE (the MODIFIED
     response code). ``highestmodseq``: the mailbox's value after the operation.
+    ``changed``: whether this operation changed any message (its changes then took
+    MODSEQ ``highestmodseq``).
     Spec: RFC 9051 §6.4.6; RFC 7162 §3.1.3.
     """
 
     highestmodseq: int
     messages: tuple[FlagState, ...]
     modified: tuple[int, ...] = ()
+    changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -459,7 +459,7 @@ def store_flags(
         )
         box.highestmodseq = modseq
         save_counters(conn, box)
-    return FlagsResult(box.highestmodseq, tuple(states), tuple(modified))
+    return FlagsResult(box.highestmodseq, tuple(states), tuple(modified), bool(updates))
 
 
 # -- EXPUNGE -------------------------------------------------------------------------------
