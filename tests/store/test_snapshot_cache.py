@@ -72,3 +72,12 @@ async def test_every_change_is_seen_by_the_next_select(store: Store) -> None:
     await store.store_flags(box.id, UidSet.of([3]), FlagMode.REMOVE, frozenset({"$Work"}))
     await store.store_flags(box.id, UidSet.of([4]), FlagMode.SET, frozenset({"\\Seen"}))
     assert (await fresh()).flags_in_use == frozenset({"\\Seen"})
+    many = [delivery(alice, await put_blob(store, message(100 + n))) for n in range(70)]
+    await store.deliver(many)  # 70 added at once
+    added = await fresh()
+    assert len(added.messages) == 72
+    await store.store_flags(box.id, UidSet.all(), FlagMode.ADD, frozenset({"\\Deleted"}))
+    await fresh()
+    await store.store_flags(box.id, UidSet.of([4]), FlagMode.REMOVE, frozenset({"\\Deleted"}))
+    await store.expunge(box.id)  # 71 removed: the whole-filter path
+    assert [uid for uid, _, _ in (await fresh()).messages] == [4]

@@ -19,8 +19,10 @@ RFC 4315 §3; RFC 6851 §3.3; RFC 9208 §4.1.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -218,7 +220,30 @@ def snapshot_delta(conn: Connection, base: MailboxSnapshot) -> MailboxSnapshot |
     gone = select(
         literal(2, Integer), expunged.c.uid, expunged.c.modseq, zero, zero, literal("", String)
     ).where(expunged.c.mailbox_id == base.mailbox_id, expunged.c.modseq > base.highestmodseq)
-    rows = conn.execute(union_all(head, changed, gone)).all()
+    return merge_delta(base, conn.execute(union_all(head, changed, gone)).all())
+
+
+SNAPSHOT_DELTA_SQL = (
+    "SELECT 0, uidvalidity, highestmodseq, uidnext, recent_uid, '' FROM mailboxes"
+    " WHERE id = ? UNION ALL SELECT 1, uid, modseq, 0, 0, flags FROM messages"
+    " WHERE mailbox_id = ? AND modseq > ? UNION ALL SELECT 2, uid, modseq, 0, 0, ''"
+    " FROM expunged WHERE mailbox_id = ? AND modseq > ? LIMIT ?"
+)
+"""``snapshot_delta``'s statement as SQL text for SQLite's own cursor (same rows);
+parameters: mailbox id, then (mailbox id, HIGHESTMODSEQ) twice, then the row limit."""
+POINT_DELTA_ROWS_MAX = 2000
+"""Changes read on the event loop when bringing a kept snapshot up to date; a delta
+with more goes to a reader thread (a few milliseconds of the loop at most)."""
+_BULK_REMOVE = 64
+"""Expunged messages past which a snapshot is filtered whole rather than edited."""
+
+
+def merge_delta(base: MailboxSnapshot, rows: Sequence[Sequence[Any]]) -> MailboxSnapshot | None:
+    """``base`` with a delta's rows applied (``(0, uidvalidity, highestmodseq, uidnext,
+    recent_uid, _)`` once, ``(1, uid, modseq, _, _, flags)`` per changed message,
+    ``(2, uid, modseq, _, _, _)`` per expunged one); None when UIDVALIDITY differs.
+    Edits in place of a copy, so a few changes to a large mailbox cost little. NotFound
+    without the head row."""
     heads = [r for r in rows if r[0] == 0]
     if not heads:
         raise NotFound(f"no mailbox {base.mailbox_id}")
@@ -227,13 +252,30 @@ def snapshot_delta(conn: Connection, base: MailboxSnapshot) -> MailboxSnapshot |
         return None
     cache = fl.FlagCache()
     removed = {int(r[1]) for r in rows if r[0] == 2}
-    updated = {int(r[1]): (int(r[1]), cache.parse(r[5]), int(r[2])) for r in rows if r[0] == 1}
-    states = [updated.pop(s[0], s) for s in base.messages if s[0] not in removed]
-    added = sorted(v for u, v in updated.items() if u not in removed)
-    if added and states and added[0][0] < states[-1][0]:
-        states = sorted(states + added)
+    states = list(base.messages)
+    if len(removed) > _BULK_REMOVE:
+        states = [s for s in states if s[0] not in removed]
     else:
-        states.extend(added)
+        for uid in sorted(removed, reverse=True):
+            i = bisect.bisect_left(states, uid, key=_UID)
+            if i < len(states) and states[i][0] == uid:
+                del states[i]
+    added: list[FlagState] = []
+    for r in rows:
+        if r[0] != 1 or int(r[1]) in removed:
+            continue
+        state = (int(r[1]), cache.parse(r[5]), int(r[2]))
+        i = bisect.bisect_left(states, state[0], key=_UID)
+        if i < len(states) and states[i][0] == state[0]:
+            states[i] = state
+        else:
+            added.append(state)
+    if added:
+        added.sort()
+        if states and added[0][0] < states[-1][0]:
+            states = sorted(states + added)
+        else:
+            states.extend(added)
     return MailboxSnapshot(
         mailbox_id=base.mailbox_id,
         uidvalidity=base.uidvalidity,
@@ -241,8 +283,12 @@ def snapshot_delta(conn: Connection, base: MailboxSnapshot) -> MailboxSnapshot |
         highestmodseq=int(highest),
         messages=tuple(states),
         recent_uid=int(recent_uid),
-        flags_in_use=frozenset().union(*{flags for _, flags, _ in states}),
+        flags_in_use=frozenset().union(*set(map(_FLAGS, states))),
     )
+
+
+_UID = operator.itemgetter(0)
+_FLAGS = operator.itemgetter(1)
 
 
 MAILBOX_VERSION_SQL = (

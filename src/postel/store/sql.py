@@ -362,6 +362,15 @@ class SqlStore:
     def _point_read(self, sql: str, params: tuple[int, ...]) -> Any:
         """One row of ``sql`` on SQLite, read with the store's own sqlite3 connection on
         the calling (event loop) thread: no pool checkout, no result wrapping."""
+        rows = self._point_execute(sql, params, every=False)
+        return rows[0] if rows else None
+
+    def _point_rows(self, sql: str, params: tuple[int, ...]) -> list[Any]:
+        """Every row of ``sql`` as ``_point_read`` reads one (a few rows at most:
+        a snapshot's changes since it was kept)."""
+        return self._point_execute(sql, params, every=True)
+
+    def _point_execute(self, sql: str, params: tuple[int, ...], *, every: bool) -> list[Any]:
         if self._point is None:
             database = self._engines.reader.url.database
             assert database is not None
@@ -370,7 +379,11 @@ class SqlStore:
             # the event loop (the client gets a temporary error and retries).
             self._point.execute(f"PRAGMA busy_timeout={POINT_READ_BUSY_MS}")
         try:
-            return self._point.execute(sql, params).fetchone()
+            cursor = self._point.execute(sql, params)
+            if every:
+                return cursor.fetchall()
+            row = cursor.fetchone()
+            return [] if row is None else [row]
         except sqlite3.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
 
@@ -470,12 +483,22 @@ class SqlStore:
         """See Store.select_mailbox: reused from the snapshot cache while the mailbox's
         version is unchanged, brought up to date from the changes since when it is not
         (snapshot_cache.py), else read whole."""
-        if self.dialect == "sqlite":  # a kept snapshot checked with a point read
+        if self.dialect == "sqlite":  # a kept snapshot checked and updated by point reads
             kept = self._snapshots.get(mailbox_id)
             if kept is not None:
                 row = self._point_read(xq.MAILBOX_VERSION_SQL, (int(mailbox_id),))
                 if row is not None and tuple(int(v) for v in row) == kept.version:
                     return kept
+                if row is not None and int(row[0]) == kept.uidvalidity:
+                    box, since = int(mailbox_id), kept.highestmodseq
+                    limit = xq.POINT_DELTA_ROWS_MAX + 2  # the head row, and one too many
+                    params = (box, box, since, box, since, limit)
+                    rows = self._point_rows(xq.SNAPSHOT_DELTA_SQL, params)
+                    small = len(rows) < limit
+                    fresh = xq.merge_delta(kept, rows) if small else None
+                    if fresh is not None:
+                        self._snapshots.put(fresh)
+                        return fresh
         return await self._read(self._snapshot, mailbox_id)
 
     def _snapshot(self, conn: Connection, mailbox_id: MailboxId) -> MailboxSnapshot:
