@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -106,6 +107,31 @@ def get_mailbox(conn: Connection, account_id: AccountId, name: str) -> Mailbox |
         )
     ).first()
     return None if row is None else _mailbox(row._mapping)
+
+
+GET_MAILBOX_SQL = (
+    "SELECT id, account_id, name, special_use, uidvalidity, uidnext, highestmodseq,"
+    " subscribed FROM mailboxes WHERE account_id = ? AND name = ?"
+)
+"""``get_mailbox`` as SQL text for SQLite's own cursor (same columns; the name
+normalised by the caller)."""
+
+
+def mailbox_row(row: Sequence[Any] | None) -> Mailbox | None:
+    """A ``GET_MAILBOX_SQL`` row from SQLite's cursor as ``get_mailbox`` returns it."""
+    if row is None:
+        return None
+    ident, account, name, special, validity, uidnext, highest, subscribed = row
+    return Mailbox(
+        id=MailboxId(int(ident)),
+        account_id=AccountId(int(account)),
+        name=str(name),
+        special_use=None if special is None else SpecialUse(special),
+        uidvalidity=int(validity),
+        uidnext=int(uidnext),
+        highestmodseq=int(highest),
+        subscribed=bool(subscribed),
+    )
 
 
 def get_mailbox_by_id(conn: Connection, mailbox_id: MailboxId) -> Mailbox | None:

@@ -31,7 +31,7 @@ from postel.store import dmarc_ops as dq
 from postel.store import fulltext_sql as fx
 from postel.store import mailbox_ops as mq
 from postel.store import message_ops as xq
-from postel.store import metadata_ops
+from postel.store import metadata_ops, names
 from postel.store import queue_admin as qa
 from postel.store import queue_ops as qq
 from postel.store import quota_ops as quota
@@ -338,6 +338,10 @@ class SqlStore:
         return await self._read(mq.list_mailboxes, account_id)
 
     async def get_mailbox(self, account_id: AccountId, name: str) -> Mailbox | None:
+        """See Store.get_mailbox; a point read on SQLite (every SELECT asks it)."""
+        if self.dialect == "sqlite":
+            params = (int(account_id), names.normalize(name))
+            return mq.mailbox_row(self._point_read(mq.GET_MAILBOX_SQL, params))
         return await self._read(mq.get_mailbox, account_id, name)
 
     async def list_messages(
@@ -359,18 +363,18 @@ class SqlStore:
         row = self._point_read(q.MESSAGE_PARTS_SQL, (int(mailbox_id), int(uid)))
         return q.message_parts_row(row, mailbox_id, uid)
 
-    def _point_read(self, sql: str, params: tuple[int, ...]) -> Any:
+    def _point_read(self, sql: str, params: tuple[int | str, ...]) -> Any:
         """One row of ``sql`` on SQLite, read with the store's own sqlite3 connection on
         the calling (event loop) thread: no pool checkout, no result wrapping."""
         rows = self._point_execute(sql, params, every=False)
         return rows[0] if rows else None
 
-    def _point_rows(self, sql: str, params: tuple[int, ...]) -> list[Any]:
+    def _point_rows(self, sql: str, params: tuple[int | str, ...]) -> list[Any]:
         """Every row of ``sql`` as ``_point_read`` reads one (a few rows at most:
         a snapshot's changes since it was kept)."""
         return self._point_execute(sql, params, every=True)
 
-    def _point_execute(self, sql: str, params: tuple[int, ...], *, every: bool) -> list[Any]:
+    def _point_execute(self, sql: str, params: tuple[int | str, ...], *, every: bool) -> list[Any]:
         if self._point is None:
             database = self._engines.reader.url.database
             assert database is not None
