@@ -204,9 +204,13 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
     if command.vanished and since is not None:
         await session.write(await imap_condstore.fetch_vanished(session, selected, command, since))
     if all(item in fetch.ATTRIBUTE_ITEMS for item in items):
-        await _fetch_attributes(session, selected, cast(tuple[FetchAttr, ...], items), pairs, since)
-        await session.sync(allow_expunge=command.uid)
-        await session.tagged(command.tag, r.Status.OK, "FETCH completed")
+        out = await _fetch_attributes(
+            session, selected, cast(tuple[FetchAttr, ...], items), pairs, since
+        )
+        async with session.corked():
+            await out.flush()
+            await session.sync(allow_expunge=command.uid)
+            await session.tagged(command.tag, r.Status.OK, "FETCH completed")
         return
     sets_seen = fetch.sets_seen(items) and not selected.view.read_only
     needs_bytes = fetch.needs_bytes(items)
@@ -280,16 +284,19 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
                     unknown_cte = True
                     continue
                 await out.add(r.fetch_response(msn, rendered))
-            await out.flush()
+            if index + 1 < len(batches):
+                await out.flush()
     finally:
         _discard(upcoming)
-    await session.sync(allow_expunge=command.uid)
-    if unknown_cte:
-        await session.tagged(
-            command.tag, r.Status.NO, "Unknown content-transfer-encoding", r.UNKNOWN_CTE
-        )
-        return
-    await session.tagged(command.tag, r.Status.OK, "FETCH completed")
+    async with session.corked():  # the last responses and the status in one write
+        await out.flush()
+        await session.sync(allow_expunge=command.uid)
+        if unknown_cte:
+            await session.tagged(
+                command.tag, r.Status.NO, "Unknown content-transfer-encoding", r.UNKNOWN_CTE
+            )
+            return
+        await session.tagged(command.tag, r.Status.OK, "FETCH completed")
 
 
 async def _fetch_attributes(
@@ -298,10 +305,11 @@ async def _fetch_attributes(
     items: tuple[FetchAttr, ...],
     pairs: Sequence[tuple[int, int]],
     since: int | None,
-) -> None:
+) -> _Output:
     """FETCH of attributes and ENVELOPE only (fetch.ATTRIBUTE_ITEMS: what a client asks
     of every message to list a mailbox), one line per message from its row, the
-    ENVELOPE pre-rendered in the summary; the same responses as the general path.
+    ENVELOPE pre-rendered in the summary; the same responses as the general path. The
+    last lines are left in the returned output, to go out with the tagged status.
     Spec: RFC 9051 §6.4.5, §7.5.2."""
     envelope_wanted = FetchAttr.ENVELOPE in items
     recent = selected.recent if not session.rev2 else set()
@@ -325,9 +333,11 @@ async def _fetch_attributes(
                     items, msn, uid, flags, m.size, m.modseq, m.internal_date, envelope
                 )
                 await out.add(line)
-            await out.flush()
+            if index + 1 < len(batches):
+                await out.flush()
     finally:
         _discard(upcoming)
+    return out
 
 
 async def _envelope(m: StoredMessage) -> bytes:

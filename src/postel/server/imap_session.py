@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from postel import imap, limits
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 READ_BUFFER_MAX = 256 * 1024
 """Octets of unprocessed input after which reading pauses until the session task has
 consumed them (bounds memory per connection; RELIABILITY.md D7)."""
+CORK_OCTETS_MAX = 256 * 1024
+"""Octets a corked session holds before writing them anyway (local bound)."""
 BAD_COMMANDS_MAX_PREAUTH = 3
 """BAD answers before login after which the session ends (local policy against
 scanners; RELIABILITY.md D6)."""
@@ -170,6 +173,8 @@ class ImapSession(asyncio.Protocol):
         self._closed = False
         self._reading_paused = False
         self._pending = 0
+        self._corked: list[bytes] | None = None
+        """Writes held to go out as one (``corked``), or None."""
         self._task: asyncio.Task[None] | None = None
         self._admitted = False
         self._handshake_data: list[bytes] | None = None
@@ -275,10 +280,31 @@ class ImapSession(asyncio.Protocol):
 
     # -- output ----------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def corked(self) -> AsyncIterator[None]:
+        """Hold this session's writes in the body and send them in one write at its end
+        (the last responses of a command and its tagged status: one segment, one
+        wake-up of the client, instead of several). Holds at most CORK_OCTETS_MAX;
+        beyond that what is held goes out at once."""
+        self._corked = []
+        try:
+            yield
+        finally:
+            held, self._corked = self._corked, None
+            if held and not self._closed:
+                await self.write(b"".join(held))
+
     async def write(self, data: bytes) -> None:
         """Write ``data``; wait (bounded) while the client is not reading."""
         if self._closed or self.transport is None:
             raise SessionEnded
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+            if sum(map(len, corked)) < CORK_OCTETS_MAX:
+                return
+            data = b"".join(corked)
+            corked.clear()
         if self.compression is not None:
             data = self.compression.compress(data)
         self.transport.write(data)
