@@ -55,6 +55,7 @@ from postel.mail.summary import MessageSummary, find_part
 
 __all__ = [
     "ATTRIBUTE_ITEMS",
+    "MESSAGE_ATTRS",
     "FetchDataMissing",
     "FetchSource",
     "UnknownTransferEncoding",
@@ -117,7 +118,7 @@ class FetchSource:
     from ``summary``."""
 
 
-_NO_SUMMARY_ATTRS = frozenset(
+MESSAGE_ATTRS = frozenset(
     {
         FetchAttr.UID,
         FetchAttr.FLAGS,
@@ -127,9 +128,10 @@ _NO_SUMMARY_ATTRS = frozenset(
         FetchAttr.EMAILID,
         FetchAttr.THREADID,
         FetchAttr.SAVEDATE,
-        FetchAttr.RFC822,
     }
 )
+"""The items that read only the message's row (no summary, no octets)."""
+_NO_SUMMARY_ATTRS = MESSAGE_ATTRS | {FetchAttr.RFC822}
 
 
 def needs_summary(items: Iterable[FetchItem]) -> bool:

@@ -17,8 +17,9 @@ Spec: RFC 9051 §6.3.12 (APPEND), §6.4; RFC 4315 (UIDPLUS); RFC 6851 (MOVE); RF
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING, cast
 
 from postel import limits
@@ -47,18 +48,6 @@ if TYPE_CHECKING:
 
 INLINE_PARSE_MAX = 4096
 """Messages up to this size are parsed on the event loop; larger ones in a thread."""
-_CHEAP_ITEMS = frozenset(
-    {
-        FetchAttr.UID,
-        FetchAttr.FLAGS,
-        FetchAttr.INTERNALDATE,
-        FetchAttr.RFC822_SIZE,
-        FetchAttr.MODSEQ,
-        FetchAttr.EMAILID,
-        FetchAttr.THREADID,
-        FetchAttr.SAVEDATE,
-    }
-)
 _EMPTY_SUMMARY = parse_message(b"\r\n")
 _MODES = {
     cmd.StoreMode.REPLACE: FlagMode.SET,
@@ -117,7 +106,7 @@ async def _bad_sequence(session: ImapSession, tag: str) -> None:
     await session.tagged(tag, r.Status.BAD, "Invalid message sequence number")
 
 
-_ENVELOPE_ITEMS = _CHEAP_ITEMS | {FetchAttr.ENVELOPE}
+_ENVELOPE_ITEMS = fetch.MESSAGE_ATTRS | {FetchAttr.ENVELOPE}
 _RECENT = frozenset({"\\Recent"})
 """FETCH items that read at most the summary's ENVELOPE (its MIME tree is not decoded)."""
 FETCH_OUTPUT_FLUSH = 64 * 1024
@@ -160,6 +149,22 @@ def _prefetch(
         done.set_result({})
         return done
     return asyncio.ensure_future(_rows(session, mailbox_id, [u for _, u in batches[index]]))
+
+
+async def _row_batches(
+    session: ImapSession, mailbox_id: MailboxId, pairs: Sequence[tuple[int, int]]
+) -> AsyncGenerator[tuple[Sequence[tuple[int, int]], dict[int, StoredMessage], bool], None]:
+    """``(batch, rows by UID, last)`` per batch of IMAP_FETCH_BATCH pairs, the next
+    batch's rows loading while the caller answers the current one."""
+    batches = _batches(pairs)
+    upcoming = _prefetch(session, mailbox_id, batches, 0)
+    try:
+        for index, batch in enumerate(batches):
+            rows = await upcoming
+            upcoming = _prefetch(session, mailbox_id, batches, index + 1)
+            yield batch, rows, index + 1 == len(batches)
+    finally:
+        _discard(upcoming)
 
 
 def _discard(future: asyncio.Future[dict[int, StoredMessage]]) -> None:
@@ -218,12 +223,8 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
     envelope_only = all(item in _ENVELOPE_ITEMS for item in items)
     unknown_cte = False
     out = _Output(session)
-    batches = _batches(pairs)
-    upcoming = _prefetch(session, selected.mailbox_id, batches, 0)
-    try:
-        for index, batch in enumerate(batches):
-            rows = await upcoming
-            upcoming = _prefetch(session, selected.mailbox_id, batches, index + 1)
+    async with contextlib.aclosing(_row_batches(session, selected.mailbox_id, pairs)) as each:
+        async for batch, rows, last in each:
             if since is not None:
                 rows = {u: m for u, m in rows.items() if m.modseq > since}
             flagged: set[int] = set()
@@ -284,10 +285,8 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
                     unknown_cte = True
                     continue
                 await out.add(r.fetch_response(msn, rendered))
-            if index + 1 < len(batches):
+            if not last:
                 await out.flush()
-    finally:
-        _discard(upcoming)
     async with session.corked():  # the last responses and the status in one write
         await out.flush()
         await session.sync(allow_expunge=command.uid)
@@ -314,12 +313,8 @@ async def _fetch_attributes(
     envelope_wanted = FetchAttr.ENVELOPE in items
     recent = selected.recent if not session.rev2 else set()
     out = _Output(session)
-    batches = _batches(pairs)
-    upcoming = _prefetch(session, selected.mailbox_id, batches, 0)
-    try:
-        for index, batch in enumerate(batches):
-            rows = await upcoming
-            upcoming = _prefetch(session, selected.mailbox_id, batches, index + 1)
+    async with contextlib.aclosing(_row_batches(session, selected.mailbox_id, pairs)) as each:
+        async for batch, rows, last in each:
             for msn, uid in batch:
                 m = rows.get(uid)
                 if m is None or (since is not None and m.modseq <= since):
@@ -333,10 +328,8 @@ async def _fetch_attributes(
                     items, msn, uid, flags, m.size, m.modseq, m.internal_date, envelope
                 )
                 await out.add(line)
-            if index + 1 < len(batches):
+            if not last:
                 await out.flush()
-    finally:
-        _discard(upcoming)
     return out
 
 

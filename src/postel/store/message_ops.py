@@ -23,7 +23,7 @@ import bisect
 import datetime as dt
 import json
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,6 +341,13 @@ _FETCH_RANGE_SQL = _FETCH_COLUMNS_SQL + "m.uid BETWEEN ? AND ? ORDER BY m.uid"
 def fetched_rows(rows: Sequence[Sequence[Any]], mailbox_id: MailboxId) -> list[StoredMessage]:
     """``FETCH_ONE_SQL`` rows from SQLite's cursor (timestamps as SQLite text, naive
     UTC) as ``fetch_messages`` returns them."""
+    return _stored_messages(rows, mailbox_id, _sqlite_time)
+
+
+def _stored_messages(
+    rows: Iterable[Sequence[Any]], mailbox_id: MailboxId, when: Callable[[Any], dt.datetime]
+) -> list[StoredMessage]:
+    """Rows of ``fetch_messages``'s columns as messages; ``when`` makes the timestamps."""
     cache = fl.FlagCache()
     return [
         StoredMessage(
@@ -348,16 +355,20 @@ def fetched_rows(rows: Sequence[Sequence[Any]], mailbox_id: MailboxId) -> list[S
             uid=int(uid),
             modseq=int(modseq),
             flags=cache.parse(flags),
-            internal_date=_sqlite_time(internal),
+            internal_date=when(internal),
             size=int(size),
             blob=BlobRef(key=key, size=int(blob_size)),
             summary=summary,
             queue_id=None if queue_id is None else QueueId(queue_id),
             trace_prefix=bytes(prefix),
-            save_date=None if saved is None else _sqlite_time(saved),
+            save_date=None if saved is None else when(saved),
         )
         for uid, modseq, flags, internal, size, key, blob_size, summary, queue_id, prefix, saved in rows
     ]
+
+
+def _as_is(value: dt.datetime) -> dt.datetime:
+    return value
 
 
 def _sqlite_time(text: str) -> dt.datetime:
@@ -398,35 +409,7 @@ def fetch_messages(
         messages.c.save_date,
     )
     query = query.join(blobs, blobs.c.key == messages.c.blob_key)
-    cache = fl.FlagCache()
-    return [
-        StoredMessage(
-            mailbox_id=mailbox_id,
-            uid=int(uid),
-            modseq=int(modseq),
-            flags=cache.parse(flags),
-            internal_date=internal_date,
-            size=int(size),
-            blob=BlobRef(key=key, size=int(blob_size)),
-            summary=summary,
-            queue_id=None if queue_id is None else QueueId(queue_id),
-            trace_prefix=bytes(prefix),
-            save_date=saved,
-        )
-        for (
-            uid,
-            modseq,
-            flags,
-            internal_date,
-            size,
-            key,
-            blob_size,
-            summary,
-            queue_id,
-            prefix,
-            saved,
-        ) in conn.execute(query, params)
-    ]
+    return _stored_messages(conn.execute(query, params), mailbox_id, _as_is)
 
 
 def changes_since(conn: Connection, mailbox_id: MailboxId, since: int) -> Changes:
