@@ -225,3 +225,23 @@ def test_store_does_not_hide_mail_delivered_meanwhile(server: PostelServer, name
     lines += tagged_ok(raw.command(b"s3 NOOP"))
     assert b"* 2 EXISTS\r\n" in lines, lines
     raw.close()
+
+
+def test_flags_come_in_one_order_in_every_fetch_response(server: PostelServer) -> None:
+    """STORE's FETCH, an unsolicited FETCH and FETCH FLAGS list one message's flags in
+    the same order (system flags, then keywords), whatever order they were given in."""
+    user = add_account(server, f"flag-order@{DOMAIN}")
+    smtp_send(server, user, [message("flags", 0)])
+    a, b = RawImap(server), RawImap(server)
+    a.login(user)
+    b.login(user)
+    tagged_ok(a.command(b"a0 SELECT INBOX"))
+    tagged_ok(b.command(b"b0 SELECT INBOX"))
+    stored = tagged_ok(a.command(b"a1 STORE 1 FLAGS ($Zeta \\Seen $Alpha \\Answered)"))
+    told = tagged_ok(b.command(b"b1 NOOP"))
+    fetched = tagged_ok(a.command(b"a2 FETCH 1 (FLAGS)"))
+    want = b"FLAGS (\\Answered \\Seen $Alpha $Zeta)"
+    for lines in (stored, told, fetched):  # \Recent (IMAP4rev1) is the first session's
+        assert any(want in line.replace(b"\\Recent ", b"") for line in lines), lines
+    a.close()
+    b.close()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from postel.imap import commands as cmd
 from postel.imap import condstore as cs
 from postel.imap import responses as r
+from postel.imap.fetch import render_flags
 from postel.imap.fetch_items import FetchAttr
 from postel.imap.grammar import ImapSyntaxError
 from postel.imap.search_keys import AndKey, ModseqKey, NotKey, OrKey, SearchKey
@@ -154,7 +155,7 @@ def qresync_answer(
         if modseq <= params.modseq:
             continue
         shown = selected.flags(uid, flags, session.rev2)
-        items = [(b"UID", b"%d" % uid), (b"FLAGS", r.flag_list(shown)), cs.modseq_item(modseq)]
+        items = [(b"UID", b"%d" % uid), (b"FLAGS", render_flags(shown)), cs.modseq_item(modseq)]
         out.append(r.fetch_response(msn, items))
     return b"".join(out)
 

@@ -406,7 +406,9 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
                 selected.view.set_flags(uid, _applied(selected.view.flags_of(uid), command))
             else:
                 selected.view.set_flags(uid, flags)
-                items.append((b"FLAGS", r.flag_list(selected.flags(uid, flags, session.rev2))))
+                items.append(
+                    (b"FLAGS", fetch.render_flags(selected.flags(uid, flags, session.rev2)))
+                )
             if uid not in msn_of or not (items or changed):
                 continue
             if command.uid:

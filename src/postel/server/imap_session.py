@@ -38,6 +38,7 @@ from postel.imap import condstore as cs
 from postel.imap import events as ev
 from postel.imap import responses as r
 from postel.imap.connection import ConnectionConfig, ServerConnection, State
+from postel.imap.fetch import render_flags
 from postel.imap.view import Exists, Expunge, FlagsChanged, MailboxView, ViewUpdate
 from postel.sasl import CANCELLED, Cancelled, SaslError, UnsupportedMechanism, decode_response
 from postel.server import tls
@@ -836,7 +837,7 @@ class ImapSession(asyncio.Protocol):
                         out.append(b"* %d RECENT\r\n" % len(selected.recent))
                 case FlagsChanged(msn=msn, uid=uid, flags=flags, modseq=modseq):
                     shown = selected.flags(uid, flags, self.rev2)
-                    items = [(b"UID", b"%d" % uid), (b"FLAGS", r.flag_list(shown))]
+                    items = [(b"UID", b"%d" % uid), (b"FLAGS", render_flags(shown))]
                     if self.condstore:
                         items.append(cs.modseq_item(modseq))
                     out.append(r.fetch_response(msn, items))
