@@ -426,9 +426,9 @@ async def fulltext_indexer(store: Store) -> None:
             raise
         except Exception:  # a background task that must outlive store trouble
             log.exception("fulltext.index_failed")
-        await store.changes.wait_any(FULLTEXT_IDLE_S)
+        await store.changes.wait_arrivals(FULLTEXT_IDLE_S)
         deadline = loop.time() + FULLTEXT_LAG_MAX_S
-        while loop.time() < deadline and await store.changes.wait_any(FULLTEXT_QUIET_S):
+        while loop.time() < deadline and await store.changes.wait_arrivals(FULLTEXT_QUIET_S):
             pass
 
 

@@ -381,48 +381,49 @@ async def store_command(session: ImapSession, selected: Selected, command: cmd.S
     if pairs is None:
         await _bad_sequence(session, command.tag)
         return
-    msn_of = {uid: msn for msn, uid in pairs}
-    modified: list[int] = []
-    if pairs:
-        try:
-            result = await session.store.store_flags(
-                selected.mailbox_id,
-                UidSet.of(msn_of),
-                _MODES[command.mode],
-                frozenset(command.flags),
-                command.unchanged_since,
-            )
-        except InvalidFlag as exc:
-            await session.tagged(command.tag, r.Status.BAD, f"Invalid flag: {exc}")
-            return
-        modified = [u if command.uid else msn_of[u] for u in result.modified if u in msn_of]
-        out: list[bytes] = []
-        for uid, flags, modseq in result.messages:
-            changed = session.condstore and modseq == result.highestmodseq
-            items: list[tuple[bytes, bytes]] = []
-            if command.silent:
-                # The client learns only its own change; a difference made by another
-                # session is reported at the next sync point (RFC 9051 §6.4.6, §5.2).
-                selected.view.set_flags(uid, _applied(selected.view.flags_of(uid), command))
-            else:
-                selected.view.set_flags(uid, flags)
-                items.append(
-                    (b"FLAGS", fetch.render_flags(selected.flags(uid, flags, session.rev2)))
+    async with session.corked():  # the responses and the status in one write
+        msn_of = {uid: msn for msn, uid in pairs}
+        modified: list[int] = []
+        if pairs:
+            try:
+                result = await session.store.store_flags(
+                    selected.mailbox_id,
+                    UidSet.of(msn_of),
+                    _MODES[command.mode],
+                    frozenset(command.flags),
+                    command.unchanged_since,
                 )
-            if uid not in msn_of or not (items or changed):
-                continue
-            if command.uid:
-                items.append((b"UID", b"%d" % uid))
-            if session.condstore:
-                items.append(cs.modseq_item(modseq))
-            out.append(r.fetch_response(msn_of[uid], items))
-        if out:
-            await session.write(b"".join(out))
-        await _absorb_own(session, selected, result)
-    await session.sync(allow_expunge=command.uid)
-    code = r.Code("MODIFIED", r.compress_set(modified)) if modified else None
-    text = "Conditional STORE failed" if modified else "STORE completed"
-    await session.tagged(command.tag, r.Status.OK, text, code)
+            except InvalidFlag as exc:
+                await session.tagged(command.tag, r.Status.BAD, f"Invalid flag: {exc}")
+                return
+            modified = [u if command.uid else msn_of[u] for u in result.modified if u in msn_of]
+            out: list[bytes] = []
+            for uid, flags, modseq in result.messages:
+                changed = session.condstore and modseq == result.highestmodseq
+                items: list[tuple[bytes, bytes]] = []
+                if command.silent:
+                    # The client learns only its own change; a difference made by another
+                    # session is reported at the next sync point (RFC 9051 §6.4.6, §5.2).
+                    selected.view.set_flags(uid, _applied(selected.view.flags_of(uid), command))
+                else:
+                    selected.view.set_flags(uid, flags)
+                    items.append(
+                        (b"FLAGS", fetch.render_flags(selected.flags(uid, flags, session.rev2)))
+                    )
+                if uid not in msn_of or not (items or changed):
+                    continue
+                if command.uid:
+                    items.append((b"UID", b"%d" % uid))
+                if session.condstore:
+                    items.append(cs.modseq_item(modseq))
+                out.append(r.fetch_response(msn_of[uid], items))
+            if out:
+                await session.write(b"".join(out))
+            await _absorb_own(session, selected, result)
+        await session.sync(allow_expunge=command.uid)
+        code = r.Code("MODIFIED", r.compress_set(modified)) if modified else None
+        text = "Conditional STORE failed" if modified else "STORE completed"
+        await session.tagged(command.tag, r.Status.OK, text, code)
 
 
 async def _absorb_own(session: ImapSession, selected: Selected, result: FlagsResult) -> None:

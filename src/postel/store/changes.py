@@ -90,34 +90,42 @@ class ChangeHub:
     def __init__(self, relay: ChangeRelay | None = None) -> None:
         self._subscribers: dict[MailboxId, set[ChangeSubscription]] = {}
         self._relay = relay
-        self._anywhere = asyncio.Event()
+        self._arrivals = asyncio.Event()
 
     def set_relay(self, relay: ChangeRelay | None) -> None:
         """Install (or remove) the relay to other processes."""
         self._relay = relay
 
-    def publish(self, mailbox_id: MailboxId, highestmodseq: int) -> None:
-        """Signal a committed change of ``mailbox_id`` locally and through the relay."""
-        self.receive(mailbox_id, highestmodseq)
+    def publish(self, mailbox_id: MailboxId, highestmodseq: int, *, arrivals: bool = True) -> None:
+        """Signal a committed change of ``mailbox_id`` locally and through the relay;
+        ``arrivals=False`` says it added no message (a flag change), so background work
+        on new messages (``wait_arrivals``) need not wake."""
+        self._signal(mailbox_id, highestmodseq, arrivals=arrivals)
         if self._relay is not None:
             self._relay.relay(mailbox_id, highestmodseq)
 
     def receive(self, mailbox_id: MailboxId, highestmodseq: int) -> None:
-        """Signal a change to local subscribers only (what a relay's listener calls)."""
-        self._anywhere.set()
+        """Signal a change to local subscribers only (what a relay's listener calls; the
+        relay does not say what changed, so it counts as a possible arrival)."""
+        self._signal(mailbox_id, highestmodseq, arrivals=True)
+
+    def _signal(self, mailbox_id: MailboxId, highestmodseq: int, *, arrivals: bool) -> None:
+        if arrivals:
+            self._arrivals.set()
         for subscription in self._subscribers.get(mailbox_id, ()):
             subscription._signal(highestmodseq)
 
-    async def wait_any(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a change of any mailbox (for background
-        work such as the full-text indexer); True if one came (then consumed)."""
-        if not self._anywhere.is_set():
+    async def wait_arrivals(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a change of any mailbox that may have added
+        messages (for background work on new messages, such as the full-text indexer);
+        True if one came (then consumed)."""
+        if not self._arrivals.is_set():
             try:
                 async with asyncio.timeout(timeout):
-                    await self._anywhere.wait()
+                    await self._arrivals.wait()
             except TimeoutError:
                 return False
-        self._anywhere.clear()
+        self._arrivals.clear()
         return True
 
     def subscriber_count(self, mailbox_id: MailboxId) -> int:

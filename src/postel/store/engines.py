@@ -15,6 +15,7 @@ Spec: RELIABILITY.md D1; https://www.sqlite.org/wal.html; https://www.sqlite.org
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,20 +77,27 @@ def _sqlite_engines(url: URL) -> Engines:
     return Engines(writer=writer, reader=reader, dialect="sqlite")
 
 
+def configure_sqlite(dbapi_connection: sqlite3.Connection, *, wal: bool) -> None:
+    """Put a new sqlite3 connection in the store's mode: transactions are the caller's
+    (the sqlite3 module issues no BEGIN, so SAVEPOINT and BEGIN IMMEDIATE work),
+    ``synchronous=FULL`` (a commit is on disk), the busy timeout, foreign keys on, and
+    with ``wal`` the database switched to WAL. Spec: https://www.sqlite.org/pragma.html"""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
 def _sqlite_events(engine: Engine, *, begin: str | None, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take BEGIN away from the sqlite3 module so SAVEPOINT and BEGIN IMMEDIATE work.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            if wal:
-                cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            cursor.execute("PRAGMA foreign_keys=ON")
-        finally:
-            cursor.close()
+        configure_sqlite(dbapi_connection, wal=wal)
 
     if begin is None:
         return

@@ -464,31 +464,59 @@ def store_flags(
         dialect, messages, mailbox_id, uids, messages.c.uid, messages.c.flags, messages.c.modseq
     )
     modseq = box.highestmodseq + 1
-    cache = fl.FlagCache()
-    states: list[FlagState] = []
-    modified: list[int] = []
-    updates: list[dict[str, Any]] = []
-    for uid, text, old_modseq in conn.execute(query, params):
-        if unchanged_since is not None and old_modseq > unchanged_since:
-            modified.append(int(uid))
-            continue
-        current = cache.parse(text)
-        new = fl.apply(current, mode, given)
-        if new == current:
-            states.append((int(uid), current, int(old_modseq)))
-            continue
-        updates.append({"b_uid": uid, "b_flags": fl.to_text(new)})
-        states.append((int(uid), new, modseq))
-    if updates:
+    plan = plan_store(conn.execute(query, params), mode, given, unchanged_since, modseq)
+    if plan.updates:
         conn.execute(
             update(messages)
             .where(messages.c.mailbox_id == mailbox_id, messages.c.uid == bindparam("b_uid"))
             .values(flags=bindparam("b_flags"), modseq=modseq),
-            updates,
+            [{"b_uid": uid, "b_flags": text} for uid, text in plan.updates],
         )
         box.highestmodseq = modseq
         save_counters(conn, box)
-    return FlagsResult(box.highestmodseq, tuple(states), tuple(modified), bool(updates))
+    return plan.result(box.highestmodseq)
+
+
+@dataclass(slots=True)
+class StorePlan:
+    """What one STORE writes: ``updates`` as ``(uid, stored flag text)`` (all at the new
+    MODSEQ), ``states`` and ``modified`` as in FlagsResult."""
+
+    states: list[FlagState]
+    modified: list[int]
+    updates: list[tuple[int, str]]
+
+    def result(self, highestmodseq: int) -> FlagsResult:
+        """The FlagsResult once the mailbox's HIGHESTMODSEQ is ``highestmodseq``."""
+        return FlagsResult(
+            highestmodseq, tuple(self.states), tuple(self.modified), bool(self.updates)
+        )
+
+
+def plan_store(
+    rows: Iterable[Any],
+    mode: FlagMode,
+    given: frozenset[str],
+    unchanged_since: int | None,
+    modseq: int,
+) -> StorePlan:
+    """The changes of a STORE over ``rows`` of ``(uid, stored flag text, MODSEQ)`` in UID
+    order, changed messages taking ``modseq``; ``given`` canonical (fl.canonical_set).
+    InvalidFlag (too many flags). Spec: RFC 9051 §6.4.6; RFC 7162 §3.1.3."""
+    cache = fl.FlagCache()
+    plan = StorePlan([], [], [])
+    for uid, text, old_modseq in rows:
+        if unchanged_since is not None and old_modseq > unchanged_since:
+            plan.modified.append(int(uid))
+            continue
+        current = cache.parse(text)
+        new = fl.apply(current, mode, given)
+        if new == current:
+            plan.states.append((int(uid), current, int(old_modseq)))
+            continue
+        plan.updates.append((int(uid), fl.to_text(new)))
+        plan.states.append((int(uid), new, modseq))
+    return plan
 
 
 # -- EXPUNGE -------------------------------------------------------------------------------
