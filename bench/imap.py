@@ -14,6 +14,12 @@
     ``MIN_ITERATIONS`` times) while ``py-spy record --threads`` samples postel's busy
     threads: ``DIR/profile-OP.raw`` and the client's timings in ``DIR/profile.jsonl``.
 
+``imap.py unseen --port IMAP_PORT``
+    Removes ``\\Seen`` from every message of big@bench.test's INBOX, so that each
+    ``UID STORE +FLAGS (\\Seen)`` of the next ``mailbench.py mailbox`` run changes a
+    flag (its random UIDs are the same every run: without this, later rounds would time
+    STOREs that change nothing).
+
 ``imap.py summarize OUT RESULTS_MD``
     Medians of OUT/results.jsonl (mailbench ``mailbox``, ``delivery-latency`` and
     ``fill`` rows, ``imap_idle.py`` rows) per server, the postel/Dovecot ratios against
@@ -157,7 +163,7 @@ def setup(base: Path, smtp_port: int, imap_port: int) -> Path:
 # -- profile -----------------------------------------------------------------------------------
 
 
-def _command(op: str, uids: list[int], rng: random.Random, word: str, frm: str) -> str:
+def _command(op: str, uids: list[int], rng: random.Random, word: str, frm: str, n: int) -> str:
     if op == "select":
         return "SELECT INBOX"
     if op == "fetch_all_envelopes":
@@ -168,7 +174,11 @@ def _command(op: str, uids: list[int], rng: random.Random, word: str, frm: str) 
         return f"UID SEARCH FROM {frm}"
     if op == "fetch_body":
         return f"UID FETCH {rng.choice(uids)} (BODY.PEEK[])"
-    return f"UID STORE {rng.choice(uids)} +FLAGS (\\Seen)"
+    # Every STORE changes a flag: \\Flagged set on a random message, then taken off it.
+    if n % 2:
+        return f"UID STORE {uids[-1]} -FLAGS (\\Flagged)"
+    uids.append(uids.pop(rng.randrange(len(uids))))
+    return f"UID STORE {uids[-1]} +FLAGS (\\Flagged)"
 
 
 async def _loop(port: int, op: str, seconds: float, word: str, frm: str) -> list[float]:
@@ -183,12 +193,21 @@ async def _loop(port: int, op: str, seconds: float, word: str, frm: str) -> list
     times: list[float] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end or len(times) < MIN_ITERATIONS:
-        text = _command(op, uids, rng, word, frm)
+        text = _command(op, uids, rng, word, frm, len(times))
         began = time.perf_counter()
         await client.command(text)
         times.append(time.perf_counter() - began)
     await client.close()
     return times
+
+
+async def _unseen(port: int) -> None:
+    client = Client()
+    await client.open(port)
+    await client.login(BIG, PASSWORD)
+    await client.command("SELECT INBOX")
+    await client.command("STORE 1:* -FLAGS.SILENT (\\Seen)")
+    await client.close()
 
 
 def profile(args: argparse.Namespace) -> None:
@@ -238,13 +257,13 @@ def _med(xs: list[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
 
-def op_samples(rows: list[Row], server: str) -> dict[str, list[float]]:
-    """Every latency (ms) per operation of the server's ``mailbox`` runs, pooled over
-    the rounds. ``select_warm`` leaves out each run's first SELECT, ``select_cold`` is
+def op_samples(rows: list[Row], server: str, kind: str = "mailbox") -> dict[str, list[float]]:
+    """Every latency (ms) per operation of the server's ``mailbox`` runs labelled
+    ``server/kind``, pooled over the rounds. ``select_warm`` leaves out each run's first SELECT, ``select_cold`` is
     only that first one."""
     out: dict[str, list[float]] = {}
     for r in rows:
-        if r.get("test") != "mailbox" or _server(r) != server:
+        if r.get("test") != "mailbox" or r.get("label") != f"{server}/{kind}":
             continue
         raw = r["raw_ms"]
         assert isinstance(raw, dict)
@@ -454,6 +473,23 @@ def profile_lines(out: Path) -> list[str]:
     return [*lines, ""]
 
 
+def durable_lines(rows: list[Row]) -> list[str]:
+    """STORE with Dovecot at ``mail_fsync = always`` (the ``*/durable`` runs)."""
+    p = op_samples(rows, "postel", "durable").get("store_seen", [])
+    q = op_samples(rows, "peer", "durable").get("store_seen", [])
+    if not p or not q:
+        return []
+    ratio = _med(p) / _med(q)
+    return [
+        "| UID STORE +FLAGS (\\Seen), both durable | postel median ms (n) | Dovecot "
+        "`mail_fsync = always` median ms (n) | postel / Dovecot |",
+        "|---|---|---|---|",
+        f"| each STORE changes a flag | {_fmt(_med(p))} ({len(p)}) | {_fmt(_med(q))} "
+        f"({len(q)}) | {ratio:.2f}x |",
+        "",
+    ]
+
+
 def summarize(out: Path, results_md: Path) -> str:
     """The Markdown section for the run in ``out``; also written into ``results_md``."""
     rows = _rows(out / "results.jsonl")
@@ -481,10 +517,17 @@ def summarize(out: Path, results_md: Path) -> str:
         "**Targets:** " + "; ".join([*verdicts, lat_verdict, idle_verdict]) + ".",
         "",
         *table,
-        "STORE: postel commits each flag change to disk (fsync) before its tagged OK; "
-        "Dovecot (`mail_fsync = optimized`) does not fsync flag changes, so the STORE "
-        'ratio compares a durable write with an unsynced one. "SELECT (first of each '
-        'run)" is the first SELECT after the other tests, not a page-cache-cold one.',
+        "STORE: `\\Seen` is taken off every message before each run (`bench/imap.py "
+        "unseen`), so every timed STORE changes a flag. postel commits each flag change "
+        "to disk (fsync) before its tagged OK; Dovecot (`mail_fsync = optimized`) does "
+        "not fsync flag changes, so the STORE ratio above compares a durable write with "
+        "an unsynced one. After the rounds the same STOREs once more with Dovecot set to "
+        "`mail_fsync = always` (it then fdatasyncs its index log before answering), "
+        "durable against durable:",
+        "",
+        *durable_lines(rows),
+        '"SELECT (first of each run)" is the first SELECT after the other tests, not a '
+        "page-cache-cold one.",
         "",
         f"Delivery to an idling client (`mailbench.py delivery-latency --mode idle --count "
         f"{env.get('probes', '?')}`, user1, 2 KB messages; Dovecot waits about 500 ms on "
@@ -560,6 +603,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--word", required=True)
     p.add_argument("--from", dest="from_", required=True)
     p.add_argument("--seconds", type=float, default=8.0)
+    u = sub.add_parser("unseen")
+    u.add_argument("--port", type=int, required=True)
     m = sub.add_parser("summarize")
     m.add_argument("out")
     m.add_argument("results_md")
@@ -568,6 +613,8 @@ def main(argv: list[str]) -> int:
         print(setup(Path(args.dir).absolute(), args.smtp_port, args.imap_port))
     elif args.command == "profile":
         profile(args)
+    elif args.command == "unseen":
+        asyncio.run(_unseen(args.port))
     else:
         print(summarize(Path(args.out), Path(args.results_md)))
     return 0

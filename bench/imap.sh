@@ -20,9 +20,11 @@
 #        bench/imap_idle.py             IDLE authenticated IDLE sessions held HOLD s:
 #                                       summed RSS/PSS of the server's process tree
 #      every mailbench run under --watch (server CPU and memory of each tree),
-#   5. profiles postel per operation with py-spy (bench/imap.py profile; PROFILE=0
+#   5. times STORE once more with Dovecot set to mail_fsync = always (durable against
+#      durable; postel always commits a flag change with fsync before its OK),
+#   6. profiles postel per operation with py-spy (bench/imap.py profile; PROFILE=0
 #      skips it),
-#   6. writes the "IMAP" section of bench/RESULTS.md (bench/imap.py summarize).
+#   7. writes the "IMAP" section of bench/RESULTS.md (bench/imap.py summarize).
 # Raw rows: bench/out/imap-<stamp>/results.jsonl (git-ignored).
 #
 # Knobs: ROUNDS [3]  N [10000] messages in the big mailbox  IDLE [1000] IDLE sessions
@@ -163,6 +165,7 @@ for round in $(seq 1 "$ROUNDS"); do
   log "round $round/$ROUNDS ($order)"
   for server in $order; do
     server_facts "$server"
+    "$PY" "$BENCH/imap.py" unseen --port "$imap"   # every STORE of the run changes a flag
     timed "$round" "$server/mailbox" "$PY" "$MB" mailbox --quiet --host "$HOST" --port "$imap" \
       --user "$BIG" --password "$PASSWORD" --repeat "$REPEAT" --bodies "$BODIES" \
       --stores "$STORES" "${watch[@]}" --json "$RESULTS" --label "$server/mailbox"
@@ -177,6 +180,22 @@ for round in $(seq 1 "$ROUNDS"); do
     log "$server IDLE: $(tail -1 "$RESULTS" | "$PY" -c 'import json, sys; r = json.load(sys.stdin); print(r["idling"], "of", r["count"], "idling,", ", ".join(k + " RSS " + str(m["before"]["rss_mb"]) + " -> " + str(m["peak"]["rss_mb"]) + " MB, PSS " + str(m["peak"]["pss_mb"]) + " MB" for k, m in r["memory"].items()))')"
     sleep 2
   done
+done
+
+# ----------------------------------------------------------------------- durable ----
+# STORE when both servers put each flag change on disk before answering: Dovecot with
+# mail_fsync = always (it then fdatasyncs its index log), postel as always.
+log "durable STORE: Dovecot with mail_fsync = always"
+sed -i 's/^mail_fsync = .*/mail_fsync = always/' "$PEER/dovecot/dovecot.conf"
+kill -HUP "$DOVECOT_PID"
+sleep 2
+for server in postel peer; do
+  server_facts "$server"
+  "$PY" "$BENCH/imap.py" unseen --port "$imap"
+  timed 0 "$server/durable" "$PY" "$MB" mailbox --quiet --host "$HOST" --port "$imap" \
+    --user "$BIG" --password "$PASSWORD" --repeat "$REPEAT" --bodies 0 --stores "$STORES" \
+    "${watch[@]}" --json "$RESULTS" --label "$server/durable"
+  log "$server durable STORE: $(tail -1 "$RESULTS" | "$PY" -c 'import json, sys; r = json.load(sys.stdin); print(r["ops"]["store_seen"]["median_ms"], "ms")')"
 done
 
 # ---------------------------------------------------------------------- profile ----
