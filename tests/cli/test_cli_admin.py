@@ -133,10 +133,11 @@ def test_account_add_generated_password(cli: Cli) -> None:
         }
     ]
     # JSON output of add carries the generated password once.
-    added = cli.json("account", "add", "bob@example.org", "--generate")
-    assert added[0]["address"] == "bob@example.org"
-    assert isinstance(added[0]["password"], str)
-    assert verify_password(stored_credentials(cli.data, "bob@example.org"), added[0]["password"])
+    # (one object, not a list: one account was added)
+    added = json.loads(cli.ok("account", "add", "bob@example.org", "--generate", "--json"))
+    assert isinstance(added, dict) and added["address"] == "bob@example.org"
+    assert isinstance(added["password"], str)
+    assert verify_password(stored_credentials(cli.data, "bob@example.org"), added["password"])
 
 
 def test_account_password_from_stdin_file_and_prompt(

@@ -77,6 +77,11 @@ def test_quota_reported_and_appends_refused_at_the_limit(server: PostelServer) -
     finally:
         client.logout()
     assert typ == "NO" and b"NOPERM" in data[0], data
+    # Every refusal is in the operator's log, with the user.
+    refused = [x for x in server.log.read_text().splitlines() if "imap.over_quota" in x]
+    assert sum("command=Append" in x for x in refused) == 2, refused
+    assert sum("command=Copy" in x for x in refused) == 1, refused
+    assert all(f"user={USER}" in x for x in refused), refused
 
 
 def test_an_unlimited_account_has_no_quota_root(server: PostelServer) -> None:

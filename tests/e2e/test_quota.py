@@ -128,6 +128,10 @@ def test_delivery_over_quota_gets_452_and_stores_nothing(server: PostelServer) -
     replies, _ = send_without_size(server, [FULL], message("fourth"))
     assert replies[0][0] == 452 and replies[0][1].startswith(b"4.2.2")
     assert count(server, FULL) == 3
+    # The operator's log names the address and the resource, and no unknown size.
+    refusals = [x for x in server.log.read_text().splitlines() if "smtp.rcpt.over_quota" in x]
+    assert any(f"account={FULL}" in x and "resource=MESSAGE" in x for x in refusals), refusals
+    assert not any("size=None" in x for x in refusals), refusals
 
     # Without limits the next delivery goes through at once.
     row = quota(server, "--none")

@@ -36,6 +36,8 @@ PIECES = st.sampled_from(
         b"=?x?q?y?=",
         b" ",
         b"To: g:;",
+        b"Subject: a\x00b",
+        b"\x00",
     ]
 )
 MESSAGES = st.one_of(st.binary(max_size=400), st.lists(PIECES, max_size=60).map(b"".join))
@@ -50,7 +52,9 @@ def test_parse_never_raises_and_round_trips(data: bytes) -> None:
     assert MessageSummary.from_json(text) == s
     assert imap_envelope(text) == render_envelope(s)
     assert MessageSummary.from_json(text, envelope_only=True).envelope == s.envelope
-    render_bodystructure(s, True)
+    # No NUL in an IMAP string, whatever the message holds (RFC 9051 §4.3, CHAR8).
+    assert b"\x00" not in render_envelope(s)
+    assert b"\x00" not in render_bodystructure(s, True)
     parse_address_list(data)
     parse_date(data)
 
@@ -66,3 +70,13 @@ def test_summary_without_prerendered_envelope() -> None:
     assert imap_envelope(old) is None
     assert MessageSummary.from_json(old) == s
     assert imap_envelope("not json") is None
+
+
+def test_prerendered_envelope_with_nul_is_rendered_again() -> None:
+    """An ENVELOPE pre-rendered before NULs were dropped from IMAP strings is not
+    served as stored: imap_envelope has the caller render it. Spec: RFC 9051 §4.3."""
+    s = parse_message(b"From: a@b.c\r\nSubject: x\x00y\r\n\r\nbody\r\n")
+    obj = json.loads(s.to_json())
+    obj["ie1"] = obj["ie1"].replace("xy", "x\x00y")
+    assert imap_envelope(json.dumps(obj, separators=(",", ":"))) is None
+    assert b'"xy"' in render_envelope(s)

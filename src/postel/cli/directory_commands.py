@@ -8,6 +8,7 @@ domains in lower-case A-label form, local parts kept as typed.
 from __future__ import annotations
 
 import argparse
+import json
 
 from postel.cli.context import CliError, Io, config_from_args, open_configured_store
 from postel.cli.output import Column, JsonValue, show, timestamp
@@ -136,10 +137,9 @@ def _report_password(
     *,
     admin: bool,
 ) -> None:
-    if args.json:
+    if args.json:  # one object: one account was added or changed
         row: dict[str, JsonValue] = {"address": address, "admin": admin, "password": generated}
-        columns = (Column("address", ""), Column("admin", ""), Column("password", ""))
-        show(io, columns, [row], as_json=True, empty="")
+        io.out(json.dumps(row, ensure_ascii=False))
         return
     io.out(f"{action} {address}")
     if generated is not None:

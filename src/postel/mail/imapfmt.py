@@ -37,12 +37,15 @@ RFC 9051 §9 body-type-mpart), as Dovecot does."""
 
 
 def imap_nstring(value: bytes | None) -> bytes:
-    """NIL, a quoted string with ``\\`` and ``"`` escaped, or a literal.
+    """NIL, a quoted string with ``\\`` and ``"`` escaped, or a literal; a NUL in
+    ``value`` is left out (no IMAP string may carry one: CHAR8 excludes it).
 
-    Spec: RFC 9051 §4.3, §9 (nstring, quoted, literal).
+    Spec: RFC 9051 §4.3, §9 (nstring, quoted, literal, CHAR8).
     """
     if value is None:
         return b"NIL"
+    if b"\x00" in value:
+        value = value.replace(b"\x00", b"")
     if len(value) > QUOTED_MAX or _NEEDS_LITERAL.search(value):
         return b"{%d}\r\n" % len(value) + value
     return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'

@@ -112,7 +112,9 @@ def imap_envelope(text: str) -> bytes | None:
         return None
     try:
         value, _end = _DECODER.raw_decode(text, len(_IMAP_ENVELOPE_START))
-        return value.encode("latin-1") if isinstance(value, str) else None
+        if not isinstance(value, str) or "\x00" in value:
+            return None  # rendered before NULs were left out of IMAP strings
+        return value.encode("latin-1")
     except (ValueError, UnicodeEncodeError):
         return None
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncGenerator, Sequence
-from typing import TYPE_CHECKING, cast
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from postel import limits
 from postel.errors import NotFound
@@ -39,7 +40,14 @@ from postel.pop3 import pop3_size
 from postel.server import imap_condstore, imap_context, imap_sort
 from postel.server.imap_preview import load_preview
 from postel.server.imap_scan import esearch_answer, load_summary, scan
-from postel.store import AppendItem, BlobRef, OverQuota, StoredMessage, exceeded
+from postel.store import (
+    AppendItem,
+    BlobRef,
+    MessageAttributes,
+    OverQuota,
+    StoredMessage,
+    exceeded,
+)
 from postel.store.api import FlagMode, FlagsResult, InvalidFlag, UidSet
 from postel.store.flags import canonical_set
 
@@ -55,6 +63,9 @@ _MODES = {
     cmd.StoreMode.REMOVE: FlagMode.REMOVE,
 }
 SEEN = "\\Seen"
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 async def run(session: ImapSession, command: cmd.Command) -> None:
@@ -136,38 +147,46 @@ class _Output:
             await self._session.write(data)
 
 
+Loader = Callable[["ImapSession", MailboxId, Sequence[int]], Awaitable[dict[int, R]]]
+"""Reads the rows of some UIDs of a mailbox, by UID (``_rows``, ``_attribute_rows``)."""
+
+
 def _prefetch(
     session: ImapSession,
     mailbox_id: MailboxId,
     batches: Sequence[Sequence[tuple[int, int]]],
     index: int,
-) -> asyncio.Future[dict[int, StoredMessage]]:
+    load: Loader[R],
+) -> asyncio.Future[dict[int, R]]:
     """The rows of ``batches[index]``, loading while the batch before is answered
     (an empty dict past the last batch)."""
     if index >= len(batches):
-        done: asyncio.Future[dict[int, StoredMessage]] = session.loop.create_future()
+        done: asyncio.Future[dict[int, R]] = session.loop.create_future()
         done.set_result({})
         return done
-    return asyncio.ensure_future(_rows(session, mailbox_id, [u for _, u in batches[index]]))
+    return asyncio.ensure_future(load(session, mailbox_id, [u for _, u in batches[index]]))
 
 
 async def _row_batches(
-    session: ImapSession, mailbox_id: MailboxId, pairs: Sequence[tuple[int, int]]
-) -> AsyncGenerator[tuple[Sequence[tuple[int, int]], dict[int, StoredMessage], bool], None]:
+    session: ImapSession,
+    mailbox_id: MailboxId,
+    pairs: Sequence[tuple[int, int]],
+    load: Loader[R],
+) -> AsyncGenerator[tuple[Sequence[tuple[int, int]], dict[int, R], bool], None]:
     """``(batch, rows by UID, last)`` per batch of IMAP_FETCH_BATCH pairs, the next
     batch's rows loading while the caller answers the current one."""
     batches = _batches(pairs)
-    upcoming = _prefetch(session, mailbox_id, batches, 0)
+    upcoming = _prefetch(session, mailbox_id, batches, 0, load)
     try:
         for index, batch in enumerate(batches):
             rows = await upcoming
-            upcoming = _prefetch(session, mailbox_id, batches, index + 1)
+            upcoming = _prefetch(session, mailbox_id, batches, index + 1, load)
             yield batch, rows, index + 1 == len(batches)
     finally:
         _discard(upcoming)
 
 
-def _discard(future: asyncio.Future[dict[int, StoredMessage]]) -> None:
+def _discard(future: asyncio.Future[dict[int, R]]) -> None:
     """Cancel a prefetch no longer wanted (the command ended early), its error read."""
     if not future.done():
         future.cancel()
@@ -184,6 +203,13 @@ async def _rows(
     session: ImapSession, mailbox_id: MailboxId, uids: Sequence[int]
 ) -> dict[int, StoredMessage]:
     rows = await session.store.fetch_messages(mailbox_id, UidSet.of(uids))
+    return {m.uid: m for m in rows}
+
+
+async def _attribute_rows(
+    session: ImapSession, mailbox_id: MailboxId, uids: Sequence[int]
+) -> dict[int, MessageAttributes]:
+    rows = await session.store.fetch_attributes(mailbox_id, UidSet.of(uids))
     return {m.uid: m for m in rows}
 
 
@@ -223,7 +249,9 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
     envelope_only = all(item in _ENVELOPE_ITEMS for item in items)
     unknown_cte = False
     out = _Output(session)
-    async with contextlib.aclosing(_row_batches(session, selected.mailbox_id, pairs)) as each:
+    async with contextlib.aclosing(
+        _row_batches(session, selected.mailbox_id, pairs, _rows)
+    ) as each:
         async for batch, rows, last in each:
             if since is not None:
                 rows = {u: m for u, m in rows.items() if m.modseq > since}
@@ -313,7 +341,8 @@ async def _fetch_attributes(
     envelope_wanted = FetchAttr.ENVELOPE in items
     recent = selected.recent if not session.rev2 else set()
     out = _Output(session)
-    async with contextlib.aclosing(_row_batches(session, selected.mailbox_id, pairs)) as each:
+    batches = _row_batches(session, selected.mailbox_id, pairs, _attribute_rows)
+    async with contextlib.aclosing(batches) as each:
         async for batch, rows, last in each:
             for msn, uid in batch:
                 m = rows.get(uid)
@@ -321,8 +350,12 @@ async def _fetch_attributes(
                     continue  # expunged meanwhile, or unchanged since CHANGEDSINCE
                 envelope = b""
                 if envelope_wanted:
-                    pre = imap_envelope(m.summary)
-                    envelope = pre if pre is not None else await _envelope(m)
+                    pre = imap_envelope(m.summary_head)
+                    if pre is None:  # a summary written before ENVELOPEs were pre-rendered
+                        pre = await _envelope(session, selected.mailbox_id, uid)
+                        if pre is None:
+                            continue  # expunged meanwhile
+                    envelope = pre
                 flags = m.flags | _RECENT if uid in recent else m.flags
                 line = fetch.render_attributes(
                     items, msn, uid, flags, m.size, m.modseq, m.internal_date, envelope
@@ -333,9 +366,12 @@ async def _fetch_attributes(
     return out
 
 
-async def _envelope(m: StoredMessage) -> bytes:
-    """The ENVELOPE of a summary written before it was pre-rendered."""
-    return render_envelope(await load_summary(m, envelope_only=True))
+async def _envelope(session: ImapSession, mailbox_id: MailboxId, uid: int) -> bytes | None:
+    """The ENVELOPE rendered from the message's whole summary; None if it is gone."""
+    found = await session.store.fetch_messages(mailbox_id, UidSet.of([uid]))
+    if not found:
+        return None
+    return render_envelope(await load_summary(found[0], envelope_only=True))
 
 
 async def _mark_seen(
@@ -622,7 +658,8 @@ async def append(session: ImapSession, started: ev.AppendStarted | ev.CatenateSt
     except InvalidFlag as exc:
         await session.tagged(tag, r.Status.BAD, f"Invalid flag: {exc}")
         return
-    except OverQuota:  # nothing of the command was stored (RFC 9208 §4: all or nothing)
+    except OverQuota as exc:  # nothing of the command was stored (RFC 9208 §4: all or nothing)
+        _log_over_quota(session, "Append", str(exc))
         await session.tagged(tag, r.Status.NO, "Over quota", r.OVERQUOTA)
         return
     await session.sync(allow_expunge=False)
@@ -631,6 +668,11 @@ async def append(session: ImapSession, started: ev.AppendStarted | ev.CatenateSt
         last.uidvalidity, [a.uid for a in appended if a.mailbox_id == last.mailbox_id]
     )
     await session.tagged(tag, r.Status.OK, "APPEND completed", code)
+
+
+def _log_over_quota(session: ImapSession, command: str, reason: str) -> None:
+    user = session.account.address if session.account is not None else ""
+    log.info("imap.over_quota", extra={"command": command, "user": user, "error": reason})
 
 
 async def _receive_one(session: ImapSession, started: ev.AppendStarted) -> Received | None:
@@ -648,8 +690,10 @@ async def _receive_one(session: ImapSession, started: ev.AppendStarted) -> Recei
         account.storage_limit is not None or account.message_limit is not None
     ):
         usage = await session.store.quota_usage(account.id)
-        if exceeded(usage, octets=started.size, messages=1) is not None:
+        problem = exceeded(usage, octets=started.size, messages=1)
+        if problem is not None:
             session.conn.reject_literal()  # refused before the client sends the octets
+            _log_over_quota(session, "Append", f"{problem.name} (literal of {started.size} octets)")
             await session.tagged(started.tag, r.Status.NO, "Over quota", r.OVERQUOTA)
             return None
     continuation = session.conn.accept_literal()

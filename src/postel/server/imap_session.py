@@ -536,8 +536,10 @@ class ImapSession(asyncio.Protocol):
                 raise SessionEnded from None
             await self.tagged(tag, r.Status.NO, "No such mailbox or message", r.NONEXISTENT)
         except OverQuota as exc:
+            user = self.account.address if self.account is not None else ""
             log.info(
-                "imap.over_quota", extra={"command": type(command).__name__, "error": str(exc)}
+                "imap.over_quota",
+                extra={"command": type(command).__name__, "user": user, "error": str(exc)},
             )
             await self.tagged(tag, r.Status.NO, "Over quota", r.OVERQUOTA)
         except StoreError as exc:

@@ -75,15 +75,20 @@ class QuotaGate:
             return None
         if len(self._unlimited) + len(wanted) > QUOTA_GATE_MAX:
             self._unlimited.clear()
+        addresses = {t.account_id: t.address for t in targets}
         for account_id in wanted:
             usage = usages.get(account_id)
             if usage is None:
                 self._unlimited[account_id] = now + QUOTA_GATE_TTL_S
                 continue
-            if exceeded(usage, octets=max(size or 0, 1), messages=1) is not None:
-                log.info(
-                    "smtp.rcpt.over_quota",
-                    extra={"account": int(account_id), "size": size},
-                )
+            problem = exceeded(usage, octets=max(size or 0, 1), messages=1)
+            if problem is not None:
+                extra: dict[str, object] = {
+                    "account": addresses[account_id],
+                    "resource": problem.name,  # RFC 9208 §5: STORAGE or MESSAGE
+                }
+                if size is not None:
+                    extra["size"] = size
+                log.info("smtp.rcpt.over_quota", extra=extra)
                 return MAILBOX_FULL
         return None

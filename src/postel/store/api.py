@@ -14,7 +14,7 @@ import datetime as dt
 import enum
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from postel.errors import StoreError
 from postel.ids import AccountId, DomainId, MailboxId, QueueId
@@ -236,6 +236,21 @@ class StoredMessage:
     """The per-recipient header block stored before the blob (empty for APPEND)."""
     save_date: dt.datetime | None = None
     """When the message was put into this mailbox (RFC 8514 §2); None where not read."""
+
+
+class MessageAttributes(NamedTuple):
+    """What FETCH of a mailbox's message list needs of one message (``fetch_attributes``):
+    no bytes, no trace prefix. ``summary_head`` is the summary JSON, or its beginning
+    through the pre-rendered ENVELOPE (``postel.mail.summary.imap_envelope`` reads
+    either; a summary without one may come cut anywhere, and the caller then reads the
+    whole message). Spec: RFC 9051 §7.5.2."""
+
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internal_date: dt.datetime
+    size: int
+    summary_head: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -669,6 +684,13 @@ class Store(Protocol):
     async def fetch_messages(self, mailbox_id: MailboxId, uids: UidSet) -> Sequence[StoredMessage]:
         """The messages of ``uids`` that exist, ordered by UID (absent UIDs are skipped).
         Spec: RFC 9051 §6.4.5."""
+        ...
+
+    async def fetch_attributes(
+        self, mailbox_id: MailboxId, uids: UidSet
+    ) -> Sequence[MessageAttributes]:
+        """``fetch_messages`` reduced to the attributes of a message list (see
+        MessageAttributes), ordered by UID. Spec: RFC 9051 §6.4.5, §7.5.2."""
         ...
 
     async def store_flags(

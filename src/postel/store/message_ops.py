@@ -62,6 +62,7 @@ from postel.store.api import (
     FlagsResult,
     FlagState,
     MailboxSnapshot,
+    MessageAttributes,
     MoveResult,
     StoredMessage,
     UidSet,
@@ -336,6 +337,29 @@ blobs table is not joined: a third of a 10,000-message FETCH's reading."""
 FETCH_ONE_SQL = _FETCH_COLUMNS_SQL + "m.uid = ?"
 """``fetch_messages`` of one UID as SQL text for SQLite's own cursor (same columns)."""
 _FETCH_RANGE_SQL = _FETCH_COLUMNS_SQL + "m.uid BETWEEN ? AND ? ORDER BY m.uid"
+
+
+ATTRIBUTES_RANGE_SQL = (
+    "SELECT uid, modseq, flags, internal_date, size,"
+    ' substr(summary, 1, instr(summary, \'","size":\'))'
+    " FROM messages WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid"
+)
+"""``fetch_attributes`` of one UID range on SQLite's cursor. The summary is cut after
+its pre-rendered ENVELOPE (``to_json`` writes ``v``, ``ie1``, then ``size``): inside a
+JSON string every ``"`` is escaped, so the first ``","size":`` is where the ``ie1``
+string ends. A summary without ``ie1`` is cut elsewhere (or to nothing), which
+``imap_envelope`` refuses."""
+
+
+def attribute_rows(rows: Iterable[Sequence[Any]]) -> list[MessageAttributes]:
+    """``ATTRIBUTES_RANGE_SQL`` rows as ``fetch_attributes`` returns them."""
+    cache = fl.FlagCache()
+    return [
+        MessageAttributes(
+            int(uid), int(modseq), cache.parse(flags), _sqlite_time(internal), int(size), head
+        )
+        for uid, modseq, flags, internal, size, head in rows
+    ]
 
 
 def fetched_rows(rows: Sequence[Sequence[Any]], mailbox_id: MailboxId) -> list[StoredMessage]:
