@@ -20,6 +20,11 @@
     flag (its random UIDs are the same every run: without this, later rounds would time
     STOREs that change nothing).
 
+``imap.py wait-indexed --database PATH [--timeout S]``
+    Waits until postel's background full-text indexer has indexed every message of the
+    SQLite store at PATH (so that timed runs do not share the CPU with it), at most S
+    seconds; prints how long it waited.
+
 ``imap.py summarize OUT RESULTS_MD``
     Medians of OUT/results.jsonl (mailbench ``mailbox``, ``delivery-latency`` and
     ``fill`` rows, ``imap_idle.py`` rows) per server, the postel/Dovecot ratios against
@@ -32,9 +37,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -208,6 +215,30 @@ async def _unseen(port: int) -> None:
     await client.command("SELECT INBOX")
     await client.command("STORE 1:* -FLAGS.SILENT (\\Seen)")
     await client.close()
+
+
+_UNINDEXED_SQL = (
+    "SELECT count(*) FROM messages AS m"
+    " LEFT JOIN fulltext_messages AS f ON f.message_id = m.id"
+    " WHERE f.message_id IS NULL OR f.version != ?"
+)
+
+
+def wait_indexed(database: Path, timeout: float) -> float:
+    """Seconds waited until no message of ``database`` lacks its full-text document of
+    the current extraction version; raises TimeoutError after ``timeout`` seconds."""
+    from postel.store.fulltext import EXTRACT_VERSION
+
+    began = time.monotonic()
+    while True:
+        with contextlib.closing(sqlite3.connect(database, timeout=30)) as db:
+            (left,) = db.execute(_UNINDEXED_SQL, (EXTRACT_VERSION,)).fetchone()
+        waited = time.monotonic() - began
+        if left == 0:
+            return waited
+        if waited > timeout:
+            raise TimeoutError(f"{left} messages still not indexed after {timeout:.0f} s")
+        time.sleep(1.0)
 
 
 def profile(args: argparse.Namespace) -> None:
@@ -605,6 +636,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=8.0)
     u = sub.add_parser("unseen")
     u.add_argument("--port", type=int, required=True)
+    w = sub.add_parser("wait-indexed")
+    w.add_argument("--database", required=True)
+    w.add_argument("--timeout", type=float, default=600.0)
     m = sub.add_parser("summarize")
     m.add_argument("out")
     m.add_argument("results_md")
@@ -613,6 +647,8 @@ def main(argv: list[str]) -> int:
         print(setup(Path(args.dir).absolute(), args.smtp_port, args.imap_port))
     elif args.command == "profile":
         profile(args)
+    elif args.command == "wait-indexed":
+        print(f"indexed after {wait_indexed(Path(args.database), args.timeout):.1f} s")
     elif args.command == "unseen":
         asyncio.run(_unseen(args.port))
     else:
