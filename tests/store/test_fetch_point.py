@@ -66,3 +66,26 @@ async def test_fetch_attributes_equal_fetch_messages(store: Store) -> None:
     heads = {a.uid: a.summary_head for a in await store.fetch_attributes(box.id, UidSet.all())}
     assert imap_envelope(heads[4]) is None
     assert all(imap_envelope(heads[u]) is not None for u in (1, 2, 3))
+
+
+async def test_fetch_message_data_equals_row_and_read(store: Store) -> None:
+    """fetch_message_data (one point read on SQLite) gives fetch_messages's row and
+    read_message's octets, for inline and file blobs and delivered (trace prefix) and
+    appended messages; None for a UID that does not exist."""
+    from postel.limits import BLOB_INLINE_MAX
+
+    (alice,) = await make_accounts(store, "alice")
+    box = await store.get_mailbox(alice.id, "INBOX")
+    assert box is not None
+    await store.deliver([delivery(alice, await put_blob(store, message(1, 500)))])
+    big = message(2, BLOB_INLINE_MAX + 5000)
+    await store.deliver([delivery(alice, await put_blob(store, big))])
+    await store.append(
+        box.id, await put_blob(store, message(3, 700)), internal_date=T0, summary="{}"
+    )
+    for uid in (1, 2, 3):
+        got = await store.fetch_message_data(box.id, uid)
+        assert got is not None
+        (row,) = await store.fetch_messages(box.id, UidSet.of([uid]))
+        assert got == (row, await store.read_message(box.id, uid))
+    assert await store.fetch_message_data(box.id, 99) is None

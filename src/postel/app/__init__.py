@@ -94,13 +94,19 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     """
     # The services of the main process only (a port-25 worker imports this package),
     # loaded while Python's files are readable (before privileges drop), as is the
-    # MTA-STS client that ``delivery_worker`` uses later.
+    # MTA-STS client that ``delivery_worker`` uses later; IMAP, POP3 and submission
+    # only when the configuration serves them (their modules hold a few MB).
     import postel.delivery.mtasts  # noqa: F401
     from postel.delivery.dsn import Bouncer
     from postel.server.auth import Authenticator
-    from postel.server.imap_session import ImapService
-    from postel.server.pop3_session import Pop3Service
-    from postel.server.submission_session import SubmissionService
+
+    served = {listen.service for listen in config.listen if listen.service in SERVING}
+    if served & {Service.IMAP, Service.IMAPS}:
+        from postel.server.imap_session import ImapService
+    if served & {Service.POP3, Service.POP3S}:
+        from postel.server.pop3_session import Pop3Service
+    if served & {Service.SUBMISSION, Service.SUBMISSIONS}:
+        from postel.server.submission_session import SubmissionService
 
     limit_malloc_arenas()  # before the store's threads start
     setup_logging()
@@ -177,20 +183,28 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         clock=clock,
         cache_seconds=config.auth.cache_seconds,
     )
-    imap = ImapService(
-        config=config,
-        store=store,
-        authenticator=authenticator,
-        abuse=abuse,
-        ssl_context=ssl_context,
-        clock=clock,
+    imap = (
+        ImapService(
+            config=config,
+            store=store,
+            authenticator=authenticator,
+            abuse=abuse,
+            ssl_context=ssl_context,
+            clock=clock,
+        )
+        if served & {Service.IMAP, Service.IMAPS}
+        else None
     )
-    pop = Pop3Service(
-        config=config,
-        store=store,
-        authenticator=authenticator,
-        abuse=abuse,
-        ssl_context=ssl_context,
+    pop = (
+        Pop3Service(
+            config=config,
+            store=store,
+            authenticator=authenticator,
+            abuse=abuse,
+            ssl_context=ssl_context,
+        )
+        if served & {Service.POP3, Service.POP3S}
+        else None
     )
     submission = {
         implicit: SubmissionService(
@@ -206,22 +220,27 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
             implicit_tls=implicit,
         )
         for implicit in (False, True)
+        if served & {Service.SUBMISSION, Service.SUBMISSIONS}
     }
     listeners: list[Listener] = []
     for listen, sock in zip(serving, sockets, strict=True):
         match listen.service:
-            case Service.IMAP:
-                listener = Listener(listen, sock, imap.plain_factory)
-            case Service.IMAPS:
-                listener = Listener(listen, sock, imap.tls_factory, ssl_context)
+            case Service.IMAP | Service.IMAPS:
+                assert imap is not None  # built for every IMAP listener (``served``)
+                if listen.service is Service.IMAPS:
+                    listener = Listener(listen, sock, imap.tls_factory, ssl_context)
+                else:
+                    listener = Listener(listen, sock, imap.plain_factory)
             case Service.SUBMISSION:
                 listener = Listener(listen, sock, submission[False])
             case Service.SUBMISSIONS:
                 listener = Listener(listen, sock, submission[True], ssl_context)
-            case Service.POP3:
-                listener = Listener(listen, sock, pop.plain_factory)
-            case Service.POP3S:
-                listener = Listener(listen, sock, pop.tls_factory, ssl_context)
+            case Service.POP3 | Service.POP3S:
+                assert pop is not None  # built for every POP3 listener (``served``)
+                if listen.service is Service.POP3S:
+                    listener = Listener(listen, sock, pop.tls_factory, ssl_context)
+                else:
+                    listener = Listener(listen, sock, pop.plain_factory)
             case _:
                 listener = Listener(listen, sock, smtp)
         await listener.start()
@@ -290,13 +309,15 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     smtp.stop()
     for service in submission.values():
         service.stop()
-    imap.stop()
-    pop.stop()
+    for mailbox_service in (imap, pop):
+        if mailbox_service is not None:
+            mailbox_service.stop()
     cancelled = await smtp.drain(SHUTDOWN_GRACE_SECONDS)
     for service in submission.values():
         cancelled += await service.drain(5.0)
-    cancelled += await imap.drain(5.0)
-    cancelled += await pop.drain(5.0)
+    for mailbox_service in (imap, pop):
+        if mailbox_service is not None:
+            cancelled += await mailbox_service.drain(5.0)
     await store.close()
     log.info("server.stopped", extra={"cancelled_sessions": cancelled})
     for sig in (signal.SIGTERM, signal.SIGINT):

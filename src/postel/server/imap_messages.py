@@ -151,22 +151,6 @@ Loader = Callable[["ImapSession", MailboxId, Sequence[int]], Awaitable[dict[int,
 """Reads the rows of some UIDs of a mailbox, by UID (``_rows``, ``_attribute_rows``)."""
 
 
-def _prefetch(
-    session: ImapSession,
-    mailbox_id: MailboxId,
-    batches: Sequence[Sequence[tuple[int, int]]],
-    index: int,
-    load: Loader[R],
-) -> asyncio.Future[dict[int, R]]:
-    """The rows of ``batches[index]``, loading while the batch before is answered
-    (an empty dict past the last batch)."""
-    if index >= len(batches):
-        done: asyncio.Future[dict[int, R]] = session.loop.create_future()
-        done.set_result({})
-        return done
-    return asyncio.ensure_future(load(session, mailbox_id, [u for _, u in batches[index]]))
-
-
 async def _row_batches(
     session: ImapSession,
     mailbox_id: MailboxId,
@@ -174,16 +158,24 @@ async def _row_batches(
     load: Loader[R],
 ) -> AsyncGenerator[tuple[Sequence[tuple[int, int]], dict[int, R], bool], None]:
     """``(batch, rows by UID, last)`` per batch of IMAP_FETCH_BATCH pairs, the next
-    batch's rows loading while the caller answers the current one."""
+    batch's rows loading while the caller answers the current one (a command on one
+    batch, such as a single message's FETCH, starts no background load)."""
     batches = _batches(pairs)
-    upcoming = _prefetch(session, mailbox_id, batches, 0, load)
+    upcoming: asyncio.Future[dict[int, R]] | None = None
     try:
         for index, batch in enumerate(batches):
-            rows = await upcoming
-            upcoming = _prefetch(session, mailbox_id, batches, index + 1, load)
+            if upcoming is None:
+                rows = await load(session, mailbox_id, [u for _, u in batch])
+            else:
+                rows = await upcoming
+            upcoming = None
+            if index + 1 < len(batches):
+                following = [u for _, u in batches[index + 1]]
+                upcoming = asyncio.ensure_future(load(session, mailbox_id, following))
             yield batch, rows, index + 1 == len(batches)
     finally:
-        _discard(upcoming)
+        if upcoming is not None:
+            _discard(upcoming)
 
 
 def _discard(future: asyncio.Future[dict[int, R]]) -> None:
@@ -249,9 +241,23 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
     envelope_only = all(item in _ENVELOPE_ITEMS for item in items)
     unknown_cte = False
     out = _Output(session)
-    async with contextlib.aclosing(
-        _row_batches(session, selected.mailbox_id, pairs, _rows)
-    ) as each:
+    octets: dict[int, bytes] = {}
+    load: Loader[StoredMessage] = _rows
+    if needs_bytes and len(pairs) == 1:  # one message: its row and octets in one read
+
+        async def load(
+            session: ImapSession, mailbox_id: MailboxId, uids: Sequence[int]
+        ) -> dict[int, StoredMessage]:
+            try:
+                found = await session.store.fetch_message_data(mailbox_id, uids[0])
+            except NotFound:  # its blob is gone: handled below, as for every message
+                return await _rows(session, mailbox_id, uids)
+            if found is None:
+                return {}
+            octets[found[0].uid] = found[1]
+            return {found[0].uid: found[0]}
+
+    async with contextlib.aclosing(_row_batches(session, selected.mailbox_id, pairs, load)) as each:
         async for batch, rows, last in each:
             if since is not None:
                 rows = {u: m for u, m in rows.items() if m.modseq > since}
@@ -268,11 +274,9 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
                     if session.condstore and FetchAttr.MODSEQ not in wanted:
                         wanted = (*wanted, FetchAttr.MODSEQ)
                 try:
-                    data = (
-                        await session.store.read_message(selected.mailbox_id, uid)
-                        if needs_bytes
-                        else None
-                    )
+                    data = octets.pop(uid, None)
+                    if needs_bytes and data is None:
+                        data = await session.store.read_message(selected.mailbox_id, uid)
                     envelope = imap_envelope(m.summary) if envelope_only else None
                     summary = (
                         await load_summary(m, envelope_only=envelope_only)

@@ -686,6 +686,14 @@ class Store(Protocol):
         Spec: RFC 9051 §6.4.5."""
         ...
 
+    async def fetch_message_data(
+        self, mailbox_id: MailboxId, uid: int
+    ) -> tuple[StoredMessage, bytes] | None:
+        """One message's row and its octets (``read_message``) read together; None when
+        the message does not exist, NotFound when its blob file is missing. What a
+        client's FETCH BODY[] of one message needs. Spec: RFC 9051 §6.4.5."""
+        ...
+
     async def fetch_attributes(
         self, mailbox_id: MailboxId, uids: UidSet
     ) -> Sequence[MessageAttributes]:

@@ -334,6 +334,14 @@ _FETCH_COLUMNS_SQL = (
 )
 """The blob's size is the message's less its trace prefix (StoredMessage.size), so the
 blobs table is not joined: a third of a 10,000-message FETCH's reading."""
+FETCH_ONE_WITH_DATA_SQL = (
+    _FETCH_COLUMNS_SQL.replace(" FROM messages AS m ", ", b.data FROM messages AS m ").replace(
+        " WHERE ", " JOIN blobs AS b ON b.key = m.blob_key WHERE "
+    )
+    + "m.uid = ?"
+)
+"""``fetch_message_data`` on SQLite: the columns of ``FETCH_ONE_SQL`` and the blob's
+inline bytes (NULL for a blob kept in a file)."""
 FETCH_ONE_SQL = _FETCH_COLUMNS_SQL + "m.uid = ?"
 """``fetch_messages`` of one UID as SQL text for SQLite's own cursor (same columns)."""
 _FETCH_RANGE_SQL = _FETCH_COLUMNS_SQL + "m.uid BETWEEN ? AND ? ORDER BY m.uid"

@@ -569,6 +569,28 @@ class SqlStore:
                 return xq.fetched_rows([row] if row is not None else [], mailbox_id)
         return await self._read(xq.fetch_messages, self._sql, mailbox_id, uids)
 
+    async def fetch_message_data(
+        self, mailbox_id: MailboxId, uid: int
+    ) -> tuple[StoredMessage, bytes] | None:
+        """See Store.fetch_message_data. On SQLite one point read on the event loop
+        (``_point_read``) gives the row and inline bytes; a file blob is read by a reader
+        thread."""
+        if self.dialect != "sqlite":
+            found = await self.fetch_messages(mailbox_id, UidSet.of([uid]))
+            if not found:
+                return None
+            return found[0], await self.read_message(mailbox_id, uid)
+        row = self._point_read(xq.FETCH_ONE_WITH_DATA_SQL, (int(mailbox_id), int(uid)))
+        if row is None:
+            return None
+        (message,) = xq.fetched_rows([row[:-1]], mailbox_id)
+        data = row[-1]
+        if data is None:
+            data = await self._in(
+                self._readers, functools.partial(self._files.read, message.blob.key)
+            )
+        return message, message.trace_prefix + bytes(data)
+
     async def fetch_attributes(
         self, mailbox_id: MailboxId, uids: UidSet
     ) -> Sequence[MessageAttributes]:
