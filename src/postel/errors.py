@@ -51,6 +51,12 @@ class NotFound(StoreError):
     """The named domain, account, alias, mailbox or message does not exist."""
 
 
+class BlobMissing(NotFound):
+    """A stored message's bytes are gone: its blob file was removed behind the store's
+    back (the message itself still exists). Spec: RELIABILITY.md D2 (recovery reports
+    it at the next start)."""
+
+
 class AlreadyExists(StoreError):
     """The named domain, account, alias or mailbox already exists."""
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from postel import limits
-from postel.errors import NotFound
+from postel.errors import BlobMissing, NotFound
 from postel.ids import MailboxId
 from postel.imap import commands as cmd
 from postel.imap import condstore as cs
@@ -248,10 +248,7 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
         async def load(
             session: ImapSession, mailbox_id: MailboxId, uids: Sequence[int]
         ) -> dict[int, StoredMessage]:
-            try:
-                found = await session.store.fetch_message_data(mailbox_id, uids[0])
-            except NotFound:  # its blob is gone: handled below, as for every message
-                return await _rows(session, mailbox_id, uids)
+            found = await session.store.fetch_message_data(mailbox_id, uids[0])
             if found is None:
                 return {}
             octets[found[0].uid] = found[1]
@@ -288,6 +285,8 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
                         if FetchAttr.PREVIEW in items
                         else None
                     )
+                except BlobMissing:
+                    raise  # the message is there but its bytes are not: the session says NO
                 except NotFound:
                     continue
                 shown = m.flags

@@ -31,7 +31,7 @@ from postel import imap, limits
 from postel.abuse import AbuseEvent, AbuseTracker
 from postel.clock import Clock
 from postel.config import Config
-from postel.errors import NotFound, PostelError, StoreError
+from postel.errors import BlobMissing, NotFound, PostelError, StoreError
 from postel.ids import MailboxId
 from postel.imap import commands as cmd
 from postel.imap import condstore as cs
@@ -529,6 +529,12 @@ class ImapSession(asyncio.Protocol):
                     await imap_metadata.run(self, command)
                 case _:
                     await msg.run(self, command)
+        except BlobMissing as exc:
+            log.error(
+                "imap.blob_missing",
+                extra={"command": type(command).__name__, "error": str(exc)},
+            )
+            await self.tagged(tag, r.Status.NO, "Message data is missing", r.SERVERBUG)
         except NotFound:
             if self.selected is not None and await self._selected_gone():
                 # Another session deleted (or renamed away) the selected mailbox.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from postel import limits
-from postel.errors import NotFound, StoreError
+from postel.errors import BlobMissing, StoreError
 from postel.store.api import BlobRef
 
 READ_CHUNK = 64 * 1024
@@ -86,11 +86,11 @@ class BlobFiles:
         return os.fdopen(fd, "w+b"), Path(name)
 
     def read(self, key: str) -> bytes:
-        """The bytes of file blob ``key``; NotFound if the file is missing."""
+        """The bytes of file blob ``key``; BlobMissing (a NotFound) if the file is gone."""
         try:
             return self.path(key).read_bytes()
         except FileNotFoundError as exc:
-            raise NotFound(f"blob file {key} is missing") from exc
+            raise BlobMissing(f"blob file {key} is missing") from exc
 
     def read_chunk(self, key: str, offset: int, size: int = READ_CHUNK) -> bytes:
         """``size`` octets of file blob ``key`` from ``offset`` (fewer at the end)."""
@@ -99,7 +99,7 @@ class BlobFiles:
                 f.seek(offset)
                 return f.read(size)
         except FileNotFoundError as exc:
-            raise NotFound(f"blob file {key} is missing") from exc
+            raise BlobMissing(f"blob file {key} is missing") from exc
 
     def remove(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
