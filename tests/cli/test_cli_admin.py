@@ -169,6 +169,14 @@ def test_account_password_from_stdin_file_and_prompt(
     assert main(["--data", str(cli.data), "account", "add", "d@example.org"]) == 1
     assert "do not match" in cli.capsys.readouterr().err
 
+    def end_of_input(prompt: str = "") -> str:  # Ctrl-D at the prompt
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", end_of_input)
+    assert main(["--data", str(cli.data), "account", "add", "d@example.org"]) == 1
+    err = cli.capsys.readouterr().err
+    assert err.startswith("postel: error: no password given") and "internal" not in err
+
 
 def test_account_passwd_list_remove(cli: Cli) -> None:
     cli.ok("domain", "add", "example.org")

@@ -46,8 +46,12 @@ def obtain_password(args: argparse.Namespace, io: Io) -> NewPassword:
     if args.password_file is not None:
         return NewPassword(_from_file(args.password_file, io), generated=False)
     if io.stdin_is_tty():
-        first = io.getpass("New password: ")
-        if io.getpass("Repeat password: ") != first:
+        try:
+            first = io.getpass("New password: ")
+            repeated = io.getpass("Repeat password: ")
+        except EOFError:  # Ctrl-D at the prompt
+            raise CliError("no password given (use --generate or --password-file)") from None
+        if repeated != first:
             raise CliError("the passwords do not match")
         return NewPassword(first, generated=False)
     line = _first_line(io.stdin.readline(PASSWORD_LINE_MAX))
