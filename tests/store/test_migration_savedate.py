@@ -27,4 +27,3 @@ def test_existing_rows_get_their_internal_date(tmp_path: Path) -> None:
         row = conn.execute(text("SELECT internal_date, save_date FROM messages")).one()
     assert row[1] == row[0] == "2001-02-03 04:05:06.000000"
     engine.dispose()
-
