@@ -203,3 +203,66 @@ async def test_stop_hands_back_leases_it_cannot_finish(
     assert [r.state for r in states].count(RecipientState.LEASED) == 1  # cut short: expires
     handed_back = [r for r in states if r.state is not RecipientState.LEASED]
     assert all(r.state is RecipientState.QUEUED and r.attempts == 0 for r in handed_back)
+
+
+async def test_a_kept_connection_closed_by_the_peer_is_replaced_at_once(
+    store: Store, make_worker: WorkerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The peer closes a connection after each transaction while it idles (as a server
+    that restarts does; RFC 5321 §4.5.3.2.7): the next message, sent over the kept
+    connection, fails on it and goes again at once on a new connection instead of
+    being deferred with back-off."""
+    connections: list[int] = []
+    delivered: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        writer.write(b"220 closing.example ESMTP\r\n")
+        while line := await reader.readline():
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                writer.write(b"250 closing.example\r\n")
+            elif verb == b"DATA":
+                writer.write(b"354 go on\r\n")
+                await writer.drain()
+                data = b""
+                while (chunk := await reader.readline()) != b".\r\n":
+                    data += chunk
+                delivered.append(data)
+                writer.write(b"250 2.0.0 taken\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+                writer.close()  # gone while the client keeps the connection
+                return
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
+            else:
+                writer.write(b"250 ok\r\n")
+            await writer.drain()
+        writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    worker = make_worker(port, poll_interval=30)
+    task = asyncio.create_task(worker.run())
+    try:
+        with caplog.at_level(logging.INFO, logger="postel.delivery"):
+            for n in (1, 2):
+                await enqueue(store, f"K{n}", "b@example.test", data=body(n))
+                worker.wake()
+                for _ in range(100):
+                    got = (await recipients(store, f"K{n}"))["b@example.test"]
+                    if got.state is RecipientState.DELIVERED:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    pytest.fail(f"K{n} not delivered at once: {got}")
+                await asyncio.sleep(0.3)  # the peer has closed the kept connection
+        assert len(delivered) == 2 and len(connections) == 2
+        assert [r.msg for r in caplog.records].count("delivery.reconnect") == 1
+    finally:
+        await worker.stop(grace=2)
+        await asyncio.wait_for(task, 5)
+        server.close()
+        await server.wait_closed()

@@ -374,11 +374,26 @@ class DeliveryWorker:
                         break
                     continue
                 current = lane.pending.popleft()
+                kept = session.transactions > 0  # a connection kept open between messages
                 try:
                     await self._deliver(session, current)
                 except SessionError as exc:
                     session.abort()
+                    if kept:
+                        # The peer may close a connection while it idles (RFC 5321
+                        # §4.5.3.2.7): the message goes again at once, on a new one.
+                        log.info(
+                            "delivery.reconnect",
+                            extra={"queue_id": current.message.queue_id, "reply": exc.reply},
+                        )
+                        lane.pending.appendleft(current)
+                        session, current, resume = None, None, False
+                        continue
                     session, last_error, resume = None, exc.reply, True
+                    log.info(
+                        "delivery.deferred",
+                        extra={"queue_id": current.message.queue_id, "reply": exc.reply},
+                    )
                     deferred = Outcome.deferred(exc.reply)
                     await self._settle(current, dict.fromkeys(_ids(current), deferred))
                     self._finished()
