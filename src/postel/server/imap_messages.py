@@ -662,7 +662,7 @@ async def append(session: ImapSession, started: ev.AppendStarted | ev.CatenateSt
         await session.tagged(tag, r.Status.BAD, f"Invalid flag: {exc}")
         return
     except OverQuota as exc:  # nothing of the command was stored (RFC 9208 §4: all or nothing)
-        _log_over_quota(session, "Append", str(exc))
+        log_over_quota(session, "Append", str(exc))
         await session.tagged(tag, r.Status.NO, "Over quota", r.OVERQUOTA)
         return
     await session.sync(allow_expunge=False)
@@ -673,7 +673,9 @@ async def append(session: ImapSession, started: ev.AppendStarted | ev.CatenateSt
     await session.tagged(tag, r.Status.OK, "APPEND completed", code)
 
 
-def _log_over_quota(session: ImapSession, command: str, reason: str) -> None:
+def log_over_quota(session: ImapSession, command: str, reason: str) -> None:
+    """The operator's line for a command refused with [OVERQUOTA]: the command, the
+    user and why. Spec: RFC 9208 §4.1."""
     user = session.account.address if session.account is not None else ""
     log.info("imap.over_quota", extra={"command": command, "user": user, "error": reason})
 
@@ -696,7 +698,7 @@ async def _receive_one(session: ImapSession, started: ev.AppendStarted) -> Recei
         problem = exceeded(usage, octets=started.size, messages=1)
         if problem is not None:
             session.conn.reject_literal()  # refused before the client sends the octets
-            _log_over_quota(session, "Append", f"{problem.name} (literal of {started.size} octets)")
+            log_over_quota(session, "Append", f"{problem.name} (literal of {started.size} octets)")
             await session.tagged(started.tag, r.Status.NO, "Over quota", r.OVERQUOTA)
             return None
     continuation = session.conn.accept_literal()

@@ -542,11 +542,7 @@ class ImapSession(asyncio.Protocol):
                 raise SessionEnded from None
             await self.tagged(tag, r.Status.NO, "No such mailbox or message", r.NONEXISTENT)
         except OverQuota as exc:
-            user = self.account.address if self.account is not None else ""
-            log.info(
-                "imap.over_quota",
-                extra={"command": type(command).__name__, "user": user, "error": str(exc)},
-            )
+            msg.log_over_quota(self, type(command).__name__, str(exc))
             await self.tagged(tag, r.Status.NO, "Over quota", r.OVERQUOTA)
         except StoreError as exc:
             log.warning(
