@@ -590,6 +590,20 @@ def test_plaintext_pipelined_after_starttls_is_ignored(imap: PostelServer) -> No
         assert client.command("SELECT INBOX").status == "OK"
 
 
+def test_autologout_counts_from_the_last_command(imap: PostelServer) -> None:
+    """A session busy for longer than its timeout is not cut (each command sets a new
+    read deadline); once silent it is cut one timeout after its last command, however
+    many commands came before. Spec: RFC 9051 §5.4."""
+    client = logged_in(imap)
+    began = time.monotonic()
+    while time.monotonic() - began < 2 * TIMEOUT_AUTH:
+        assert client.command("NOOP").status == "OK"
+        time.sleep(TIMEOUT_AUTH / 6)
+    elapsed, found = closes_within(client, TIMEOUT_AUTH + CUT_SLACK)
+    assert elapsed > TIMEOUT_AUTH - 0.5, (elapsed, found)
+    assert any(b"BYE" in line and b"utologout" in line for line in found), found
+
+
 def _garbage(seed: int, size: int) -> bytes:
     rng = random.Random(seed)
     return bytes(rng.getrandbits(8) for _ in range(size))

@@ -19,12 +19,14 @@ from mail.dovecot_compare import CORPUS, TORTURE, TORTURE_MESSAGE, cases
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch import (
     ATTRIBUTE_ITEMS,
+    MESSAGE_ATTRS,
     FetchDataMissing,
     FetchSource,
     binary_octets,
     format_internal_date,
     needs_bytes,
     needs_summary,
+    plan,
     render_attributes,
     render_item,
     render_items,
@@ -170,6 +172,27 @@ def test_needs_bytes_and_sets_seen() -> None:
     assert sets_seen([FetchAttr.RFC822]) and sets_seen([FetchAttr.RFC822_TEXT])
     assert not sets_seen([FetchAttr.RFC822_HEADER]) and needs_bytes([FetchAttr.RFC822_HEADER])
     assert needs_bytes([BinarySize((1,))]) and not sets_seen([BinarySize((1,))])
+
+
+_PLAN_ITEMS = [
+    *FetchAttr,
+    BodySection(Section(), peek=True),
+    BodySection(Section()),
+    BodySection(Section((1,)), peek=True, binary=True),
+    BodySection(Section(text=SectionText.HEADER), peek=True),
+    BinarySize((1,)),
+]
+
+
+@given(st.lists(st.sampled_from(_PLAN_ITEMS), min_size=1, max_size=6))
+def test_plan_agrees_with_the_item_predicates(items: list[FetchItem]) -> None:
+    lane = plan(tuple(items))
+    assert lane.attributes_only == all(item in ATTRIBUTE_ITEMS for item in items)
+    assert lane.sets_seen == sets_seen(items)
+    assert lane.needs_bytes == needs_bytes(items)
+    assert lane.needs_summary == needs_summary(items)
+    envelope = all(item in MESSAGE_ATTRS or item is FetchAttr.ENVELOPE for item in items)
+    assert lane.envelope_only == envelope
 
 
 # --- sections, by hand -----------------------------------------------------------------

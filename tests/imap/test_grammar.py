@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from postel.imap.grammar import Cursor, ImapSyntaxError
+from postel.imap.grammar import ATOM_SPECIALS, Cursor, ImapSyntaxError
 
 
 def cur(text: bytes, *literals: bytes, utf8: bool = False) -> Cursor:
@@ -123,3 +125,46 @@ def test_paren_depth_bound() -> None:
 
 def test_list_mailbox_wildcards() -> None:
     assert cur(b"foo/%*").list_mailbox() == b"foo/%*"
+
+
+def _reference_run(seg: bytes, allowed: frozenset[int] | None, extra: frozenset[int]) -> bytes:
+    """RFC 9051 §9 ATOM-CHAR, read one octet at a time: any CHAR except atom-specials
+    (those in ``extra`` excepted), limited to ``allowed`` when given."""
+    out = bytearray()
+    for c in seg:
+        if c > 0x7E or (c in ATOM_SPECIALS and c not in extra):
+            break
+        if allowed is not None and c not in allowed:
+            break
+        out.append(c)
+    return bytes(out)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=40), st.sampled_from(["atom", "astring", "digits", "sequence"]))
+def test_atom_runs_match_the_grammar(data: bytes, kind: str) -> None:
+    """Every run reader takes exactly the octets the ABNF allows, whatever follows."""
+    seg = data.replace(b"\r", b"").replace(b"\n", b"")
+    c = Cursor([seg])
+    allowed, extra = {
+        "atom": (None, frozenset()),
+        "astring": (None, frozenset(b"]")),
+        "digits": (frozenset(b"0123456789"), frozenset()),
+        "sequence": (frozenset(b"0123456789:,$*"), frozenset(b"*")),
+    }[kind]
+    expected = _reference_run(seg, allowed, extra)
+    if kind == "astring":
+        got = c.astring_atom()
+    else:
+        got = c.run(allowed) if extra == frozenset() else c._run(allowed, extra)
+    assert got == expected
+    assert c.mark() == (0, len(expected))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=12), st.sampled_from([b" ", b"(", b"UID", b"body.peek"]))
+def test_take_is_case_insensitive_and_exact(data: bytes, token: bytes) -> None:
+    c = Cursor([data])
+    taken = c.take(token)
+    assert taken == (data[: len(token)].upper() == token.upper())
+    assert c.mark() == (0, len(token) if taken else 0)

@@ -36,6 +36,7 @@ import datetime as dt
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from postel.errors import LocalProtocolError
 from postel.imap.decode import UnknownTransferEncoding, decode_transfer
@@ -57,12 +58,14 @@ __all__ = [
     "ATTRIBUTE_ITEMS",
     "MESSAGE_ATTRS",
     "FetchDataMissing",
+    "FetchPlan",
     "FetchSource",
     "UnknownTransferEncoding",
     "binary_octets",
     "format_internal_date",
     "needs_bytes",
     "needs_summary",
+    "plan",
     "render_attributes",
     "render_flags",
     "render_item",
@@ -213,6 +216,35 @@ def sets_seen(items: Iterable[FetchItem]) -> bool:
     """
     return any(
         (isinstance(item, BodySection) and not item.peek) or item in _SEEN_ATTRS for item in items
+    )
+
+
+class FetchPlan(NamedTuple):
+    """What answering a FETCH item list takes, decided once per distinct list
+    (``plan``): the lane, what is read, whether \\Seen is set. Spec: RFC 9051 §6.4.5."""
+
+    attributes_only: bool
+    """Every item is in ATTRIBUTE_ITEMS (the message-list lane)."""
+    sets_seen: bool
+    needs_bytes: bool
+    needs_summary: bool
+    envelope_only: bool
+    """Every item is a message attribute or ENVELOPE (the summary's MIME tree is not
+    decoded)."""
+
+
+_ENVELOPE_ITEMS = MESSAGE_ATTRS | {FetchAttr.ENVELOPE}
+
+
+@functools.lru_cache(maxsize=256)
+def plan(items: tuple[FetchItem, ...]) -> FetchPlan:
+    """The FetchPlan of ``items`` (cached: clients repeat a few item lists)."""
+    return FetchPlan(
+        attributes_only=all(item in ATTRIBUTE_ITEMS for item in items),
+        sets_seen=sets_seen(items),
+        needs_bytes=needs_bytes(items),
+        needs_summary=needs_summary(items),
+        envelope_only=all(item in _ENVELOPE_ITEMS for item in items),
     )
 
 

@@ -43,6 +43,33 @@ _NUMBER_MAX = 4_294_967_295
 _NUMBER64_MAX = 9_223_372_036_854_775_807
 _LIST_WILDCARDS = frozenset(b"%*")
 _SEQ_CHARS = frozenset(b"0123456789:,$*")
+_NONE: frozenset[int] = frozenset()
+_CLOSE_BRACKET = frozenset(b"]")
+_DIGITS = frozenset(b"0123456789")
+_STAR = frozenset(b"*")
+_LIST_CHARS = _LIST_WILDCARDS | _CLOSE_BRACKET
+_ATOM_RUNS: dict[tuple[frozenset[int] | None, frozenset[int]], re.Pattern[bytes]] = {}
+
+
+def _atom_run(allowed: frozenset[int] | None, extra: frozenset[int]) -> re.Pattern[bytes]:
+    """A pattern matching the longest run of atom characters (RFC 9051 §9 ATOM-CHAR:
+    no atom-specials, CTLs or 8-bit octets) that are in ``allowed`` (any, if None) or
+    are atom-specials named in ``extra``; compiled once per pair of sets."""
+    key = (allowed, extra)
+    pattern = _ATOM_RUNS.get(key)
+    if pattern is None:
+        octets = bytes(
+            c
+            for c in range(0x80)
+            if c <= 0x7E
+            and (c not in ATOM_SPECIALS or c in extra)
+            and (allowed is None or c in allowed)
+        )
+        pattern = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in octets) + b"]*")
+        _ATOM_RUNS[key] = pattern
+    return pattern
+
+
 _TIME_ZONE = re.compile(rb'([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"')
 
 
@@ -146,7 +173,8 @@ class Cursor:
     def take(self, token: bytes) -> bool:
         """Consume ``token`` (case-insensitive) if it comes next."""
         n = len(token)
-        if self._seg[self._pos : self._pos + n].upper() == token.upper():
+        got = self._seg[self._pos : self._pos + n]
+        if got == token or (len(got) == n and got.upper() == token.upper()):
             self._pos += n
             return True
         return False
@@ -158,7 +186,10 @@ class Cursor:
 
     def sp(self) -> None:
         """One SP."""
-        self.expect(b" ")
+        pos = self._pos
+        if self._seg[pos : pos + 1] != b" ":
+            raise self.error("expected ' '")
+        self._pos = pos + 1
 
     def open(self) -> None:
         """``(`` opening a list, counting nesting against the depth bound."""
@@ -198,18 +229,12 @@ class Cursor:
         return False
 
     # --- atoms and numbers ----------------------------------------------------------
-    def _run(self, allowed: frozenset[int] | None, extra: frozenset[int] = frozenset()) -> bytes:
+    def _run(self, allowed: frozenset[int] | None, extra: frozenset[int] = _NONE) -> bytes:
         seg, start = self._seg, self._pos
-        i = start
-        while i < len(seg):
-            c = seg[i]
-            if c > 0x7E or (c in ATOM_SPECIALS and c not in extra):
-                break
-            if allowed is not None and c not in allowed:
-                break
-            i += 1
-        self._pos = i
-        return seg[start:i]
+        found = _atom_run(allowed, extra).match(seg, start)
+        end = found.end() if found is not None else start
+        self._pos = end
+        return seg[start:end]
 
     def run(self, allowed: frozenset[int]) -> bytes:
         """The longest run of ``allowed`` atom characters (possibly empty)."""
@@ -224,11 +249,11 @@ class Cursor:
 
     def astring_atom(self) -> bytes:
         """1*ASTRING-CHAR (atom characters and ``]``); empty if none."""
-        return self._run(None, frozenset(b"]"))
+        return self._run(None, _CLOSE_BRACKET)
 
     def tag_text(self) -> str:
         """``tag``: ASTRING-CHARs except ``+``. Spec: RFC 9051 §9 (tag)."""
-        raw = self._run(None, frozenset(b"]"))
+        raw = self._run(None, _CLOSE_BRACKET)
         if not raw or b"+" in raw:
             raise ImapSyntaxError("missing or invalid tag")
         self.tag = raw.decode("ascii")
@@ -236,7 +261,7 @@ class Cursor:
 
     def digits(self) -> bytes:
         """1*DIGIT."""
-        raw = self._run(frozenset(b"0123456789"))
+        raw = self._run(_DIGITS)
         if not raw:
             raise self.error("expected a number")
         return raw
@@ -261,7 +286,7 @@ class Cursor:
 
     def sequence_set(self) -> SequenceSet:
         """``sequence-set`` or ``$``. Spec: RFC 9051 §9, RFC 5182."""
-        raw = self._run(_SEQ_CHARS, frozenset(b"*"))
+        raw = self._run(_SEQ_CHARS, _STAR)
         try:
             return parse_sequence_set(raw.decode("ascii"))
         except SequenceSetError as exc:
@@ -347,7 +372,7 @@ class Cursor:
         Spec: RFC 9051 §9 (list-mailbox)."""
         if self.peek() == 0x22 or self.at_literal():
             return self.string()
-        raw = self._run(None, _LIST_WILDCARDS | frozenset(b"]"))
+        raw = self._run(None, _LIST_CHARS)
         if not raw:
             raise self.error("expected a mailbox pattern")
         return raw

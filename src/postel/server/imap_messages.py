@@ -117,9 +117,7 @@ async def _bad_sequence(session: ImapSession, tag: str) -> None:
     await session.tagged(tag, r.Status.BAD, "Invalid message sequence number")
 
 
-_ENVELOPE_ITEMS = fetch.MESSAGE_ATTRS | {FetchAttr.ENVELOPE}
 _RECENT = frozenset({"\\Recent"})
-"""FETCH items that read at most the summary's ENVELOPE (its MIME tree is not decoded)."""
 FETCH_OUTPUT_FLUSH = 64 * 1024
 """Octets of FETCH responses gathered before they are written (one send for many small
 responses; a large one goes out at once). Local bound on what a session holds."""
@@ -226,7 +224,8 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
         items = (*items, FetchAttr.MODSEQ)  # CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1)
     if command.vanished and since is not None:
         await session.write(await imap_condstore.fetch_vanished(session, selected, command, since))
-    if all(item in fetch.ATTRIBUTE_ITEMS for item in items):
+    lane = fetch.plan(items)
+    if lane.attributes_only:
         out = await _fetch_attributes(
             session, selected, cast(tuple[FetchAttr, ...], items), pairs, since
         )
@@ -235,89 +234,90 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
             await session.sync(allow_expunge=command.uid)
             await session.tagged(command.tag, r.Status.OK, "FETCH completed")
         return
-    sets_seen = fetch.sets_seen(items) and not selected.view.read_only
-    needs_bytes = fetch.needs_bytes(items)
-    needs_summary = fetch.needs_summary(items)
-    envelope_only = all(item in _ENVELOPE_ITEMS for item in items)
+    sets_seen = lane.sets_seen and not selected.view.read_only
+    needs_bytes = lane.needs_bytes
+    needs_summary = lane.needs_summary
+    envelope_only = lane.envelope_only
     unknown_cte = False
     out = _Output(session)
     octets: dict[int, bytes] = {}
-    load: Loader[StoredMessage] = _rows
-    if needs_bytes and len(pairs) == 1:  # one message: its row and octets in one read
 
-        async def load(
-            session: ImapSession, mailbox_id: MailboxId, uids: Sequence[int]
-        ) -> dict[int, StoredMessage]:
-            found = await session.store.fetch_message_data(mailbox_id, uids[0])
-            if found is None:
-                return {}
-            octets[found[0].uid] = found[1]
-            return {found[0].uid: found[0]}
-
-    async with contextlib.aclosing(_row_batches(session, selected.mailbox_id, pairs, load)) as each:
-        async for batch, rows, last in each:
-            if since is not None:
-                rows = {u: m for u, m in rows.items() if m.modseq > since}
-            flagged: set[int] = set()
-            if sets_seen:
-                flagged = await _mark_seen(session, selected, rows)
-            for msn, uid in batch:
-                m = rows.get(uid)
-                if m is None:
-                    continue  # expunged meanwhile; the client hears of it at the next sync point
-                wanted = items
-                if uid in flagged and FetchAttr.FLAGS not in wanted:
-                    wanted = (*wanted, FetchAttr.FLAGS)
-                    if session.condstore and FetchAttr.MODSEQ not in wanted:
-                        wanted = (*wanted, FetchAttr.MODSEQ)
-                try:
-                    data = octets.pop(uid, None)
-                    if needs_bytes and data is None:
-                        data = await session.store.read_message(selected.mailbox_id, uid)
-                    envelope = imap_envelope(m.summary) if envelope_only else None
-                    summary = (
-                        await load_summary(m, envelope_only=envelope_only)
-                        if needs_summary and envelope is None
-                        else _EMPTY_SUMMARY
-                    )
-                    preview = (
-                        await load_preview(session.store, m, summary, data)
-                        if FetchAttr.PREVIEW in items
-                        else None
-                    )
-                except BlobMissing:
-                    raise  # the message is there but its bytes are not: the session says NO
-                except NotFound:
-                    continue
-                shown = m.flags
-                if not session.rev2 and uid in selected.recent:
-                    shown = m.flags | {"\\Recent"}
-                source = fetch.FetchSource(
-                    uid,
-                    shown,
-                    m.internal_date,
-                    m.size,
-                    summary,
-                    m.trace_prefix,
-                    data,
-                    m.modseq,
-                    preview=preview,
-                    save_date=m.save_date,
-                    envelope=envelope,
-                    email_id=(
-                        objectid.email_id(m.blob.key, m.trace_prefix)
-                        if FetchAttr.EMAILID in items
-                        else ""
-                    ),
+    async def answer(batch: Sequence[tuple[int, int]], rows: dict[int, StoredMessage]) -> None:
+        nonlocal unknown_cte
+        if since is not None:
+            rows = {u: m for u, m in rows.items() if m.modseq > since}
+        flagged: set[int] = set()
+        if sets_seen:
+            flagged = await _mark_seen(session, selected, rows)
+        for msn, uid in batch:
+            m = rows.get(uid)
+            if m is None:
+                continue  # expunged meanwhile; the client hears of it at the next sync point
+            wanted = items
+            if uid in flagged and FetchAttr.FLAGS not in wanted:
+                wanted = (*wanted, FetchAttr.FLAGS)
+                if session.condstore and FetchAttr.MODSEQ not in wanted:
+                    wanted = (*wanted, FetchAttr.MODSEQ)
+            try:
+                data = octets.pop(uid, None)
+                if needs_bytes and data is None:
+                    data = await session.store.read_message(selected.mailbox_id, uid)
+                envelope = imap_envelope(m.summary) if envelope_only else None
+                summary = (
+                    await load_summary(m, envelope_only=envelope_only)
+                    if needs_summary and envelope is None
+                    else _EMPTY_SUMMARY
                 )
-                try:
-                    rendered = fetch.render_items(wanted, source)
-                except UnknownTransferEncoding:
-                    unknown_cte = True
-                    continue
-                await out.add(r.fetch_response(msn, rendered))
-            if not last:
-                await out.flush()
+                preview = (
+                    await load_preview(session.store, m, summary, data)
+                    if FetchAttr.PREVIEW in items
+                    else None
+                )
+            except BlobMissing:
+                raise  # the message is there but its bytes are not: the session says NO
+            except NotFound:
+                continue
+            shown = m.flags
+            if not session.rev2 and uid in selected.recent:
+                shown = m.flags | {"\\Recent"}
+            source = fetch.FetchSource(
+                uid,
+                shown,
+                m.internal_date,
+                m.size,
+                summary,
+                m.trace_prefix,
+                data,
+                m.modseq,
+                preview=preview,
+                save_date=m.save_date,
+                envelope=envelope,
+                email_id=(
+                    objectid.email_id(m.blob.key, m.trace_prefix)
+                    if FetchAttr.EMAILID in items
+                    else ""
+                ),
+            )
+            try:
+                rendered = fetch.render_items(wanted, source)
+            except UnknownTransferEncoding:
+                unknown_cte = True
+                continue
+            await out.add(r.fetch_response(msn, rendered))
+
+    if needs_bytes and len(pairs) == 1:
+        # One message (a client opening it): its row and octets in one read, no batches.
+        found = await session.store.fetch_message_data(selected.mailbox_id, pairs[0][1])
+        if found is not None:
+            octets[found[0].uid] = found[1]
+        await answer(pairs, {} if found is None else {found[0].uid: found[0]})
+    else:
+        batches = _row_batches(session, selected.mailbox_id, pairs, _rows)
+        async with contextlib.aclosing(batches) as each:
+            async for batch, rows, last in each:
+                await answer(batch, rows)
+                if not last:
+                    await out.flush()
     async with session.corked():  # the last responses and the status in one write
         await out.flush()
         await session.sync(allow_expunge=command.uid)

@@ -174,6 +174,12 @@ class ImapSession(asyncio.Protocol):
         self._closed = False
         self._reading_paused = False
         self._pending = 0
+        self._read_deadline = 0.0
+        """Loop time by which the waiting read must have its input (``next_event``)."""
+        self._read_waiting = False
+        self._read_timed_out = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        """The timer that enforces ``_read_deadline`` (``_watch_read``)."""
         self._corked: list[bytes] | None = None
         """Writes held to go out as one (``corked``), or None."""
         self._task: asyncio.Task[None] | None = None
@@ -348,14 +354,36 @@ class ImapSession(asyncio.Protocol):
             if self.service.stopping:
                 raise SessionEnded
             self._readable.clear()
-            remaining = deadline - self.loop.time()
-            if remaining <= 0:
+            if deadline <= self.loop.time():
                 raise TimeoutError
+            self._read_deadline = deadline
+            watchdog = self._watchdog
+            if watchdog is None or watchdog.when() > deadline:
+                if watchdog is not None:
+                    watchdog.cancel()
+                self._watchdog = self.loop.call_at(deadline, self._watch_read)
+            self._read_waiting = True
+            self._read_timed_out = False
             try:
-                async with asyncio.timeout(remaining):
-                    await self._readable.wait()
-            except TimeoutError:
-                raise TimeoutError from None
+                await self._readable.wait()
+            finally:
+                self._read_waiting = False
+            if self._read_timed_out:
+                self._read_timed_out = False
+                raise TimeoutError
+
+    def _watch_read(self) -> None:
+        """The read deadline's timer: one per session, not one per read. It fires at
+        the deadline of the read that set it; by then a later read has usually
+        replaced that deadline, and it sets itself again for the current one."""
+        self._watchdog = None
+        if not self._read_waiting or self._closed:
+            return
+        if self.loop.time() >= self._read_deadline:
+            self._read_timed_out = True
+            self._readable.set()
+        else:
+            self._watchdog = self.loop.call_at(self._read_deadline, self._watch_read)
 
     def command_timeout(self) -> float:
         cfg = self.service.config.imap
@@ -375,6 +403,9 @@ class ImapSession(asyncio.Protocol):
             with contextlib.suppress(Exception):
                 await self.write(r.bye("Internal error, closing connection", r.SERVERBUG))
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
             await self._unselect_quietly()
             with contextlib.suppress(Exception):
                 await self.notify_state.close()
