@@ -142,6 +142,44 @@ def test_select_by_sequence_number_and_uid() -> None:
     assert not view.out_of_range(parse_sequence_set("1:*"))
 
 
+_BOUND = st.one_of(st.just("*"), st.integers(1, 30).map(str))
+
+
+@settings(max_examples=300)
+@given(
+    st.sets(st.integers(1, 25), max_size=15),
+    st.lists(st.tuples(_BOUND, st.one_of(st.none(), _BOUND)), min_size=1, max_size=3),
+)
+def test_uid_select_is_the_uids_in_any_range(
+    kept: set[int], elements: list[tuple[str, str | None]]
+) -> None:
+    """UID selection, one range or several: exactly the mailbox's UIDs inside some range
+    (``*`` the highest UID, bounds in either order), ascending, numbered by position.
+    Spec: RFC 9051 §6.4.9, §9 (seq-range)."""
+    store = Store()
+    for _ in range(25):
+        store.add()
+    for gone in set(range(1, 26)) - kept:
+        store.expunge(gone)
+    view, _ = select(store)
+    text = ",".join(a if b is None else f"{a}:{b}" for a, b in elements)
+    uids = sorted(kept)
+    highest = uids[-1] if uids else 0
+
+    def value(bound: str) -> int:
+        return highest if bound == "*" else int(bound)
+
+    def inside(uid: int) -> bool:
+        for a, b in elements:
+            lo, hi = sorted((value(a), value(a if b is None else b)))
+            if lo <= uid <= hi:
+                return True
+        return False
+
+    expected = [(n, uid) for n, uid in enumerate(uids, 1) if inside(uid)]
+    assert view.select(parse_sequence_set(text), uid=True) == expected
+
+
 operation = st.one_of(
     st.tuples(st.just("add"), st.booleans()),
     st.tuples(st.just("flag"), st.integers(1, 40)),

@@ -147,8 +147,14 @@ class MailboxView:
         if not self.uids:
             return []
         if uid:
+            ranges = sequence.resolve(self.uids[-1])
+            if len(ranges) == 1:  # one UID or one range: a client's usual request
+                lo, hi = ranges[0]
+                a = bisect.bisect_left(self.uids, lo)
+                b = bisect.bisect_right(self.uids, hi)
+                return [(i + 1, self.uids[i]) for i in range(a, b)]
             picked: set[int] = set()
-            for lo, hi in sequence.resolve(self.uids[-1]):
+            for lo, hi in ranges:
                 a = bisect.bisect_left(self.uids, lo)
                 b = bisect.bisect_right(self.uids, hi)
                 picked.update(range(a, b))

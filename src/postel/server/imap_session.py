@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from postel import imap, limits
@@ -41,6 +40,9 @@ from postel.imap.connection import ConnectionConfig, ServerConnection, State
 from postel.imap.fetch import render_flags
 from postel.imap.view import Exists, Expunge, FlagsChanged, MailboxView, ViewUpdate
 from postel.sasl import CANCELLED, Cancelled, SaslError, UnsupportedMechanism, decode_response
+from postel.server import imap_condstore as modseq
+from postel.server import imap_mailboxes as mb
+from postel.server import imap_messages as msg
 from postel.server import tls
 from postel.server.auth import Authenticator, plaintext_allowed
 from postel.server.imap_compress import CompressionError, DeflateStream
@@ -63,8 +65,40 @@ scanners; RELIABILITY.md D6)."""
 BAD_COMMANDS_MAX = 20
 """BAD answers after login after which the session ends (local policy)."""
 
+_MESSAGE_COMMANDS: frozenset[type[cmd.Command]] = frozenset(
+    {
+        cmd.Fetch,
+        cmd.Store,
+        cmd.Search,
+        cmd.Sort,
+        cmd.Thread,
+        cmd.CancelUpdate,
+        cmd.Copy,
+        cmd.Move,
+        cmd.Expunge,
+        cmd.Close,
+        cmd.Unselect,
+    }
+)
+"""Selected-state commands, answered by ``imap_messages.run``."""
+
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 """The flags every mailbox supports. Spec: RFC 9051 §2.3.2."""
+
+
+class _Cork:
+    """``ImapSession.corked``'s context manager."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: ImapSession) -> None:
+        self._session = session
+
+    async def __aenter__(self) -> None:
+        self._session._corked = []
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._session.uncork()
 
 
 class SessionEnded(Exception):
@@ -287,19 +321,18 @@ class ImapSession(asyncio.Protocol):
 
     # -- output ----------------------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def corked(self) -> AsyncIterator[None]:
+    def corked(self) -> _Cork:
         """Hold this session's writes in the body and send them in one write at its end
         (the last responses of a command and its tagged status: one segment, one
         wake-up of the client, instead of several). Holds at most CORK_OCTETS_MAX;
-        beyond that what is held goes out at once."""
-        self._corked = []
-        try:
-            yield
-        finally:
-            held, self._corked = self._corked, None
-            if held and not self._closed:
-                await self.write(b"".join(held))
+        beyond that what is held goes out at once. Use: ``async with session.corked():``."""
+        return _Cork(self)
+
+    async def uncork(self) -> None:
+        """Send what ``corked`` held, in one write, and stop holding writes."""
+        held, self._corked = self._corked, None
+        if held and not self._closed:
+            await self.write(b"".join(held))
 
     async def write(self, data: bytes) -> None:
         """Write ``data``; wait (bounded) while the client is not reading."""
@@ -471,11 +504,9 @@ class ImapSession(asyncio.Protocol):
                 return
 
     async def _handle(self, event: ev.Event) -> None:
-        from postel.server import imap_mailboxes, imap_messages
-
         match event:
             case ev.CommandReceived(command=command):
-                await self._command(command, imap_mailboxes, imap_messages)
+                await self._command(command)
             case ev.BadCommand(tag=tag, text=text, code=code):
                 code_obj = r.Code(code) if code else None
                 if tag is None:
@@ -487,19 +518,18 @@ class ImapSession(asyncio.Protocol):
             case ev.LiteralContinuationNeeded():
                 await self.write(self.conn.accept_literal())
             case ev.AppendStarted() | ev.CatenateStarted():
-                await imap_messages.append(self, event)
+                await msg.append(self, event)
             case _:
                 raise PostelError(f"unexpected IMAP event {event!r}")
 
-    async def _command(self, command: cmd.Command, mailboxes: object, messages: object) -> None:
-        from postel.server import imap_condstore as modseq
-        from postel.server import imap_mailboxes as mb
-        from postel.server import imap_messages as msg
-
+    async def _command(self, command: cmd.Command) -> None:
         tag = command.tag
         await self.check_selected()
         try:
             await modseq.note_command(self, command)
+            if type(command) in _MESSAGE_COMMANDS:  # the most frequent, matched first
+                await msg.run(self, command)
+                return
             match command:
                 case cmd.Capability():
                     await self.write(r.capability(self.capabilities()))
