@@ -159,8 +159,8 @@ class MailboxView:
                 b = bisect.bisect_right(self.uids, hi)
                 picked.update(range(a, b))
             return [(i + 1, self.uids[i]) for i in sorted(picked)]
-        ranges = _RangeSet(sequence, len(self.uids))
-        return [(n, self.uids[n - 1]) for n in ranges.members(len(self.uids))]
+        numbers = _RangeSet(sequence, len(self.uids))
+        return [(n, self.uids[n - 1]) for n in numbers.members(len(self.uids))]
 
     def out_of_range(self, sequence: SequenceSet) -> bool:
         """True when a sequence-number set names a number above ``exists`` (or any
