@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postel.imap.commands import (
     COMMAND_STATES,
@@ -48,7 +50,8 @@ from postel.imap.commands import (
     parse_command,
 )
 from postel.imap.fetch_items import BinarySize, BodySection, FetchAttr, Section, SectionText
-from postel.imap.grammar import BadCharset, ImapSyntaxError, UnknownCommand
+from postel.imap.grammar import BadCharset, Cursor, ImapSyntaxError, UnknownCommand
+from postel.imap.parse_fetch import parse_fetch_args
 from postel.imap.search_keys import (
     AllKey,
     AndKey,
@@ -434,3 +437,50 @@ def test_append_head() -> None:
     assert parse_append_next(b" (\\Draft) ~{4}", "a") == (("\\Draft",), None, False, None)
     with pytest.raises(ImapSyntaxError):
         parse_append_head([b"a APPEND INBOX (\\Seen {5}"], [], utf8=False)
+
+
+# --- FETCH argument texts are parsed once and remembered -----------------------------------
+_FETCH_WORDS = [
+    "UID",
+    "FLAGS",
+    "ENVELOPE",
+    "BODY.PEEK[]",
+    "BODY[HEADER.FIELDS (FROM TO)]",
+    "BINARY.PEEK[1]<0.100>",
+    "RFC822.SIZE",
+    "MODSEQ",
+    "BOGUS",
+    "BODY[",
+    "(",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(_FETCH_WORDS), min_size=1, max_size=4),
+    st.sampled_from(["", " (CHANGEDSINCE 5)", " (CHANGEDSINCE 5 VANISHED)", " (VANISHED)"]),
+    st.booleans(),
+)
+def test_fetch_arguments_parse_the_same_remembered_or_not(
+    words: list[str], modifiers: str, listed: bool
+) -> None:
+    """A FETCH argument text gives the same items, or the same tagged error, the first
+    time, when remembered, and when parsed in full (no memo) by parse_fetch_args."""
+    text = ("(" + " ".join(words) + ")" if listed else " ".join(words)) + modifiers
+    outcomes = []
+    for tag in ("a1", "b2"):
+        try:
+            command = parse_command([f"{tag} UID FETCH 1:5 {text}".encode()])
+            assert isinstance(command, Fetch)
+            outcomes.append((command.items, command.changed_since, command.vanished))
+        except ImapSyntaxError as exc:
+            assert exc.tag == tag
+            outcomes.append(("BAD", exc.text))
+    cur = Cursor([text.encode()])
+    try:
+        found = parse_fetch_args(cur)
+        cur.end()
+        direct: object = found
+    except ImapSyntaxError as exc:
+        direct = ("BAD", exc.text)
+    assert outcomes[0] == outcomes[1] == direct

@@ -80,7 +80,7 @@ from postel.imap.parse_ext import (
     parse_resetkey,
     parse_urlfetch,
 )
-from postel.imap.parse_fetch import parse_fetch_args
+from postel.imap.parse_fetch import parse_fetch_tail
 from postel.imap.parse_mailbox import (
     parse_create,
     parse_list,
@@ -413,7 +413,7 @@ def _fetch(cur: Cursor, tag: str, uid: bool) -> Command:
     cur.sp()
     sequence = cur.sequence_set()
     cur.sp()
-    items, changed_since, vanished = parse_fetch_args(cur)
+    items, changed_since, vanished = parse_fetch_tail(cur)
     return Fetch(tag, sequence, items, uid=uid, changed_since=changed_since, vanished=vanished)
 
 

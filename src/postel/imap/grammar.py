@@ -163,6 +163,15 @@ class Cursor:
             raise self.error("cannot go back over a literal")
         self._pos = mark[1]
 
+    def in_last_segment(self) -> bool:
+        """True when no literal follows the current position (the rest of the command
+        is the rest of this line segment)."""
+        return self._index == len(self._literals)
+
+    def rest_length(self) -> int:
+        """Octets left unread in the current line segment."""
+        return len(self._seg) - self._pos
+
     def rest_of_segment(self) -> bytes:
         """The unread rest of the current line segment (literal announcement included);
         the cursor moves to its end."""

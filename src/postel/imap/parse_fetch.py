@@ -8,6 +8,8 @@ RFC 7162 §3.1.4.1 (CHANGEDSINCE), §3.2.6 (VANISHED); RFC 8970 §3 (PREVIEW).
 
 from __future__ import annotations
 
+import functools
+
 from postel.imap.fetch_items import (
     BinarySize,
     BodySection,
@@ -16,9 +18,9 @@ from postel.imap.fetch_items import (
     Section,
     SectionText,
 )
-from postel.imap.grammar import Cursor
+from postel.imap.grammar import Cursor, ImapSyntaxError
 
-__all__ = ["MACROS", "parse_fetch_args"]
+__all__ = ["FETCH_ARGS_MEMO_OCTETS", "MACROS", "parse_fetch_args", "parse_fetch_tail"]
 
 MACROS: dict[str, tuple[FetchItem, ...]] = {
     "ALL": (FetchAttr.FLAGS, FetchAttr.INTERNALDATE, FetchAttr.RFC822_SIZE, FetchAttr.ENVELOPE),
@@ -68,6 +70,39 @@ def parse_fetch_args(cur: Cursor) -> tuple[tuple[FetchItem, ...], int | None, bo
             items.append(_fetch_att(cur))
     changed_since, vanished = _modifiers(cur)
     return tuple(dict.fromkeys(items)), changed_since, vanished
+
+
+FETCH_ARGS_MEMO_OCTETS = 256
+"""Longest FETCH argument text whose parse is remembered (``parse_fetch_tail``); with
+at most FETCH_ARGS_MEMO_ENTRIES of them, the memo holds a bounded few KiB."""
+FETCH_ARGS_MEMO_ENTRIES = 128
+
+
+def parse_fetch_tail(cur: Cursor) -> tuple[tuple[FetchItem, ...], int | None, bool]:
+    """``parse_fetch_args`` of the rest of a command, which must end there (the cursor is
+    left at its end). A short argument text on the command's last line segment (what
+    clients send: the same few item lists again and again) is parsed once and
+    remembered. Raises ImapSyntaxError with the command's tag. Spec: RFC 9051 §9 (fetch).
+    """
+    if not cur.in_last_segment() or cur.rest_length() > FETCH_ARGS_MEMO_OCTETS:
+        found = parse_fetch_args(cur)
+        cur.end()
+        return found
+    text = bytes(cur.rest_of_segment())
+    try:
+        return _remembered_fetch_args(text, cur.utf8)
+    except ImapSyntaxError as exc:
+        raise cur.error(exc.text) from None
+
+
+@functools.lru_cache(maxsize=FETCH_ARGS_MEMO_ENTRIES)
+def _remembered_fetch_args(
+    text: bytes, utf8: bool
+) -> tuple[tuple[FetchItem, ...], int | None, bool]:
+    cur = Cursor([text], utf8=utf8)
+    found = parse_fetch_args(cur)
+    cur.end()
+    return found
 
 
 def _modifiers(cur: Cursor) -> tuple[int | None, bool]:
