@@ -20,7 +20,9 @@
 #        mailbench.py delivery-latency  SMTP 250 -> IDLE EXISTS, PROBES probes (user1)
 #        bench/imap_idle.py             IDLE authenticated IDLE sessions held HOLD s:
 #                                       summed RSS/PSS of the server's process tree
-#      every mailbench run under --watch (server CPU and memory of each tree),
+#      every mailbench run under --watch (server CPU and memory of each tree); after
+#      the IDLE run the next one waits until the machine's process count is back
+#      (Dovecot tears its IDLE processes down for a while),
 #   5. times STORE once more with Dovecot set to mail_fsync = always (durable against
 #      durable; postel always commits a flag change with fsync before its OK),
 #   6. profiles postel per operation with py-spy (bench/imap.py profile; PROFILE=0
@@ -163,6 +165,16 @@ for server in peer postel; do
     --repeat 1 --bodies 1 --stores 0 > /dev/null
 done
 
+# settle BEFORE: after an IDLE run, wait (at most 60 s) until the machine's process count
+# is back near BEFORE (a server that forks per connection, as Dovecot does, tears down
+# IDLE processes for a while: the next server's timings must not run beside that), then 2 s
+processes() { cut -d' ' -f4 /proc/loadavg | cut -d/ -f2; }
+settle() {
+  local before=$1
+  for _ in $(seq 1 600); do [ "$(processes)" -le $((before + 20)) ] && break; sleep 0.1; done
+  sleep 2
+}
+
 # ------------------------------------------------------------------------ rounds ----
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="postel peer"; else order="peer postel"; fi
@@ -179,10 +191,11 @@ for round in $(seq 1 "$ROUNDS"); do
       --password "$PASSWORD" --count "$PROBES" --mode idle "${watch[@]}" --json "$RESULTS" \
       --label "$server/latency"
     log "$server SMTP 250 -> IDLE EXISTS: $(tail -1 "$RESULTS" | "$PY" -c 'import json, sys; r = json.load(sys.stdin)["latency"].get("idle_visible_after_250", {}); print("p50", r.get("p50_ms"), "ms, p99", r.get("p99_ms"), "ms")')"
+    procs_before=$(processes)
     timed "$round" "$server/idle" "$PY" "$BENCH/imap_idle.py" --port "$imap" --count "$IDLE" \
       --hold "$HOLD" "${idle_pids[@]}" --json "$RESULTS" --label "$server/idle" > /dev/null
     log "$server IDLE: $(tail -1 "$RESULTS" | "$PY" -c 'import json, sys; r = json.load(sys.stdin); print(r["idling"], "of", r["count"], "idling,", ", ".join(k + " RSS " + str(m["before"]["rss_mb"]) + " -> " + str(m["peak"]["rss_mb"]) + " MB, PSS " + str(m["peak"]["pss_mb"]) + " MB" for k, m in r["memory"].items()))')"
-    sleep 2
+    settle "$procs_before"
   done
 done
 
