@@ -167,7 +167,9 @@ __all__ = [
     "command_head",
     "parse_append_head",
     "parse_append_next",
+    "parse_body",
     "parse_command",
+    "read_head",
     "read_mailbox",
 ]
 
@@ -245,7 +247,12 @@ def command_head(first_part: bytes) -> tuple[str, str]:
     Raises ImapSyntaxError (with ``tag`` None when the tag itself is bad) or
     UnknownCommand for a name not in COMMAND_STATES. Spec: RFC 9051 §9 (command, tag).
     """
-    cur = Cursor([first_part])
+    return read_head(Cursor([first_part]))
+
+
+def read_head(cur: Cursor) -> tuple[str, str]:
+    """``command_head`` read from ``cur`` (left after the command name, ready for
+    ``parse_body``). Spec: RFC 9051 §9 (command, tag)."""
     tag = cur.tag_text()
     cur.sp()
     name = cur.atom().upper()
@@ -339,6 +346,12 @@ def parse_command(
     tag = cur.tag_text()
     cur.sp()
     name = cur.atom().upper()
+    return parse_body(cur, tag, name)
+
+
+def parse_body(cur: Cursor, tag: str, name: str) -> Command:
+    """The rest of a command (not APPEND) after its tag and (upper-cased) name, read
+    with ``read_head``; same errors as ``parse_command``. Spec: RFC 9051 §6, §9."""
     uid = name == "UID"
     if uid:
         cur.sp()

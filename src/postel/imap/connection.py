@@ -47,7 +47,8 @@ from postel.imap.commands import (
     command_head,
     parse_append_head,
     parse_append_next,
-    parse_command,
+    parse_body,
+    read_head,
 )
 from postel.imap.events import (
     NEED_DATA,
@@ -580,8 +581,9 @@ class ServerConnection:
     def _complete(self) -> Event:
         parts, lits = self._parts, self._lits
         self._reset_command()
+        cur = Cursor(parts, lits, utf8=self._utf8)
         try:
-            tag, name = command_head(parts[0])
+            tag, name = read_head(cur)
         except ImapProtocolError as exc:
             return BadCommand(exc.tag, exc.text)
         if self._state not in COMMAND_STATES[name]:
@@ -589,7 +591,7 @@ class ServerConnection:
         if name == "APPEND":
             return self._append_without_literal(tag, parts, lits)
         try:
-            command = parse_command(parts, lits, utf8=self._utf8)
+            command = parse_body(cur, tag, name)
         except BadCharset as exc:
             return CommandRefused(tag, exc.text, f"BADCHARSET ({' '.join(CHARSETS)})")
         except ImapProtocolError as exc:
