@@ -28,6 +28,7 @@ from postel.app.build import (
 )
 from postel.app.logs import _KeyValueFormatter, setup_logging
 from postel.app.memory import limit_malloc_arenas, settle
+from postel.app.runtime import set_switch_interval
 from postel.app.worker import location, run_smtp_worker, serve_smtp_worker
 from postel.clock import Clock, SystemClock
 from postel.config import Config, Service
@@ -109,6 +110,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
         from postel.server.submission_session import SubmissionService
 
     limit_malloc_arenas()  # before the store's threads start
+    set_switch_interval()
     setup_logging()
     # Signal handlers first: a SIGTERM that arrives while starting up still ends the
     # process cleanly (exit 0 once started), never by the default action.

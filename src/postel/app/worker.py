@@ -30,6 +30,7 @@ from postel.app.build import (
 )
 from postel.app.logs import setup_logging
 from postel.app.memory import limit_malloc_arenas, settle
+from postel.app.runtime import set_switch_interval
 from postel.clock import SystemClock
 from postel.config import Config, Service, resolve_config
 from postel.errors import PostelError
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     line on standard error (never a traceback) when the configuration or the TLS key
     cannot be read or serving failed."""
     limit_malloc_arenas()  # before any thread starts
+    set_switch_interval()
     os.umask(0o077)
     parser = argparse.ArgumentParser(prog="postel-smtp-worker")
     parser.add_argument("--config", type=Path)

@@ -77,11 +77,17 @@ def _sqlite_engines(url: URL) -> Engines:
     return Engines(writer=writer, reader=reader, dialect="sqlite")
 
 
-def configure_sqlite(dbapi_connection: sqlite3.Connection, *, wal: bool) -> None:
+def configure_sqlite(
+    dbapi_connection: sqlite3.Connection, *, wal: bool, writer: bool = False
+) -> None:
     """Put a new sqlite3 connection in the store's mode: transactions are the caller's
     (the sqlite3 module issues no BEGIN, so SAVEPOINT and BEGIN IMMEDIATE work),
     ``synchronous=FULL`` (a commit is on disk), the busy timeout, foreign keys on, and
-    with ``wal`` the database switched to WAL. Spec: https://www.sqlite.org/pragma.html"""
+    with ``wal`` the database switched to WAL. A ``writer`` connection keeps its
+    temporary files in memory: the statement journals of a delivery batch's savepoints
+    (one per batch, a few pages) were files created, written and deleted in /var/tmp on
+    every commit. Spec: https://www.sqlite.org/pragma.html (temp_store),
+    https://www.sqlite.org/tempfiles.html (statement journals)."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
@@ -89,6 +95,8 @@ def configure_sqlite(dbapi_connection: sqlite3.Connection, *, wal: bool) -> None
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if writer:
+            cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
@@ -97,7 +105,7 @@ def configure_sqlite(dbapi_connection: sqlite3.Connection, *, wal: bool) -> None
 def _sqlite_events(engine: Engine, *, begin: str | None, wal: bool) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
-        configure_sqlite(dbapi_connection, wal=wal)
+        configure_sqlite(dbapi_connection, wal=wal, writer=begin is not None)
 
     if begin is None:
         return

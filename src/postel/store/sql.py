@@ -184,7 +184,7 @@ class SqlStore:
                 database = self._engines.writer.url.database
                 assert database is not None
                 raw = sqlite3.connect(database, check_same_thread=False)
-                configure_sqlite(raw, wal=False)
+                configure_sqlite(raw, wal=False, writer=True)
                 self._raw_writer = raw
             try:
                 raw.execute("BEGIN IMMEDIATE")
