@@ -366,6 +366,10 @@ def test_fetch_changedsince() -> None:
         b"a FETCH 0 FLAGS",
         b"a FETCH 1 (FLAGS) (VANISHED)",
         b"a FETCH 1 (FLAGS",
+        b"a FETCH 1 (FLAGS) ()",
+        b"a UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 CHANGEDSINCE 2)",
+        b"a UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED VANISHED)",
+        b"a UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 )",
     ],
 )
 def test_fetch_errors(line: bytes) -> None:

@@ -106,17 +106,19 @@ def _remembered_fetch_args(
 
 
 def _modifiers(cur: Cursor) -> tuple[int | None, bool]:
+    """``[SP "(" fetch-modifier *(SP fetch-modifier) ")"]``: at least one modifier, each
+    at most once. Spec: RFC 4466 §2.4 (fetch-modifiers), RFC 7162 §3.1.4.1, §3.2.6."""
     if not cur.take(b" "):
         return None, False
     cur.open()
     changed_since: int | None = None
     vanished = False
-    first = True
-    while not cur.closing():
-        if not first:
-            cur.sp()
-        first = False
+    seen: set[str] = set()
+    while True:
         name = cur.atom().upper()
+        if name in seen:
+            raise cur.error(f"FETCH modifier {name} given twice")
+        seen.add(name)
         if name == "CHANGEDSINCE":
             cur.sp()
             changed_since = cur.number64()
@@ -124,6 +126,9 @@ def _modifiers(cur: Cursor) -> tuple[int | None, bool]:
             vanished = True
         else:
             raise cur.error(f"unknown FETCH modifier {name[:30]}")
+        if cur.closing():
+            break
+        cur.sp()
     if vanished and changed_since is None:
         raise cur.error("VANISHED needs CHANGEDSINCE")
     return changed_since, vanished
