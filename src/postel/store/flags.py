@@ -29,6 +29,12 @@ _ATOM_SPECIALS = frozenset('(){ %*"\\]') | {chr(c) for c in range(0x20)} | {"\x7
 """Spec: RFC 9051 §9 (atom-specials, CTL)."""
 
 
+def _shown(flag: str) -> str:
+    """``flag`` as an error text quotes it: as sent when it is printable ASCII (what
+    a client typed), else escaped (no control or 8-bit octet goes into a response)."""
+    return flag if flag.isascii() and flag.isprintable() else ascii(flag)
+
+
 def canonical(flag: str) -> str | None:
     """The stored spelling of ``flag``; None for ``\\Recent``. InvalidFlag for an
     unknown ``\\`` flag or a keyword that is not an atom. Spec: RFC 9051 §9 (flag)."""
@@ -38,12 +44,12 @@ def canonical(flag: str) -> str | None:
             return None
         system = _SYSTEM_BY_KEY.get(key)
         if system is None:
-            raise InvalidFlag(f"unknown system flag {flag!r}")
+            raise InvalidFlag(f"unknown system flag {_shown(flag)}")
         return system
     if not flag or len(flag) > FLAG_LENGTH_MAX or not flag.isascii():
-        raise InvalidFlag(f"bad keyword {flag!r}")
+        raise InvalidFlag(f"bad keyword {_shown(flag)}")
     if not _ATOM_SPECIALS.isdisjoint(flag):
-        raise InvalidFlag(f"bad keyword {flag!r}")
+        raise InvalidFlag(f"bad keyword {_shown(flag)}")
     return flag
 
 
