@@ -168,3 +168,18 @@ def test_take_is_case_insensitive_and_exact(data: bytes, token: bytes) -> None:
     taken = c.take(token)
     assert taken == (data[: len(token)].upper() == token.upper())
     assert c.mark() == (0, len(token) if taken else 0)
+
+
+def test_8bit_outside_a_string_is_named() -> None:
+    """A client that sends UTF-8 as a bare word (not quoted, not a literal) is told so.
+    Spec: RFC 9051 §4.3 (8-bit only in literals and, with UTF8=ACCEPT, quoted strings)."""
+    c = cur("a SEARCH SUBJECT Grüße".encode())
+    c.tag_text()
+    c.sp()
+    c.atom()
+    c.sp()
+    c.atom()
+    c.sp()
+    c.atom()
+    with pytest.raises(ImapSyntaxError, match="8-bit text outside a quoted string or literal"):
+        c.end()

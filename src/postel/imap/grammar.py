@@ -144,6 +144,10 @@ class Cursor:
     def end(self) -> None:
         """Require the end of the command."""
         if not self.at_end():
+            if self.peek() >= 0x80:
+                raise self.error(
+                    "8-bit text outside a quoted string or literal (send it as a literal)"
+                )
             raise self.error("unexpected text at end of command")
 
     def mark(self) -> tuple[int, int]:
