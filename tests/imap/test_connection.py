@@ -445,3 +445,16 @@ def test_transcript_events() -> None:
     assert [e.data for e in out if isinstance(e, AppendData)] == [b"Hello\r\nWorld", b"abc"]
     search = commands(out)[2]
     assert isinstance(search, Search) and search.uid
+
+
+@pytest.mark.parametrize("zeros", [0, 1, 19, 25])
+def test_literal_count_with_leading_zeros(zeros: int) -> None:
+    """``{0...05+}`` announces 5 octets however many zeros lead (number64 is 1*DIGIT),
+    and the commands after it are read as commands. Spec: RFC 9051 §9, RFC 7888."""
+    count = b"0" * zeros + b"5"
+    out = run(
+        b"b UID FETCH 7 (BODY.PEEK[HEADER.FIELDS ({" + count + b"+}\r\nX-Num)])\r\nc NOOP\r\n",
+        state=State.SELECTED,
+    )
+    found = commands(out)
+    assert [type(c).__name__ for c in found] == ["Fetch", "Noop"], out

@@ -144,6 +144,14 @@ class _Append:
     after_parts: bool = False
 
 
+def literal_size(digits: bytes) -> int:
+    """The octet count of a literal announcement (``number64``, leading zeros allowed);
+    a count of more than 20 significant digits is taken as LITERAL_SIZE_MAX + 1 (too
+    large) without converting it. Spec: RFC 9051 §9 (literal, number64), RFC 7888."""
+    significant = digits.lstrip(b"0")
+    return int(significant or b"0") if len(significant) <= 20 else limits.LITERAL_SIZE_MAX + 1
+
+
 class ServerConnection:
     """One IMAP server session, without I/O.
 
@@ -422,7 +430,7 @@ class ServerConnection:
 
     def _catenate_text(self, append: _Append, match: re.Match[bytes]) -> Event:
         binary, digits, plus = match.groups()
-        size = int(digits) if len(digits) <= 20 else limits.LITERAL_SIZE_MAX + 1
+        size = literal_size(digits)
         append.rest = None
         self._mode = _Mode.COMMAND
         if size > self.config.append_limit:
@@ -436,7 +444,7 @@ class ServerConnection:
         event = self._failure(append.tag, text)
         match = LITERAL_MARKER.search(rest)
         if match is not None:
-            self._abandon(int(match.group(2)[:20]), not match.group(3))
+            self._abandon(literal_size(match.group(2)), not match.group(3))
         return event
 
     def _start_catenate(
@@ -624,7 +632,7 @@ class ServerConnection:
     def _literal_announced(self, match: re.Match[bytes]) -> Event | None:
         binary, digits, plus = match.groups()
         synchronizing = not plus
-        size = int(digits) if len(digits) <= 20 else limits.LITERAL_SIZE_MAX + 1
+        size = literal_size(digits)
         if len(self._parts) == 1:
             try:
                 self._tag, name = command_head(self._parts[0])
@@ -724,14 +732,14 @@ class ServerConnection:
         except ImapProtocolError as exc:
             if match is None:
                 return self._failure(append.tag, "expected another message or the end of APPEND")
-            self._abandon(int(match.group(2)[:20]), not match.group(3))
+            self._abandon(literal_size(match.group(2)), not match.group(3))
             return AppendAborted(append.tag, exc.text)
         if catenate is not None:
             return self._start_catenate(flags, date, catenate)
         if match is None:
             return self._failure(append.tag, "expected another message or the end of APPEND")
         binary, digits, plus = match.groups()
-        size = int(digits) if len(digits) <= 20 else limits.LITERAL_SIZE_MAX + 1
+        size = literal_size(digits)
         if wrapped and not (self._utf8 and binary):
             self._abandon(size, not plus)
             return AppendAborted(append.tag, "UTF8 needs UTF8=ACCEPT and a literal8")
