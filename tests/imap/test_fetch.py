@@ -193,6 +193,10 @@ def test_plan_agrees_with_the_item_predicates(items: list[FetchItem]) -> None:
     assert lane.needs_summary == needs_summary(items)
     envelope = all(item in MESSAGE_ATTRS or item is FetchAttr.ENVELOPE for item in items)
     assert lane.envelope_only == envelope
+    assert lane.decodes == any(
+        isinstance(item, BinarySize) or (isinstance(item, BodySection) and item.binary)
+        for item in items
+    )
 
 
 # --- sections, by hand -----------------------------------------------------------------

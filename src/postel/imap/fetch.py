@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from postel.errors import LocalProtocolError
-from postel.imap.decode import UnknownTransferEncoding, decode_transfer
+from postel.imap.decode import UnknownTransferEncoding, decode_transfer, transfer_encoding
 from postel.imap.fetch_items import (
     BinarySize,
     BodySection,
@@ -62,6 +62,7 @@ __all__ = [
     "FetchSource",
     "UnknownTransferEncoding",
     "binary_octets",
+    "decodable",
     "format_internal_date",
     "needs_bytes",
     "needs_summary",
@@ -231,6 +232,9 @@ class FetchPlan(NamedTuple):
     envelope_only: bool
     """Every item is a message attribute or ENVELOPE (the summary's MIME tree is not
     decoded)."""
+    decodes: bool
+    """Some item decodes a part's content-transfer-encoding (BINARY[...], BINARY.SIZE),
+    which fails for an unknown encoding (see :func:`decodable`)."""
 
 
 _ENVELOPE_ITEMS = MESSAGE_ATTRS | {FetchAttr.ENVELOPE}
@@ -245,7 +249,35 @@ def plan(items: tuple[FetchItem, ...]) -> FetchPlan:
         needs_bytes=needs_bytes(items),
         needs_summary=needs_summary(items),
         envelope_only=all(item in _ENVELOPE_ITEMS for item in items),
+        decodes=any(_binary_part(item) is not None for item in items),
     )
+
+
+def _binary_part(item: FetchItem) -> tuple[int, ...] | None:
+    if isinstance(item, BinarySize):
+        return item.part
+    if isinstance(item, BodySection) and item.binary:
+        return item.section.part
+    return None
+
+
+def decodable(items: Iterable[FetchItem], summary: MessageSummary) -> bool:
+    """False when some BINARY item of ``items`` names a leaf part whose
+    Content-Transfer-Encoding is unknown, i.e. when :func:`render_items` would raise
+    UnknownTransferEncoding; decided from the summary alone, without the octets.
+    Spec: RFC 3516 §4.2 (UNKNOWN-CTE)."""
+    for item in items:
+        number = _binary_part(item)
+        if not number:
+            continue
+        part = find_part(summary.body, number)
+        if part is None or part.is_multipart or part.message is not None:
+            continue
+        try:
+            transfer_encoding(part.encoding)
+        except UnknownTransferEncoding:
+            return False
+    return True
 
 
 def render_items(items: Sequence[FetchItem], msg: FetchSource) -> list[tuple[bytes, bytes]]:

@@ -248,7 +248,14 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
             rows = {u: m for u, m in rows.items() if m.modseq > since}
         flagged: set[int] = set()
         if sets_seen:
-            flagged = await _mark_seen(session, selected, rows)
+            seen_rows = rows
+            if lane.decodes:  # a message answered NO [UNKNOWN-CTE] was not read: no \Seen
+                seen_rows = {
+                    u: m for u, m in rows.items() if fetch.decodable(items, await load_summary(m))
+                }
+            flagged = await _mark_seen(session, selected, seen_rows)
+            if seen_rows is not rows:
+                rows = {**rows, **seen_rows}
         for msn, uid in batch:
             m = rows.get(uid)
             if m is None:
