@@ -17,6 +17,7 @@ Spec: RFC 9051 §6.3.12 (APPEND), §6.4; RFC 4315 (UIDPLUS); RFC 6851 (MOVE); RF
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import datetime as dt
 import logging
@@ -106,8 +107,14 @@ def _resolve(selected: Selected, sequence: object, uid: bool) -> list[tuple[int,
     from postel.imap.sequence import SequenceSet
 
     assert isinstance(sequence, SequenceSet)
-    if sequence.saved:
-        return None
+    if sequence.saved:  # "$": the saved messages still in the view, by UID or MSN alike
+        uids = selected.view.uids
+        pairs = []
+        for saved in sorted(selected.saved):
+            at = bisect.bisect_left(uids, saved)
+            if at < len(uids) and uids[at] == saved:
+                pairs.append((at + 1, saved))
+        return pairs
     if not uid and selected.view.out_of_range(sequence):
         return None
     return selected.view.select(sequence, uid=uid)
@@ -515,16 +522,29 @@ async def search_command(session: ImapSession, selected: Selected, command: cmd.
     returns = command.returns
     updating = returns is not None and cmd.SearchReturn.UPDATE in returns
     if updating and selected.contexts.has(command.tag):
+        if returns is not None and cmd.SearchReturn.SAVE in returns:
+            selected.saved = frozenset()
         await session.tagged(command.tag, r.Status.BAD, "Duplicate update tag")
         return
+    saving = returns is not None and cmd.SearchReturn.SAVE in returns
     with_modseq = imap_condstore.uses_modseq_key(command.key)
-    hits = await scan(session, selected, command.key, rows=with_modseq)
+    try:
+        hits = await scan(session, selected, command.key, rows=with_modseq)
+    except Exception:
+        if saving:
+            selected.saved = frozenset()  # a failed SAVE empties $ (RFC 5182 §2.1)
+        raise
     found = [h.uid if command.uid else h.msn for h in hits]
+    if saving:
+        assert returns is not None
+        selected.saved = saved_result(returns, [h.uid for h in hits])
     modseq = None
     if hits and with_modseq:
         modseq = max(h.row.modseq for h in hits)  # RFC 7162 §3.1.5
     if returns is None and not session.rev2:
         answer = r.search(found, modseq)
+    elif saving and not set(returns or ()) - {cmd.SearchReturn.SAVE}:
+        answer = b""  # SAVE alone: no ESEARCH (RFC 9051 §6.4.4.1)
     else:
         answer = esearch_answer(
             command.tag,
@@ -542,6 +562,29 @@ async def search_command(session: ImapSession, selected: Selected, command: cmd.
     await session.write(answer)
     await session.sync(allow_expunge=command.uid)
     await session.tagged(command.tag, r.Status.OK, "SEARCH completed")
+
+
+def saved_result(returns: Sequence[cmd.SearchReturn], uids: Sequence[int]) -> frozenset[int]:
+    """What SEARCH RETURN (SAVE ...) keeps in ``$`` of the found ``uids`` (ascending):
+    with MIN and/or MAX but neither ALL nor COUNT only those messages, otherwise all.
+    Spec: RFC 9051 §6.4.4.1, RFC 5182 §2.4."""
+    options = set(returns)
+    if (
+        uids
+        and options & {cmd.SearchReturn.MIN, cmd.SearchReturn.MAX}
+        and not options
+        & {
+            cmd.SearchReturn.ALL,
+            cmd.SearchReturn.COUNT,
+        }
+    ):
+        kept = set()
+        if cmd.SearchReturn.MIN in options:
+            kept.add(uids[0])
+        if cmd.SearchReturn.MAX in options:
+            kept.add(uids[-1])
+        return frozenset(kept)
+    return frozenset(uids)
 
 
 # -- COPY / MOVE / EXPUNGE -------------------------------------------------------------

@@ -130,6 +130,7 @@ async def scan(
         largest_msn=view.exists,
         largest_uid=view.uids[-1] if view.uids else 0,
         recent_uids=frozenset(selected.recent),
+        saved_uids=selected.saved,
     )
     if pairs is None:
         pairs = list(enumerate(view.uids, start=1))

@@ -121,6 +121,10 @@ class Selected:
     expunge_floor: int | None = None
     """While expunges are held back: the view's MODSEQ before the first of them was
     learnt, the HIGHESTMODSEQ a CONDSTORE client may safely keep (RFC 7162 §3.2)."""
+    saved: frozenset[int] = frozenset()
+    """The search result variable ``$``: UIDs saved by SEARCH RETURN (SAVE), empty when
+    the mailbox is selected; expunged UIDs drop out where it is used (RFC 9051
+    §6.4.4.1, RFC 5182 §2.1)."""
 
     def flags(self, uid: int, flags: frozenset[str], rev2: bool) -> list[str]:
         """The FLAGS to show for ``uid``: with ``\\Recent`` for IMAP4rev1 sessions."""
@@ -672,6 +676,7 @@ class ImapSession(asyncio.Protocol):
             "LIST-EXTENDED",
             "LIST-STATUS",
             "ESEARCH",
+            "SEARCHRES",
             "SORT",
             "SORT=DISPLAY",
             "ESORT",
