@@ -488,3 +488,11 @@ def test_fetch_arguments_parse_the_same_remembered_or_not(
     except ImapSyntaxError as exc:
         direct = ("BAD", exc.text)
     assert outcomes[0] == outcomes[1] == direct
+
+
+@pytest.mark.parametrize("line", [b"t\x00x NOOP", b"t(x NOOP", b"t{x NOOP", b't"x NOOP'])
+def test_a_tag_with_an_octet_no_tag_holds_gets_an_untagged_bad(line: bytes) -> None:
+    """The tag cannot be read, so the BAD is untagged. Spec: RFC 9051 §7.1.5, §9 (tag)."""
+    with pytest.raises(ImapSyntaxError) as info:
+        parse_command([line])
+    assert info.value.tag is None

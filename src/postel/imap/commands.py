@@ -64,7 +64,7 @@ from postel.imap.command_types import (
     Unselect,
     Unsubscribe,
 )
-from postel.imap.grammar import Cursor, UnknownCommand
+from postel.imap.grammar import Cursor, ImapSyntaxError, UnknownCommand
 from postel.imap.parse_ext import (
     Compress,
     FilterKind,
@@ -253,12 +253,18 @@ def command_head(first_part: bytes) -> tuple[str, str]:
 def read_head(cur: Cursor) -> tuple[str, str]:
     """``command_head`` read from ``cur`` (left after the command name, ready for
     ``parse_body``). Spec: RFC 9051 §9 (command, tag)."""
-    tag = cur.tag_text()
-    cur.sp()
-    name = cur.atom().upper()
+    tag, name = _tag_and_name(cur)
     if name not in COMMAND_STATES:
         raise UnknownCommand(f"unknown command {name[:30]}", tag)
     return tag, name
+
+
+def _tag_and_name(cur: Cursor) -> tuple[str, str]:
+    tag = cur.tag_text()
+    if cur.peek() not in (0x20, -1):  # the tag runs on with octets a tag cannot hold
+        raise ImapSyntaxError("missing or invalid tag")
+    cur.sp()
+    return tag, cur.atom().upper()
 
 
 # --- APPEND head (the connection streams the message literals) -------------------------
@@ -343,9 +349,7 @@ def parse_command(
     UnknownCommand, or BadCharset (SEARCH CHARSET). Spec: RFC 9051 §6, §9.
     """
     cur = Cursor(parts, literals, utf8=utf8)
-    tag = cur.tag_text()
-    cur.sp()
-    name = cur.atom().upper()
+    tag, name = _tag_and_name(cur)
     return parse_body(cur, tag, name)
 
 
