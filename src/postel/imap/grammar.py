@@ -13,6 +13,7 @@ RFC 7888 (``{n+}``); RFC 6855 §3 (UTF-8 in quoted strings).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Sequence
 
@@ -48,26 +49,25 @@ _CLOSE_BRACKET = frozenset(b"]")
 _DIGITS = frozenset(b"0123456789")
 _STAR = frozenset(b"*")
 _LIST_CHARS = _LIST_WILDCARDS | _CLOSE_BRACKET
-_ATOM_RUNS: dict[tuple[frozenset[int] | None, frozenset[int]], re.Pattern[bytes]] = {}
+ATOM_RUN_PATTERNS_MAX = 64
+"""Distinct character classes whose run pattern is kept compiled (``_atom_run``);
+callers pass module constants, a few dozen at most."""
 
 
+@functools.lru_cache(maxsize=ATOM_RUN_PATTERNS_MAX)
 def _atom_run(allowed: frozenset[int] | None, extra: frozenset[int]) -> re.Pattern[bytes]:
     """A pattern matching the longest run of atom characters (RFC 9051 §9 ATOM-CHAR:
     no atom-specials, CTLs or 8-bit octets) that are in ``allowed`` (any, if None) or
-    are atom-specials named in ``extra``; compiled once per pair of sets."""
-    key = (allowed, extra)
-    pattern = _ATOM_RUNS.get(key)
-    if pattern is None:
-        octets = bytes(
-            c
-            for c in range(0x80)
-            if c <= 0x7E
-            and (c not in ATOM_SPECIALS or c in extra)
-            and (allowed is None or c in allowed)
-        )
-        pattern = re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in octets) + b"]*")
-        _ATOM_RUNS[key] = pattern
-    return pattern
+    are atom-specials named in ``extra``; compiled once per pair of sets (a memo of a
+    pure function)."""
+    octets = bytes(
+        c
+        for c in range(0x80)
+        if c <= 0x7E
+        and (c not in ATOM_SPECIALS or c in extra)
+        and (allowed is None or c in allowed)
+    )
+    return re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in octets) + b"]*")
 
 
 _TIME_ZONE = re.compile(rb'([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"')
