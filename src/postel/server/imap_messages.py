@@ -34,6 +34,7 @@ from postel.imap import fetch, objectid
 from postel.imap import responses as r
 from postel.imap.decode import UnknownTransferEncoding
 from postel.imap.fetch_items import FetchAttr, FetchItem
+from postel.imap.sequence import SequenceSet
 from postel.mail import parse_message
 from postel.mail.imapfmt import render_envelope
 from postel.mail.summary import imap_envelope
@@ -104,8 +105,6 @@ async def run(session: ImapSession, command: cmd.Command) -> None:
 
 def _resolve(selected: Selected, sequence: object, uid: bool) -> list[tuple[int, int]] | None:
     """``(msn, uid)`` pairs, or None for a sequence number beyond EXISTS (BAD)."""
-    from postel.imap.sequence import SequenceSet
-
     assert isinstance(sequence, SequenceSet)
     if sequence.saved:  # "$": the saved messages still in the view, by UID or MSN alike
         uids = selected.view.uids
@@ -521,12 +520,12 @@ async def search_command(session: ImapSession, selected: Selected, command: cmd.
     RFC 7162 §3.1.5."""
     returns = command.returns
     updating = returns is not None and cmd.SearchReturn.UPDATE in returns
+    saving = returns is not None and cmd.SearchReturn.SAVE in returns
     if updating and selected.contexts.has(command.tag):
-        if returns is not None and cmd.SearchReturn.SAVE in returns:
-            selected.saved = frozenset()
+        if saving:
+            selected.saved = frozenset()  # a failed SAVE empties $ (RFC 5182 §2.1)
         await session.tagged(command.tag, r.Status.BAD, "Duplicate update tag")
         return
-    saving = returns is not None and cmd.SearchReturn.SAVE in returns
     with_modseq = imap_condstore.uses_modseq_key(command.key)
     try:
         hits = await scan(session, selected, command.key, rows=with_modseq)

@@ -95,7 +95,7 @@ class _Cork:
         self._session = session
 
     async def __aenter__(self) -> None:
-        self._session._corked = []
+        self._session.cork()
 
     async def __aexit__(self, *exc: object) -> None:
         await self._session.uncork()
@@ -331,6 +331,10 @@ class ImapSession(asyncio.Protocol):
         wake-up of the client, instead of several). Holds at most CORK_OCTETS_MAX;
         beyond that what is held goes out at once. Use: ``async with session.corked():``."""
         return _Cork(self)
+
+    def cork(self) -> None:
+        """Start holding writes (see ``corked``)."""
+        self._corked = []
 
     async def uncork(self) -> None:
         """Send what ``corked`` held, in one write, and stop holding writes."""

@@ -72,8 +72,8 @@ def _sqlite_engines(url: URL) -> Engines:
         isolation_level="AUTOCOMMIT",
         pool_reset_on_return=None,
     )
-    _sqlite_events(writer, begin="BEGIN IMMEDIATE", wal=True)
-    _sqlite_events(reader, begin=None, wal=False)
+    _sqlite_events(writer, begin="BEGIN IMMEDIATE", wal=True, writer=True)
+    _sqlite_events(reader, begin=None, wal=False, writer=False)
     return Engines(writer=writer, reader=reader, dialect="sqlite")
 
 
@@ -102,10 +102,10 @@ def configure_sqlite(
         cursor.close()
 
 
-def _sqlite_events(engine: Engine, *, begin: str | None, wal: bool) -> None:
+def _sqlite_events(engine: Engine, *, begin: str | None, wal: bool, writer: bool) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
-        configure_sqlite(dbapi_connection, wal=wal, writer=begin is not None)
+        configure_sqlite(dbapi_connection, wal=wal, writer=writer)
 
     if begin is None:
         return
