@@ -110,3 +110,161 @@ def test_key_evaluation_agrees_with_dkimpy(record: bytes | str | None) -> None:
         return
     for _ in range(2):  # the second answer comes from the cache
         assert accel.evaluate_key("n", record) == expected
+
+
+# --- The text steps: same output (or same exception) as dkimpy's own, on any input ---
+_FIELD_TEXT = st.lists(
+    st.sampled_from(
+        [
+            b" ",
+            b"\t",
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"\r\n ",
+            b";",
+            b"=",
+            b":",
+            b"b",
+            b"bh",
+            b"h",
+            b"B",
+            b"a",
+            b"z",
+            b"0",
+            b"9",
+            b"+",
+            b"/",
+            b"-",
+            b"_",
+            b".",
+            b"@",
+            b"\xc3\xa9",
+            b"\x00",
+            b"\x0b",
+            b"\x0c",
+            b"From ",
+            b"b=",
+            b" b =",
+            b";b=",
+            b"abc==",
+        ]
+    ),
+    max_size=40,
+).map(b"".join)
+
+
+def _outcome(function: object, *args: object) -> object:
+    try:
+        return ("ok", function(*args))  # type: ignore[operator]
+    except Exception as exc:  # the exception's type and arguments are part of the contract
+        return ("raised", type(exc), exc.args)
+
+
+SIGNATURE_FIELD = (
+    b" v=1; a=rsa-sha256; c=relaxed/relaxed; d=s.test;\r\n i=@s.test; s=sel;"
+    b" h=from : to;\r\n bh=mbt3I9sKH5shMduWgIh1VwZQJ+W2EXhL2X3LvnqH1Fg=;\r\n"
+    b" b=lLieqz+iz5f/5fJP+HSKh8bY01uPWGKOXncpwbmDXDsk8zaTEzajMpdpDVP9ihQUq79Ym\r\n"
+    b" mjdfWc+AKJ7STjNwVsVSr3ety/Crsv5ssWTUpihD2G7/GIVrB+0oLBe3iTkhLEbEhTUk9y==\r\n"
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_FIELD_TEXT, st.binary(max_size=80), st.just(SIGNATURE_FIELD)))
+def test_b_value_pattern_agrees_with_dkimpy(value: bytes) -> None:
+    assert accel.B_VALUE.sub(rb"\1", value) == accel._dkimpy_b_tag.sub(rb"\1", value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        SIGNATURE_FIELD,
+        SIGNATURE_FIELD.replace(b"\r\n", b"\n"),
+        b"v=1; b= abc \r\n def== ; bh=xyz=",
+        b"b=",
+        b"bh=abc; b=abc=\r\n",
+        b"b=abc;b=def",
+        b"\tb\r\n =\r\n a\r\n",
+    ],
+)
+def test_b_value_pattern_agrees_on_signature_fields(value: bytes) -> None:
+    assert accel.B_VALUE.sub(rb"\1", value) == accel._dkimpy_b_tag.sub(rb"\1", value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_FIELD_TEXT, st.binary(max_size=60), st.just(SIGNATURE_FIELD)))
+def test_tag_list_parse_agrees_with_dkimpy(value: bytes) -> None:
+    assert _outcome(accel.parse_tag_value, value) == _outcome(accel._dkimpy_parse_tag_value, value)
+
+
+_HEADER_LINE = st.lists(
+    st.sampled_from(
+        [
+            b"From: a@b",
+            b"To : x",
+            b"Subject:",
+            b" folded",
+            b"\tfolded",
+            b"From x",
+            b"bad",
+            b": empty name",
+            b"X-\xc3\xa9: v",
+            b"",
+            b"A:b:c",
+            b"DKIM-Signature: v=1; b=a",
+        ]
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_HEADER_LINE, st.sampled_from([b"\r\n", b"\n"]), st.binary(max_size=30))
+def test_message_parse_agrees_with_dkimpy(lines: list[bytes], end: bytes, body: bytes) -> None:
+    message = end.join(lines) + end + end + body
+    ours, theirs = (
+        _outcome(accel.rfc822_parse, message),
+        _outcome(accel._dkimpy_rfc822_parse, message),
+    )
+    if ours[0] == "raised" and theirs[0] == "raised":
+        assert ours[1] is theirs[1] and str(ours[2]) == str(theirs[2])
+    else:
+        assert ours == theirs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_FIELD_TEXT, _FIELD_TEXT), max_size=6))
+def test_relaxed_header_canonicalization_agrees_with_dkimpy(
+    fields: list[tuple[bytes, bytes]],
+) -> None:
+    assert accel.relaxed_headers(fields) == accel._dkimpy_relaxed_headers(fields)
+
+
+_NAMES = st.sampled_from([b"from", b"to", b"subject", b"date", b"x"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"From", b"from", b"TO", b"Subject", b"Y"]), st.binary(max_size=3)
+        ),
+        max_size=8,
+    ),
+    st.lists(_NAMES, max_size=10),
+)
+def test_signed_field_selection_agrees_with_dkimpy(
+    headers: list[tuple[bytes, bytes]], names: list[bytes]
+) -> None:
+    assert accel.select_headers(headers, names) == accel._dkimpy_select_headers(headers, names)
+
+
+def test_text_steps_installed() -> None:
+    import dkim.canonicalization
+    import dkim.util
+
+    assert dkim.RE_BTAG is accel.B_VALUE
+    assert dkim.parse_tag_value is dkim.util.parse_tag_value is accel.parse_tag_value
+    assert dkim.rfc822_parse is accel.rfc822_parse
+    assert dkim.select_headers is accel.select_headers
+    assert dkim.canonicalization.Relaxed.canonicalize_headers is accel.relaxed_headers

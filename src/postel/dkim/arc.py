@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from dkim.util import InvalidTagValueList, parse_tag_value
+from dkim.util import InvalidTagValueList
 
 import dkim
 from postel.clock import Clock, SystemClock
+from postel.dkim.accel import parse_tag_value
 from postel.dkim.keys import DkimKey, KeyAlgorithm
 from postel.dkim.sign import OVERSIGNED, SIGNED_HEADERS
 from postel.dkim.verify import (

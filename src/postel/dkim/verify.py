@@ -53,10 +53,11 @@ from dkim.canonicalization import (
     CanonicalizationPolicy,
     InvalidCanonicalizationPolicyError,
 )
-from dkim.util import InvalidTagValueList, parse_tag_value
+from dkim.util import InvalidTagValueList
 
 import dkim
 from postel.clock import Clock, SystemClock
+from postel.dkim.accel import parse_tag_value
 from postel.dkim.runner import VerifyRunner
 from postel.errors import PermanentFailure, TemporaryFailure
 from postel.mail.header import HeaderBlock, split_header
@@ -89,7 +90,6 @@ _ALGORITHMS = {b"rsa-sha256": b"rsa", b"ed25519-sha256": b"ed25519"}
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/\s]*=?\s*=?\s*$")
 _LDH_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _DIGITS = re.compile(rb"^[0-9]{1,76}$")
-_WSP = re.compile(rb"\s+")
 
 
 class TxtResolver(Protocol):
@@ -281,18 +281,18 @@ async def verify_message(
     fields = [f.value for f in header.fields if f.matches(b"dkim-signature")]
     if not fields:
         return []
-    answers = await fetch_keys(
-        resolver, _key_names(fields[: limits.signatures], now), limits.timeout_s
-    )
+    checked = {
+        (index, value): _check_signature(index, value, now)
+        for index, value in enumerate(fields[: limits.signatures])
+    }
+    names = [sig.key_name for sig in checked.values() if sig.problem is None]
+    answers = await fetch_keys(resolver, names, limits.timeout_s)
     off_loop = runner.run if runner is not None else asyncio.to_thread
-    outcome = await off_loop(
-        functools.partial(_parse_and_verify, message, limits.signatures, now, answers)
-    )
+    verify = functools.partial(_parse_and_verify, message, limits.signatures, now, checked)
+    outcome = await off_loop(functools.partial(verify, answers))
     if isinstance(outcome, list):  # names the quick scan missed: fetch, then verify
         answers |= await fetch_keys(resolver, outcome, limits.timeout_s)
-        outcome = await off_loop(
-            functools.partial(_parse_and_verify, message, limits.signatures, now, answers)
-        )
+        outcome = await off_loop(functools.partial(verify, answers))
         assert not isinstance(outcome, list)
     results, ignored = outcome
     if ignored:
@@ -301,20 +301,19 @@ async def verify_message(
     return results
 
 
-def _key_names(values: list[bytes], now: int) -> list[str]:
-    """The key names of the DKIM-Signature field values whose tags pass the checks
-    (a signature with a problem is never looked up), for fetching before the full
-    parse. Spec: RFC 6376 §6.1.1, §6.1.2."""
-    checked = (_check_signature(index, value, now) for index, value in enumerate(values))
-    return [sig.key_name for sig in checked if sig.problem is None]
-
-
 def _parse_and_verify(
-    message: bytes, bound: int, now: int, answers: Mapping[str, KeyAnswer]
+    message: bytes,
+    bound: int,
+    now: int,
+    checked: Mapping[tuple[int, bytes], _Signature],
+    answers: Mapping[str, KeyAnswer],
 ) -> tuple[list[DkimResult], int] | list[str]:
     """Parse and verify (thread): the results and the count of signatures past
-    ``bound``, or the key names missing from ``answers``."""
-    parsed = _parse(message, bound, now)
+    ``bound``, or the key names missing from ``answers``. ``checked``: signatures
+    already checked from a quick scan of the fields, by (index, field value without
+    its final CRLF, which the tag list parse strips); a signature dkimpy's parse
+    finds elsewhere or with other line ends is checked here."""
+    parsed = _parse(message, bound, now, checked)
     if isinstance(parsed, DkimResult):
         return [parsed], 0
     verifier, signatures, ignored = parsed
@@ -339,7 +338,9 @@ def _ignored_result(ignored: int, bound: int) -> DkimResult:
     )
 
 
-def _parse(message: bytes, bound: int, now: int) -> tuple[Any, list[_Signature], int] | DkimResult:
+def _parse(
+    message: bytes, bound: int, now: int, checked: Mapping[tuple[int, bytes], _Signature]
+) -> tuple[Any, list[_Signature], int] | DkimResult:
     """Parse the message and check the first ``bound`` signatures' tags (thread)."""
     try:
         verifier = dkim.DKIM(message, minkey=DKIM_RSA_BITS_MIN)
@@ -350,12 +351,20 @@ def _parse(message: bytes, bound: int, now: int) -> tuple[Any, list[_Signature],
             DkimStatus.PERMERROR, "", "", "", "", "", None, False, False, f"message: {exc}"
         )
     fields = [bytes(value) for name, value in verifier.headers if name.lower() == b"dkim-signature"]
-    signatures = [_check_signature(index, value, now) for index, value in enumerate(fields[:bound])]
+    signatures = [
+        checked.get((index, value.removesuffix(b"\r\n"))) or _check_signature(index, value, now)
+        for index, value in enumerate(fields[:bound])
+    ]
     return verifier, signatures, max(0, len(fields) - bound)
 
 
+def _unspaced(value: bytes) -> bytes:
+    """``value`` without its whitespace (``bytes.split`` splits on exactly ``\\s``)."""
+    return b"".join(value.split())
+
+
 def _text(value: bytes) -> str:
-    return _WSP.sub(b"", value).decode("utf-8", "replace")
+    return _unspaced(value).decode("utf-8", "replace")
 
 
 def _check_signature(index: int, value: bytes, now: int) -> _Signature:
@@ -402,11 +411,12 @@ def _syntax_problem(tags: Mapping[bytes, bytes], domain: str, selector: str) -> 
     """Malformed tag values. Spec: RFC 6376 §3.5."""
     if not _BASE64.match(tags[b"b"]) or not _BASE64.match(tags[b"bh"]):
         return "b= or bh= is not base64"
-    if not _WSP.sub(b"", tags[b"b"]) or not _WSP.sub(b"", tags[b"bh"]):
+    b, bh = _unspaced(tags[b"b"]), _unspaced(tags[b"bh"])
+    if not b or not bh:
         return "b= or bh= is empty"
     try:
-        base64.b64decode(_WSP.sub(b"", tags[b"b"]), validate=True)
-        base64.b64decode(_WSP.sub(b"", tags[b"bh"]), validate=True)
+        base64.b64decode(b, validate=True)
+        base64.b64decode(bh, validate=True)
     except (binascii.Error, ValueError):
         return "b= or bh= is not base64"
     if not is_domain_name(domain):
