@@ -142,7 +142,7 @@ async def verify_arc(
     Spec: RFC 8617 §5.2; RFC 8301 §3.2 (keys of at least 1024 bits).
     """
     header = header or split_header(message)
-    if not any(f.name.lower() in _ARC_FIELDS for f in header.fields):
+    if not carries_arc_fields(header):
         return _result(ChainValidation.NONE, "message has no ARC Set")
     chain = await asyncio.to_thread(_parse_chain, message)
     if isinstance(chain, ArcResult):
@@ -154,6 +154,12 @@ async def verify_arc(
     result = await asyncio.to_thread(_validate, chain.arc, usable, temporary)
     log.debug("arc.validated", extra={"cv": result.cv.value, "instances": result.instances})
     return result
+
+
+def carries_arc_fields(header: HeaderBlock) -> bool:
+    """Whether ``header`` has any ARC field (else the chain is ``none`` without any
+    work). Spec: RFC 8617 §4.1, §5.2 step 1."""
+    return any(f.name.lower() in _ARC_FIELDS for f in header.fields)
 
 
 def _result(cv: ChainValidation, reason: str, instances: int = 0) -> ArcResult:

@@ -201,12 +201,15 @@ async def fetch_keys(
     ``timeout_s`` seconds. Never raises for DNS trouble: it is in the answers.
     Spec: RFC 6376 §3.6.2.2, §6.1.2."""
     answers: dict[str, KeyAnswer] = {}
+    unique = list(dict.fromkeys(names))
+    if len(unique) == 1:  # the usual case needs no task
+        return {unique[0]: await _fetch_key(resolver, unique[0], timeout_s)}
 
     async def one(name: str) -> None:
         answers[name] = await _fetch_key(resolver, name, timeout_s)
 
     async with asyncio.TaskGroup() as group:
-        for name in dict.fromkeys(names):
+        for name in unique:
             group.create_task(one(name))
     return answers
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from postel.clock import Clock
-from postel.dkim.arc import ArcResult, ChainValidation, verify_arc
+from postel.dkim.arc import ArcResult, ChainValidation, carries_arc_fields, verify_arc
 from postel.dkim.runner import VerifyRunner
 from postel.dkim.verify import DkimResult, verify_message
 from postel.dmarc import Disposition, DmarcResult, Override, PolicyOverride, evaluate
@@ -155,17 +155,18 @@ class InboundAuthenticator:
         ours) and decide. Never raises for bad input or DNS trouble.
         Spec: RFC 9989 (policy), RFC 8601 §2."""
         header = split_header(message)
-        dkim_task = asyncio.create_task(
-            verify_message(
+        arc_task = None  # most messages have no ARC Set: then no task is needed
+        if carries_arc_fields(header):
+            arc_task = asyncio.create_task(verify_arc(message, self._resolver, header))
+        dkim = tuple(
+            await verify_message(
                 message, self._resolver, clock=self._clock, header=header, runner=self._runner
             )
         )
-        arc_task = asyncio.create_task(verify_arc(message, self._resolver, header))
+        arc = await (arc_task or verify_arc(message, self._resolver, header))
         spf = await _result_of(checks.spf)
         helo = await _result_of(checks.helo)
         iprev = await checks.iprev
-        dkim = tuple(await dkim_task)
-        arc = await arc_task
         from_fields = [f.value for f in header.fields if f.matches(b"from")]
         spf_identity = None
         if spf is not None and checks.mail_from:

@@ -18,7 +18,7 @@ import dataclasses
 import functools
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, ip_network
+from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
 
 from postel.clock import Clock
@@ -197,8 +197,8 @@ def _is_within(name: str, domain: str) -> bool:
 def _in_prefix(ip: IpAddress, address: IpAddress, cidr4: int, cidr6: int) -> bool:
     if ip.version != address.version:
         return False
-    prefix = cidr4 if isinstance(address, IPv4Address) else cidr6
-    return ip in ip_network((address, prefix), strict=False)
+    shift = address.max_prefixlen - (cidr4 if address.version == 4 else cidr6)
+    return int(ip) >> shift == int(address) >> shift
 
 
 @dataclass(slots=True)
@@ -238,7 +238,9 @@ class _Evaluation:
 
     async def _evaluate(self, record: Record, domain: str, chain: tuple[str, ...]) -> _Outcome:
         """Spec: RFC 7208 §4.6.2, §4.7, §6.1."""
-        ctx = dataclasses.replace(self.ctx, domain=domain)
+        ctx = (
+            self.ctx if domain == self.ctx.domain else dataclasses.replace(self.ctx, domain=domain)
+        )
         for mechanism in record.mechanisms:
             if await self._matches(mechanism, ctx, chain):
                 result = _QUALIFIER_RESULT[mechanism.qualifier]
