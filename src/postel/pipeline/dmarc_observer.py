@@ -108,9 +108,14 @@ class DmarcObserver:
 
 def _looks_like_report(content: bytes) -> bool:
     """The Subject starts with "Report Domain:". Spec: RFC 9990 §2.5.2 (dmarc-subject)."""
+    end = content.find(b"\r\n\r\n")
+    head = (content if end < 0 else content[:end]).lower()
+    if b"report" not in head or b"domain:" not in head:  # words a fold cannot split
+        return False
     for field in split_header(content).fields:
         if field.name.lower() == b"subject":
-            return unfold(field.value).strip().lower().startswith(_SUBJECT_PREFIX)
+            words = b" ".join(unfold(field.value).split()).lower()  # "Report" 1*FWS "Domain:"
+            return words.startswith(_SUBJECT_PREFIX)
     return False
 
 

@@ -90,6 +90,8 @@ class _Transaction:
     forwards: list[ForwardTarget] = field(default_factory=list)
     """Accepted recipients forwarded to remote addresses (aliases, SRS bounces)."""
     auth_field: bytes | None = None
+    auth: str = ""
+    """The sender authentication verdict for the transaction's log line."""
     """Our Authentication-Results field, once sender authentication ran."""
 
     def abort(self) -> None:
@@ -687,21 +689,21 @@ class SmtpSession(asyncio.Protocol):
             forwarded = await self.forward(txn, envelope, ref)
         except OverQuota as exc:
             writer.abort()
-            self.log_transaction(envelope, size, f"deferred: {exc}")
+            self.log_transaction(envelope, size, f"deferred: {exc}", txn.auth)
             return MAILBOX_FULL
         except PermanentFailure as exc:
             writer.abort()
-            self.log_transaction(envelope, size, f"rejected: {exc}")
+            self.log_transaction(envelope, size, f"rejected: {exc}", txn.auth)
             return smtp.Reply(554, "5.4.6", str(exc))
         except (StoreError, OSError):
             writer.abort()
             log.exception("smtp.data.store_error", extra={"queue_id": txn.queue_id})
-            self.log_transaction(envelope, size, "deferred: store error")
+            self.log_transaction(envelope, size, "deferred: store error", txn.auth)
             return LOCAL_ERROR
         result = f"delivered to {len(delivered)} mailbox(es)"
         if forwarded:
             result += f", forwarded as {','.join(forwarded)}"
-        self.log_transaction(envelope, size, result)
+        self.log_transaction(envelope, size, result, txn.auth)
         return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
 
     async def forward(
@@ -750,23 +752,15 @@ class SmtpSession(asyncio.Protocol):
             async with auth.large:
                 content = await store.read_blob(ref)
                 verdict = await auth.verdict(checks, content, self.peer.ip)
-        log.info(
-            "smtp.auth",
-            extra={
-                "queue_id": txn.queue_id,
-                "ip": self.peer.ip,
-                "action": str(verdict.action),
-                "results": verdict.summary,
-            },
-        )
+        txn.auth = f"{verdict.action} {verdict.summary}"
         if self.service.dmarc_observer is not None:  # never raises
             await self.service.dmarc_observer.observe(verdict, envelope, content)
         domain = verdict.dmarc.author_domain or "the sender's domain"
         if verdict.action is AuthAction.REJECT:
-            self.log_transaction(envelope, size, "rejected: DMARC policy")
+            self.log_transaction(envelope, size, "rejected: DMARC policy", txn.auth)
             return smtp.Reply(550, "5.7.1", f"Rejected by the DMARC policy of {domain}")
         if verdict.action is AuthAction.DEFER:
-            self.log_transaction(envelope, size, "deferred: DMARC temperror")
+            self.log_transaction(envelope, size, "deferred: DMARC temperror", txn.auth)
             return smtp.Reply(451, "4.7.5", "DMARC evaluation failed temporarily, try again later")
         end = content.find(b"\r\n\r\n")
         header = content if end < 0 else content[:end]
@@ -796,19 +790,23 @@ class SmtpSession(asyncio.Protocol):
         base = "UTF8SMTP" if txn.params.smtputf8 else "ESMTP" if self.extended else "SMTP"
         return base + ("S" if self.tls else "")
 
-    def log_transaction(self, envelope: InboundEnvelope, size: int, result: str) -> None:
-        log.info(
-            "smtp.transaction",
-            extra={
-                "queue_id": envelope.queue_id,
-                "client": f"[{envelope.client_ip}]",
-                "helo": envelope.helo,
-                "mail_from": f"<{envelope.reverse_path}>",
-                "rcpt": ",".join(r.address for r in envelope.recipients),
-                "size": size,
-                "result": result,
-            },
-        )
+    def log_transaction(
+        self, envelope: InboundEnvelope, size: int, result: str, auth: str = ""
+    ) -> None:
+        """The one log line of a transaction; ``auth`` the sender authentication
+        verdict (action, then the results) when the checks ran."""
+        extra = {
+            "queue_id": envelope.queue_id,
+            "client": f"[{envelope.client_ip}]",
+            "helo": envelope.helo,
+            "mail_from": f"<{envelope.reverse_path}>",
+            "rcpt": ",".join(r.address for r in envelope.recipients),
+            "size": size,
+            "result": result,
+        }
+        if auth:
+            extra["auth"] = auth
+        log.info("smtp.transaction", extra=extra)
 
     async def start_tls(self) -> None:
         """Answer 220, then hand the connection to TLS. Reading is paused before this
