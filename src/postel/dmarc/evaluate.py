@@ -134,7 +134,9 @@ async def evaluate(
     walker = TreeWalker(resolver)
     try:
         async with asyncio.timeout(timeout):
-            outcomes = [await _evaluate_one(walker, name, identities, override) for name in names]
+            outcomes = [
+                await _evaluate_one(walker, name, names, identities, override) for name in names
+            ]
     except TimeoutError:
         return DmarcResult(
             Result.TEMPERROR,
@@ -143,7 +145,7 @@ async def evaluate(
             reasons=(Reason.TIMEOUT,),
             detail=f"DMARC evaluation took over {timeout} s",
         )
-    return replace(_most_severe(outcomes), author_domains=names)
+    return _most_severe(outcomes)
 
 
 def _author_domains(author: bytes | Sequence[bytes] | AuthorDomains) -> AuthorDomains:
@@ -196,36 +198,50 @@ def _identities(
 async def _evaluate_one(
     walker: TreeWalker,
     author: str,
+    names: tuple[str, ...],
     identities: tuple[_Identity, ...],
     override: Override | None,
 ) -> DmarcResult:
-    """DMARC for one Author Domain. Spec: DMARCbis §5.3.2-§5.3.6."""
-    base = DmarcResult(Result.NONE, author_domain=author)
+    """DMARC for one Author Domain (``names``: all of them, for the result).
+    Spec: DMARCbis §5.3.2-§5.3.6."""
     try:
         discovery = await walker.discover_policy(author)
     except DmarcError as exc:
-        return _dns_error(base, exc)
+        return _dns_error(DmarcResult(Result.NONE, author_domain=author, author_domains=names), exc)
     record = discovery.record
-    if record is None:
-        return replace(base, reasons=(Reason.NO_POLICY_RECORD,))
-    base = replace(base, policy_domain=discovery.policy_domain, record=record)
-    if record.p is None:
-        return replace(base, reasons=(Reason.POLICY_INVALID,))
+    if record is None or record.p is None:
+        return DmarcResult(
+            Result.NONE,
+            author_domain=author,
+            author_domains=names,
+            policy_domain=None if record is None else discovery.policy_domain,
+            record=record,
+            reasons=(Reason.NO_POLICY_RECORD if record is None else Reason.POLICY_INVALID,),
+        )
     checks, errors = await _alignment(walker, author, record, identities)
-    base = replace(
-        base,
-        checks=checks,
-        spf_aligned=any(c.aligned for c in checks if c.method is Method.SPF),
-        dkim_aligned=any(c.aligned for c in checks if c.method is Method.DKIM),
-        organizational_domain=await _known_org(walker, author, record),
-        testing=record.testing,
-    )
+    spf_aligned = any(c.aligned for c in checks if c.method is Method.SPF)
+    dkim_aligned = any(c.aligned for c in checks if c.method is Method.DKIM)
     fallback = (Reason.POLICY_FALLBACK_NONE,) if record.policy_fallback else ()
-    if base.spf_aligned or base.dkim_aligned:
-        aligned = (Reason.SPF_ALIGNED,) * base.spf_aligned + (
-            Reason.DKIM_ALIGNED,
-        ) * base.dkim_aligned
-        return replace(base, result=Result.PASS, reasons=aligned + fallback)
+    passed = spf_aligned or dkim_aligned
+    base = DmarcResult(  # built once: the pass of almost every message returns it
+        Result.PASS if passed else Result.NONE,
+        author_domain=author,
+        author_domains=names,
+        policy_domain=discovery.policy_domain,
+        organizational_domain=await _known_org(walker, author, record),
+        record=record,
+        testing=record.testing,
+        spf_aligned=spf_aligned,
+        dkim_aligned=dkim_aligned,
+        checks=checks,
+        reasons=(Reason.SPF_ALIGNED,) * spf_aligned
+        + (Reason.DKIM_ALIGNED,) * dkim_aligned
+        + fallback
+        if passed
+        else (),
+    )
+    if passed:
+        return base
     if errors:
         temporary = [e for e in errors if not isinstance(e, DmarcPermError)]
         return _dns_error(base, temporary[0] if temporary else errors[0])
