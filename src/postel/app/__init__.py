@@ -320,6 +320,8 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     for mailbox_service in (imap, pop):
         if mailbox_service is not None:
             cancelled += await mailbox_service.drain(5.0)
+    if smtp.sender_checks is not None:
+        await smtp.sender_checks.aclose()  # the DKIM worker process
     await store.close()
     log.info("server.stopped", extra={"cancelled_sessions": cancelled})
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -138,6 +138,8 @@ async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) 
         listener.stop_accepting()
     smtp.stop()
     cancelled = await smtp.drain(SHUTDOWN_GRACE_SECONDS)
+    if smtp.sender_checks is not None:
+        await smtp.sender_checks.aclose()  # the DKIM worker process
     if reporter is not None and reporter_task is not None:
         reporter.stop()
         with contextlib.suppress(Exception):

@@ -1,11 +1,22 @@
-"""One worker thread for the signature checks of a process, fed in batches.
+"""The signature checks of a process, run in a worker process of their own.
 
-``asyncio.to_thread`` costs a thread-pool hand-off and an event-loop wake-up for every
-call, and under load the event loop and the pool threads trade the GIL back and forth
-for each of them. ``VerifyRunner`` keeps one thread that takes every job waiting when it
-wakes, runs them one after the other, and hands all their results back to the event
-loop in one call: with many messages in flight the cost of leaving the loop is paid
-per batch instead of per message, and verification still never runs on the event loop.
+DKIM verification is pure CPU (canonicalisation, hashing, RSA). Run in a thread of
+the SMTP process it competes for that process's one interpreter lock with the event
+loop: measured with sender authentication on, the thread's work and the lock
+hand-offs around it cost the SMTP process about as much as everything else it does
+for a message. ``VerifyRunner`` sends each job to one worker process
+(``postel.dkim.verify_worker``, started on first use) over a pipe and awaits the
+answer, so verification runs on another core and the event loop only pickles a job
+and reads an answer.
+
+Jobs are callables that pickle (functions of the module namespace, ``functools.partial``
+of them). The worker answers in order; a job that cannot be pickled, and every job while
+no worker can be started, runs in a thread of this process instead, so a message is
+never kept waiting on a worker that is not there. A worker that dies has its
+unanswered jobs run in threads and is started again for the next job (at most
+``WORKER_RESTARTS_MAX`` times in ``WORKER_RESTART_WINDOW_S``; after that, threads only).
+A job unanswered after ``VERIFY_JOB_TIMEOUT_S`` raises TimeoutError and the worker is
+killed (it is stuck).
 
 Spec: RFC 6376 §6.1 (verification is the verifier's CPU cost; ``DKIM_SIGNATURES_MAX``
 bounds it per message).
@@ -15,85 +26,198 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
-import threading
+import logging
+import pickle
+import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["VERIFY_BATCH_MAX", "VerifyRunner"]
+from postel.dkim.verify_worker import FRAME_HEADER, FRAME_MAX, frame
+
+__all__ = [
+    "VERIFY_JOB_TIMEOUT_S",
+    "WORKER_RESTARTS_MAX",
+    "WORKER_RESTART_WINDOW_S",
+    "VerifyRunner",
+]
 
 T = TypeVar("T")
 
-VERIFY_BATCH_MAX = 64
-"""Jobs run per wake-up before results go back to the event loop, so that the first
-results of a large batch are not held back for long. Postel policy."""
+log = logging.getLogger(__name__)
 
-_Job = tuple[Callable[[], Any], asyncio.Future[Any], asyncio.AbstractEventLoop]
+VERIFY_JOB_TIMEOUT_S = 60.0
+"""Seconds one job may wait for its answer (queueing included) before the worker is
+taken for stuck, killed, and the job raises TimeoutError. Postel policy: far above
+the cost of verifying the largest message."""
+WORKER_RESTARTS_MAX = 5
+"""Worker starts allowed within ``WORKER_RESTART_WINDOW_S``; beyond that, jobs run in
+threads of this process (a worker that cannot live is not started forever)."""
+WORKER_RESTART_WINDOW_S = 60.0
+"""The window of ``WORKER_RESTARTS_MAX``, seconds."""
+_WORKER_MODULE = "postel.dkim.verify_worker"
 
 
 class VerifyRunner:
-    """Runs blocking functions on one daemon thread (started on first use); ``run``
-    awaits the result. Exceptions of the function are raised by ``run``."""
+    """Runs picklable blocking functions in a worker process; ``run`` awaits the
+    result and raises what the function raised (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+    def __init__(self, *, use_process: bool = True) -> None:
+        self._use_process = use_process
+        self._process: asyncio.subprocess.Process | None = None
+        self._starting: asyncio.Task[asyncio.subprocess.Process | None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: dict[int, tuple[Callable[[], Any], asyncio.Future[Any]]] = {}
+        self._next_id = 0
+        self._starts: list[float] = []
+        self._closed = False
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The running worker's process id, None when there is none."""
+        process = self._process
+        return process.pid if process is not None and process.returncode is None else None
+
+    def prestart(self) -> None:
+        """Begin starting the worker now (e.g. at MAIL FROM) if it is not running, so
+        that the first message does not wait for it. Needs a running event loop."""
+        if self._use_process and not self._closed and self._process is None:
+            self._ensure_starting()
 
     async def run(self, function: Callable[[], T]) -> T:
-        """``function()`` on the runner's thread."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._ensure_thread()
-        self._jobs.put((function, future, loop))
-        return await future
+        """``function()`` in the worker process (or a thread, see the module docstring).
+        Raises what ``function`` raised; TimeoutError after ``VERIFY_JOB_TIMEOUT_S``."""
+        process = await self._worker() if self._use_process and not self._closed else None
+        if process is None or process.stdin is None:
+            return await asyncio.to_thread(function)
+        try:
+            job_id = self._next_id = self._next_id + 1
+            payload = frame(pickle.dumps((job_id, function), protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:  # not picklable: this one runs here
+            return await asyncio.to_thread(function)
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending[job_id] = (function, future)
+        try:
+            async with asyncio.timeout(VERIFY_JOB_TIMEOUT_S):
+                with contextlib.suppress(ConnectionError):  # a dead worker: see below
+                    process.stdin.write(payload)
+                    await process.stdin.drain()
+                return await future  # from the worker, or a thread if it died first
+        except TimeoutError:
+            log.error("dkim.worker.stuck", extra={"pid": process.pid})
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise
+        finally:
+            self._pending.pop(job_id, None)
 
-    def close(self) -> None:
-        """Stop the thread after the jobs already queued."""
-        if self._thread is not None:
-            self._jobs.put(None)
+    async def aclose(self) -> None:
+        """Stop the worker (it ends at the end of its input) and wait for it; jobs
+        still unanswered run in threads. Idempotent."""
+        self._closed = True
+        if self._starting is not None and not self._starting.done():
+            with contextlib.suppress(Exception):
+                await self._starting
+        process = self._process
+        if process is not None and process.stdin is not None:
+            process.stdin.close()
+            try:
+                async with asyncio.timeout(5.0):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
 
-    def _ensure_thread(self) -> None:
-        if self._thread is not None:
-            return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="postel-verify", daemon=True
+    # -- the worker -------------------------------------------------------------------
+
+    async def _worker(self) -> asyncio.subprocess.Process | None:
+        process = self._process
+        if process is not None and process.returncode is None:
+            return process
+        return await self._ensure_starting()
+
+    def _ensure_starting(self) -> asyncio.Task[asyncio.subprocess.Process | None]:
+        if self._starting is None or self._starting.done():
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+        return self._starting
+
+    async def _start(self) -> asyncio.subprocess.Process | None:
+        now = time.monotonic()
+        self._starts = [t for t in self._starts if now - t < WORKER_RESTART_WINDOW_S]
+        if len(self._starts) >= WORKER_RESTARTS_MAX:
+            if self._use_process:
+                log.error(
+                    "dkim.worker.given_up",
+                    extra={"starts": len(self._starts), "window_s": WORKER_RESTART_WINDOW_S},
                 )
-                self._thread.start()
+            self._use_process = False
+            return None
+        self._starts.append(now)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                _WORKER_MODULE,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            log.error("dkim.worker.start_failed", extra={"error": str(exc)})
+            self._use_process = False
+            return None
+        self._process = process
+        self._reader = asyncio.get_running_loop().create_task(self._read_answers(process))
+        log.info("dkim.worker.started", extra={"pid": process.pid})
+        return process
 
-    def _work(self) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            batch = [first]
-            with contextlib.suppress(queue.Empty):
-                while len(batch) < VERIFY_BATCH_MAX:
-                    job = self._jobs.get_nowait()
-                    if job is None:
-                        self._jobs.put(None)  # stop after this batch
-                        break
-                    batch.append(job)
-            done: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, bool]]]
-            done = {}
-            for function, future, loop in batch:
-                try:
-                    outcome, ok = function(), True
-                except BaseException as exc:  # handed to the awaiting coroutine
-                    outcome, ok = exc, False
-                done.setdefault(loop, []).append((future, outcome, ok))
-            for loop, results in done.items():
-                with contextlib.suppress(RuntimeError):  # the loop has closed
-                    loop.call_soon_threadsafe(_settle, results)
+    async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
+        """Settle each job's future from the worker's answers; when the worker ends,
+        hand every job still waiting to a thread."""
+        stdout = process.stdout
+        assert stdout is not None
+        try:
+            while True:
+                head = await stdout.readexactly(FRAME_HEADER)
+                size = int.from_bytes(head, "big")
+                if size > FRAME_MAX:
+                    break
+                job_id, ok, value = pickle.loads(await stdout.readexactly(size))
+                entry = self._pending.pop(job_id, None)
+                if entry is None or entry[1].done():
+                    continue
+                if ok:
+                    entry[1].set_result(value)
+                else:
+                    entry[1].set_exception(value)
+        except Exception:  # the end of the stream, or a broken one: the worker is done
+            pass
+        finally:
+            if self._process is process:
+                self._process = None
+            orphans, self._pending = self._pending, {}
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            code = await process.wait()
+            if not self._closed or orphans:
+                log.warning(
+                    "dkim.worker.ended",
+                    extra={"pid": process.pid, "code": code, "jobs_moved": len(orphans)},
+                )
+            for function, future in orphans.values():
+                if not future.done():
+                    asyncio.get_running_loop().create_task(_in_thread(function, future))
 
 
-def _settle(results: list[tuple[asyncio.Future[Any], Any, bool]]) -> None:
-    for future, outcome, ok in results:
-        if future.done():  # its awaiting task was cancelled
-            continue
-        if ok:
-            future.set_result(outcome)
-        else:
-            future.set_exception(outcome)
+async def _in_thread(function: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+    try:
+        value = await asyncio.to_thread(function)
+    except Exception as exc:
+        if not future.done():
+            future.set_exception(exc)
+        return
+    if not future.done():
+        future.set_result(value)

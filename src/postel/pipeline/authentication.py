@@ -134,15 +134,20 @@ class InboundAuthenticator:
         self.settings = settings
         self._spf = SpfChecker(resolver, clock, receiver=settings.authserv_id)
         self._runner = VerifyRunner()
-        """DKIM verification off the event loop, in batches (postel.dkim.runner)."""
+        """DKIM verification in a worker process (postel.dkim.runner)."""
         self.large = asyncio.Semaphore(VERIFY_CONCURRENCY_MAX)
         """Held while a message over ``VERIFY_INLINE_MAX`` is read and verified."""
+
+    async def aclose(self) -> None:
+        """Stop the DKIM worker process (at shutdown)."""
+        await self._runner.aclose()
 
     def start(self, client_ip: str, helo: str, mail_from: str) -> EarlyChecks:
         """Start SPF (MAIL FROM, and HELO when it is a domain) and iprev. ``mail_from``
         is the reverse-path without brackets ("" for the null sender: SPF then checks
         postmaster@HELO, RFC 7208 §2.4). Spec: RFC 7208 §2.3, §2.4; RFC 8601 §3."""
         ip = ipaddress.ip_address(client_ip)
+        self._runner.prestart()  # the DKIM worker process, ready by the end of DATA
         spf = asyncio.create_task(self._spf.check_mail_from(ip, mail_from, helo=helo))
         helo_task = None
         if helo and not helo.startswith("["):

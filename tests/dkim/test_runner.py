@@ -1,0 +1,172 @@
+"""The verification runner: jobs run in a worker process, answers come back in order,
+and a job is answered even when the worker dies, cannot be started or is stuck
+(postel.dkim.runner, postel.dkim.verify_worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import os
+import pickle
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from postel.dkim import runner as runner_module
+from postel.dkim.runner import VerifyRunner
+from postel.dkim.verify_worker import FRAME_HEADER, frame, read_frame, serve
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def _gone(pid: int, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_jobs_run_in_another_process_and_answer_in_order() -> None:
+    runner = VerifyRunner()
+    try:
+        pids = await asyncio.gather(*(runner.run(os.getpid) for _ in range(20)))
+        assert set(pids) == {runner.worker_pid}
+        assert runner.worker_pid != os.getpid()
+        values = await asyncio.gather(*(runner.run(functools.partial(abs, -n)) for n in range(50)))
+        assert values == list(range(50))
+    finally:
+        await runner.aclose()
+
+
+async def test_the_exception_of_a_job_is_raised_by_run() -> None:
+    runner = VerifyRunner()
+    try:
+        with pytest.raises(ValueError, match="invalid literal"):
+            await runner.run(functools.partial(int, "not a number"))
+        assert await runner.run(functools.partial(int, "7")) == 7  # the worker goes on
+    finally:
+        await runner.aclose()
+
+
+async def test_a_job_that_does_not_pickle_runs_in_a_thread() -> None:
+    runner = VerifyRunner()
+    try:
+        here = os.getpid()
+        assert await runner.run(lambda: os.getpid()) == here
+    finally:
+        await runner.aclose()
+
+
+async def test_a_killed_worker_hands_its_jobs_to_threads_and_is_started_again() -> None:
+    runner = VerifyRunner()
+    try:
+        first = await runner.run(os.getpid)
+        slow = [
+            asyncio.create_task(runner.run(functools.partial(time.sleep, 0.3))) for _ in range(3)
+        ]
+        await asyncio.sleep(0.1)
+        os.kill(first, signal.SIGKILL)
+        assert await asyncio.wait_for(asyncio.gather(*slow), 10) == [None, None, None]
+        second = await runner.run(os.getpid)
+        assert second not in (first, os.getpid())
+    finally:
+        await runner.aclose()
+
+
+async def test_a_stuck_job_times_out_and_its_worker_is_killed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner_module, "VERIFY_JOB_TIMEOUT_S", 0.5)
+    runner = VerifyRunner()
+    try:
+        pid = await runner.run(os.getpid)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await runner.run(functools.partial(time.sleep, 30))
+        assert time.monotonic() - began < 5
+        assert await _gone(pid)
+        assert await runner.run(functools.partial(abs, -3)) == 3  # a new worker
+    finally:
+        await runner.aclose()
+
+
+async def test_without_a_worker_jobs_run_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "_WORKER_MODULE", "postel.no_such_module")
+    runner = VerifyRunner()
+    try:
+        results = [
+            await runner.run(os.getpid) for _ in range(runner_module.WORKER_RESTARTS_MAX + 2)
+        ]
+        assert set(results) == {os.getpid()}  # each worker died at once; then threads only
+        assert runner.worker_pid is None
+    finally:
+        await runner.aclose()
+
+
+async def test_close_ends_the_worker_and_later_jobs_run_in_threads() -> None:
+    runner = VerifyRunner()
+    pid = await runner.run(os.getpid)
+    await runner.aclose()
+    assert await _gone(pid)
+    assert await runner.run(os.getpid) == os.getpid()
+    await runner.aclose()  # idempotent
+
+
+async def test_prestart_starts_the_worker_before_the_first_job() -> None:
+    runner = VerifyRunner()
+    try:
+        runner.prestart()
+        deadline = time.monotonic() + 10
+        while runner.worker_pid is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        pid = runner.worker_pid
+        assert pid is not None
+        assert await runner.run(os.getpid) == pid
+    finally:
+        await runner.aclose()
+
+
+# --- The worker's side, bytes in and bytes out ----------------------------------------
+
+
+def _jobs(*jobs: object) -> io.BytesIO:
+    return io.BytesIO(b"".join(frame(pickle.dumps(job)) for job in jobs))
+
+
+def _answers(data: bytes) -> list[object]:
+    stream = io.BytesIO(data)
+    out = []
+    while (payload := read_frame(stream)) is not None:
+        out.append(pickle.loads(payload))
+    return out
+
+
+def test_the_worker_answers_each_job_with_its_id() -> None:
+    sink = io.BytesIO()
+    serve(_jobs((1, functools.partial(abs, -5)), (2, functools.partial(int, "x"))), sink)
+    (one, two) = _answers(sink.getvalue())
+    assert one == (1, True, 5)
+    assert two[:2] == (2, False) and isinstance(two[2], ValueError)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [b"", b"\x00\x00", b"\x00\x00\x00\x09abc", b"\xff\xff\xff\xff" + b"x" * 10],
+    ids=["empty", "short-header", "short-payload", "over-frame-max"],
+)
+def test_the_worker_stops_at_the_end_or_at_a_broken_frame(stream: bytes) -> None:
+    sink = io.BytesIO()
+    serve(io.BytesIO(stream), sink)
+    assert sink.getvalue() == b""
+    assert FRAME_HEADER == 4
