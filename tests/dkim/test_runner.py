@@ -10,14 +10,32 @@ import io
 import os
 import pickle
 import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from postel.dkim import runner as runner_module
+from postel.dkim.framing import FRAME_HEADER, job, read_frame
 from postel.dkim.runner import VerifyRunner
-from postel.dkim.verify_worker import FRAME_HEADER, frame, read_frame, serve
+from postel.dkim.verify_worker import serve
+
+
+def _pid_of(_argument: bytes) -> int:
+    return os.getpid()
+
+
+class _LocalOnly:
+    """Pickles by reference to a module the worker process cannot import."""
+
+    def __call__(self, _argument: bytes) -> int:
+        return os.getpid()
+
+
+_LocalOnly.__module__ = "tests_only_in_this_process"
+sys.modules["tests_only_in_this_process"] = sys.modules[__name__]
+sys.modules[__name__]._LocalOnly = _LocalOnly
 
 
 def _alive(pid: int) -> bool:
@@ -140,8 +158,8 @@ async def test_prestart_starts_the_worker_before_the_first_job() -> None:
 # --- The worker's side, bytes in and bytes out ----------------------------------------
 
 
-def _jobs(*jobs: object) -> io.BytesIO:
-    return io.BytesIO(b"".join(frame(pickle.dumps(job)) for job in jobs))
+def _jobs(*jobs: tuple[int, object]) -> io.BytesIO:
+    return io.BytesIO(b"".join(job(job_id, pickle.dumps(f)) for job_id, f in jobs))
 
 
 def _answers(data: bytes) -> list[object]:
@@ -160,6 +178,26 @@ def test_the_worker_answers_each_job_with_its_id() -> None:
     assert two[:2] == (2, False) and isinstance(two[2], ValueError)
 
 
+def test_a_job_the_worker_cannot_load_is_answered_as_not_run() -> None:
+    sink = io.BytesIO()
+    source = io.BytesIO(job(7, b"not a pickle") + job(8, pickle.dumps(functools.partial(abs, -1))))
+    serve(source, sink)
+    (seven, eight) = _answers(sink.getvalue())
+    assert seven[:2] == (7, None)
+    assert eight == (8, True, 1)
+
+
+async def test_a_job_only_this_process_can_load_runs_here() -> None:
+    runner = VerifyRunner()
+    try:
+        assert await runner.run(os.getpid) != os.getpid()
+        local = functools.partial(_LocalOnly(), b"x")  # a class the worker cannot import
+        assert await runner.run(local) == os.getpid()
+        assert await runner.run(os.getpid) not in (None, os.getpid())  # the worker lives on
+    finally:
+        await runner.aclose()
+
+
 @pytest.mark.parametrize(
     "stream",
     [b"", b"\x00\x00", b"\x00\x00\x00\x09abc", b"\xff\xff\xff\xff" + b"x" * 10],
@@ -170,3 +208,16 @@ def test_the_worker_stops_at_the_end_or_at_a_broken_frame(stream: bytes) -> None
     serve(io.BytesIO(stream), sink)
     assert sink.getvalue() == b""
     assert FRAME_HEADER == 4
+
+
+async def test_a_job_larger_than_a_frame_runs_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner_module, "FRAME_MAX", 1000)
+    runner = VerifyRunner()
+    try:
+        assert await runner.run(functools.partial(os.getpid)) != os.getpid()
+        big = functools.partial(max, b"x" * 2000, b"y")  # pickles to more than 1000 octets
+        assert await runner.run(big) == b"y"
+        assert await runner.run(functools.partial(_pid_of, b"x" * 2000)) == os.getpid()
+        assert await runner.run(functools.partial(os.getpid)) not in (None, os.getpid())
+    finally:
+        await runner.aclose()

@@ -10,8 +10,9 @@ answer, so verification runs on another core and the event loop only pickles a j
 and reads an answer.
 
 Jobs are callables that pickle (functions of the module namespace, ``functools.partial``
-of them). The worker answers in order; a job that cannot be pickled, and every job while
-no worker can be started, runs in a thread of this process instead, so a message is
+of them). The worker answers in order; a job that cannot be pickled or is larger than
+a frame may be (``FRAME_MAX``), and every job while no worker can be started, runs in a
+thread of this process instead, so a message is
 never kept waiting on a worker that is not there. A worker that dies has its
 unanswered jobs run in threads and is started again for the next job (at most
 ``WORKER_RESTARTS_MAX`` times in ``WORKER_RESTART_WINDOW_S``; after that, threads only).
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from postel.dkim.verify_worker import FRAME_HEADER, FRAME_MAX, frame
+from postel.dkim.framing import FRAME_HEADER, FRAME_MAX, job
 
 __all__ = [
     "VERIFY_JOB_TIMEOUT_S",
@@ -92,8 +93,10 @@ class VerifyRunner:
             return await asyncio.to_thread(function)
         try:
             job_id = self._next_id = self._next_id + 1
-            payload = frame(pickle.dumps((job_id, function), protocol=pickle.HIGHEST_PROTOCOL))
+            payload = job(job_id, pickle.dumps(function, protocol=pickle.HIGHEST_PROTOCOL))
         except Exception:  # not picklable: this one runs here
+            return await asyncio.to_thread(function)
+        if len(payload) > FRAME_HEADER + FRAME_MAX:  # more than a frame may carry
             return await asyncio.to_thread(function)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending[job_id] = (function, future)
@@ -191,6 +194,9 @@ class VerifyRunner:
                     continue
                 if ok:
                     entry[1].set_result(value)
+                elif ok is None:  # the worker could not load it: run it here
+                    log.warning("dkim.worker.job_not_loaded", extra={"error": value})
+                    asyncio.get_running_loop().create_task(_in_thread(*entry))
                 else:
                     entry[1].set_exception(value)
         except Exception:  # the end of the stream, or a broken one: the worker is done

@@ -2,9 +2,10 @@
 
 Started by ``VerifyRunner`` as ``python -m postel.dkim.verify_worker``. It reads
 frames from standard input and answers each on standard output, one at a time, in
-the order received. A frame is a 4-octet big-endian length followed by that many
-octets of pickle: a job is ``(job id, callable)``, an answer ``(job id, ok, value)``
-with the callable's return value, or the exception it raised when ``ok`` is False.
+the order received (``postel.dkim.framing``). A job frame holds the job id (8 octets)
+and the pickled callable; an answer is the pickle of ``(job id, ok, value)`` with the
+callable's return value, the exception it raised when ``ok`` is False, or (``ok``
+None) why the callable could not be loaded here.
 Both ends are this program's own processes, so the pickles are trusted.
 
 The worker exits 0 at the end of its input (its parent closed the pipe, or died),
@@ -24,44 +25,13 @@ import signal
 import sys
 from typing import BinaryIO
 
-FRAME_HEADER = 4
-"""Octets of a frame's length prefix (big-endian)."""
-FRAME_MAX = 256 * 1024 * 1024
-"""The largest frame accepted: above the largest message verified (the SMTP size limit)
-with its arguments. A larger length means a broken stream: the worker stops."""
+from postel.dkim.framing import JOB_ID_OCTETS, frame, read_frame
 
 
-def read_frame(stream: BinaryIO) -> bytes | None:
-    """One frame's payload, or None at the end of ``stream`` (or a broken frame)."""
-    head = _read_exactly(stream, FRAME_HEADER)
-    if head is None:
-        return None
-    size = int.from_bytes(head, "big")
-    if size > FRAME_MAX:
-        return None
-    return _read_exactly(stream, size)
-
-
-def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
-    parts: list[bytes] = []
-    left = size
-    while left:
-        chunk = stream.read(left)
-        if not chunk:
-            return None
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def frame(payload: bytes) -> bytes:
-    """``payload`` with its length prefix."""
-    return len(payload).to_bytes(FRAME_HEADER, "big") + payload
-
-
-def answer(job_id: int, ok: bool, value: object) -> bytes:
-    """The framed answer to one job; an exception that cannot be pickled is sent as
-    a RuntimeError naming it."""
+def answer(job_id: int, ok: bool | None, value: object) -> bytes:
+    """The framed answer to one job: ``ok`` True with the return value, False with the
+    exception raised, None when the job could not be loaded here (the sender runs it
+    itself). An exception that cannot be pickled is sent as a RuntimeError naming it."""
     try:
         payload = pickle.dumps((job_id, ok, value), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
@@ -76,7 +46,13 @@ def serve(source: BinaryIO, sink: BinaryIO) -> None:
         payload = read_frame(source)
         if payload is None:
             return
-        job_id, function = pickle.loads(payload)
+        job_id = int.from_bytes(payload[:JOB_ID_OCTETS], "big")
+        try:
+            function = pickle.loads(payload[JOB_ID_OCTETS:])
+        except Exception as exc:
+            sink.write(answer(job_id, None, repr(exc)[:500]))
+            sink.flush()
+            continue
         try:
             value, ok = function(), True
         except Exception as exc:  # handed back to the awaiting coroutine
