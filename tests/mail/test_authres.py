@@ -5,10 +5,11 @@ from __future__ import annotations
 import email
 from email import policy
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postel.mail.authres import MethodResult, render, strip_ours
+from postel.mail import authres
+from postel.mail.authres import AUTHRES_LINE_TARGET, MethodResult, render, strip_ours
 
 RESULTS = [
     MethodResult("spf", "pass", properties=(("smtp.mailfrom", "alice@a.example"),)),
@@ -73,3 +74,35 @@ def test_strip_removes_only_fields_claiming_our_id() -> None:
 def test_strip_never_fails_and_keeps_other_bytes(header: bytes) -> None:
     stripped, removed = strip_ours(header, "mx.b.example")
     assert removed >= 0 and len(stripped) <= len(header)
+
+
+_TEXT = st.text(
+    alphabet=st.sampled_from([*'abz09.@-_ "\\;=()', "é"]), min_size=0, max_size=90
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            MethodResult,
+            st.sampled_from(["spf", "dkim", "dmarc", "arc", "iprev"]),
+            st.sampled_from(["pass", "fail", "none", "temperror"]),
+            st.one_of(st.none(), _TEXT),
+            st.lists(
+                st.tuples(st.sampled_from(["header.d", "smtp.mailfrom"]), _TEXT), max_size=4
+            ).map(tuple),
+        ),
+        max_size=6,
+    )
+)
+def test_folding_keeps_every_word_and_the_line_width(results: list[MethodResult]) -> None:
+    """Unfolded, each method's line is its clause; a line is over the target width
+    only when it is one word. Spec: RFC 5322 §2.2.3; RFC 8601 §2.2."""
+    field = render("mx.example", results).decode()
+    lines = field.removesuffix("\r\n").split("\r\n")
+    for line in lines:
+        assert len(line) <= AUTHRES_LINE_TARGET or len(authres._WORD.findall(line.strip())) == 1
+    unfolded = field.replace("\r\n\t  ", " ").removesuffix("\r\n").split("\r\n\t")
+    clauses = [authres._clause(r) for r in results] or ["none"]
+    assert unfolded[1:] == [c + ";" for c in clauses[:-1]] + clauses[-1:]

@@ -14,6 +14,7 @@ RFC 5322 §3.4, §3.6.2; RFC 6532 §3.2.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,12 @@ a mailbox-list; real messages carry one. Bounds the parse (RELIABILITY.md D7).""
 DMARC_FROM_FIELD_MAX = 65536
 """Octets of a From: header field value examined. Postel policy (RELIABILITY.md D7);
 the header block itself is bounded by limits.HEADER_BLOCK_MAX."""
+AUTHOR_CACHE_ENTRIES = 1024
+"""From field values whose Author Domains are remembered (least recently used dropped
+first; only values up to ``AUTHOR_CACHE_VALUE_MAX`` octets). Postel policy: bulk
+senders repeat the same From from message to message."""
+AUTHOR_CACHE_VALUE_MAX = 512
+"""Longest From value remembered, octets (bounds the cache at about 0.5 MB)."""
 DOMAIN_NAME_MAX = 253
 """Characters of a domain name in text form. Spec: RFC 1035 §2.3.4 (255 octets on
 the wire)."""
@@ -111,6 +118,18 @@ def author_domains(from_fields: Sequence[bytes]) -> AuthorDomains:
     if len(from_fields) > 1:
         return AuthorDomains((), AuthorProblem.REPEATED_FROM)
     value = from_fields[0][:DMARC_FROM_FIELD_MAX]
+    if len(value) <= AUTHOR_CACHE_VALUE_MAX:
+        return _remembered(bytes(value))
+    return _of_value(value)
+
+
+@functools.lru_cache(maxsize=AUTHOR_CACHE_ENTRIES)
+def _remembered(value: bytes) -> AuthorDomains:
+    return _of_value(value)
+
+
+def _of_value(value: bytes) -> AuthorDomains:
+    """The Author Domains of one From field value."""
     hosts: list[str] = []
     for address in parse_address_list(value, max_addresses=DMARC_FROM_ADDRESSES_MAX):
         if address.mailbox is None or address.host is None:

@@ -71,7 +71,11 @@ def render(authserv_id: str, results: Sequence[MethodResult]) -> bytes:
     clauses = [_clause(r) for r in results] or ["none"]
     lines = [f"Authentication-Results: {authserv_id};"]
     for index, clause in enumerate(clauses):
-        words = _WORD.findall(clause + (";" if index < len(clauses) - 1 else ""))
+        clause += ";" if index < len(clauses) - 1 else ""
+        if len(clause) < AUTHRES_LINE_TARGET:  # fits one line: its words as they are
+            lines.append("\t" + clause)
+            continue
+        words = _WORD.findall(clause)
         line = "\t" + words[0]
         for word in words[1:]:
             if len(line) + 1 + len(word) > AUTHRES_LINE_TARGET:
