@@ -6,6 +6,7 @@ can then only come from the cache, and a lookup after expiry fails as temporary.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from ipaddress import IPv4Address
@@ -78,3 +79,27 @@ async def test_cache_is_bounded_and_can_be_disabled(server: DnsServer) -> None:
         await bounded.a("nomx.example.test")
     with pytest.raises(DnsTempError):
         await uncached.a("nomx.example.test")
+
+
+async def test_prefetch_fills_the_cache_and_starts_nothing_for_a_cached_answer(
+    server: DnsServer,
+) -> None:
+    clock = FixedClock(T0)
+    resolver = _resolver(server, clock)
+    resolver.prefetch("TXT", "spf.example.test")
+    resolver.prefetch("PTR", "192.0.2.10")
+    resolver.prefetch("A", "missing.example.test")
+    resolver.prefetch("SOA", "example.test")  # not a type it fetches: ignored
+    resolver.prefetch("PTR", "not an address")  # ignored, no exception
+    for _ in range(100):  # the lookups run in the background
+        await asyncio.sleep(0.01)
+        if not resolver._pending:
+            break
+    server.stop()  # from here on only the cache answers
+    assert len(await resolver.txt("spf.example.test")) == 2
+    names = await resolver.ptr(IPv4Address("192.0.2.10"))
+    assert set(names) == {"nomx.example.test", "alias.example.test"}
+    with pytest.raises(DnsNxDomain):
+        await resolver.a("missing.example.test")
+    resolver.prefetch("TXT", "spf.example.test")  # cached: nothing is started
+    assert not resolver._pending

@@ -1,10 +1,11 @@
 """Sender authentication of inbound mail, between the end of DATA and the 250.
 
-``InboundAuthenticator.start`` begins the checks that need only the envelope (SPF of
-MAIL FROM and of HELO, iprev of the client address) when MAIL FROM arrives, so their DNS
-lookups overlap the rest of the dialogue; ``verdict`` adds the checks that need the
-content (DKIM, ARC), evaluates DMARC, and returns what to do with the message and the
-Authentication-Results field to prepend:
+``InboundAuthenticator.start`` begins, when MAIL FROM arrives, the DNS lookups that the
+envelope checks (SPF of MAIL FROM and of HELO, iprev of the client address) start with,
+so that they overlap the rest of the dialogue (the answers land in the resolver's cache;
+nothing is started for an answer already there); ``verdict`` runs every check (DKIM and
+ARC on the content, the envelope checks, then DMARC) and returns what to do with the
+message and the Authentication-Results field to prepend:
 
 * DMARC ``reject`` → 550 5.7.1 in the dialogue; ``quarantine`` → delivered to Junk;
 * DMARC ``temperror`` → 451 4.7.5 (when ``temperror_defers``; else accepted and noted);
@@ -29,8 +30,9 @@ import contextlib
 import enum
 import ipaddress
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from postel.clock import Clock
 from postel.dkim.arc import ArcResult, ChainValidation, carries_arc_fields, verify_arc
@@ -41,7 +43,7 @@ from postel.dmarc import Result as DmarcStatus
 from postel.errors import PermanentFailure, TemporaryFailure
 from postel.mail.authres import MethodResult, render
 from postel.mail.header import split_header
-from postel.resolver import Resolver
+from postel.resolver import Prefetching, Resolver
 from postel.spf import SpfChecker, SpfResult
 
 log = logging.getLogger(__name__)
@@ -86,19 +88,14 @@ class AuthSettings:
     trusted_sealers: frozenset[str] = frozenset()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class EarlyChecks:
-    """The envelope checks started at MAIL FROM (tasks); ``cancel`` on RSET/abort."""
+    """What MAIL FROM gave the checks: the client address, the HELO name and the
+    reverse-path (the DNS answers the checks will ask for are fetched meanwhile)."""
 
+    ip: IpAddress
+    helo: str
     mail_from: str
-    spf: asyncio.Task[SpfResult] | None
-    helo: asyncio.Task[SpfResult] | None
-    iprev: asyncio.Task[MethodResult] = field(repr=False)
-
-    def cancel(self) -> None:
-        for task in (self.spf, self.helo, self.iprev):
-            if task is not None and not task.done():
-                task.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +132,7 @@ class InboundAuthenticator:
         self._spf = SpfChecker(resolver, clock, receiver=settings.authserv_id)
         self._runner = VerifyRunner()
         """DKIM verification in a worker process (postel.dkim.runner)."""
+        self._prefetch = resolver.prefetch if isinstance(resolver, Prefetching) else None
         self.large = asyncio.Semaphore(VERIFY_CONCURRENCY_MAX)
         """Held while a message over ``VERIFY_INLINE_MAX`` is read and verified."""
 
@@ -143,20 +141,23 @@ class InboundAuthenticator:
         await self._runner.aclose()
 
     def start(self, client_ip: str, helo: str, mail_from: str) -> EarlyChecks:
-        """Start SPF (MAIL FROM, and HELO when it is a domain) and iprev. ``mail_from``
-        is the reverse-path without brackets ("" for the null sender: SPF then checks
-        postmaster@HELO, RFC 7208 §2.4). Spec: RFC 7208 §2.3, §2.4; RFC 8601 §3."""
+        """Begin fetching what SPF (MAIL FROM, and HELO when it is a domain) and iprev
+        will look up first, and start the DKIM worker, so that the lookups overlap the
+        rest of the dialogue. ``mail_from`` is the reverse-path without brackets (""
+        for the null sender: SPF then checks postmaster@HELO, RFC 7208 §2.4).
+        Spec: RFC 7208 §2.3, §2.4, §4.4; RFC 8601 §3."""
         ip = ipaddress.ip_address(client_ip)
         self._runner.prestart()  # the DKIM worker process, ready by the end of DATA
-        spf = asyncio.create_task(self._spf.check_mail_from(ip, mail_from, helo=helo))
-        helo_task = None
-        if helo and not helo.startswith("["):
-            helo_task = asyncio.create_task(self._spf.check_helo(ip, helo))
-        iprev = asyncio.create_task(self._iprev(ip))
-        return EarlyChecks(mail_from, spf, helo_task, iprev)
+        if self._prefetch is not None:  # no task where the answers are cached
+            domain = mail_from.rpartition("@")[2] if mail_from else helo
+            for name in dict.fromkeys((domain, helo)):
+                if name and not name.startswith("["):
+                    self._prefetch("TXT", name)
+            self._prefetch("PTR", str(ip))
+        return EarlyChecks(ip, helo, mail_from)
 
     async def verdict(self, checks: EarlyChecks, message: bytes, client_ip: str) -> AuthVerdict:
-        """Finish the checks on the whole ``message`` (as received, no trace fields of
+        """Run the checks on the whole ``message`` (as received, no trace fields of
         ours) and decide. Never raises for bad input or DNS trouble.
         Spec: RFC 9989 (policy), RFC 8601 §2."""
         header = split_header(message)
@@ -169,9 +170,12 @@ class InboundAuthenticator:
             )
         )
         arc = await (arc_task or verify_arc(message, self._resolver, header))
-        spf = await _result_of(checks.spf)
-        helo = await _result_of(checks.helo)
-        iprev = await checks.iprev
+        ip, helo_name = checks.ip, checks.helo
+        spf = await _guarded(self._spf.check_mail_from(ip, checks.mail_from, helo=helo_name))
+        helo = None
+        if helo_name and not helo_name.startswith("["):
+            helo = await _guarded(self._spf.check_helo(ip, helo_name))
+        iprev = await self._iprev(ip)
         from_fields = [f.value for f in header.fields if f.matches(b"from")]
         spf_identity = None
         if spf is not None and checks.mail_from:
@@ -230,14 +234,14 @@ class InboundAuthenticator:
             return MethodResult("iprev", "permerror", "no PTR", prop)
 
 
-async def _result_of(task: asyncio.Task[SpfResult] | None) -> SpfResult | None:
-    if task is None:
-        return None
+async def _guarded(check: Coroutine[Any, Any, SpfResult]) -> SpfResult | None:
+    """The SPF result, or None if the check failed (it never raises; a bug must not
+    lose the message)."""
     try:
-        return await task
+        return await check
     except asyncio.CancelledError:
         raise
-    except Exception:  # the SPF check never raises; a bug must not lose the message
+    except Exception:
         log.exception("auth.spf_failed")
         return None
 

@@ -20,6 +20,7 @@ from postel.resolver.api import (
     DnsTempError,
     MxAnswer,
     MxRecord,
+    Prefetching,
     Resolver,
     SrvRecord,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "DnsTempError",
     "MxAnswer",
     "MxRecord",
+    "Prefetching",
     "Resolver",
     "SrvRecord",
     "to_alabels",

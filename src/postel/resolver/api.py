@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from postel.errors import PermanentFailure, PostelError, TemporaryFailure
 
@@ -175,4 +175,15 @@ class Resolver(Protocol):
 
         Spec: RFC 1035 §3.5, RFC 3596 §2.5.
         """
+        ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A resolver that can start a lookup without waiting for it (the caching one)."""
+
+    def prefetch(self, rdtype: str, name: str) -> None:
+        """Start looking up ``name`` (``rdtype``: "TXT", "A", "AAAA", "MX" or "PTR",
+        whose name is the address) unless the answer is cached or already being
+        looked up; returns at once and never raises."""
         ...

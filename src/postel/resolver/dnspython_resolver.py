@@ -31,10 +31,10 @@ Spec: RFC 1034 §3.6.2 §5.3.3, RFC 1035 §7, RFC 2308 §5, RFC 7208 §2.6, RFC 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
-from typing import TypeVar
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -218,6 +218,30 @@ class DnsPythonResolver:
 
         return await self._typed(name, dns.rdatatype.SRV, typed, tuple)
 
+    def prefetch(self, rdtype: str, name: str) -> None:
+        """Start the lookup of (``rdtype``, ``name``) in the background unless its answer
+        is cached or in flight, so that a later call finds it (``rdtype``: "TXT", "A",
+        "AAAA", "MX", or "PTR" with the address as ``name``). Never raises; a failure
+        is cached like any other answer."""
+        lookup: Awaitable[object]
+        if rdtype == "PTR":
+            try:
+                address = ip_address(name)
+            except ValueError:
+                return
+            name = str(address)
+        key: _Key = (rdtype, (name[:-1] if name.endswith(".") else name).lower())
+        if key in self._pending or self._cache.get(key) is not None:
+            return
+        if rdtype == "PTR":
+            lookup = self.ptr(address)
+        elif rdtype in ("TXT", "A", "AAAA", "MX"):
+            method = {"TXT": self.txt, "A": self.a, "AAAA": self.aaaa, "MX": self.mx}[rdtype]
+            lookup = method(name)
+        else:
+            return
+        asyncio.ensure_future(lookup).add_done_callback(_retrieve)
+
     def clear_cache(self) -> None:
         """Forget every cached answer (e.g. after a configuration reload)."""
         self._cache.clear()
@@ -298,7 +322,7 @@ class DnsPythonResolver:
         return _answer_outcome(answer, where)
 
 
-def _retrieve(task: asyncio.Future[_Cached]) -> None:
+def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a shared lookup's exception retrieved (its askers may all be gone)."""
     if not task.cancelled():
         task.exception()

@@ -90,17 +90,15 @@ class _Transaction:
     forwards: list[ForwardTarget] = field(default_factory=list)
     """Accepted recipients forwarded to remote addresses (aliases, SRS bounces)."""
     auth_field: bytes | None = None
+    """Our Authentication-Results field, once sender authentication ran."""
     auth: str = ""
     """The sender authentication verdict for the transaction's log line."""
-    """Our Authentication-Results field, once sender authentication ran."""
 
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
-        if self.checks is not None:
-            self.checks.cancel()
-            self.checks = None
+        self.checks = None
 
 
 class SmtpService:
