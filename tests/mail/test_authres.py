@@ -76,9 +76,7 @@ def test_strip_never_fails_and_keeps_other_bytes(header: bytes) -> None:
     assert removed >= 0 and len(stripped) <= len(header)
 
 
-_TEXT = st.text(
-    alphabet=st.sampled_from([*'abz09.@-_ "\\;=()', "é"]), min_size=0, max_size=90
-)
+_TEXT = st.text(alphabet=st.sampled_from([*'abz09.@-_ "\\;=()', "é"]), min_size=0, max_size=90)
 
 
 @settings(max_examples=300, deadline=None)
