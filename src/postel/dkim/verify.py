@@ -284,14 +284,10 @@ async def verify_message(
     fields = [f.value for f in header.fields if f.matches(b"dkim-signature")]
     if not fields:
         return []
-    checked = {
-        (index, value): _check_signature(index, value, now)
-        for index, value in enumerate(fields[: limits.signatures])
-    }
-    names = [sig.key_name for sig in checked.values() if sig.problem is None]
+    names = [name for name in map(_usable_key_name, fields[: limits.signatures]) if name]
     answers = await fetch_keys(resolver, names, limits.timeout_s)
     off_loop = runner.run if runner is not None else asyncio.to_thread
-    verify = functools.partial(_parse_and_verify, message, limits.signatures, now, checked)
+    verify = functools.partial(_parse_and_verify, message, limits.signatures, now)
     outcome = await off_loop(functools.partial(verify, answers))
     if isinstance(outcome, list):  # names the quick scan missed: fetch, then verify
         answers |= await fetch_keys(resolver, outcome, limits.timeout_s)
@@ -304,19 +300,33 @@ async def verify_message(
     return results
 
 
+def _usable_key_name(value: bytes) -> str | None:
+    """The key name of a DKIM-Signature field value whose tags name a key that could
+    verify it (required tags present, v=1, a supported algorithm, a well-formed d= and
+    s=), else None: a signature with such a problem is never looked up. The full
+    checks run with the verification. Spec: RFC 6376 §3.5, §6.1.1; RFC 8301 §3.1."""
+    try:
+        tags = parse_tag_value(value)
+    except InvalidTagValueList:
+        return None
+    if any(tag not in tags for tag in _REQUIRED_TAGS) or tags[b"v"] != b"1":
+        return None
+    if tags[b"a"] not in _ALGORITHMS or tags.get(b"q", b"dns/txt") != b"dns/txt":
+        return None
+    domain, selector = _text(tags[b"d"]), _text(tags[b"s"])
+    if not is_domain_name(domain):
+        return None
+    if not selector or not all(_LDH_LABEL.match(label) for label in selector.split(".")):
+        return None
+    return key_name(selector, domain)
+
+
 def _parse_and_verify(
-    message: bytes,
-    bound: int,
-    now: int,
-    checked: Mapping[tuple[int, bytes], _Signature],
-    answers: Mapping[str, KeyAnswer],
+    message: bytes, bound: int, now: int, answers: Mapping[str, KeyAnswer]
 ) -> tuple[list[DkimResult], int] | list[str]:
-    """Parse and verify (thread): the results and the count of signatures past
-    ``bound``, or the key names missing from ``answers``. ``checked``: signatures
-    already checked from a quick scan of the fields, by (index, field value without
-    its final CRLF, which the tag list parse strips); a signature dkimpy's parse
-    finds elsewhere or with other line ends is checked here."""
-    parsed = _parse(message, bound, now, checked)
+    """Parse, check and verify (worker): the results and the count of signatures past
+    ``bound``, or the key names missing from ``answers``."""
+    parsed = _parse(message, bound, now)
     if isinstance(parsed, DkimResult):
         return [parsed], 0
     verifier, signatures, ignored = parsed
@@ -341,9 +351,7 @@ def _ignored_result(ignored: int, bound: int) -> DkimResult:
     )
 
 
-def _parse(
-    message: bytes, bound: int, now: int, checked: Mapping[tuple[int, bytes], _Signature]
-) -> tuple[Any, list[_Signature], int] | DkimResult:
+def _parse(message: bytes, bound: int, now: int) -> tuple[Any, list[_Signature], int] | DkimResult:
     """Parse the message and check the first ``bound`` signatures' tags (thread)."""
     try:
         verifier = dkim.DKIM(message, minkey=DKIM_RSA_BITS_MIN)
@@ -354,10 +362,7 @@ def _parse(
             DkimStatus.PERMERROR, "", "", "", "", "", None, False, False, f"message: {exc}"
         )
     fields = [bytes(value) for name, value in verifier.headers if name.lower() == b"dkim-signature"]
-    signatures = [
-        checked.get((index, value.removesuffix(b"\r\n"))) or _check_signature(index, value, now)
-        for index, value in enumerate(fields[:bound])
-    ]
+    signatures = [_check_signature(index, value, now) for index, value in enumerate(fields[:bound])]
     return verifier, signatures, max(0, len(fields) - bound)
 
 
