@@ -221,3 +221,25 @@ async def test_a_job_larger_than_a_frame_runs_in_a_thread(monkeypatch: pytest.Mo
         assert await runner.run(functools.partial(os.getpid)) not in (None, os.getpid())
     finally:
         await runner.aclose()
+
+
+async def test_a_stuck_verification_is_a_temperror_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify_message turns the runner's TimeoutError into one temperror result."""
+    from postel.dkim import verify as verify_module
+    from postel.dkim.verify import DkimStatus, verify_message
+
+    class _Stuck:
+        async def run(self, function: object) -> object:
+            raise TimeoutError
+
+    class _Keys:
+        async def txt(self, name: str) -> tuple[bytes, ...]:
+            return (b"v=DKIM1; k=rsa; p=AAAA",)
+
+    message = (
+        b"DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=sel; h=from; bh=AAAA; b=AAAA\r\n"
+        b"From: a@example.test\r\n\r\nbody\r\n"
+    )
+    assert verify_module.VerifyRunner is VerifyRunner
+    (result,) = await verify_message(message, _Keys(), runner=_Stuck())  # type: ignore[arg-type]
+    assert result.result is DkimStatus.TEMPERROR and "in time" in result.reason

@@ -16,7 +16,8 @@ thread of this process instead, so a message is
 never kept waiting on a worker that is not there. A worker that dies has its
 unanswered jobs run in threads and is started again for the next job (at most
 ``WORKER_RESTARTS_MAX`` times in ``WORKER_RESTART_WINDOW_S``; after that, threads only).
-A job unanswered after ``VERIFY_JOB_TIMEOUT_S`` raises TimeoutError and the worker is
+A job unanswered after ``VERIFY_JOB_TIMEOUT_S`` raises TimeoutError (one watchdog timer
+per worker notices it, not a timer per job) and the worker is
 killed (it is stuck).
 
 Spec: RFC 6376 §6.1 (verification is the verifier's CPU cost; ``DKIM_SIGNATURES_MAX``
@@ -68,7 +69,8 @@ class VerifyRunner:
         self._process: asyncio.subprocess.Process | None = None
         self._starting: asyncio.Task[asyncio.subprocess.Process | None] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._pending: dict[int, tuple[Callable[[], Any], asyncio.Future[Any]]] = {}
+        self._pending: dict[int, tuple[Callable[[], Any], asyncio.Future[Any], float]] = {}
+        """Jobs sent and not answered, oldest first: (function, future, loop time sent)."""
         self._next_id = 0
         self._starts: list[float] = []
         self._closed = False
@@ -98,19 +100,16 @@ class VerifyRunner:
             return await asyncio.to_thread(function)
         if len(payload) > FRAME_HEADER + FRAME_MAX:  # more than a frame may carry
             return await asyncio.to_thread(function)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending[job_id] = (function, future)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._pending[job_id] = (function, future, loop.time())
         try:
-            async with asyncio.timeout(VERIFY_JOB_TIMEOUT_S):
-                with contextlib.suppress(ConnectionError):  # a dead worker: see below
-                    process.stdin.write(payload)
-                    await process.stdin.drain()
-                return await future  # from the worker, or a thread if it died first
-        except TimeoutError:
-            log.error("dkim.worker.stuck", extra={"pid": process.pid})
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            raise
+            with contextlib.suppress(ConnectionError):  # a dead worker: see below
+                process.stdin.write(payload)
+                await process.stdin.drain()
+            # From the worker; from a thread if it died first; TimeoutError from the
+            # watchdog if it is stuck.
+            return await future
         finally:
             self._pending.pop(job_id, None)
 
@@ -173,11 +172,34 @@ class VerifyRunner:
             self._use_process = False
             return None
         self._process = process
-        self._reader = asyncio.get_running_loop().create_task(self._read_answers(process))
+        loop = asyncio.get_running_loop()
+        watchdog = loop.create_task(self._watch(process))
+        self._reader = loop.create_task(self._read_answers(process, watchdog))
         log.info("dkim.worker.started", extra={"pid": process.pid})
         return process
 
-    async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
+    async def _watch(self, process: asyncio.subprocess.Process) -> None:
+        """Every quarter of ``VERIFY_JOB_TIMEOUT_S``: if the oldest job has waited longer
+        than that, fail it with TimeoutError and kill the worker (its other jobs then
+        run in threads). One timer per worker instead of one per job."""
+        loop = asyncio.get_running_loop()
+        while process.returncode is None:
+            await asyncio.sleep(VERIFY_JOB_TIMEOUT_S / 4)
+            oldest = next(iter(self._pending.items()), None)
+            if oldest is None or loop.time() - oldest[1][2] <= VERIFY_JOB_TIMEOUT_S:
+                continue
+            job_id, (_function, future, _sent) = oldest
+            del self._pending[job_id]
+            if not future.done():
+                future.set_exception(TimeoutError(f"no answer in {VERIFY_JOB_TIMEOUT_S:g} s"))
+            log.error("dkim.worker.stuck", extra={"pid": process.pid})
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            return
+
+    async def _read_answers(
+        self, process: asyncio.subprocess.Process, watchdog: asyncio.Task[None]
+    ) -> None:
         """Settle each job's future from the worker's answers; when the worker ends,
         hand every job still waiting to a thread."""
         stdout = process.stdout
@@ -192,13 +214,14 @@ class VerifyRunner:
                 entry = self._pending.pop(job_id, None)
                 if entry is None or entry[1].done():
                     continue
+                function, future, _sent = entry
                 if ok:
-                    entry[1].set_result(value)
+                    future.set_result(value)
                 elif ok is None:  # the worker could not load it: run it here
                     log.warning("dkim.worker.job_not_loaded", extra={"error": value})
-                    asyncio.get_running_loop().create_task(_in_thread(*entry))
+                    asyncio.get_running_loop().create_task(_in_thread(function, future))
                 else:
-                    entry[1].set_exception(value)
+                    future.set_exception(value)
         except Exception:  # the end of the stream, or a broken one: the worker is done
             pass
         finally:
@@ -213,7 +236,8 @@ class VerifyRunner:
                     "dkim.worker.ended",
                     extra={"pid": process.pid, "code": code, "jobs_moved": len(orphans)},
                 )
-            for function, future in orphans.values():
+            watchdog.cancel()
+            for function, future, _sent in orphans.values():
                 if not future.done():
                     asyncio.get_running_loop().create_task(_in_thread(function, future))
 

@@ -288,11 +288,15 @@ async def verify_message(
     answers = await fetch_keys(resolver, names, limits.timeout_s)
     off_loop = runner.run if runner is not None else asyncio.to_thread
     verify = functools.partial(_parse_and_verify, message, limits.signatures, now)
-    outcome = await off_loop(functools.partial(verify, answers))
-    if isinstance(outcome, list):  # names the quick scan missed: fetch, then verify
-        answers |= await fetch_keys(resolver, outcome, limits.timeout_s)
+    try:
         outcome = await off_loop(functools.partial(verify, answers))
-        assert not isinstance(outcome, list)
+        if isinstance(outcome, list):  # names the quick scan missed: fetch, then verify
+            answers |= await fetch_keys(resolver, outcome, limits.timeout_s)
+            outcome = await off_loop(functools.partial(verify, answers))
+            assert not isinstance(outcome, list)
+    except TimeoutError:  # the verification itself got stuck (postel.dkim.runner)
+        log.error("dkim.verify.timeout")
+        return [_failed_result("verification did not finish in time")]
     results, ignored = outcome
     if ignored:
         log.info("dkim.signatures.ignored", extra={"ignored": ignored})
@@ -334,6 +338,10 @@ def _parse_and_verify(
     if missing:
         return missing
     return _verify_all(verifier, signatures, answers), ignored
+
+
+def _failed_result(reason: str) -> DkimResult:
+    return DkimResult(DkimStatus.TEMPERROR, "", "", "", "", "", None, False, False, reason)
 
 
 def _ignored_result(ignored: int, bound: int) -> DkimResult:

@@ -156,7 +156,7 @@ class InboundAuthenticator:
             self._prefetch("PTR", str(ip))
         return EarlyChecks(ip, helo, mail_from)
 
-    async def verdict(self, checks: EarlyChecks, message: bytes, client_ip: str) -> AuthVerdict:
+    async def verdict(self, checks: EarlyChecks, message: bytes) -> AuthVerdict:
         """Run the checks on the whole ``message`` (as received, no trace fields of
         ours) and decide. Never raises for bad input or DNS trouble.
         Spec: RFC 9989 (policy), RFC 8601 §2."""
@@ -185,19 +185,18 @@ class InboundAuthenticator:
             spf_identity,
             [(str(d.result), d.domain) for d in dkim],
             self._resolver,
-            override=self._override(client_ip, arc),
+            override=self._override(ip, arc),
         )
         action = self._action(dmarc)
         results = _method_results(spf, helo, checks.mail_from, dkim, dmarc, arc, iprev)
         field_bytes = render(self.settings.authserv_id, results)
         return AuthVerdict(action, field_bytes, dmarc, spf, dkim, arc, iprev)
 
-    def _override(self, client_ip: str, arc: ArcResult) -> Override | None:
+    def _override(self, ip: IpAddress, arc: ArcResult) -> Override | None:
         """A local override for a failing message: a trusted forwarder's address, or a
         passing ARC chain whose oldest passing sealer we trust. Spec: RFC 8617 §7.2."""
-        ip = ipaddress.ip_address(client_ip)
         if any(ip in network for network in self.settings.trusted_forwarders):
-            return Override(PolicyOverride.TRUSTED_FORWARDER, f"client {client_ip}")
+            return Override(PolicyOverride.TRUSTED_FORWARDER, f"client {ip}")
         sealer = (arc.oldest_pass_domain or "").lower()
         if arc.cv is ChainValidation.PASS and sealer in self.settings.trusted_sealers:
             return Override(PolicyOverride.LOCAL_POLICY, f"ARC sealed by {sealer}")

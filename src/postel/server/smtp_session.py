@@ -745,11 +745,11 @@ class SmtpSession(asyncio.Protocol):
         store = self.service.store
         if ref.inline is not None:
             content = ref.inline
-            verdict = await auth.verdict(checks, content, self.peer.ip)
+            verdict = await auth.verdict(checks, content)
         else:
             async with auth.large:
                 content = await store.read_blob(ref)
-                verdict = await auth.verdict(checks, content, self.peer.ip)
+                verdict = await auth.verdict(checks, content)
         txn.auth = f"{verdict.action} {verdict.summary}"
         if self.service.dmarc_observer is not None:  # never raises
             await self.service.dmarc_observer.observe(verdict, envelope, content)
