@@ -28,3 +28,18 @@ def test_an_address_shares_its_own_prefix_with_its_neighbours(ip: IPv4Address, c
     network = ip_network((ip, cidr4), strict=False)
     assert _in_prefix(network[0], ip, cidr4, 128)
     assert _in_prefix(network[-1], ip, cidr4, 128)
+
+
+@given(
+    st.text(
+        alphabet=st.characters(max_codepoint=0x2FF) | st.sampled_from(["[", ".", "é"]), max_size=30
+    )
+)
+def test_query_name_characters_are_visible_ascii_but_bracket_or_non_ascii(name: str) -> None:
+    """Spec: RFC 7208 §4.3 (a domain that is not a valid query name is not checked)."""
+    from postel.spf.check import _QUERY_NAME_CHARS
+
+    expected = (
+        bool(name) and all(ord(c) > 0x7F or "!" <= c <= "~" for c in name) and "[" not in name
+    )
+    assert (_QUERY_NAME_CHARS.fullmatch(name) is not None) == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -182,11 +183,15 @@ def _normalise(domain: str) -> str:
     return (domain[:-1] if domain.endswith(".") else domain).lower()
 
 
+_QUERY_NAME_CHARS = re.compile(r"[\x21-\x5a\x5c-\x7e\u0080-\U0010ffff]+")
+"""Visible ASCII but "[" (a domain literal), or any non-ASCII character."""
+
+
 def _valid_domain(domain: str) -> bool:
     """A multi-label domain name usable in a query. Spec: RFC 7208 §4.3."""
     if not valid_query_name(domain) or "." not in domain:
         return False
-    return all(ord(ch) > 0x7F or "!" <= ch <= "~" for ch in domain) and "[" not in domain
+    return _QUERY_NAME_CHARS.fullmatch(domain) is not None
 
 
 def _is_within(name: str, domain: str) -> bool:
