@@ -243,3 +243,23 @@ async def test_a_stuck_verification_is_a_temperror_result(monkeypatch: pytest.Mo
     assert verify_module.VerifyRunner is VerifyRunner
     (result,) = await verify_message(message, _Keys(), runner=_Stuck())  # type: ignore[arg-type]
     assert result.result is DkimStatus.TEMPERROR and "in time" in result.reason
+
+
+@pytest.mark.parametrize("kind", ["DkimResult", "KeyAnswer"])
+def test_what_crosses_the_pipe_keeps_every_field(kind: str) -> None:
+    """Their pickles are constructor calls: a field added later must be added there too."""
+    import dataclasses
+
+    from postel.dkim import verify as verify_module
+
+    cls = getattr(verify_module, kind)
+    values = {
+        f.name: (
+            verify_module.DkimStatus.TEMPERROR
+            if "status" in f.name or f.name == "result"
+            else f"v{i}"
+        )
+        for i, f in enumerate(dataclasses.fields(cls))
+    }
+    instance = cls(**values)
+    assert pickle.loads(pickle.dumps(instance, protocol=pickle.HIGHEST_PROTOCOL)) == instance

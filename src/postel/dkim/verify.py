@@ -166,6 +166,22 @@ class DkimResult:
         """The ``header.a`` value (a=). Spec: RFC 8601 §2.7.1."""
         return self.algorithm
 
+    def __reduce__(self) -> tuple[type[DkimResult], tuple[Any, ...]]:
+        """Pickled as a constructor call (results come back from the DKIM worker
+        process; the generic dataclass state costs a field lookup per object)."""
+        return DkimResult, (
+            self.result,
+            self.domain,
+            self.selector,
+            self.algorithm,
+            self.header_i,
+            self.header_b,
+            self.key_bits,
+            self.body_length_limited,
+            self.unsigned_body_content,
+            self.reason,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class _Signature:
@@ -191,6 +207,10 @@ class KeyAnswer:
     records: tuple[bytes, ...]
     status: DkimStatus | None
     reason: str
+
+    def __reduce__(self) -> tuple[type[KeyAnswer], tuple[Any, ...]]:
+        """Pickled as a constructor call (sent to the DKIM worker with each job)."""
+        return KeyAnswer, (self.records, self.status, self.reason)
 
 
 # --- Shared with ARC: key record lookups and the dnsfunc given to dkimpy -------------
