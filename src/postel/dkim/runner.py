@@ -10,15 +10,14 @@ answer, so verification runs on another core and the event loop only pickles a j
 and reads an answer.
 
 Jobs are callables that pickle (functions of the module namespace, ``functools.partial``
-of them). The worker answers in order; a job that cannot be pickled or is larger than
-a frame may be (``FRAME_MAX``), and every job while no worker can be started, runs in a
-thread of this process instead, so a message is
-never kept waiting on a worker that is not there. A worker that dies has its
-unanswered jobs run in threads and is started again for the next job (at most
-``WORKER_RESTARTS_MAX`` times in ``WORKER_RESTART_WINDOW_S``; after that, threads only).
-A job unanswered after ``VERIFY_JOB_TIMEOUT_S`` raises TimeoutError (one watchdog timer
-per worker notices it, not a timer per job) and the worker is
-killed (it is stuck).
+of them). The worker answers in order. A job that cannot be pickled, one larger than a
+frame may be (``FRAME_MAX``), one the worker cannot load, and every job while no worker
+can be started run in a thread of this process instead, so a message is never kept
+waiting on a worker that is not there. A worker that dies has its unanswered jobs run
+in threads and is started again for the next job (at most ``WORKER_RESTARTS_MAX`` times
+in ``WORKER_RESTART_WINDOW_S``; after that, threads only). A job unanswered after
+``VERIFY_JOB_TIMEOUT_S`` raises TimeoutError and the worker is killed (it is stuck);
+one watchdog timer per worker notices it, not a timer per job.
 
 Spec: RFC 6376 §6.1 (verification is the verifier's CPU cost; ``DKIM_SIGNATURES_MAX``
 bounds it per message).
@@ -41,6 +40,7 @@ __all__ = [
     "VERIFY_JOB_TIMEOUT_S",
     "WORKER_RESTARTS_MAX",
     "WORKER_RESTART_WINDOW_S",
+    "WORKER_STOP_TIMEOUT_S",
     "VerifyRunner",
 ]
 
@@ -57,6 +57,8 @@ WORKER_RESTARTS_MAX = 5
 threads of this process (a worker that cannot live is not started forever)."""
 WORKER_RESTART_WINDOW_S = 60.0
 """The window of ``WORKER_RESTARTS_MAX``, seconds."""
+WORKER_STOP_TIMEOUT_S = 5.0
+"""Seconds a closing worker has to finish its last job and exit before it is killed."""
 _WORKER_MODULE = "postel.dkim.verify_worker"
 
 
@@ -124,7 +126,7 @@ class VerifyRunner:
         if process is not None and process.stdin is not None:
             process.stdin.close()
             try:
-                async with asyncio.timeout(5.0):
+                async with asyncio.timeout(WORKER_STOP_TIMEOUT_S):
                     await process.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
