@@ -105,7 +105,10 @@ def drop_privileges(user: str | None, data_dir: Path) -> None:
     if os.geteuid() != 0:
         return
     if not user:
-        log.warning("server.running_as_root", extra={"hint": "set run_as in the config"})
+        log.warning(
+            "server.running_as_root",
+            extra={"hint": "set run_as in a config file (postel serve --config FILE)"},
+        )
         return
     import pwd
     import timeit  # noqa: F401
