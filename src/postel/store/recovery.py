@@ -56,7 +56,7 @@ def recover(engine: Engine, files: BlobFiles, *, grace_seconds: float = 0.0) -> 
         )
         collected = conn.execute(delete(blobs).where(unreferenced)).rowcount
         file_keys = set(conn.execute(select(blobs.c.key).where(blobs.c.data.is_(None))).scalars())
-    if collected:
+    if collected:  # blobs whose last message or queue entry went (not a repair)
         _log.info("store.recovery.blobs_collected count=%d", collected)
     on_disk = set(files.keys())
     orphans = {k for k in on_disk - file_keys if files.age(k, now) >= grace_seconds}
@@ -72,7 +72,8 @@ def recover(engine: Engine, files: BlobFiles, *, grace_seconds: float = 0.0) -> 
         missing_blobs=missing,
     )
     _log.info(
-        "store.recovery.done orphans=%d temp=%d missing=%d",
+        "store.recovery.done collected=%d orphans=%d temp=%d missing=%d",
+        collected,
         report.orphan_blobs_removed,
         report.temp_files_removed,
         len(report.missing_blobs),
