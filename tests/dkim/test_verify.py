@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +33,7 @@ from postel.dkim import (
     sign_message,
     verify_message,
 )
+from postel.dkim import verify as verify_module
 from postel.resolver import DnsNxDomain, DnsPythonResolver, DnsTempError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -290,3 +292,29 @@ async def test_postel_signature_verifies_through_knot_dns() -> None:
         assert temp.result is DkimStatus.TEMPERROR
     finally:
         server.stop()
+
+
+_OLD_BASE64 = re.compile(rb"^[A-Za-z0-9+/\s]*=?\s*=?\s*$")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"A", b"z", b"+", b"/", b"=", b" ", b"\t", b"\r\n ", b"\n", b"!"]),
+        max_size=14,
+    ).map(b"".join)
+)
+def test_base64_tag_check_is_the_definition(value: bytes) -> None:
+    """The linear pattern accepts exactly what ``[b64 WSP]* [= WSP*]{0,2}`` does."""
+    assert (verify_module._BASE64.fullmatch(value) is not None) == (
+        _OLD_BASE64.match(value) is not None
+    )
+
+
+@pytest.mark.parametrize("filler", [b" ", b"\r\n ", b"= "])
+def test_a_huge_folded_tag_value_is_checked_at_once(filler: bytes) -> None:
+    """Whitespace runs in b= or bh= cost linear time (a signature of 4 KB of spaces
+    used to take seconds). Spec: RFC 6376 §8.4 (verifier cost)."""
+    value = b"A" + filler * 50_000 + b"!"
+    tags = {b"b": value, b"bh": b"AAAA"}
+    assert verify_module._syntax_problem(tags, "example.test", "sel") == "b= or bh= is not base64"

@@ -243,7 +243,6 @@ async def test_override_only_touches_a_failure() -> None:
     ("fields", "result", "reason"),
     [
         ([], Result.NONE, Reason.NO_FROM),
-        ([b"a@example.com", b"b@example.com"], Result.NONE, Reason.REPEATED_FROM),
         ([b""], Result.NONE, Reason.NO_AUTHOR_DOMAIN),
         ([b"undisclosed-recipients:;"], Result.NONE, Reason.NO_AUTHOR_DOMAIN),
         ([b"<<<>>>"], Result.PERMERROR, Reason.INVALID_AUTHOR_DOMAIN),
@@ -373,3 +372,27 @@ async def test_unrelated_signers_cause_no_walk() -> None:
     result = await evaluate(b"a@example.com", (PASS, "bounce.example.org"), dkim, dns)
     assert result.result is Result.FAIL
     assert dns.txt_names == ["_dmarc.example.com"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [b"a@example.org", b"b@example.com"],
+        [b"b@example.com", b"a@example.org"],
+        [b"b@example.com", b"b@example.com"],
+        [b"undisclosed-recipients:;", b"<b@example.com>"],
+    ],
+)
+async def test_several_from_fields_are_each_evaluated(fields: list[bytes]) -> None:
+    """A second From: field must not take a p=reject domain out of DMARC (RFC 5322
+    §3.6 allows one): the strictest failing policy wins. Spec: DMARCbis §11.5."""
+    dns = zone(example_com="v=DMARC1; p=reject", example_org="v=DMARC1; p=none")
+    outcome = await evaluate(fields, (PASS, "example.org"), [], dns)
+    assert outcome.result is Result.FAIL and outcome.disposition is Disposition.REJECT
+    assert outcome.author_domain == "example.com"
+
+
+async def test_several_from_fields_with_a_bad_domain_are_permerror() -> None:
+    dns = zone(example_com="v=DMARC1; p=reject")
+    outcome = await evaluate([b"a@example.com", b"b@exa..mple"], None, [], dns)
+    assert outcome.result is Result.PERMERROR

@@ -28,6 +28,9 @@ a mailbox-list; real messages carry one. Bounds the parse (RELIABILITY.md D7).""
 DMARC_FROM_FIELD_MAX = 65536
 """Octets of a From: header field value examined. Postel policy (RELIABILITY.md D7);
 the header block itself is bounded by limits.HEADER_BLOCK_MAX."""
+DMARC_FROM_FIELDS_MAX = 10
+"""From fields read from one message (RFC 5322 §3.6 allows one; each of several is
+read, as a forger could put the real author in any of them). Postel policy."""
 AUTHOR_CACHE_ENTRIES = 1024
 """From field values whose Author Domains are remembered (least recently used dropped
 first; only values up to ``AUTHOR_CACHE_VALUE_MAX`` octets). Postel policy: bulk
@@ -49,8 +52,6 @@ class AuthorProblem(StrEnum):
 
     NO_FROM = "no_from"
     """The message has no From: header field."""
-    REPEATED_FROM = "repeated_from"
-    """The message has more than one From: header field."""
     NO_DOMAIN = "no_domain"
     """The From: field yields no address with a domain (empty, group only, unparsable)."""
     INVALID_DOMAIN = "invalid_domain"
@@ -115,8 +116,14 @@ def author_domains(from_fields: Sequence[bytes]) -> AuthorDomains:
     """
     if not from_fields:
         return AuthorDomains((), AuthorProblem.NO_FROM)
-    if len(from_fields) > 1:
-        return AuthorDomains((), AuthorProblem.REPEATED_FROM)
+    if len(from_fields) > 1:  # not valid (RFC 5322 §3.6); every author is evaluated
+        hosts: list[str] = []
+        for field in from_fields[:DMARC_FROM_FIELDS_MAX]:
+            found = author_domains([field])
+            if found.problem is AuthorProblem.INVALID_DOMAIN:
+                return found
+            hosts.extend(found.domains)
+        return AuthorDomains.of(*hosts) if hosts else AuthorDomains((), AuthorProblem.NO_DOMAIN)
     value = from_fields[0][:DMARC_FROM_FIELD_MAX]
     if len(value) <= AUTHOR_CACHE_VALUE_MAX:
         return _remembered(bytes(value))

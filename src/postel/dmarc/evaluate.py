@@ -5,10 +5,11 @@ Alignment, result and disposition.
 message bytes beyond the From: field) and the injected ``Resolver``; it never raises
 for bad input or DNS trouble, answering ``temperror``/``permerror`` instead.
 
-The From: field (DMARCbis §5.3.1, §11.5): no From: field, several From: fields, or one
-without a usable domain gives ``none`` with a reason (DMARC does not apply, §4.4, §4.2),
-except a domain that is not a domain name, which gives ``permerror``. A From: field
-naming several domains is, by default, evaluated once per domain (at most
+The From: field (DMARCbis §5.3.1, §11.5): no From: field, or From: fields without a
+usable domain give ``none`` with a reason (DMARC does not apply, §4.4, §4.2), except a
+domain that is not a domain name, which gives ``permerror``. Several domains, named by
+one From: field or by several (not valid, RFC 5322 §3.6, and a forger's way to put a
+protected domain beside his own), are by default evaluated once per domain (at most
 ``DMARC_AUTHOR_DOMAINS_MAX``, more is ``permerror``) and the strictest failing policy
 wins (§11.5); ``MultipleAuthors.NO_DMARC`` instead stops with ``none`` (§5.3.1).
 
@@ -158,7 +159,6 @@ def _author_domains(author: bytes | Sequence[bytes] | AuthorDomains) -> AuthorDo
 
 _PROBLEM_RESULTS = {
     AuthorProblem.NO_FROM: (Result.NONE, Reason.NO_FROM),
-    AuthorProblem.REPEATED_FROM: (Result.NONE, Reason.REPEATED_FROM),
     AuthorProblem.NO_DOMAIN: (Result.NONE, Reason.NO_AUTHOR_DOMAIN),
     AuthorProblem.INVALID_DOMAIN: (Result.PERMERROR, Reason.INVALID_AUTHOR_DOMAIN),
 }

@@ -56,7 +56,6 @@ class Reason(StrEnum):
     """Stable codes for logs and Authentication-Results comments. Spec: DMARCbis §5.3."""
 
     NO_FROM = "no_from"
-    REPEATED_FROM = "repeated_from"
     NO_AUTHOR_DOMAIN = "no_author_domain"
     INVALID_AUTHOR_DOMAIN = "invalid_author_domain"
     TOO_MANY_AUTHOR_DOMAINS = "too_many_author_domains"
