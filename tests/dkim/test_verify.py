@@ -318,3 +318,22 @@ def test_a_huge_folded_tag_value_is_checked_at_once(filler: bytes) -> None:
     value = b"A" + filler * 50_000 + b"!"
     tags = {b"b": value, b"bh": b"AAAA"}
     assert verify_module._syntax_problem(tags, "example.test", "sel") == "b= or bh= is not base64"
+
+
+@pytest.mark.parametrize(
+    "filler",
+    [b" " * 800, b"\r\n " * 400, b"=" * 800, b"\t=" * 400],
+    ids=["spaces", "folds", "equals", "tab-equals"],
+)
+async def test_a_signature_of_whitespace_runs_is_judged_at_once(filler: bytes) -> None:
+    """Tag values made of long whitespace (or '=') runs: the verdict comes back with no
+    regular expression backtracking over them (the hang guard is far above the few
+    milliseconds this takes). Spec: RFC 6376 §3.5, §8.4."""
+    signature = (
+        b"DKIM-Signature: v=1; a=rsa-sha256; d=example.test; s=sel; h=from;\r\n bh=AAAA; b=A"
+        + b"\r\n ".join([filler] * 5)
+        + b"!\r\n"
+    )
+    message = signature + b"From: a@example.test\r\nSubject: x\r\n\r\nbody\r\n"
+    (result,) = await asyncio.wait_for(verify_message(message, ScriptedResolver()), 30)
+    assert result.result is DkimStatus.NEUTRAL
