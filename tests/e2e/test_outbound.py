@@ -172,3 +172,25 @@ def test_a_permanent_failure_comes_back_as_one_rfc3464_report(chain: Chain) -> N
     assert block["status"] == "5.1.1" and "550" in block["diagnostic-code"]
     assert parts[2].get_content_type() == "text/rfc822-headers"
     assert b"Subject: doomed" in parts[2].as_bytes()
+
+
+def test_a_submission_has_one_transaction_log_line_with_every_recipient(chain: Chain) -> None:
+    """Local and remote recipients of one submission: one ``smtp.transaction`` line
+    names them all (README: one line per SMTP transaction)."""
+    sender, _receiver, _dns, _ = chain
+    content = f"From: <{ALICE}>\r\nTo: {BOB}\r\nSubject: both\r\n\r\nboth-logged\r\n".encode()
+    with smtplib.SMTP(*sender.submission_address, timeout=30) as client:
+        client.starttls(context=tls_context(sender))
+        client.login(ALICE, PASSWORD)
+        assert client.sendmail(ALICE, [ALICE, BOB], content) == {}
+    deadline = time.monotonic() + 30
+    lines: list[str] = []
+    while time.monotonic() < deadline and not lines:
+        lines = [
+            line
+            for line in sender.log.read_text().splitlines()
+            if "smtp.transaction" in line and f"{ALICE},{BOB}" in line
+        ]
+        time.sleep(0.2)
+    assert len(lines) == 1, sender.log.read_text()[-3000:]
+    assert "delivered to 1 local recipient(s), queued for 1 remote recipient(s)" in lines[0]

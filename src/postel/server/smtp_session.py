@@ -23,7 +23,7 @@ import dataclasses
 import ipaddress
 import logging
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -793,12 +793,26 @@ class SmtpSession(asyncio.Protocol):
     ) -> None:
         """The one log line of a transaction; ``auth`` the sender authentication
         verdict (action, then the results) when the checks ran."""
+        rcpts = [r.address for r in envelope.recipients]
+        self.log_line(envelope.queue_id, envelope.reverse_path, rcpts, size, result, auth)
+
+    def log_line(
+        self,
+        queue_id: QueueId,
+        reverse_path: str,
+        rcpts: Sequence[str],
+        size: int,
+        result: str,
+        auth: str = "",
+    ) -> None:
+        """``smtp.transaction``: queue id, client, HELO, MAIL FROM, recipients, size
+        (octets received), result, and the sender authentication verdict if any."""
         extra = {
-            "queue_id": envelope.queue_id,
-            "client": f"[{envelope.client_ip}]",
-            "helo": envelope.helo,
-            "mail_from": f"<{envelope.reverse_path}>",
-            "rcpt": ",".join(r.address for r in envelope.recipients),
+            "queue_id": queue_id,
+            "client": f"[{self.peer.ip}]",
+            "helo": self.helo,
+            "mail_from": f"<{reverse_path}>",
+            "rcpt": ",".join(rcpts),
             "size": size,
             "result": result,
         }

@@ -409,6 +409,8 @@ class SubmissionSession(SmtpSession):
             return await super().complete()
         writer = txn.writer or self.service.store.blob_writer()
         txn.writer = None
+        size = writer.size
+        local_rcpts = [r.address for r in txn.recipients]
         try:
             ref = txn.blob = await writer.commit()
         except (StoreError, OSError):
@@ -468,6 +470,11 @@ class SubmissionSession(SmtpSession):
             "submission.queued",
             extra={"queue_id": txn.queue_id, "rcpt": ",".join(a for a, _ in remote)},
         )
+        result = f"queued for {len(remote)} remote recipient(s)"
+        if local_rcpts:
+            result = f"delivered to {len(local_rcpts)} local recipient(s), " + result
+        rcpts = [*local_rcpts, *(a for a, _ in remote)]
+        self.log_line(txn.queue_id, txn.reverse_path, rcpts, size, result)
         return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
 
     async def _deliver_committed(self, ref: BlobRef) -> smtp.Reply:
