@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,6 +30,8 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+
+import ports
 
 KNOTD = "knotd"
 START_TIMEOUT_S = 15.0
@@ -47,18 +48,9 @@ class DnsServerFailed(RuntimeError):
 
 
 def free_port(address: str) -> int:
-    """A port free for both UDP and TCP on ``address`` (racy, like any such probe)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((address, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((address, port))
-                except OSError:
-                    continue
-                return port
-    raise DnsServerFailed("no free UDP+TCP port found")
+    """A port free for both UDP and TCP on ``address`` (racy, like any such probe;
+    below the ephemeral range, tests/ports.py)."""
+    return ports.free_port(address, udp=True)
 
 
 def _config(base: Path, address: str, port: int, zones: Iterable[str]) -> str:

@@ -14,13 +14,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+import ports
 
 PG_GLOB = "/usr/lib/postgresql/*/bin"
 TEST_USER = "postel-test"
@@ -51,9 +52,8 @@ def find_bindir() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 free a moment ago (below the ephemeral range)."""
+    return ports.free_port("127.0.0.1")
 
 
 def _unprivileged_user() -> str:

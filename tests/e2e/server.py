@@ -14,7 +14,6 @@ certificate instead of a generated self-signed one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+import ports
 
 START_TIMEOUT = 30.0
 """Seconds a server may take to start listening."""
@@ -37,22 +38,14 @@ def _family(host: str) -> socket.AddressFamily:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that was free a moment ago."""
-    with socket.socket(_family(host)) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port on ``host`` that was free a moment ago (below the ephemeral range,
+    tests/ports.py)."""
+    return ports.free_port(host)
 
 
 def free_ports(host: str, count: int) -> list[int]:
-    """``count`` distinct TCP ports on ``host`` that were free a moment ago (held open
-    together while chosen, so no two are the same)."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket(_family(host)))
-            s.bind((host, 0))
-            ports.append(int(s.getsockname()[1]))
-        return ports
+    """``count`` distinct TCP ports on ``host`` that were free a moment ago."""
+    return ports.free_ports(host, count)
 
 
 def host_port(host: str, port: int) -> str:
