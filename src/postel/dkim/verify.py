@@ -275,6 +275,12 @@ def is_domain_name(domain: str) -> bool:
     return all(not label.isascii() or _LDH_LABEL.match(label) for label in domain.split("."))
 
 
+def is_selector(selector: str) -> bool:
+    """True for a dotted selector of LDH labels (underscore allowed).
+    Spec: RFC 6376 §3.1 (selector = sub-domain *("." sub-domain))."""
+    return bool(selector) and all(_LDH_LABEL.match(label) for label in selector.split("."))
+
+
 # --- Verification ----------------------------------------------------------------------
 async def verify_message(
     message: bytes,
@@ -345,7 +351,7 @@ def _usable_key_name(value: bytes) -> str | None:
     domain, selector = _text(tags[b"d"]), _text(tags[b"s"])
     if not is_domain_name(domain):
         return None
-    if not selector or not all(_LDH_LABEL.match(label) for label in selector.split(".")):
+    if not is_selector(selector):
         return None
     return key_name(selector, domain)
 
@@ -462,7 +468,7 @@ def _syntax_problem(tags: Mapping[bytes, bytes], domain: str, selector: str) -> 
         return "b= or bh= is not base64"
     if not is_domain_name(domain):
         return "d= is not a domain name"
-    if not selector or not all(_LDH_LABEL.match(label) for label in selector.split(".")):
+    if not is_selector(selector):
         return "s= is not a selector"
     try:
         CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
