@@ -6,7 +6,9 @@ by the main process (docs/adr/0005-smtp-worker-processes.md).
 - a worker killed with SIGKILL in the middle of the load loses no acknowledged message,
   and the main process starts it again;
 - when the main process is killed, its workers stop by themselves (no orphan keeps
-  answering on port 25 with nobody to commit).
+  answering on port 25 with nobody to commit);
+- a second server started on the same ports stops with "the port is already in use"
+  instead of taking a share of the connections.
 
 Spec: RELIABILITY.md D1 (250 only after the durable commit), D2.
 """
@@ -19,15 +21,18 @@ import re
 import signal
 import smtplib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from .conftest import ServerFactory
 from .imap_helpers import add_accounts
-from .server import PostelServer
+from .server import PostelServer, write_config
 from .stored import read_inbox
 
 RCPT = "many@proc.test"
@@ -162,3 +167,24 @@ def test_workers_stop_when_the_main_process_dies(server: PostelServer) -> None:
         socket.create_connection((server.host, server.smtp_port), timeout=2),
     ):
         pass
+
+
+def test_a_second_server_on_the_same_port_stops_with_one_clear_line(
+    server: PostelServer, tmp_path: Path
+) -> None:
+    """Another instance (its own data directory, SMTP only, several processes): its
+    SO_REUSEPORT sockets could join the running group, so that a share of the mail
+    would go to the wrong data directory. It must stop instead."""
+    config = write_config(tmp_path / "second", server.smtp_port, processes=2)
+    second = subprocess.run(
+        [sys.executable, "-m", "postel", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert f"{server.smtp_port} for smtp: the port is already in use" in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+    load = _Load(server, per_client=2)
+    load.run()
+    assert len(load.acked) == CLIENTS * 2 and set(_stored_ids(server)) == load.acked

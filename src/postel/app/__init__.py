@@ -36,7 +36,7 @@ from postel.directory import make_credentials
 from postel.directory.passwords import generate_password
 from postel.errors import ConfigError
 from postel.server import tls
-from postel.server.listener import Listener, bind_socket
+from postel.server.listener import Listener, bind_group, bind_socket
 from postel.server.smtp_workers import START_TIMEOUT_S, SmtpWorkers
 from postel.store import Store, open_store
 
@@ -128,14 +128,19 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     serving = [listen for listen in config.listen if listen.service in SERVING]
     extra = config.smtp.processes - 1
     try:
+        # With worker processes each port-25 address gets one SO_REUSEPORT socket per
+        # process: [0] for this one, [1:] for the workers.
+        groups = {
+            index: bind_group(listen, 1 + extra)
+            for index, listen in enumerate(serving)
+            if extra > 0 and listen.service is Service.SMTP
+        }
         sockets = [
-            bind_socket(listen, reuse_port=extra > 0 and listen.service is Service.SMTP)
-            for listen in serving
+            groups[index][0] if index in groups else bind_socket(listen)
+            for index, listen in enumerate(serving)
         ]
-        smtp_listens = [listen for listen in serving if listen.service is Service.SMTP]
         worker_sockets = [
-            [bind_socket(listen, reuse_port=True) for listen in smtp_listens]
-            for _ in range(extra if smtp_listens else 0)
+            [group[1 + slot] for group in groups.values()] for slot in range(extra if groups else 0)
         ]
     except ConfigError as exc:
         if config.embedded:

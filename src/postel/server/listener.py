@@ -37,7 +37,8 @@ class Peer:
 def bind_socket(listen: Listen, *, reuse_port: bool = False) -> socket.socket:
     """Create, bind and listen on ``listen``'s address (before privileges are dropped).
     ``reuse_port``: SO_REUSEPORT, so that several processes each listen on their own
-    socket of one port and the kernel spreads connections over them.
+    socket of one port and the kernel spreads connections over them (use
+    ``bind_group``, which first makes sure nobody else listens there).
 
     Raises:
         ConfigError: one clear line naming the address and the config key to change.
@@ -55,17 +56,39 @@ def bind_socket(listen: Listen, *, reuse_port: bool = False) -> socket.socket:
         sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
-        reason = {
-            errno.EADDRINUSE: "the port is already in use",
-            errno.EACCES: "permission denied (ports below 1024 need root)",
-            errno.EADDRNOTAVAIL: "the address is not on this machine",
-        }.get(exc.errno or 0, exc.strerror or str(exc))
-        raise ConfigError(
-            f"cannot listen on {listen.host}:{listen.port} for {listen.service}: {reason} "
-            f"(change listen.{listen.service} in the config)"
-        ) from exc
+        raise _bind_error(listen, exc) from exc
     sock.setblocking(False)
     return sock
+
+
+def bind_group(listen: Listen, count: int) -> list[socket.socket]:
+    """``count`` SO_REUSEPORT sockets listening on ``listen``'s address, one per
+    process of ``[smtp] processes`` (docs/adr/0005).
+
+    The port is first claimed for a moment by a socket without SO_REUSEPORT: the
+    kernel lets a socket with SO_REUSEPORT join any group of the same user on that
+    port, so without this check a second postel started by mistake would silently
+    take a share of the connections (mail committed to another data directory)
+    instead of stopping with "the port is already in use".
+
+    Raises:
+        ConfigError: the port is in use (also by another group of SO_REUSEPORT
+            sockets), or cannot be bound; one line naming the config key.
+    """
+    bind_socket(listen).close()
+    return [bind_socket(listen, reuse_port=True) for _ in range(count)]
+
+
+def _bind_error(listen: Listen, exc: OSError) -> ConfigError:
+    reason = {
+        errno.EADDRINUSE: "the port is already in use",
+        errno.EACCES: "permission denied (ports below 1024 need root)",
+        errno.EADDRNOTAVAIL: "the address is not on this machine",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return ConfigError(
+        f"cannot listen on {listen.host}:{listen.port} for {listen.service}: {reason} "
+        f"(change listen.{listen.service} in the config)"
+    )
 
 
 class Listener:
