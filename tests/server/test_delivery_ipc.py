@@ -6,25 +6,35 @@ process is gone gets IpcClosed at once (docs/adr/0005)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime as dt
+import json
+import os
+import pickle
 import socket
 import struct
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
-from postel.errors import NotFound
+from postel.errors import NotFound, StoreError
 from postel.ids import AccountId, MailboxId, QueueId
 from postel.server.delivery_ipc import (
     IPC_FRAME_MAX,
+    WORKER_STORE_CALLS,
     DeliveryClient,
     DeliveryServer,
     IpcClosed,
     decode_deliveries,
+    dumps,
     encode_deliveries,
+    loads,
 )
 from postel.store import BlobRef, Delivered, Delivery
+from postel.store.blobs import is_blob_key
 
 WHEN = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
@@ -121,3 +131,122 @@ async def test_an_oversized_frame_ends_the_channel_quietly() -> None:
     await asyncio.wait_for(served, 5)
     assert await reader.read() == b""
     writer.close()
+
+
+class _Directory(_Store):
+    """Answers the worker store calls it knows; records what it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str, object]] = []
+
+    async def lookup_addresses(self, keys: Sequence[str]) -> dict[str, int]:
+        self.asked.append(("lookup_addresses", tuple(keys)))
+        return {key: n for n, key in enumerate(keys)}
+
+    async def list_mailboxes(self, account_id: AccountId) -> list[object]:
+        raise NotFound(f"no account {account_id}")
+
+    async def get_domain(self, name: str) -> object:
+        return _Unpicklable()
+
+    async def close(self) -> None:  # a Store method a worker is not given
+        raise AssertionError("the main process ran a method outside WORKER_STORE_CALLS")
+
+
+class _Unpicklable:
+    def __reduce__(self) -> tuple[object, ...]:
+        return (print, ("main process result",))
+
+
+async def _channel(store: _Store) -> tuple[DeliveryClient, asyncio.Task[None]]:
+    ours, theirs = socket.socketpair()
+    served = asyncio.create_task(DeliveryServer(store).serve(ours))  # type: ignore[arg-type]
+    client = DeliveryClient()
+    await client.connect(theirs)
+    return client, served
+
+
+async def test_a_worker_store_call_runs_in_the_main_process() -> None:
+    store = _Directory()
+    client, served = await _channel(store)
+    answers = await asyncio.gather(
+        *(client.call("lookup_addresses", [f"a{n}@x.test", "b@x.test"]) for n in range(10))
+    )
+    assert answers[3] == {"a3@x.test": 0, "b@x.test": 1}
+    assert len(store.asked) == 10
+    with pytest.raises(NotFound, match="no account 7"):
+        await client.call("list_mailboxes", AccountId(7))
+    # postel's own types and the plain standard ones cross both ways
+    assert await client.call("lookup_addresses", [_delivery()]) == {_delivery(): 0}
+    await client.close()
+    await asyncio.wait_for(served, 5)
+
+
+async def test_a_method_outside_the_worker_calls_is_refused_and_the_channel_goes_on() -> None:
+    client, served = await _channel(_Directory())
+    for method in ("close", "deliver", "__class__", "_write", "reindex_all"):
+        assert method not in WORKER_STORE_CALLS
+        with pytest.raises(StoreError, match="not a store call for workers"):
+            await client.call(method)
+    assert await client.call("lookup_addresses", ["a@x.test"]) == {"a@x.test": 0}
+    await client.close()
+    await asyncio.wait_for(served, 5)
+
+
+async def test_a_pickle_naming_a_function_runs_nothing_in_the_main_process(
+    tmp_path: Path,
+) -> None:
+    """A worker that parses hostile mail must not be able to make the main process run
+    code by what it sends: only classes of postel and plain types may be named."""
+    flag = tmp_path / "ran"
+    gadgets = [
+        _gadget(os.system, f"touch {flag}"),
+        _gadget(eval, f"open({str(flag)!r}, 'w')"),
+        _gadget(subprocess.call, ["touch", str(flag)]),
+        _gadget(is_blob_key, "a function of postel is not a class"),
+    ]
+    ours, theirs = socket.socketpair()
+    served = asyncio.create_task(DeliveryServer(_Directory()).serve(ours))  # type: ignore[arg-type]
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    await reader.readexactly(4 + len(b'{"op":"ready"}'))
+    for n, gadget in enumerate(gadgets, 1):
+        body = json.dumps(
+            {"id": n, "op": "call", "method": "lookup_addresses", "args": gadget}
+        ).encode()
+        writer.write(struct.pack("!I", len(body)) + body)
+        await writer.drain()
+        (length,) = struct.unpack("!I", await reader.readexactly(4))
+        reply = json.loads(await reader.readexactly(length))
+        assert reply["id"] == n and reply["error"] == "store", reply
+        assert "may not cross the worker channel" in reply["message"]
+    assert not flag.exists()
+    writer.close()
+    await asyncio.wait_for(served, 5)
+
+
+def _gadget(function: object, *args: object) -> str:
+    class Call:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (function, args)
+
+    return base64.b64encode(pickle.dumps(((Call(),), {}))).decode()
+
+
+async def test_a_result_that_cannot_cross_fails_that_call_alone() -> None:
+    client, served = await _channel(_Directory())
+    with pytest.raises(StoreError):
+        await client.call("get_domain", "x.test")
+    assert await client.call("lookup_addresses", ["a@x.test"]) == {"a@x.test": 0}
+    await client.close()
+    await asyncio.wait_for(served, 5)
+
+
+def test_the_pickle_field_round_trips_store_types_and_refuses_anything_else() -> None:
+    value = ([_delivery()], frozenset({"\\Seen"}), dt.timedelta(seconds=3), {"k": (1, b"x")})
+    assert loads(dumps(value)) == value
+    with pytest.raises(ValueError, match="may not cross"):
+        loads(_gadget(os.system, "true"))
+    for junk in ("", "not base64!", base64.b64encode(b"\x80\x05junk").decode(), 7):
+        with pytest.raises(ValueError):
+            loads(junk)

@@ -35,9 +35,10 @@ from postel.clock import SystemClock
 from postel.config import Config, Service, resolve_config
 from postel.errors import PostelError
 from postel.server import tls
-from postel.server.delivery_ipc import DeliveryClient, RemoteDeliveryStore
+from postel.server.delivery_ipc import DeliveryClient
 from postel.server.listener import Listener
-from postel.store import Store, open_store
+from postel.server.worker_store import WorkerStore
+from postel.store import Store
 
 __all__ = [
     "location",
@@ -101,12 +102,11 @@ async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) 
     for sock in sockets:
         sock.setblocking(False)
     ipc = socket.socket(fileno=ipc_fd)
-    store = open_store(config.database_url, config.blob_dir, clock=clock)
     drop_privileges(config.run_as, config.data_dir)
     client = DeliveryClient()
     await client.connect(ipc)  # the main process has opened (and migrated) the store
-    await store.open(recovery=False, migrate=False)  # the main process migrated it
-    remote = cast(Store, RemoteDeliveryStore(store, client))
+    # No database connection here: the main process answers (worker_store.py).
+    remote = cast(Store, WorkerStore(client, config.blob_dir))
     shutdown = asyncio.Event()
     port = await port25(config, remote, ssl_context, clock, shutdown, load_secret(config.data_dir))
     directory, inbound, resolver, smtp = port.directory, port.inbound, port.resolver, port.smtp
@@ -144,7 +144,6 @@ async def serve_smtp_worker(config: Config, listen_fds: list[int], ipc_fd: int) 
         reporter.stop()
         with contextlib.suppress(Exception):
             await reporter_task
-    await store.close()
     await client.close()
     log.info("smtp.worker.stopped", extra={"cancelled_sessions": cancelled})
     return 0

@@ -11,10 +11,17 @@ replied that the transaction is committed, so the durability point is unchanged.
 Wire format, both directions: frames of a 4-octet big-endian length and a JSON object.
 
 - worker -> main: ``{"id": N, "op": "deliver", "deliveries": [...]}``,
-  ``{"id": 0, "op": "wake"}`` (new mail in the outbound queue) and
+  ``{"id": N, "op": "call", "method": NAME, "args": PICKLE}`` (one of the other store
+  methods a worker uses, ``WORKER_STORE_CALLS``: a worker has no database connection
+  of its own), ``{"id": 0, "op": "wake"}`` (new mail in the outbound queue) and
   ``{"id": 0, "op": "up"}`` (its listeners accept connections);
 - main -> worker: ``{"op": "ready"}`` once its store is open, then
-  ``{"id": N, "delivered": [...]}`` or ``{"id": N, "error": KIND, "message": TEXT}``.
+  ``{"id": N, "delivered": [...]}``, ``{"id": N, "result": PICKLE}`` or
+  ``{"id": N, "error": KIND, "message": TEXT}``.
+
+PICKLE is base64 of a pickle, read with ``loads``: only classes of postel's own
+modules and a few plain standard types can be named in it, so a worker that parses
+hostile mail cannot make the main process run anything by what it sends.
 
 The socketpair is made by the main process before it starts the worker: no path, no
 other process can connect. Spec: RELIABILITY.md D1 (250 after commit).
@@ -26,11 +33,13 @@ import asyncio
 import base64
 import contextlib
 import datetime as dt
+import io
 import json
 import logging
+import pickle
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from postel.errors import AlreadyExists, NotFound, StoreError
@@ -39,11 +48,14 @@ from postel.store import BlobRef, Delivered, Delivery, OverQuota, Store
 
 __all__ = [
     "IPC_FRAME_MAX",
+    "WORKER_STORE_CALLS",
     "DeliveryClient",
     "DeliveryServer",
-    "RemoteDeliveryStore",
+    "IpcClosed",
     "decode_deliveries",
+    "dumps",
     "encode_deliveries",
+    "loads",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,8 +75,71 @@ _ERRORS: dict[str, type[StoreError]] = {
 }
 
 
+WORKER_STORE_CALLS = frozenset(
+    {
+        "add_dmarc_evaluations",
+        "add_received_dmarc_report",
+        "enqueue",
+        "get_account",
+        "get_domain",
+        "list_accounts",
+        "list_domains",
+        "list_mailboxes",
+        "lookup_addresses",
+        "quota_usages",
+    }
+)
+"""The ``Store`` coroutine methods a port-25 worker calls through the main process
+(directory and quota reads, forwarding's queue entries, DMARC records); the main
+process answers no other name."""
+
+_PLAIN_TYPES = {
+    ("builtins", "frozenset"),
+    ("builtins", "set"),
+    ("builtins", "bytearray"),
+    ("datetime", "datetime"),
+    ("datetime", "date"),
+    ("datetime", "timedelta"),
+    ("datetime", "timezone"),
+    ("ipaddress", "IPv4Address"),
+    ("ipaddress", "IPv6Address"),
+    ("ipaddress", "IPv4Network"),
+    ("ipaddress", "IPv6Network"),
+}
+
+
 class IpcClosed(StoreError):
     """The committing process is gone: nothing more can be delivered."""
+
+
+class _Unpickler(pickle.Unpickler):
+    """Names only classes: postel's own and ``_PLAIN_TYPES`` (no functions, so no
+    ``os.system`` or ``eval`` through a crafted pickle)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _PLAIN_TYPES:
+            return super().find_class(module, name)
+        if module == "postel" or module.startswith("postel."):
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"{module}.{name} may not cross the worker channel")
+
+
+def dumps(value: object) -> str:
+    """``value`` as a PICKLE field (base64 text)."""
+    return base64.b64encode(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+
+
+def loads(text: object) -> Any:
+    """The inverse of ``dumps``. Raises ValueError for anything else, including a pickle
+    that names a function or a class outside postel and ``_PLAIN_TYPES``."""
+    if not isinstance(text, str):
+        raise ValueError("PICKLE field is not text")
+    try:
+        return _Unpickler(io.BytesIO(base64.b64decode(text, validate=True))).load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError) as exc:
+        raise ValueError(f"bad PICKLE field: {type(exc).__name__}: {exc}") from exc
 
 
 # -- codec --------------------------------------------------------------------------------
@@ -221,9 +296,12 @@ class DeliveryServer:
             return
         reply: dict[str, Any]
         try:
-            deliveries = decode_deliveries(request.get("deliveries"))
-            delivered = await self._store.deliver(deliveries)
-            reply = {"id": ident, "delivered": _encode_delivered(delivered)}
+            if request.get("op") == "call":
+                reply = {"id": ident, "result": dumps(await self._call(request))}
+            else:
+                deliveries = decode_deliveries(request.get("deliveries"))
+                delivered = await self._store.deliver(deliveries)
+                reply = {"id": ident, "delivered": _encode_delivered(delivered)}
         except (ValueError, KeyError, TypeError) as exc:
             reply = {"id": ident, "error": "store", "message": f"bad request: {exc}"[:500]}
         except StoreError as exc:
@@ -234,6 +312,15 @@ class DeliveryServer:
                 writer.write(_frame(reply))
                 await writer.drain()
 
+    async def _call(self, request: dict[str, Any]) -> object:
+        method = request.get("method")
+        if method not in WORKER_STORE_CALLS:
+            raise ValueError(f"{str(method)[:60]!r} is not a store call for workers")
+        args, kwargs = loads(request.get("args"))
+        if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+            raise ValueError("call arguments: not (tuple, dict)")
+        return await getattr(self._store, str(method))(*args, **kwargs)
+
 
 # -- worker side --------------------------------------------------------------------------
 
@@ -243,7 +330,7 @@ class DeliveryClient:
 
     def __init__(self) -> None:
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[int, asyncio.Future[list[Delivered]]] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self._next = 0
         self._reader_task: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
@@ -266,6 +353,11 @@ class DeliveryClient:
                 if "error" in reply:
                     error = _ERRORS.get(str(reply["error"]), StoreError)
                     future.set_exception(error(str(reply.get("message", ""))))
+                elif "result" in reply:
+                    try:
+                        future.set_result(loads(reply["result"]))
+                    except ValueError as exc:
+                        future.set_exception(StoreError(f"worker channel: {exc}"))
                 else:
                     future.set_result(_decode_delivered(reply["delivered"]))
         except (ValueError, OSError, KeyError, TypeError) as exc:
@@ -280,17 +372,30 @@ class DeliveryClient:
     async def deliver(self, deliveries: Sequence[Delivery]) -> list[Delivered]:
         """Commit ``deliveries`` in the main process. Raises what its store raised
         (NotFound, StoreError), or IpcClosed."""
+        delivered: list[Delivered] = await self._request(
+            {"op": "deliver", "deliveries": encode_deliveries(deliveries)}
+        )
+        return delivered
+
+    async def call(self, method: str, *args: object, **kwargs: object) -> Any:
+        """``await store.<method>(*args, **kwargs)`` in the main process (``method`` one
+        of ``WORKER_STORE_CALLS``). Raises what its store raised (NotFound,
+        AlreadyExists, OverQuota, other StoreError as StoreError), or IpcClosed."""
+        return await self._request({"op": "call", "method": method, "args": dumps((args, kwargs))})
+
+    async def _request(self, message: dict[str, Any]) -> Any:
         if self._writer is None or self.closed.is_set():
             raise IpcClosed("the main process is gone")
         self._next += 1
         ident = self._next
-        future: asyncio.Future[list[Delivered]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[ident] = future
-        message = {"id": ident, "op": "deliver", "deliveries": encode_deliveries(deliveries)}
-        frame = _frame(message)
+        frame = _frame({"id": ident, **message})
         if len(frame) - _LENGTH.size > IPC_FRAME_MAX:
             self._pending.pop(ident, None)
-            raise StoreError(f"delivery request of {len(frame)} octets exceeds {IPC_FRAME_MAX}")
+            raise StoreError(
+                f"{message['op']} request of {len(frame)} octets exceeds {IPC_FRAME_MAX}"
+            )
         try:
             self._writer.write(frame)
             await self._writer.drain()
@@ -318,18 +423,3 @@ class DeliveryClient:
         if self._reader_task is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._reader_task
-
-
-class RemoteDeliveryStore:
-    """A ``Store`` whose ``deliver`` is the main process's (through ``client``);
-    everything else is the worker's own store on the same database."""
-
-    def __init__(self, store: Store, client: DeliveryClient) -> None:
-        self._store = store
-        self._client = client
-
-    def deliver(self, deliveries: Sequence[Delivery]) -> Awaitable[Sequence[Delivered]]:
-        return self._client.deliver(deliveries)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)

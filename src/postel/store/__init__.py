@@ -1,6 +1,12 @@
-"""The store: directory, mailboxes, messages and blobs, on SQLite or PostgreSQL."""
+"""The store: directory, mailboxes, messages and blobs, on SQLite or PostgreSQL.
+
+``SqlStore`` (and with it SQLAlchemy and the database drivers) is imported on first
+use, so that a process that only needs the store's types (a port-25 worker,
+postel.server.worker_store) does not load them.
+"""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from postel.clock import Clock
 from postel.store.api import (
@@ -48,7 +54,9 @@ from postel.store.quota_api import (
     storage_octets,
     storage_units,
 )
-from postel.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from postel.store.sql import SqlStore
 
 
 def open_store(database_url: str, blob_dir: Path, *, clock: Clock) -> Store:
@@ -59,7 +67,18 @@ def open_store(database_url: str, blob_dir: Path, *, clock: Clock) -> Store:
     schema and runs recovery. Raises StoreError for an unsupported URL.
     Spec: RELIABILITY.md D1, D2.
     """
+    from postel.store.sql import SqlStore
+
     return SqlStore(database_url, blob_dir, clock=clock)
+
+
+def __getattr__(name: str) -> object:
+    """``SqlStore``, imported on first use (PEP 562)."""
+    if name == "SqlStore":
+        from postel.store.sql import SqlStore
+
+        return SqlStore
+    raise AttributeError(name)
 
 
 __all__ = [
