@@ -10,6 +10,10 @@ Linux routes all of 127.0.0.0/8 to the loopback interface, so instances on 127.0
 127.0.0.3 ... are distinct hosts to each other (RFC 6890 §2.2.2). ``config_extra`` is
 raw TOML appended to the generated file; ``cert_file``/``key_file`` use a given
 certificate instead of a generated self-signed one.
+
+With ``POSTEL_TEST_SMTP_PROCESSES=N`` in the environment every server the tests start
+runs ``[smtp] processes = N`` unless the test sets it (port-25 worker processes, whose
+store is the main process's: ``make test-workers`` runs the end-to-end suite so).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pytest
 import ports
 
 START_TIMEOUT = 30.0
+SMTP_PROCESSES_ENV = "POSTEL_TEST_SMTP_PROCESSES"
 """Seconds a server may take to start listening."""
 
 HOSTNAME = "mx.test"
@@ -108,6 +113,8 @@ def write_config(
         top += f"database_url = {_toml_value(database_url)}\n"
     if admin_address is not None:
         top += f"admin_address = {_toml_value(admin_address)}\n"
+    if "processes" not in smtp and os.environ.get(SMTP_PROCESSES_ENV):
+        smtp = {**smtp, "processes": int(os.environ[SMTP_PROCESSES_ENV])}
     extra = "".join(f"{k} = {_toml_value(v)}\n" for k, v in smtp.items())
     abuse_text = (
         "".join(f"{k} = {_toml_value(v)}\n" for k, v in abuse.items())
@@ -316,8 +323,9 @@ class PostelServer:
         for local in locals_:
             self.cli("account", "add", f"{local}@{domain}", "--generate")
 
-    def start(self) -> float:
-        """Start the server; returns the seconds until it greeted with 220."""
+    def start(self, *, ready_port: int | None = None) -> float:
+        """Start the server; returns the seconds until it greeted with 220 on
+        ``ready_port`` (default: its SMTP port)."""
         began = time.monotonic()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -330,7 +338,8 @@ class PostelServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"postel exited {self.proc.returncode}:\n{self.log.read_text()}")
-            if wait_for_greeting(self.smtp_port, min(deadline, time.monotonic() + 0.5), self.host):
+            port = ready_port or self.smtp_port
+            if wait_for_greeting(port, min(deadline, time.monotonic() + 0.5), self.host):
                 return time.monotonic() - began
         pytest.fail(f"postel did not listen in time:\n{self.log.read_text()}")
 

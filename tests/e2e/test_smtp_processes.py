@@ -2,13 +2,16 @@
 by the main process (docs/adr/0005-smtp-worker-processes.md).
 
 - the load is spread: workers answer transactions, and every message acknowledged by
-  any process is stored exactly once;
+  any process is stored exactly once; a worker holds no database connection (its
+  store is the main process's) and loads no SQL toolkit;
 - a worker killed with SIGKILL in the middle of the load loses no acknowledged message,
   and the main process starts it again;
 - when the main process is killed, its workers stop by themselves (no orphan keeps
   answering on port 25 with nobody to commit);
 - a second server started on the same ports stops with "the port is already in use"
-  instead of taking a share of the connections.
+  instead of taking a share of the connections;
+- no port accepts mail before every service is wired (a report asked for by a message
+  taken at once is sent).
 
 Spec: RELIABILITY.md D1 (250 only after the durable commit), D2.
 """
@@ -34,6 +37,7 @@ from .conftest import ServerFactory
 from .imap_helpers import add_accounts
 from .server import PostelServer, write_config
 from .stored import read_inbox
+from .test_dsn import ALICE, BOB, submit, wait_for_report
 
 RCPT = "many@proc.test"
 CLIENTS = 12
@@ -126,6 +130,22 @@ def test_workers_share_the_load_and_every_message_lands(server: PostelServer) ->
     workers = set(_workers(server))
     served = set(map(int, _TRANSACTION_WORKER.findall(server.log.read_text())))
     assert len(workers) == 2 and served and served <= workers, (workers, served)
+    for pid in workers:  # a worker's store is the main process's: no database here
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "sqlite3" not in maps and "psycopg" not in maps, pid
+
+
+def test_a_worker_loads_no_sql_toolkit() -> None:
+    """What the worker's entry imports (docs/adr/0005, Memory)."""
+    probe = (
+        "import sys, postel.app.worker; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'sqlalchemy', 'sqlite3', 'psycopg', 'alembic'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_a_killed_worker_loses_no_acknowledged_mail_and_comes_back(server: PostelServer) -> None:
@@ -188,3 +208,14 @@ def test_a_second_server_on_the_same_port_stops_with_one_clear_line(
     load = _Load(server, per_client=2)
     load.run()
     assert len(load.acked) == CLIENTS * 2 and set(_stored_ids(server)) == load.acked
+
+
+def test_a_message_taken_at_once_gets_its_success_report(postel_factory: ServerFactory) -> None:
+    """No port accepts before every service is wired (the report sender, the queue's
+    wake-ups): the main process's listeners used to accept while its workers were
+    still starting, and the NOTIFY=SUCCESS report of a message taken then was lost."""
+    srv = postel_factory("early", processes=3)
+    add_accounts(srv, ALICE, BOB)
+    srv.start(ready_port=srv.submission_port)  # the main process's own listener
+    submit(srv, BOB, "early-1", rcpt_options=("NOTIFY=SUCCESS",))
+    assert wait_for_report(srv, "early-1")["Content-Type"].startswith("multipart/report")

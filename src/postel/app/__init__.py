@@ -250,10 +250,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
                     listener = Listener(listen, sock, pop.plain_factory)
             case _:
                 listener = Listener(listen, sock, smtp)
-        await listener.start()
         listeners.append(listener)
-    for web in webs:
-        await web.start()
 
     worker = delivery_worker(config, store, clock, resolver, relay)
     worker_task = asyncio.create_task(worker.run()) if worker is not None else None
@@ -284,6 +281,12 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     reporter_task = asyncio.create_task(reporter.run()) if reporter is not None else None
     for service in submission.values():
         service.on_enqueued = worker.wake if worker is not None else None
+    # Only now, with every service wired (report sender, queue wake-ups), is a
+    # connection accepted: a message taken earlier could miss its NOTIFY=SUCCESS report.
+    for listener in listeners:
+        await listener.start()
+    for web in webs:
+        await web.start()
     _print_banner(config, password)
     settle()
     await stop.wait()
