@@ -7,7 +7,7 @@ DATA   ?= postel-data
 TEST_DEBS := postgresql swaks python3-venv strace eatmydata isync offlineimap3 fetchmail getmail6 mutt knot postfix
 RUN_DEBS  := python3-venv
 
-.PHONY: run test check lint typecheck layers unit test-extended bench bench-pop3 bench-outbound bench-auth bench-imap clean deps-run deps-test
+.PHONY: run test check lint typecheck layers unit test-extended test-workers bench bench-pop3 bench-outbound bench-auth bench-imap clean deps-run deps-test
 
 $(BIN)/postel: pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || $(MAKE) --no-print-directory debs DEBS="$(RUN_DEBS)"
@@ -57,6 +57,10 @@ layers:
 ## test-extended: the long soak and chaos runs (RELIABILITY.md extended mode).
 test-extended: $(VENV)/.test-deps
 	POSTEL_EXTENDED=1 $(BIN)/pytest -q -p no:cacheprovider -m "slow or not slow"
+
+## test-workers: the end-to-end suite with two port-25 processes per server ([smtp] processes).
+test-workers: $(VENV)/.test-deps
+	POSTEL_TEST_SMTP_PROCESSES=2 $(BIN)/pytest -q -p no:cacheprovider tests/e2e
 
 ## bench: side-by-side benchmark against Postfix + Dovecot (writes bench/RESULTS.md).
 bench: $(VENV)/.test-deps
