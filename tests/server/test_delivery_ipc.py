@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from postel.errors import NotFound, StoreError
-from postel.ids import AccountId, MailboxId, QueueId
+from postel.ids import AccountId, DomainId, MailboxId, QueueId
 from postel.server.delivery_ipc import (
     IPC_FRAME_MAX,
     WORKER_STORE_CALLS,
@@ -33,8 +33,27 @@ from postel.server.delivery_ipc import (
     encode_deliveries,
     loads,
 )
+from postel.smtp.params import Body, Notify, Orcpt, Ret
 from postel.store import BlobRef, Delivered, Delivery
+from postel.store.api import (
+    Account,
+    Credentials,
+    DirectoryEntry,
+    DirectoryLookup,
+    Domain,
+    Mailbox,
+    SenderPolicy,
+    SpecialUse,
+)
 from postel.store.blobs import is_blob_key
+from postel.store.dmarc_api import (
+    DmarcDkimOutcome,
+    DmarcEvaluation,
+    DmarcPolicySnapshot,
+    ReceivedReport,
+)
+from postel.store.queue_api import NewQueuedMessage, NewRecipient
+from postel.store.quota_api import QuotaUsage
 
 WHEN = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
@@ -205,6 +224,19 @@ async def test_a_pickle_naming_a_function_runs_nothing_in_the_main_process(
         _gadget(eval, f"open({str(flag)!r}, 'w')"),
         _gadget(subprocess.call, ["touch", str(flag)]),
         _gadget(is_blob_key, "a function of postel is not a class"),
+        # paths through a postel module's attributes to a class somewhere else
+        _named(
+            "postel.server.delivery_ipc",
+            "asyncio.subprocess.subprocess.Popen",
+            ["touch", str(flag)],
+        ),
+        _named("postel.server.smtp_workers", "subprocess.Popen", ["touch", str(flag)]),
+        _named("postel.server.delivery_ipc", "io.FileIO", str(flag), "w"),
+        _named("postel.store.api", "Path", str(flag)),  # imported into a data module
+        _named("postel.store.api", "io.__class__.__class__", "x", (), {}),
+        _named("postel.store.api", "Store", 1),  # defined there, but not data
+        _named("postel.app.build", "SqlStore", "sqlite:///" + str(flag), str(tmp_path)),
+        _named("pathlib", "Path", str(flag)),
     ]
     ours, theirs = socket.socketpair()
     served = asyncio.create_task(DeliveryServer(_Directory()).serve(ours))  # type: ignore[arg-type]
@@ -225,6 +257,13 @@ async def test_a_pickle_naming_a_function_runs_nothing_in_the_main_process(
     await asyncio.wait_for(served, 5)
 
 
+def _named(module: str, name: str, *args: object) -> str:
+    """A pickle (protocol 4: dotted names are looked up) calling ``module``.``name``(*args)."""
+    call = b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+    call += pickle.dumps(args, protocol=2)[2:-1] + b"R"
+    return base64.b64encode(b"\x80\x04" + call + b"}\x86.").decode()
+
+
 def _gadget(function: object, *args: object) -> str:
     class Call:
         def __reduce__(self) -> tuple[object, ...]:
@@ -242,7 +281,46 @@ async def test_a_result_that_cannot_cross_fails_that_call_alone() -> None:
     await asyncio.wait_for(served, 5)
 
 
+def _crossing_values() -> list[object]:
+    """One value of every type the arguments and results of WORKER_STORE_CALLS hold."""
+    credentials = Credentials("$argon2id$...", b"salt", 4096, b"stored", b"server")
+    account = Account(
+        AccountId(3), "a@x.test", DomainId(1), credentials, WHEN, True, SenderPolicy.DOMAIN, 5, 6
+    )
+    policy = DmarcPolicySnapshot("reject", "quarantine", None, "s", "r", True, "1", ("m@x",))
+    return [
+        Domain(DomainId(1), "x.test", WHEN),
+        account,
+        DirectoryLookup(frozenset({"x.test"}), (DirectoryEntry("a@x.test", ("b@x.test",)),)),
+        Mailbox(MailboxId(2), AccountId(3), "Junk", SpecialUse.JUNK, 1, 2, 3, True),
+        QuotaUsage(AccountId(3), 10, None, 2, 100),
+        NewQueuedMessage(
+            "Q1", BlobRef("ab" * 32, 3, None), "", b"R", "e", Ret.HDRS, Body.BINARY_MIME
+        ),
+        NewRecipient("r@y.test", "y.test", frozenset({Notify.SUCCESS}), Orcpt("rfc822", "r@y")),
+        DmarcEvaluation(
+            1,
+            "x.test",
+            "192.0.2.1",
+            "x.test",
+            "none",
+            True,
+            False,
+            policy,
+            WHEN,
+            dkim=(DmarcDkimOutcome("x.test", "s", "pass"),),
+        ),
+        ReceivedReport("o", "id", "e@o", "x.test", 1, 2, 3, 4, 5, 6, "r@x.test", WHEN),
+        dt.timedelta(seconds=3),
+        dt.date(2026, 11, 30),
+        {"k": (1, b"x", None, 2.5, [True])},
+        {1, 2},
+    ]
+
+
 def test_the_pickle_field_round_trips_store_types_and_refuses_anything_else() -> None:
+    for value in _crossing_values():
+        assert loads(dumps(value)) == value
     value = ([_delivery()], frozenset({"\\Seen"}), dt.timedelta(seconds=3), {"k": (1, b"x")})
     assert loads(dumps(value)) == value
     with pytest.raises(ValueError, match="may not cross"):

@@ -19,9 +19,10 @@ Wire format, both directions: frames of a 4-octet big-endian length and a JSON o
   ``{"id": N, "delivered": [...]}``, ``{"id": N, "result": PICKLE}`` or
   ``{"id": N, "error": KIND, "message": TEXT}``.
 
-PICKLE is base64 of a pickle, read with ``loads``: only classes of postel's own
-modules and a few plain standard types can be named in it, so a worker that parses
-hostile mail cannot make the main process run anything by what it sends.
+PICKLE is base64 of a pickle, read with ``loads``: it may name only a few plain
+standard types and the dataclasses and enumerations of the store's API modules
+(``_DATA_MODULES``), so a worker that parses hostile mail cannot make the main process
+run anything by what it sends.
 
 The socketpair is made by the main process before it starts the worker: no path, no
 other process can connect. Spec: RELIABILITY.md D1 (250 after commit).
@@ -32,7 +33,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
+import enum
+import importlib
 import io
 import json
 import logging
@@ -96,16 +100,22 @@ process answers no other name."""
 _PLAIN_TYPES = {
     ("builtins", "frozenset"),
     ("builtins", "set"),
-    ("builtins", "bytearray"),
     ("datetime", "datetime"),
     ("datetime", "date"),
     ("datetime", "timedelta"),
     ("datetime", "timezone"),
-    ("ipaddress", "IPv4Address"),
-    ("ipaddress", "IPv6Address"),
-    ("ipaddress", "IPv4Network"),
-    ("ipaddress", "IPv6Network"),
 }
+_DATA_MODULES = frozenset(
+    {
+        "postel.store.api",
+        "postel.store.dmarc_api",
+        "postel.store.queue_api",
+        "postel.store.quota_api",
+        "postel.smtp.params",
+    }
+)
+"""Where the arguments and results of ``WORKER_STORE_CALLS`` are defined: frozen
+dataclasses and enumerations, whose construction only stores and checks values."""
 
 
 class IpcClosed(StoreError):
@@ -113,15 +123,22 @@ class IpcClosed(StoreError):
 
 
 class _Unpickler(pickle.Unpickler):
-    """Names only classes: postel's own and ``_PLAIN_TYPES`` (no functions, so no
-    ``os.system`` or ``eval`` through a crafted pickle)."""
+    """Names only the plain types of ``_PLAIN_TYPES`` and the dataclasses and
+    enumerations defined in ``_DATA_MODULES``: no function, no class imported into a
+    module, no dotted path through a module's attributes (``asyncio.subprocess...``),
+    so no ``os.system``, ``subprocess.Popen`` or file object through a crafted pickle."""
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _PLAIN_TYPES:
             return super().find_class(module, name)
-        if module == "postel" or module.startswith("postel."):
-            found = super().find_class(module, name)
-            if isinstance(found, type):
+        if module in _DATA_MODULES and name.isidentifier():
+            found = getattr(importlib.import_module(module), name, None)
+            if (
+                isinstance(found, type)
+                and found.__module__ == module
+                and found.__qualname__ == name
+                and (dataclasses.is_dataclass(found) or issubclass(found, enum.Enum))
+            ):
                 return found
         raise pickle.UnpicklingError(f"{module}.{name} may not cross the worker channel")
 
