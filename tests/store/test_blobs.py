@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,18 @@ def test_clear_tmp_counts_files(files: BlobFiles) -> None:
         (files.tmp / f"blob-{n}").write_bytes(b"partial")
     assert files.clear_tmp() == 3
     assert files.clear_tmp() == 0
+
+
+def test_temp_files_carry_their_process_and_only_that_process_s_are_cleared(
+    files: BlobFiles,
+) -> None:
+    own, path = files.new_temp()
+    own.close()
+    assert path.name.startswith(f"blob-{os.getpid()}-")
+    for pid in (12, 123, 1234):
+        for n in range(2):
+            (files.tmp / f"blob-{pid}-{n}").write_bytes(b"partial")
+    assert files.clear_tmp_of(12) == 2
+    left = sorted(f.name for f in files.tmp.iterdir())
+    assert left == sorted([path.name, "blob-123-0", "blob-123-1", "blob-1234-0", "blob-1234-1"])
+    assert files.clear_tmp_of(12) == 0

@@ -153,7 +153,9 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     if worker_sockets:
         # Started before privileges are dropped, so that they can read the TLS key.
         workers = SmtpWorkers(
-            location(config), [[s.fileno() for s in socks] for socks in worker_sockets]
+            location(config),
+            [[s.fileno() for s in socks] for socks in worker_sockets],
+            config.blob_dir,
         )
         workers.spawn()
     # Built before privileges are dropped: it imports the database driver.

@@ -25,9 +25,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from postel.server.delivery_ipc import DeliveryServer
 from postel.store import Store
+from postel.store.blobs import BlobFiles
 
 __all__ = ["SMTP_PROCESSES_MAX", "WORKER_ENTRY", "SmtpWorkers", "worker_argv"]
 
@@ -86,9 +88,14 @@ class SmtpWorkers:
 
     ``location``: the CLI options that select the configuration (``--config FILE`` or
     ``--data DIR``); ``listen_fds``: per worker, its own SO_REUSEPORT sockets of the
-    port-25 listeners (the kernel spreads connections over the processes' sockets)."""
+    port-25 listeners (the kernel spreads connections over the processes' sockets);
+    ``blob_dir``: where a worker that died left the temp files of the messages it was
+    receiving (removed before it is started again)."""
 
-    def __init__(self, location: Sequence[str], listen_fds: Sequence[Sequence[int]]) -> None:
+    def __init__(
+        self, location: Sequence[str], listen_fds: Sequence[Sequence[int]], blob_dir: Path
+    ) -> None:
+        self._files = BlobFiles(blob_dir)
         self._location = list(location)
         self._listen_fds = [list(fds) for fds in listen_fds]
         self._count = len(self._listen_fds)
@@ -124,9 +131,15 @@ class SmtpWorkers:
                 code = worker.process.poll()
                 if code is None or self._stopping or worker.abandoned:
                     continue
+                cleared = await asyncio.to_thread(self._files.clear_tmp_of, worker.process.pid)
                 log.warning(
                     "smtp.worker.exited",
-                    extra={"slot": worker.slot, "pid": worker.process.pid, "code": code},
+                    extra={
+                        "slot": worker.slot,
+                        "pid": worker.process.pid,
+                        "code": code,
+                        "temp_files_removed": cleared,
+                    },
                 )
                 restarts = worker.restarts
                 if time.monotonic() - worker.started > STABLE_S:

@@ -81,9 +81,19 @@ class BlobFiles:
         _fsync_dir(parent)
 
     def new_temp(self) -> tuple[BinaryIO, Path]:
-        """An open, empty temp file in ``tmp/`` and its path."""
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="blob-")
+        """An open, empty temp file in ``tmp/`` and its path; its name carries this
+        process's id (``blob-<pid>-...``, see ``clear_tmp_of``)."""
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"blob-{os.getpid()}-")
         return os.fdopen(fd, "w+b"), Path(name)
+
+    def clear_tmp_of(self, pid: int) -> int:
+        """Delete the temp files of process ``pid``, which has ended (a port-25 worker
+        killed while it received large messages); returns how many were removed."""
+        removed = 0
+        for f in self.tmp.glob(f"blob-{pid}-*"):
+            f.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def read(self, key: str) -> bytes:
         """The bytes of file blob ``key``; BlobMissing (a NotFound) if the file is gone."""
