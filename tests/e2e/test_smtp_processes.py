@@ -177,11 +177,25 @@ def test_a_killed_worker_loses_no_acknowledged_mail_and_comes_back(server: Poste
 def test_workers_stop_when_the_main_process_dies(server: PostelServer) -> None:
     workers = _workers(server)
     assert all(_alive(pid) for pid in workers)
+    clients = []  # transactions in the middle of DATA, on both processes
+    for _ in range(8):
+        client = socket.create_connection(server.address, timeout=10)
+        client.recv(1024)
+        client.sendall(b"EHLO t.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<%s>\r\n" % RCPT.encode())
+        client.sendall(b"DATA\r\nSubject: cut\r\n\r\nhalf\r\n")
+        clients.append(client)
+    time.sleep(0.5)
     server.kill()
+    for client in clients:  # a worker may still answer (451) before it stops
+        with contextlib.suppress(OSError):
+            client.sendall(b".\r\n")
+            client.recv(4096)
+        client.close()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in workers), "a worker outlived the main process"
+    assert "Traceback" not in server.log.read_text()  # an expected end, not an error
     with (
         pytest.raises(OSError),
         socket.create_connection((server.host, server.smtp_port), timeout=2),
@@ -219,3 +233,38 @@ def test_a_message_taken_at_once_gets_its_success_report(postel_factory: ServerF
     srv.start(ready_port=srv.submission_port)  # the main process's own listener
     submit(srv, BOB, "early-1", rcpt_options=("NOTIFY=SUCCESS",))
     assert wait_for_report(srv, "early-1")["Content-Type"].startswith("multipart/report")
+
+
+def test_a_killed_worker_s_temp_files_are_removed_before_it_starts_again(
+    server: PostelServer,
+) -> None:
+    """Messages it was receiving (larger than the spill threshold: spooled to
+    blobs/tmp) end with it; their files must not wait for the next server start."""
+    victim = _workers(server)[0]
+    tmp = server.blob_dir / "tmp"
+    clients = []
+    for _ in range(12):  # some land on the victim (the kernel spreads connections)
+        client = socket.create_connection(server.address, timeout=10)
+        client.recv(1024)
+        client.sendall(
+            b"EHLO t.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<%s>\r\nDATA\r\n" % RCPT.encode()
+        )
+        clients.append(client)
+    time.sleep(0.5)
+    for client in clients:
+        client.sendall(b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 2000)
+    deadline = time.monotonic() + 20
+    while not list(tmp.glob(f"blob-{victim}-*")):
+        assert time.monotonic() < deadline, sorted(p.name for p in tmp.iterdir())
+        time.sleep(0.2)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while "smtp.worker.exited" not in server.log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert not list(tmp.glob(f"blob-{victim}-*"))
+    assert re.search(
+        rf"smtp\.worker\.exited .*pid={victim} .*temp_files_removed=[1-9]", server.log.read_text()
+    )
+    for client in clients:
+        client.close()

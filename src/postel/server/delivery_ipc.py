@@ -377,6 +377,8 @@ class DeliveryClient:
                         future.set_exception(StoreError(f"worker channel: {exc}"))
                 else:
                     future.set_result(_decode_delivered(reply["delivered"]))
+        except ConnectionError as exc:  # the main process ended (killed, or stopping)
+            log.info("ipc.closed", extra={"error": str(exc)[:200]})
         except (ValueError, OSError, KeyError, TypeError) as exc:
             log.warning("ipc.bad_reply", extra={"error": str(exc)[:200]})
         finally:

@@ -48,6 +48,7 @@ from postel.pipeline.authentication import AuthAction, EarlyChecks, InboundAuthe
 from postel.pipeline.dmarc_observer import DmarcObserver
 from postel.pipeline.forwarding import ForwardEnvelope, Forwarder, ForwardTarget, SrsError
 from postel.server import tls
+from postel.server.delivery_ipc import IpcClosed
 from postel.server.listener import Peer
 from postel.server.quota_gate import MAILBOX_FULL, QuotaGate
 from postel.server.success_reports import ReportSender, send_success_report, wants_success
@@ -693,6 +694,10 @@ class SmtpSession(asyncio.Protocol):
             writer.abort()
             self.log_transaction(envelope, size, f"rejected: {exc}", txn.auth)
             return smtp.Reply(554, "5.4.6", str(exc))
+        except IpcClosed as exc:  # a worker whose main process is gone: it stops too
+            writer.abort()
+            self.log_transaction(envelope, size, f"deferred: {exc}", txn.auth)
+            return LOCAL_ERROR
         except (StoreError, OSError):
             writer.abort()
             log.exception("smtp.data.store_error", extra={"queue_id": txn.queue_id})
