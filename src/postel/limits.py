@@ -58,6 +58,13 @@ MIME_PARTS_MAX = 10_000
 """Number of MIME parts parsed for structure."""
 MIME_HEADER_FIELDS_MAX = 10_000
 """Header fields parsed per part."""
+MIME_SUMMARY_MAX = 1024 * 1024
+"""Octets of a message's MIME structure summary (the ENVELOPE and BODYSTRUCTURE data
+parsed at delivery and stored with every copy of the message): a message whose summary
+is larger is refused with 552 5.3.4, so that one message cannot make each of its
+recipients' rows megabytes long (thousands of parts with kilobytes of header text
+each). Real mail stays far below it (a 1,000-part message: about 300 KB). Local
+policy; RFC 3463 §3.4 (X.3.4: too big for the system)."""
 
 # --- Directory ---------------------------------------------------------------------
 ALIAS_EXPANSION_DEPTH_MAX = 10

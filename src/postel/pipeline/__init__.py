@@ -1,5 +1,11 @@
 """Inbound processing between the end of DATA and the 250 reply."""
 
-from postel.pipeline.inbound import InboundDelivery, InboundEnvelope, MailLoop, Recipient
+from postel.pipeline.inbound import (
+    InboundDelivery,
+    InboundEnvelope,
+    MailLoop,
+    Recipient,
+    StructureTooLarge,
+)
 
-__all__ = ["InboundDelivery", "InboundEnvelope", "MailLoop", "Recipient"]
+__all__ = ["InboundDelivery", "InboundEnvelope", "MailLoop", "Recipient", "StructureTooLarge"]

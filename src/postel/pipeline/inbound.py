@@ -17,7 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from postel import mail
+from postel import limits, mail
 from postel.clock import Clock
 from postel.directory import LocalTarget
 from postel.errors import PermanentFailure
@@ -72,6 +72,13 @@ class MailLoop(PermanentFailure):
     """Too many Received fields, or a Delivered-To equal to the recipient: 554 5.4.6.
 
     Spec: RFC 5321 §6.3.
+    """
+
+
+class StructureTooLarge(PermanentFailure):
+    """The message's MIME structure summary is larger than MIME_SUMMARY_MAX: 552 5.3.4.
+
+    Spec: RFC 3463 §3.4; RELIABILITY.md D3.
     """
 
 
@@ -208,4 +215,9 @@ class InboundDelivery:
 
 
 def _summarise(content: bytes) -> str:
-    return mail.parse_message(content).to_json()
+    summary = mail.parse_message(content).to_json()
+    if len(summary) > limits.MIME_SUMMARY_MAX:
+        raise StructureTooLarge(
+            f"MIME structure summary of {len(summary)} octets exceeds {limits.MIME_SUMMARY_MAX}"
+        )
+    return summary

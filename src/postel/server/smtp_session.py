@@ -43,7 +43,7 @@ from postel.directory import (
 from postel.errors import PermanentFailure, PostelError, StoreError
 from postel.ids import QueueId, new_queue_id
 from postel.mail.authres import strip_ours
-from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient
+from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient, StructureTooLarge
 from postel.pipeline.authentication import AuthAction, EarlyChecks, InboundAuthenticator
 from postel.pipeline.dmarc_observer import DmarcObserver
 from postel.pipeline.forwarding import ForwardEnvelope, Forwarder, ForwardTarget, SrsError
@@ -65,6 +65,8 @@ SHUTTING_DOWN = smtp.Reply(421, "4.3.2", "Service shutting down, try again later
 TIMEOUT = smtp.Reply(421, "4.4.2", "Timeout waiting for input, closing connection")
 BANNED = smtp.Reply(421, "4.7.0", "Too many errors from your address, closing connection")
 LOCAL_ERROR = smtp.Reply(451, "4.3.0", "Local error in processing, try again later")
+STRUCTURE_TOO_LARGE = smtp.Reply(552, "5.3.4", "Message MIME structure too large")
+"""A message over limits.MIME_SUMMARY_MAX. Spec: RFC 3463 §3.4."""
 
 PUMP_EVENTS_MAX = 256
 """Events answered for one session before other sessions get a turn (fairness)."""
@@ -690,6 +692,10 @@ class SmtpSession(asyncio.Protocol):
             writer.abort()
             self.log_transaction(envelope, size, f"deferred: {exc}", txn.auth)
             return MAILBOX_FULL
+        except StructureTooLarge as exc:
+            writer.abort()
+            self.log_transaction(envelope, size, f"rejected: {exc}", txn.auth)
+            return STRUCTURE_TOO_LARGE
         except PermanentFailure as exc:
             writer.abort()
             self.log_transaction(envelope, size, f"rejected: {exc}", txn.auth)

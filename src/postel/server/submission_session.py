@@ -56,7 +56,7 @@ from postel.errors import PermanentFailure, StoreError
 from postel.ids import QueueId
 from postel.mail import received_field, split_header
 from postel.mail.address import parse_address_list
-from postel.pipeline import InboundDelivery, InboundEnvelope
+from postel.pipeline import InboundDelivery, InboundEnvelope, StructureTooLarge
 from postel.sasl import (
     CANCELLED,
     MECHANISMS,
@@ -67,7 +67,13 @@ from postel.sasl import (
 )
 from postel.server.auth import Authenticator, plaintext_allowed
 from postel.server.quota_gate import MAILBOX_FULL
-from postel.server.smtp_session import BANNED, LOCAL_ERROR, SmtpService, SmtpSession
+from postel.server.smtp_session import (
+    BANNED,
+    LOCAL_ERROR,
+    STRUCTURE_TOO_LARGE,
+    SmtpService,
+    SmtpSession,
+)
 from postel.store import Account, BlobRef, OverQuota, SenderPolicy, SpecialUse, Store
 from postel.store.queue_api import NewQueuedMessage, NewRecipient
 
@@ -500,6 +506,9 @@ class SubmissionSession(SmtpSession):
         except OverQuota as exc:
             log.info("submission.over_quota", extra={"queue_id": txn.queue_id, "error": str(exc)})
             return MAILBOX_FULL
+        except StructureTooLarge as exc:
+            log.info("submission.refused", extra={"queue_id": txn.queue_id, "error": str(exc)})
+            return STRUCTURE_TOO_LARGE
         except (StoreError, OSError):
             log.exception("submission.deliver_failed", extra={"queue_id": txn.queue_id})
             return LOCAL_ERROR
