@@ -40,7 +40,7 @@ from postel.directory import (
     UnknownRecipient,
     split_recipient,
 )
-from postel.errors import PermanentFailure, PostelError, StoreError
+from postel.errors import BlobMissing, NotFound, PermanentFailure, PostelError, StoreError
 from postel.ids import QueueId, new_queue_id
 from postel.mail.authres import strip_ours
 from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient, StructureTooLarge
@@ -704,8 +704,13 @@ class SmtpSession(asyncio.Protocol):
             writer.abort()
             self.log_transaction(envelope, size, f"deferred: {exc}", txn.auth)
             return LOCAL_ERROR
-        except (StoreError, OSError):
+        except (StoreError, OSError) as exc:
             writer.abort()
+            if isinstance(exc, NotFound) and not isinstance(exc, BlobMissing):
+                # A recipient's account was removed during the transaction: retried,
+                # the others are delivered and that one is refused at RCPT TO.
+                self.log_transaction(envelope, size, f"deferred: {exc}", txn.auth)
+                return LOCAL_ERROR
             log.exception("smtp.data.store_error", extra={"queue_id": txn.queue_id})
             self.log_transaction(envelope, size, "deferred: store error", txn.auth)
             return LOCAL_ERROR
