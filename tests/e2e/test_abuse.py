@@ -29,6 +29,7 @@ def guarded(module_servers: ServerFactory) -> PostelServer:
     server = module_servers(
         "abuse",
         abuse={"max_unknown_recipients_per_ip": LIMIT, "max_errors_per_ip": LIMIT},
+        processes=1,  # the tracker's counters and bans are per process (docs/adr/0005)
     )
     server.add_accounts("example.test", "kim")
     server.start()
