@@ -700,15 +700,9 @@ class SmtpSession(asyncio.Protocol):
             writer.abort()
             self.log_transaction(envelope, size, f"rejected: {exc}", txn.auth)
             return smtp.Reply(554, "5.4.6", str(exc))
-        except IpcClosed as exc:  # a worker whose main process is gone: it stops too
-            writer.abort()
-            self.log_transaction(envelope, size, f"deferred: {exc}", txn.auth)
-            return LOCAL_ERROR
         except (StoreError, OSError) as exc:
             writer.abort()
-            if isinstance(exc, NotFound) and not isinstance(exc, BlobMissing):
-                # A recipient's account was removed during the transaction: retried,
-                # the others are delivered and that one is refused at RCPT TO.
+            if _expected_store_error(exc):
                 self.log_transaction(envelope, size, f"deferred: {exc}", txn.auth)
                 return LOCAL_ERROR
             log.exception("smtp.data.store_error", extra={"queue_id": txn.queue_id})
@@ -872,3 +866,13 @@ class SmtpSession(asyncio.Protocol):
 def _path_text(path: smtp.Path) -> str:
     """A reverse-path without angle brackets; ``""`` for ``<>``."""
     return "" if path.mailbox is None else str(path.mailbox)
+
+
+def _expected_store_error(exc: Exception) -> bool:
+    """A store failure that is part of normal operation, answered 451 without an error
+    traceback: the main process of a worker is gone (the worker stops too), or a
+    recipient's account was removed during the transaction (retried, the others are
+    delivered and that one is refused at RCPT TO). A missing blob file is not."""
+    if isinstance(exc, IpcClosed):
+        return True
+    return isinstance(exc, NotFound) and not isinstance(exc, BlobMissing)
