@@ -38,6 +38,10 @@ TOOL_TIMEOUT = 120
 """Seconds one run of a tool may take."""
 NOBODY = 65534
 """getmail refuses to deliver to a Maildir as root: as root it delivers as nobody."""
+GETMAIL_PYTHON = "/usr/bin/python3"
+"""The interpreter Debian's getmail runs with (its modules are in dist-packages)."""
+GETMAIL_REAPER = Path(__file__).with_name("getmail_reaper.py")
+"""getmail with its delivery children reaped race-free (see that file)."""
 
 pytestmark = pytest.mark.skipif(
     shutil.which("fetchmail") is None or shutil.which("getmail") is None,
@@ -151,8 +155,8 @@ def maildir() -> Iterator[Path]:
 
 def _getmail(server: PostelServer, home: Path, maildir: Path, *, delete: bool) -> list[bytes]:
     """One getmail run (SimplePOP3SSLRetriever, certificate checked, Maildir
-    destination without getmail's own Delivered-To/Received); returns the messages it
-    added to ``maildir``/new, with CRLF line ends restored."""
+    destination without getmail's own Delivered-To/Received) through GETMAIL_REAPER;
+    returns the messages it added to ``maildir``/new, with CRLF line ends restored."""
     before = set((maildir / "new").iterdir())
     user = "user = nobody\n" if os.geteuid() == 0 else ""
     (home / "getmailrc").write_text(
@@ -168,7 +172,7 @@ def _getmail(server: PostelServer, home: Path, maildir: Path, *, delete: bool) -
         "delivered_to = false\nreceived = false\n"
     )
     result = subprocess.run(
-        ["getmail", "--getmaildir", str(home), "--rcfile", "getmailrc"],
+        [GETMAIL_PYTHON, str(GETMAIL_REAPER), "--getmaildir", str(home), "--rcfile", "getmailrc"],
         capture_output=True,
         text=True,
         timeout=TOOL_TIMEOUT,
