@@ -53,11 +53,17 @@ class _WorkerTag(logging.Filter):
 
 
 class _KeyValueFormatter(logging.Formatter):
+    _second = -1
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(
             f"{k}={_log_value(v)}" for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS
         )
-        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname} {record.getMessage()}"
+        second = int(record.created)
+        if second != self._second:  # the time text changes once a second
+            self._second, self._stamp = second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        base = f"{self._stamp} {record.levelname} {record.getMessage()}"
         if record.exc_info and record.levelno >= logging.ERROR:
             base += "\n" + self.formatException(record.exc_info)
         return f"{base} {extras}" if extras else base

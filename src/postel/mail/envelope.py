@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from postel.mail.address import ADDRESSES_MAX, Address, parse_address_list
-from postel.mail.header import HeaderBlock, unfold
+from postel.mail.header import HeaderBlock, HeaderField, unfold
 
 __all__ = ["Envelope", "envelope_from_header", "field_text"]
 
@@ -51,14 +51,26 @@ def field_text(header: HeaderBlock, name: bytes, *, last: bool = False) -> bytes
     return unfold(field.value.lstrip(b" \t"))
 
 
-def _addresses(header: HeaderBlock, name: bytes) -> tuple[Address, ...]:
-    """The addresses of every ``name`` field, in order, at most ADDRESSES_MAX in all."""
+_ENVELOPE_FIELDS = frozenset(
+    {b"date", b"subject", b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc"}
+    | {b"in-reply-to", b"message-id"}
+)
+"""The header fields the ENVELOPE is made of. Spec: RFC 9051 §7.5.2."""
+
+
+def _addresses(fields: list[HeaderField]) -> tuple[Address, ...]:
+    """The addresses of ``fields``, in order, at most ADDRESSES_MAX in all."""
     out: list[Address] = []
-    for field in header.get_all(name):
+    for field in fields:
         out.extend(parse_address_list(field.value, max_addresses=ADDRESSES_MAX - len(out)))
         if len(out) >= ADDRESSES_MAX:
             break
     return tuple(out)
+
+
+def _last_text(fields: list[HeaderField]) -> bytes | None:
+    """The last field's value as ``field_text(..., last=True)`` gives it; None if none."""
+    return unfold(fields[-1].value.lstrip(b" \t")) if fields else None
 
 
 def envelope_from_header(header: HeaderBlock) -> Envelope:
@@ -71,18 +83,24 @@ def envelope_from_header(header: HeaderBlock) -> Envelope:
 
     Spec: RFC 9051 §7.5.2, RFC 3501 §7.4.2 (sender and reply-to default to from).
     """
-    from_ = _addresses(header, b"from")
-    sender = _addresses(header, b"sender") or from_
-    reply_to = _addresses(header, b"reply-to") or from_
+    named: dict[bytes, list[HeaderField]] = {}
+    for field in header.fields:  # one pass: each name lowered once
+        key = field.name.lower()
+        if key in _ENVELOPE_FIELDS:
+            named.setdefault(key, []).append(field)
+    none: list[HeaderField] = []
+    from_ = _addresses(named.get(b"from", none))
+    sender = _addresses(named.get(b"sender", none)) or from_
+    reply_to = _addresses(named.get(b"reply-to", none)) or from_
     return Envelope(
-        date=field_text(header, b"date", last=True),
-        subject=field_text(header, b"subject", last=True),
+        date=_last_text(named.get(b"date", none)),
+        subject=_last_text(named.get(b"subject", none)),
         from_=from_,
         sender=sender,
         reply_to=reply_to,
-        to=_addresses(header, b"to"),
-        cc=_addresses(header, b"cc"),
-        bcc=_addresses(header, b"bcc"),
-        in_reply_to=field_text(header, b"in-reply-to", last=True),
-        message_id=field_text(header, b"message-id", last=True),
+        to=_addresses(named.get(b"to", none)),
+        cc=_addresses(named.get(b"cc", none)),
+        bcc=_addresses(named.get(b"bcc", none)),
+        in_reply_to=_last_text(named.get(b"in-reply-to", none)),
+        message_id=_last_text(named.get(b"message-id", none)),
     )

@@ -39,7 +39,7 @@ from postel.mail.params import (
     parse_content_type,
 )
 
-__all__ = ["BOUNDARY_MAX", "BodyPart", "EnclosedMessage", "parse_mime"]
+__all__ = ["BOUNDARY_MAX", "BodyPart", "EnclosedMessage", "parse_mime", "parse_mime_header"]
 
 BOUNDARY_MAX = 1024
 """Boundary parameters longer than this are not used as boundaries (the multipart is
@@ -109,6 +109,8 @@ class _Scanner:
     data: bytes
     delimiters: DelimiterScanner
     parts: int = 0
+    root_header: HeaderBlock | None = None
+    """The header section of the message itself, once split (``parse_message`` uses it)."""
     counted_to: int = 0
     counted: int = 0
     lines_at: dict[int, int] = field(default_factory=dict)
@@ -146,9 +148,19 @@ def parse_mime(data: bytes) -> BodyPart:
 
     Spec: RFC 2045, RFC 2046 §5, RFC 5322 §2.1.
     """
+    return parse_mime_header(data)[0]
+
+
+def parse_mime_header(data: bytes) -> tuple[BodyPart, HeaderBlock]:
+    """``parse_mime(data)`` and the message's own header section (its fields, as
+    ``split_header`` gives them), split once for both. Never raises.
+
+    Spec: RFC 2045, RFC 2046 §5, RFC 5322 §2.1.
+    """
     scanner = _Scanner(data, DelimiterScanner(data))
     part, _ = _entity(scanner, 0, 0, digest_child=False)
-    return part
+    assert scanner.root_header is not None  # the first entity is the message
+    return part, scanner.root_header
 
 
 def _body_end(data: bytes, start: int, hit: Hit | None) -> int:
@@ -178,6 +190,8 @@ def _entity(
     sc.body_starts(body_start)
     header = split_header(data, start, header_end)
     header = HeaderBlock(header.fields, start, body_start - start, header.truncated)
+    if sc.root_header is None:
+        sc.root_header = header
     ctype = _content_type(header, digest_child)
     opaque = depth >= limits.MIME_DEPTH_MAX or sc.parts > limits.MIME_PARTS_MAX
     boundary = ctype.param(b"boundary") if ctype.type == "multipart" else None

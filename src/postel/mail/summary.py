@@ -25,8 +25,7 @@ from typing import Any
 from postel.errors import ProtocolError
 from postel.mail.address import Address
 from postel.mail.envelope import Envelope, envelope_from_header
-from postel.mail.header import split_header
-from postel.mail.mime import BodyPart, EnclosedMessage, parse_mime
+from postel.mail.mime import BodyPart, EnclosedMessage, parse_mime, parse_mime_header
 from postel.mail.params import Param
 
 __all__ = [
@@ -127,8 +126,7 @@ def parse_message(data: bytes) -> MessageSummary:
 
     Spec: RFC 5322 §2.1, RFC 2045, RFC 2046, RFC 9051 §7.5.2.
     """
-    body = parse_mime(data)
-    header = split_header(data, 0, body.header_offset + body.header_length)
+    body, header = parse_mime_header(data)
     return MessageSummary(len(data), envelope_from_header(header), body)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from postel import limits
-from postel.mail.header import split_header
+from postel.mail.header import find_header_end, split_header
 
 __all__ = [
     "RECEIVED_LINE_MAX",
@@ -52,7 +52,9 @@ def _clean(value: str) -> bytes:
 
     Spec: RFC 5322 §3.2.5 (header text is printable), RFC 6532 §3.2; RELIABILITY.md test 8.
     """
-    text = "".join(c if c.isprintable() or c == " " else "?" for c in value[:TRACE_VALUE_MAX])
+    text = value[:TRACE_VALUE_MAX]
+    if not text.isprintable():  # (the ASCII space is printable; other separators are not)
+        text = "".join(c if c.isprintable() or c == " " else "?" for c in text)
     raw = _UNSAFE.sub(b"", text.encode("utf-8", "replace"))
     return raw[:TRACE_VALUE_MAX]
 
@@ -166,6 +168,9 @@ def trace_info(header_block: bytes) -> TraceInfo:
     Spec: RFC 5321 §6.3, RFC 9228 §4.
     """
     data = header_block[: limits.SMTP_HEADER_BLOCK_MAX]
+    low = data[: find_header_end(data)[0]].lower()
+    if b"received" not in low and b"delivered-to" not in low:
+        return TraceInfo(0, ())  # neither trace field: nothing to split
     header = split_header(data)
     received = 0
     delivered: list[str] = []
