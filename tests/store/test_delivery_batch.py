@@ -17,7 +17,7 @@ from postel.errors import NotFound, StoreError
 from postel.store import Account, BlobRef, Delivered, Delivery, Store
 from postel.store.blobs import BlobFiles
 from postel.store.delivery_batch import DeliveryStatements, Outcome, run_batch
-from postel.store.delivery_sqlite import SqliteBatchIO
+from postel.store.delivery_sqlite import ROWS_PER_STATEMENT, SqliteBatchIO
 from postel.store.engines import Engines, make_engines
 from postel.store.schema import blobs, mailboxes, messages
 
@@ -119,6 +119,37 @@ async def test_fast_path_allocates_dense_uids_in_request_order(
         (2, refs[1], "B"),
         (3, refs[2], "C"),
     ]
+
+
+async def test_a_batch_wider_than_one_statement_across_mailboxes(
+    store: Store, engines: BatchEngines, blob_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """More rows than one multi-row statement takes (ROWS_PER_STATEMENT), and blobs,
+    into INBOX (named in any case), Junk and Archive of three accounts: every UID dense
+    per mailbox, every mailbox's UIDNEXT and HIGHESTMODSEQ right, nothing lost."""
+    caplog.set_level(logging.INFO, logger="postel.store")
+    accounts = await make_accounts(store, "alice", "bob", "carol")
+    boxes = ["INBOX", "inbox", "Junk", "Archive"]
+    count = 2 * ROWS_PER_STATEMENT + 7
+    refs = [await put_blob(store, message(i)) for i in range(count)]
+    requests = [
+        [delivery(accounts[i % 3], refs[i], mailbox=boxes[i % 4], queue_id=f"Q{i}")]
+        for i in range(count)
+    ]
+    outcomes = [delivered(o) for o in batch(engines, blob_dir, requests)]
+    assert not fell_back(caplog)
+    expected: dict[tuple[int, str], list[int]] = {}
+    for i, out in enumerate(outcomes):
+        key = (int(accounts[i % 3].id), "INBOX" if boxes[i % 4] == "inbox" else boxes[i % 4])
+        expected.setdefault(key, []).append(out[0].uid)
+    for (account_id, name), uids in expected.items():
+        assert uids == list(range(1, len(uids) + 1))
+        box = await store.get_mailbox(account_id, name)  # type: ignore[arg-type]
+        assert box is not None and box.uidnext == len(uids) + 1
+        stored = await store.list_messages(box.id)
+        assert [m.uid for m in stored] == uids
+        assert box.highestmodseq == max(m.modseq for m in stored)
+    assert sum(len(u) for u in expected.values()) == count
 
 
 async def test_duplicates_within_one_batch_are_stored_once(

@@ -163,8 +163,12 @@ class BatchIO(Protocol):
     """
 
     def lock_mailboxes(
-        self, account_ids: list[int]
-    ) -> tuple[dict[MailboxKey, _MailboxState], Limits]: ...
+        self, account_ids: list[int], names: frozenset[str]
+    ) -> tuple[dict[MailboxKey, _MailboxState], Limits]:
+        """The mailboxes of ``account_ids``, locked, and the accounts' quota limits; at
+        least those called one of ``names`` (normalised with ``mailbox_name``)."""
+        ...
+
     def usage(self, account_ids: list[int]) -> dict[int, tuple[int, int]]: ...
     def seen(self, pairs: list[SeenKey]) -> dict[SeenKey, tuple[int, int]]: ...
     def present_blobs(self, keys: list[str]) -> set[str]: ...
@@ -182,8 +186,9 @@ class AlchemyBatchIO:
     stmts: DeliveryStatements
 
     def lock_mailboxes(
-        self, account_ids: list[int]
+        self, account_ids: list[int], names: frozenset[str]
     ) -> tuple[dict[MailboxKey, _MailboxState], Limits]:
+        # Every mailbox of the accounts, in id order: the lock order of module docstring.
         state: dict[MailboxKey, _MailboxState] = {}
         limits: Limits = {}
         for i in range(0, len(account_ids), LOCK_CHUNK):
@@ -499,7 +504,8 @@ def run_batch(
     """
     io = io or AlchemyBatchIO(conn, stmts)
     account_ids = sorted({int(d.account_id) for request in requests for d in request})
-    locked, limits = io.lock_mailboxes(account_ids)
+    names = frozenset(mailbox_name(d.mailbox) for request in requests for d in request)
+    locked, limits = io.lock_mailboxes(account_ids, names)
     base = ledger_base(limits, io.usage(sorted(limits))) if limits else {}
     try:
         with io.savepoint():

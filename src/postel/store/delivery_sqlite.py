@@ -48,12 +48,14 @@ _MESSAGE_COLUMNS = (
     "queue_id",
     "save_date",
 )
-_INSERT_MESSAGE = (
-    f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(_MESSAGE_COLUMNS))})"
-)
-_INSERT_BLOB = "INSERT INTO blobs (key, size, data) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING"
-_UPDATE_MAILBOX = "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?"
+ROWS_PER_STATEMENT = 80
+"""Rows per multi-row INSERT or UPDATE: 80 x 11 values stays under the 999 bound
+parameters of SQLite builds older than 3.32 (SQLITE_MAX_VARIABLE_NUMBER)."""
+_INSERT_MESSAGE = f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)})"
+_INSERT_BLOB = "INSERT INTO blobs (key, size, data)"
+_BLOB_END = " ON CONFLICT (key) DO NOTHING"
+_UPDATE_MAILBOXES = "UPDATE mailboxes SET uidnext = v.column2, highestmodseq = v.column3 FROM ("
+_UPDATE_MAILBOXES_END = ") AS v WHERE mailboxes.id = v.column1"
 _SEEN = _SEEN_SQLITE.replace(":pairs", "?")
 
 
@@ -73,20 +75,23 @@ class SqliteBatchIO:
     _savepoints: int = 0
 
     def lock_mailboxes(
-        self, account_ids: list[int]
+        self, account_ids: list[int], names: frozenset[str]
     ) -> tuple[dict[MailboxKey, _MailboxState], Limits]:
-        # BEGIN IMMEDIATE already holds SQLite's write lock: a plain read is enough.
+        # BEGIN IMMEDIATE already holds SQLite's write lock: a plain read of the named
+        # mailboxes is enough (each row read is one more step of the statement).
         state: dict[MailboxKey, _MailboxState] = {}
         limits: Limits = {}
+        wanted = sorted(names)
         for i in range(0, len(account_ids), LOCK_CHUNK):
             chunk = account_ids[i : i + LOCK_CHUNK]
             sql = (
                 "SELECT mb.id, mb.account_id, mb.name, mb.uidvalidity, mb.uidnext, "
                 "mb.highestmodseq, a.storage_limit, a.message_limit "
                 "FROM mailboxes AS mb JOIN accounts AS a ON a.id = mb.account_id "
-                f"WHERE mb.account_id IN ({', '.join('?' * len(chunk))}) ORDER BY mb.id"
+                f"WHERE mb.account_id IN ({', '.join('?' * len(chunk))}) "
+                f"AND mb.name IN ({', '.join('?' * len(wanted))}) ORDER BY mb.id"
             )
-            for row in self.raw.execute(sql, chunk):
+            for row in self.raw.execute(sql, [*chunk, *wanted]):
                 mb_id, account_id, name, validity, uidnext, modseq, storage, count = row
                 state[(account_id, name)] = _MailboxState(mb_id, validity, uidnext, modseq)
                 if storage is not None or count is not None:
@@ -115,15 +120,23 @@ class SqliteBatchIO:
         return present
 
     def insert_blobs(self, rows: list[dict[str, Any]]) -> None:
-        self.raw.executemany(_INSERT_BLOB, [(r["key"], r["size"], r["data"]) for r in rows])
+        self._many(_INSERT_BLOB, 3, [(r["key"], r["size"], r["data"]) for r in rows], _BLOB_END)
 
     def insert_messages(self, rows: list[dict[str, Any]]) -> None:
-        self.raw.executemany(_INSERT_MESSAGE, [_message_values(r) for r in rows])
+        self._many(_INSERT_MESSAGE, len(_MESSAGE_COLUMNS), [_message_values(r) for r in rows])
 
     def update_mailboxes(self, rows: list[dict[str, Any]]) -> None:
-        self.raw.executemany(
-            _UPDATE_MAILBOX, [(r["b_uidnext"], r["b_modseq"], r["b_id"]) for r in rows]
-        )
+        values = [(r["b_id"], r["b_uidnext"], r["b_modseq"]) for r in rows]
+        self._many(_UPDATE_MAILBOXES, 3, values, _UPDATE_MAILBOXES_END)
+
+    def _many(self, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
+        """``head VALUES (?, ...), (?, ...) tail``: one statement (one step of SQLite's
+        engine) per ROWS_PER_STATEMENT rows instead of one per row."""
+        for i in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[i : i + ROWS_PER_STATEMENT]
+            marks = "(" + ", ".join("?" * width) + ")"
+            sql = f"{head} VALUES {', '.join([marks] * len(chunk))}{tail}"
+            self.raw.execute(sql, [value for row in chunk for value in row])
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[object]:
