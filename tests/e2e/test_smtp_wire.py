@@ -309,6 +309,20 @@ def test_idle_client_is_cut_at_the_command_timeout(mx: PostelServer) -> None:
     assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 2, elapsed
 
 
+def test_each_command_restarts_the_command_timeout(mx: PostelServer) -> None:
+    """A command answered late in one timeout period moves the deadline: the client is
+    cut a whole timeout after its last command, not when the first deadline would
+    have passed (the session's timer, due at that first deadline, re-arms itself)."""
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        for _ in range(3):
+            time.sleep(TIMEOUT * 0.6)
+            assert client.command("NOOP").code == 250
+        elapsed, replies = _time_to_close(client)
+    assert [r.code for r in replies] == [421], [str(r) for r in replies]
+    assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 2, elapsed
+
+
 def test_idle_client_in_data_is_cut_at_the_data_timeout(mx: PostelServer) -> None:
     before = inbox_count(mx)
     with RawSmtp(mx.address) as client:

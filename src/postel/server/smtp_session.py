@@ -227,6 +227,9 @@ class SmtpSession(asyncio.Protocol):
         """True while a turn is yielded to other sessions (see ``pump``)."""
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self.timer: asyncio.TimerHandle | None = None
+        """The pending timeout callback; it may be due before ``deadline`` (see ``arm``)."""
+        self.deadline: float | None = None
+        """Loop time at which the session times out; None while no deadline runs."""
         self.command_deadline: float | None = None
         """Loop time by which the command being received must be complete."""
         self.data_deadline: float | None = None
@@ -366,7 +369,7 @@ class SmtpSession(asyncio.Protocol):
         core, which holds it until the step is done; reading pauses once more than
         PIPELINE_BUFFER_MAX octets wait there."""
         self.flush()
-        self.cancel_timer()
+        self.deadline = None  # the step bounds its own waits; the timer stays armed
         self.busy = self.loop.create_task(self.run_step(work))
 
     async def run_step(self, work: Coroutine[Any, Any, None]) -> None:
@@ -551,19 +554,30 @@ class SmtpSession(asyncio.Protocol):
         self.arm(self.command_deadline)
 
     def arm(self, when: float) -> None:
+        """Time the session out at loop time ``when``. A timer already due no later is
+        kept (``on_timeout`` re-arms it for the rest): moving a deadline later, as
+        every command does, costs no timer operation."""
+        self.deadline = when
         if self.timer is not None:
-            if self.timer.when() == when:
+            if self.timer.when() <= when:
                 return
             self.timer.cancel()
         self.timer = self.loop.call_at(when, self.on_timeout)
 
     def cancel_timer(self) -> None:
+        self.deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
     def on_timeout(self) -> None:
         self.timer = None
+        if self.deadline is None:
+            return  # no deadline runs now (a policy step is in progress)
+        if self.loop.time() < self.deadline:
+            self.timer = self.loop.call_at(self.deadline, self.on_timeout)
+            return
+        self.deadline = None
         if self.write_paused:
             self.abort_connection()  # the client reads nothing: no point in a 421
             return
