@@ -488,7 +488,7 @@ def _per_request_path(
 
 
 def run_batch(
-    conn: Connection,
+    conn: Connection | None,
     stmts: DeliveryStatements,
     files: BlobFiles,
     requests: Sequence[Sequence[Delivery]],
@@ -499,10 +499,14 @@ def run_batch(
 
     ``io`` runs the fast path's statements (default: SQLAlchemy on ``conn``). The fast
     path runs first; if one of its writes fails, the per-request path runs instead (see
-    the module docstring). Raises DBAPIError (or sqlite3.Error through ``io``) when the
-    transaction itself fails (e.g. locking the mailboxes).
+    the module docstring), on ``conn``; without ``conn`` (``io`` on a bare driver
+    connection) the fast path's error is raised instead. Raises DBAPIError (or
+    sqlite3.Error through ``io``) when the transaction itself fails (e.g. locking the
+    mailboxes).
     """
-    io = io or AlchemyBatchIO(conn, stmts)
+    if io is None:
+        assert conn is not None, "run_batch needs a connection or a BatchIO"
+        io = AlchemyBatchIO(conn, stmts)
     account_ids = sorted({int(d.account_id) for request in requests for d in request})
     names = frozenset(mailbox_name(d.mailbox) for request in requests for d in request)
     locked, limits = io.lock_mailboxes(account_ids, names)
@@ -512,6 +516,8 @@ def run_batch(
             plan = _fast_path(io, files, locked, requests, QuotaLedger(dict(base)))
         state, outcomes = plan.state, plan.outcomes
     except (*_FALLBACK_ERRORS, *FALLBACK_DRIVER_ERRORS) as exc:
+        if conn is None:
+            raise
         _log.info("store.deliver.fast_path_failed error=%s", type(exc).__name__)
         state, outcomes = _per_request_path(
             conn, stmts, files, locked, requests, QuotaLedger(dict(base))
