@@ -27,9 +27,9 @@ from postel.directory import make_credentials
 from postel.store import open_store
 
 LOOPBACK = "127.0.0.1"
+"""The only address the benchmark ever listens on or targets."""
 SMTP_PROCESSES = int(os.environ.get("SMTP_PROCESSES", "1"))
 """``[smtp] processes`` of the postel under test (the SMTP_PROCESSES knob of bench/run.sh)."""
-"""The only address the benchmark ever listens on or targets."""
 
 
 def write_config(base: Path, smtp_port: int, pop3_port: int | None = None) -> Path:
