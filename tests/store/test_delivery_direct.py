@@ -111,3 +111,22 @@ async def test_a_failed_direct_batch_leaves_nothing_and_runs_per_request(
     assert box is not None and box.uidnext == 1
     direct = _committer(sqlite_store)._direct
     assert direct is not None and not direct.in_transaction
+
+
+async def test_a_direct_connection_that_cannot_open_leaves_the_writer_thread_in_charge(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever goes wrong opening the direct path's connection, deliveries go on
+    through the writer thread (the committer never stops)."""
+    committer = _committer(sqlite_store)
+
+    def broken() -> sqlite3.Connection:
+        raise sqlite3.DatabaseError("file is not a database")
+
+    monkeypatch.setattr(committer, "_direct_connection", broken)
+    (alice,) = await make_accounts(sqlite_store, "alice")
+    for n in range(3):
+        ref = await put_blob(sqlite_store, message(n))
+        delivered = await sqlite_store.deliver([delivery(alice, ref, queue_id=f"B{n}")])
+        assert delivered[0].uid == n + 1
+    assert committer.batches_direct == 0

@@ -178,11 +178,15 @@ class GroupCommitter:
         written, when the batch must run on the writer thread instead."""
         if self._statements.dialect != "sqlite":
             return None
-        raw = self._direct_connection()
         try:
+            raw = self._direct_connection()
             raw.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:
-            return None  # locked by another writer: the writer thread waits for it
+        except sqlite3.Error as exc:
+            # Locked by another writer (the writer thread waits for it), or the file
+            # cannot be opened here: the writer thread's own attempt reports that.
+            if not isinstance(exc, sqlite3.OperationalError) or "locked" not in str(exc):
+                _log.warning("store.deliver.direct_unavailable error=%s", exc)
+            return None
         try:
             outcomes = run_batch(None, self._statements, self._files, requests, SqliteBatchIO(raw))
         except Exception as exc:
