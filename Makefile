@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= postel-data
 # Debian packages the test suite needs (installed when running as root).
-TEST_DEBS := postgresql swaks python3-venv strace eatmydata isync offlineimap3 fetchmail getmail6 mutt knot postfix
+TEST_DEBS := postgresql swaks libnet-ssleay-perl libio-socket-ssl-perl python3-venv strace eatmydata isync offlineimap3 fetchmail getmail6 mutt knot postfix
 RUN_DEBS  := python3-venv
 
 .PHONY: run test check lint typecheck layers unit test-extended test-workers bench bench-pop3 bench-outbound bench-auth bench-imap clean deps-run deps-test

@@ -33,12 +33,22 @@ SELF_SIGNED_DAYS = 825
 
 def ensure_self_signed(cert_file: Path, key_file: Path, hostname: str) -> bool:
     """Create a self-signed ECDSA P-256 certificate for ``hostname`` (and localhost,
-    127.0.0.1, ::1) unless both files exist. Returns True if it created them.
+    127.0.0.1, ::1) when neither file exists. Returns True if it created them, False
+    if both exist.
 
-    The key file is written with mode 0600.
+    The key file is written with mode 0600. Raises ConfigError when only one of the two
+    exists: an existing certificate or key (perhaps a real one) is never overwritten.
     """
-    if cert_file.exists() and key_file.exists():
+    cert_there, key_there = cert_file.exists(), key_file.exists()
+    if cert_there and key_there:
         return False
+    if cert_there or key_there:
+        present, missing = (cert_file, key_file) if cert_there else (key_file, cert_file)
+        raise ConfigError(
+            f"tls.generate_self_signed: {present} exists but {missing} does not; a "
+            "self-signed pair is only made when neither exists (restore the missing "
+            "file, or remove both to have a new pair made)"
+        )
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
