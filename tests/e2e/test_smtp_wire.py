@@ -36,6 +36,7 @@ def _server(factory: ServerFactory, name: str, **smtp: object) -> PostelServer:
         name,
         command_timeout=TIMEOUT,
         data_timeout=TIMEOUT,
+        send_timeout=TIMEOUT,
         message_size_max=SIZE_MAX,
         **smtp,
     )
@@ -332,6 +333,56 @@ def test_idle_client_in_data_is_cut_at_the_data_timeout(mx: PostelServer) -> Non
     assert [r.code for r in replies] == [421], [str(r) for r in replies]
     assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 2, elapsed
     assert inbox_count(mx) == before
+
+
+CUT_WITHIN = 5 * TIMEOUT
+"""Seconds after it stops reading by which a client must have been cut."""
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [b"", b"RSET\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<%s>\r\n"],
+    ids=["commands only", "with policy steps"],
+)
+def test_a_client_that_stops_reading_is_cut_at_the_send_timeout(
+    mx: PostelServer, policy: bytes
+) -> None:
+    """A client pipelines commands and never reads a reply: once our replies back up,
+    it is cut within the send timeout, also when a command still waiting in its
+    pipeline (MAIL, RCPT) is answered after a policy step."""
+    chunk = b"NOOP\r\n" * 300 + (policy.replace(b"%s", RCPT.encode()) if policy else b"")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(mx.address)
+    try:
+        sock.recv(1000)
+        sock.sendall(b"EHLO client.test\r\n")
+        sock.setblocking(False)
+        blocked_since = None
+        began = time.monotonic()
+        while time.monotonic() - began < CUT_WITHIN:  # until our sends back up too
+            try:
+                sock.send(chunk)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                if time.monotonic() - blocked_since > 0.5:
+                    break
+                time.sleep(0.05)
+        stopped = time.monotonic()
+        cut = False
+        while time.monotonic() - stopped < CUT_WITHIN:
+            try:
+                sock.send(b"NOOP\r\n")
+            except BlockingIOError:
+                pass
+            except OSError:  # reset by the server
+                cut = True
+                break
+            time.sleep(0.2)
+        assert cut, f"still connected {CUT_WITHIN} s after it stopped reading"
+    finally:
+        sock.close()
 
 
 TRICKLE_LIMIT = 3 * TIMEOUT

@@ -81,6 +81,7 @@ _SMTP_CHECKS: dict[str, Validator] = {
     "received_max": positive,
     "command_timeout": positive,
     "data_timeout": positive,
+    "send_timeout": positive,
     "processes": lambda value: (
         None if 1 <= value <= 32 else "must be 1 to 32 (processes serving port 25)"
     ),

@@ -92,6 +92,8 @@ class SmtpLimits:
     received_max: int = limits.SMTP_RECEIVED_MAX
     command_timeout: float = limits.SMTP_TIMEOUT_COMMAND
     data_timeout: float = limits.SMTP_TIMEOUT_DATA_BLOCK
+    send_timeout: float = limits.SMTP_TIMEOUT_SEND
+    """Seconds a client may leave our replies unread before it is cut."""
     bare_line_endings: BareLineEndings = BareLineEndings.NORMALIZE
     processes: int = 1
     """Processes serving port 25, the main one included (docs/adr/0005)."""

@@ -11,7 +11,8 @@ the core needs more input (RFC 2920 §3.1).
 Timeouts are timers, not awaits: a whole command must arrive within the command
 timeout (a client trickling bytes is cut as surely as a silent one), each DATA block
 within the data timeout and the whole content within ``limits.SMTP_TIMEOUT_DATA_TOTAL``;
-a client that stops reading our replies is cut after ``limits.SMTP_TIMEOUT_SEND``.
+a client that stops reading our replies is cut after ``[smtp] send_timeout`` (default
+``limits.SMTP_TIMEOUT_SEND``), whatever commands of it are still being answered.
 
 Spec: RFC 5321 §4.1, §4.5.3.2 (timeouts), RFC 3207 (STARTTLS), RELIABILITY.md D1, D4.
 """
@@ -306,7 +307,7 @@ class SmtpSession(asyncio.Protocol):
         self.write_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
-        self.arm(self.loop.time() + limits.SMTP_TIMEOUT_SEND)
+        self.arm(self.loop.time() + self.service.config.smtp.send_timeout)
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -369,7 +370,8 @@ class SmtpSession(asyncio.Protocol):
         core, which holds it until the step is done; reading pauses once more than
         PIPELINE_BUFFER_MAX octets wait there."""
         self.flush()
-        self.deadline = None  # the step bounds its own waits; the timer stays armed
+        if not self.write_paused:  # a client not reading stays on its send deadline
+            self.deadline = None  # the step bounds its own waits; the timer stays armed
         self.busy = self.loop.create_task(self.run_step(work))
 
     async def run_step(self, work: Coroutine[Any, Any, None]) -> None:
