@@ -57,6 +57,11 @@ class BlobMissing(NotFound):
     it at the next start)."""
 
 
+class StoreBusy(StoreError):
+    """The database stayed locked by another writer for longer than the busy timeout
+    (SQLite; e.g. a long admin transaction): a temporary condition, retried later."""
+
+
 class AlreadyExists(StoreError):
     """The named domain, account, alias or mailbox already exists."""
 

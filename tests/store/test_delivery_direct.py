@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from postel.clock import FixedClock
+from postel.errors import StoreBusy
 from postel.store import Store, open_store
 from postel.store.delivery import GroupCommitter
 from postel.store.sql import SqlStore
@@ -130,3 +131,26 @@ async def test_a_direct_connection_that_cannot_open_leaves_the_writer_thread_in_
         delivered = await sqlite_store.deliver([delivery(alice, ref, queue_id=f"B{n}")])
         assert delivered[0].uid == n + 1
     assert committer.batches_direct == 0
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_store_busy(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """Another writer keeps the database locked past the writer thread's busy timeout:
+    the caller gets StoreBusy (a temporary failure the SMTP session answers 451 without
+    an error traceback), and the next delivery after the lock goes through."""
+    (alice,) = await make_accounts(sqlite_store, "alice")
+    ref = await put_blob(sqlite_store, message(1))
+    assert isinstance(sqlite_store, SqlStore)
+    # The writer thread's (pooled) connection waits 100 ms, not the store's busy timeout.
+    with sqlite_store._engines.writer.connect() as conn:
+        conn.exec_driver_sql("PRAGMA busy_timeout=100")
+    other = sqlite3.connect(tmp_path / "postel.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreBusy):
+            await asyncio.wait_for(sqlite_store.deliver([delivery(alice, ref, queue_id="X")]), 30)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert (await sqlite_store.deliver([delivery(alice, ref, queue_id="Y")]))[0].uid == 1

@@ -46,7 +46,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from postel.errors import AlreadyExists, NotFound, StoreError
+from postel.errors import AlreadyExists, NotFound, StoreBusy, StoreError
 from postel.ids import AccountId, MailboxId, QueueId
 from postel.store import BlobRef, Delivered, Delivery, OverQuota, Store
 
@@ -75,6 +75,7 @@ _ERRORS: dict[str, type[StoreError]] = {
     "not_found": NotFound,
     "already_exists": AlreadyExists,
     "over_quota": OverQuota,
+    "store_busy": StoreBusy,
     "store": StoreError,
 }
 

@@ -41,7 +41,14 @@ from postel.directory import (
     UnknownRecipient,
     split_recipient,
 )
-from postel.errors import BlobMissing, NotFound, PermanentFailure, PostelError, StoreError
+from postel.errors import (
+    BlobMissing,
+    NotFound,
+    PermanentFailure,
+    PostelError,
+    StoreBusy,
+    StoreError,
+)
 from postel.ids import QueueId, new_queue_id
 from postel.mail.authres import strip_ours
 from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient, StructureTooLarge
@@ -886,9 +893,11 @@ def _path_text(path: smtp.Path) -> str:
 
 def _expected_store_error(exc: Exception) -> bool:
     """A store failure that is part of normal operation, answered 451 without an error
-    traceback: the main process of a worker is gone (the worker stops too), or a
-    recipient's account was removed during the transaction (retried, the others are
-    delivered and that one is refused at RCPT TO). A missing blob file is not."""
-    if isinstance(exc, IpcClosed):
+    traceback: the main process of a worker is gone (the worker stops too), the
+    database stayed locked by another writer past the busy timeout (logged by the
+    store), or a recipient's account was removed during the transaction (retried, the
+    others are delivered and that one is refused at RCPT TO). A missing blob file is
+    not."""
+    if isinstance(exc, IpcClosed | StoreBusy):
         return True
     return isinstance(exc, NotFound) and not isinstance(exc, BlobMissing)

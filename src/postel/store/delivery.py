@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from postel import limits
-from postel.errors import StoreError
+from postel.errors import StoreBusy, StoreError
 from postel.store.api import Delivered, Delivery
 from postel.store.blobs import BlobFiles
 from postel.store.delivery_batch import DeliveryStatements, Outcome, run_batch
@@ -158,9 +158,10 @@ class GroupCommitter:
         exc = pending.exception()
         if exc is not None:
             _log.error("store.deliver.commit_failed error=%s", exc)
+            kind = StoreBusy if _locked(exc) else StoreError
             for r in live:
                 if not r.future.done():
-                    r.future.set_exception(StoreError(f"delivery commit failed: {exc}"))
+                    r.future.set_exception(kind(f"delivery commit failed: {exc}"))
             return
         for r, outcome in zip(live, pending.result(), strict=True):
             if r.future.done():
@@ -237,3 +238,11 @@ def _rollback(raw: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         if raw.in_transaction:
             raw.execute("ROLLBACK")
+
+
+def _locked(exc: BaseException) -> bool:
+    """Whether ``exc`` (sqlite3's, or SQLAlchemy's around it) says the database stayed
+    locked by another writer past the busy timeout. Spec: https://sqlite.org/rescode.html
+    (SQLITE_BUSY: "database is locked")."""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
