@@ -46,14 +46,22 @@ def field_text(header: HeaderBlock, name: bytes, *, last: bool = False) -> bytes
     Spec: RFC 5322 §2.2.3.
     """
     field = header.last(name) if last else header.first(name)
-    if field is None:
-        return None
-    return unfold(field.value.lstrip(b" \t"))
+    return None if field is None else _text(field)
 
 
 _ENVELOPE_FIELDS = frozenset(
-    {b"date", b"subject", b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc"}
-    | {b"in-reply-to", b"message-id"}
+    {
+        b"date",
+        b"subject",
+        b"from",
+        b"sender",
+        b"reply-to",
+        b"to",
+        b"cc",
+        b"bcc",
+        b"in-reply-to",
+        b"message-id",
+    }
 )
 """The header fields the ENVELOPE is made of. Spec: RFC 9051 §7.5.2."""
 
@@ -70,7 +78,12 @@ def _addresses(fields: list[HeaderField]) -> tuple[Address, ...]:
 
 def _last_text(fields: list[HeaderField]) -> bytes | None:
     """The last field's value as ``field_text(..., last=True)`` gives it; None if none."""
-    return unfold(fields[-1].value.lstrip(b" \t")) if fields else None
+    return _text(fields[-1]) if fields else None
+
+
+def _text(field: HeaderField) -> bytes:
+    """A field's value, leading WSP removed, then unfolded. Spec: RFC 5322 §2.2.3."""
+    return unfold(field.value.lstrip(b" \t"))
 
 
 def envelope_from_header(header: HeaderBlock) -> Envelope:

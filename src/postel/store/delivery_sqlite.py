@@ -132,9 +132,9 @@ class SqliteBatchIO:
     def _many(self, head: str, width: int, rows: list[tuple[Any, ...]], tail: str = "") -> None:
         """``head VALUES (?, ...), (?, ...) tail``: one statement (one step of SQLite's
         engine) per ROWS_PER_STATEMENT rows instead of one per row."""
+        marks = "(" + ", ".join("?" * width) + ")"
         for i in range(0, len(rows), ROWS_PER_STATEMENT):
             chunk = rows[i : i + ROWS_PER_STATEMENT]
-            marks = "(" + ", ".join("?" * width) + ")"
             sql = f"{head} VALUES {', '.join([marks] * len(chunk))}{tail}"
             self.raw.execute(sql, [value for row in chunk for value in row])
 
