@@ -245,3 +245,21 @@ def test_forwarding_section(tmp_path: Path) -> None:
     bad = MINIMAL + '\n[forwarding]\nsrs_domain = "not a domain"\n'
     ((line, message),) = errors_of(write(tmp_path, bad))
     assert line == 9 and "forwarding.srs_domain" in message and "domain name" in message
+
+
+def test_summary_says_where_a_generated_pair_goes(tmp_path: Path) -> None:
+    """`config check` names the files a self-signed pair would be written to, and flags
+    paths outside data_dir (the example's /etc paths kept by mistake)."""
+    from postel.cli.config_commands import summary
+
+    inside = load(
+        write(
+            tmp_path,
+            'hostname = "m.example.org"\ndata_dir = "data"\n[tls]\ngenerate_self_signed = true\n',
+        )
+    )
+    (line,) = [x for x in summary(inside) if x.startswith("tls:")]
+    assert str(tmp_path / "data" / "tls" / "cert.pem") in line and "outside" not in line
+    outside = load(write(tmp_path, MINIMAL.replace("[tls]", "[tls]\ngenerate_self_signed = true")))
+    (line,) = [x for x in summary(outside) if x.startswith("tls:")]
+    assert str(tmp_path / "cert.pem") in line and "(outside data_dir)" in line

@@ -22,9 +22,13 @@ def summary(config: Config) -> list[str]:
     listen = ", ".join(
         f"{item.service.value} {_endpoint(item.host, item.port)}" for item in config.listen
     )
-    tls = (
-        "self-signed (generated)" if config.tls.generate_self_signed else str(config.tls.cert_file)
-    )
+    tls = str(config.tls.cert_file)
+    if config.tls.generate_self_signed:
+        # Say where the generated pair goes: with cert_file/key_file kept from the
+        # example it is outside the data directory (e.g. /etc), which is rarely meant.
+        tls = f"self-signed, made if missing: {config.tls.cert_file}, {config.tls.key_file}"
+        if not config.tls.cert_file.is_relative_to(config.data_dir):
+            tls += " (outside data_dir)"
     return [
         f"source:   {source}",
         f"hostname: {config.hostname}",
