@@ -6,13 +6,14 @@ Spec: RFC 7208 §4, §5.2, §5.4, §2.6.6.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from ipaddress import ip_address
 
 import pytest
 
 from dnsserver import DnsServer, DnsServerMissing
-from postel.clock import SystemClock
+from postel.clock import FixedClock, SystemClock
 from postel.resolver import DnsPythonResolver
 from postel.spf import Result, SpfChecker
 
@@ -78,3 +79,66 @@ async def test_fail_carries_the_explanation(checker: SpfChecker) -> None:
     )
     assert outcome.result is Result.FAIL
     assert outcome.explanation == "203.0.113.10 is not a mail server of spf.test"
+
+
+# -- results kept for reuse (SpfChecker over the caching resolver) -------------------------
+
+KEPT_ZONE = """$TTL 300
+@        IN SOA ns.kept.test. hostmaster.kept.test. 1 3600 600 86400 60
+@        IN NS  ns.kept.test.
+ns       IN A   127.0.0.1
+@        IN TXT "v=spf1 include:_inc.kept.test -all exp=why.kept.test"
+_inc  30 IN TXT "v=spf1 ip4:192.0.2.0/24 ~all"
+why      IN TXT "%{i} at %{t} is not a mail server of %{d}"
+"""
+KEPT_T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def kept_server() -> Iterator[DnsServer]:
+    try:
+        server = DnsServer({"kept.test": KEPT_ZONE}).start()
+    except DnsServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _kept_checker(server: DnsServer, clock: FixedClock) -> SpfChecker:
+    resolver = DnsPythonResolver([server.nameserver], clock=clock, timeout=0.2, lifetime=0.4)
+    return SpfChecker(resolver=resolver, clock=clock, receiver="mx.postel.test")
+
+
+async def test_a_kept_result_lasts_no_longer_than_the_shortest_lived_answer(
+    kept_server: DnsServer,
+) -> None:
+    """The result read the record (300 s) and the include (30 s): after 30 s it must
+    be evaluated again, which now needs the server (stopped): temperror."""
+    clock = FixedClock(KEPT_T0)
+    checker = _kept_checker(kept_server, clock)
+    ip, sender = ip_address("192.0.2.7"), "alice@kept.test"
+    first = await checker.check_mail_from(ip, sender, helo="client.example")
+    assert first.result is Result.PASS
+    kept_server.stop()
+    clock.advance(29)
+    assert await checker.check_mail_from(ip, sender, helo="client.example") == first
+    clock.advance(1)
+    again = await checker.check_mail_from(ip, sender, helo="client.example")
+    assert again.result is Result.TEMPERROR
+
+
+async def test_a_result_that_read_the_time_is_never_reused(kept_server: DnsServer) -> None:
+    """%{t} in the explanation: every check expands it afresh (from cached answers)."""
+    clock = FixedClock(KEPT_T0)
+    checker = _kept_checker(kept_server, clock)
+    ip, sender = ip_address("203.0.113.1"), "alice@kept.test"
+    first = await checker.check_mail_from(ip, sender, helo="client.example")
+    kept_server.stop()
+    clock.advance(10)
+    second = await checker.check_mail_from(ip, sender, helo="client.example")
+    start = int(KEPT_T0.timestamp())
+    assert first.result is second.result is Result.FAIL
+    assert first.explanation == f"203.0.113.1 at {start} is not a mail server of kept.test"
+    assert second.explanation == f"203.0.113.1 at {start + 10} is not a mail server of kept.test"

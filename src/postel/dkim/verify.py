@@ -237,9 +237,13 @@ async def fetch_keys(
 
 
 async def _fetch_key(resolver: TxtResolver, name: str, timeout_s: float) -> KeyAnswer:
+    ttl_left = getattr(resolver, "ttl_left", None)  # a caching resolver (postel.resolver)
     try:
-        async with asyncio.timeout(timeout_s):
-            records = await resolver.txt(name)
+        if ttl_left is not None and ttl_left("TXT", name) is not None:
+            records = await resolver.txt(name)  # cached: no wait to bound
+        else:
+            async with asyncio.timeout(timeout_s):
+                records = await resolver.txt(name)
     except TimeoutError:
         return KeyAnswer((), DkimStatus.TEMPERROR, f"key lookup of {name} timed out")
     except TemporaryFailure as exc:

@@ -44,6 +44,7 @@ from postel.errors import PermanentFailure, TemporaryFailure
 from postel.mail.authres import MethodResult, render
 from postel.mail.header import split_header
 from postel.resolver import Prefetching, Resolver
+from postel.resolver.derived import DerivedCache
 from postel.spf import SpfChecker, SpfResult
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,18 @@ VERIFY_INLINE_MAX = 1024 * 1024
 one of ``VERIFY_CONCURRENCY_MAX`` (each is read whole into memory for DKIM)."""
 VERIFY_CONCURRENCY_MAX = 2
 """Large messages verified at once (bounds memory, RELIABILITY.md D7)."""
+KEPT_RESULTS_MAX = 4096
+"""iprev and DMARC results kept for reuse while their DNS answers are cached
+(``postel.resolver.derived``), each; postel policy."""
+KEPT_FROM_OCTETS_MAX = 1024
+"""A DMARC result is kept only when the From: values it is keyed by are this short
+(bounds the memory of ``KEPT_RESULTS_MAX`` keys)."""
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_DmarcKey = tuple[
+    tuple[bytes, ...], tuple[str, str] | None, tuple[tuple[str, str], ...], Override | None
+]
+"""From: values, SPF (result, domain), DKIM (result, d=) pairs, local override."""
 
 
 class AuthAction(enum.StrEnum):
@@ -133,6 +144,12 @@ class InboundAuthenticator:
         self._runner = VerifyRunner()
         """DKIM verification in a worker process (postel.dkim.runner)."""
         self._prefetch = resolver.prefetch if isinstance(resolver, Prefetching) else None
+        self._iprev_kept: DerivedCache[IpAddress, MethodResult] = DerivedCache(
+            resolver, clock, KEPT_RESULTS_MAX
+        )
+        self._dmarc_kept: DerivedCache[_DmarcKey, DmarcResult] = DerivedCache(
+            resolver, clock, KEPT_RESULTS_MAX
+        )
         self.large = asyncio.Semaphore(VERIFY_CONCURRENCY_MAX)
         """Held while a message over ``VERIFY_INLINE_MAX`` is read and verified."""
 
@@ -180,12 +197,8 @@ class InboundAuthenticator:
         spf_identity = None
         if spf is not None and checks.mail_from:
             spf_identity = (str(spf.result), checks.mail_from.rpartition("@")[2].lower())
-        dmarc = await evaluate(
-            from_fields,
-            spf_identity,
-            [(str(d.result), d.domain) for d in dkim],
-            self._resolver,
-            override=self._override(ip, arc),
+        dmarc = await self._dmarc(
+            from_fields, spf_identity, [(str(d.result), d.domain) for d in dkim], ip, arc
         )
         action = self._action(dmarc)
         results = _method_results(spf, helo, checks.mail_from, dkim, dmarc, arc, iprev)
@@ -211,26 +224,66 @@ class InboundAuthenticator:
             return AuthAction.QUARANTINE
         return AuthAction.ACCEPT
 
+    async def _dmarc(
+        self,
+        from_fields: list[bytes],
+        spf: tuple[str, str] | None,
+        dkim: list[tuple[str, str]],
+        ip: IpAddress,
+        arc: ArcResult,
+    ) -> DmarcResult:
+        """DMARC of the message, kept for messages alike while the answers it read
+        are cached (not a temperror). Spec: RFC 9989."""
+        override = self._override(ip, arc)
+        key = (tuple(from_fields), spf, tuple(dkim), override)
+        kept = self._dmarc_kept.get(key)
+        if kept is not None:
+            return kept
+        recording = None
+        if sum(map(len, from_fields)) <= KEPT_FROM_OCTETS_MAX:
+            recording = self._dmarc_kept.recording()
+        resolver = recording or self._resolver
+        dmarc = await evaluate(from_fields, spf, dkim, resolver, override=override)
+        if recording is not None and dmarc.result is not DmarcStatus.TEMPERROR:
+            self._dmarc_kept.keep(key, dmarc, recording)
+        return dmarc
+
     async def _iprev(self, ip: IpAddress) -> MethodResult:
-        """Reverse then forward DNS agree on ``ip``. Spec: RFC 8601 §3, §2.7.3."""
+        """Reverse then forward DNS agree on ``ip``, kept while the answers it read
+        are cached (not after a timeout). Spec: RFC 8601 §3, §2.7.3."""
+        kept = self._iprev_kept.get(ip)
+        if kept is not None:
+            return kept
+        recording = self._iprev_kept.recording()
         prop = (("policy.iprev", str(ip)),)
         try:
             async with asyncio.timeout(IPREV_TIMEOUT_S):
-                names = (await self._resolver.ptr(ip))[:IPREV_NAMES_MAX]
-                if not names:
-                    return MethodResult("iprev", "permerror", "no PTR", prop)
-                for name in names:
-                    with contextlib.suppress(PermanentFailure):
-                        lookup = self._resolver.a if ip.version == 4 else self._resolver.aaaa
-                        if ip in await lookup(name):
-                            return MethodResult(
-                                "iprev", "pass", None, (*prop, ("smtp.remote-ip", str(ip)))
-                            )
-                return MethodResult("iprev", "fail", "forward lookup does not match", prop)
-        except (TimeoutError, TemporaryFailure):
+                result = await _iprev(recording or self._resolver, ip, prop)
+        except TimeoutError:
             return MethodResult("iprev", "temperror", "DNS trouble", prop)
-        except PermanentFailure:
+        if recording is not None:
+            self._iprev_kept.keep(ip, result, recording)
+        return result
+
+
+async def _iprev(
+    resolver: Resolver, ip: IpAddress, prop: tuple[tuple[str, str], ...]
+) -> MethodResult:
+    """The iprev result from the answers. Spec: RFC 8601 §3."""
+    try:
+        names = (await resolver.ptr(ip))[:IPREV_NAMES_MAX]
+        if not names:
             return MethodResult("iprev", "permerror", "no PTR", prop)
+        for name in names:
+            with contextlib.suppress(PermanentFailure):
+                lookup = resolver.a if ip.version == 4 else resolver.aaaa
+                if ip in await lookup(name):
+                    return MethodResult("iprev", "pass", None, (*prop, ("smtp.remote-ip", str(ip))))
+        return MethodResult("iprev", "fail", "forward lookup does not match", prop)
+    except TemporaryFailure:
+        return MethodResult("iprev", "temperror", "DNS trouble", prop)
+    except PermanentFailure:
+        return MethodResult("iprev", "permerror", "no PTR", prop)
 
 
 async def _guarded(check: Coroutine[Any, Any, SpfResult]) -> SpfResult | None:

@@ -179,6 +179,20 @@ class Resolver(Protocol):
 
 
 @runtime_checkable
+class Expiring(Protocol):
+    """A caching resolver that says how long its answers stay: a result computed
+    from them (an SPF evaluation) may be reused as long as every answer it read."""
+
+    generation: int
+    """Changes whenever the whole cache is dropped."""
+
+    def ttl_left(self, rdtype: str, name: str) -> float | None:
+        """Seconds the cached answer to (``rdtype``, ``name``) stays cached; None when
+        it is not cached ("PTR" takes the address as ``name``)."""
+        ...
+
+
+@runtime_checkable
 class Prefetching(Protocol):
     """A resolver that can start a lookup without waiting for it (the caching one)."""
 

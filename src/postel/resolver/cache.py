@@ -54,6 +54,15 @@ class TtlCache(Generic[K, V]):
         self._entries.move_to_end(key)
         return entry.value
 
+    def remaining(self, key: K) -> float | None:
+        """Seconds the entry under ``key`` stays, or None when there is none (a
+        lookup that does not count as use)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        left = entry.expires - self._clock.monotonic()
+        return left if left > 0 else None
+
     def put(self, key: K, value: V, ttl: float) -> None:
         """Store ``value`` for ``ttl`` seconds (not stored when ``ttl`` <= 0).
 

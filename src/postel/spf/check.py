@@ -23,7 +23,14 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
 
 from postel.clock import Clock
-from postel.resolver.api import DnsError, DnsNxDomain, DnsPermError, DnsTempError, Resolver
+from postel.resolver.api import (
+    DnsError,
+    DnsNxDomain,
+    DnsPermError,
+    DnsTempError,
+    Resolver,
+)
+from postel.resolver.derived import DerivedCache
 from postel.spf.errors import SpfError, SpfPermError, SpfSyntaxError, SpfTempError
 from postel.spf.macro import (
     MacroContext,
@@ -93,6 +100,31 @@ async def check_host(
 
     Spec: RFC 7208 §4 (check_host), §4.6.4 (limits), §5, §6.2, §7.
     """
+    result, _ = await _check_host(
+        ip,
+        domain,
+        sender,
+        helo=helo,
+        resolver=resolver,
+        clock=clock,
+        limits=limits,
+        receiver=receiver,
+    )
+    return result
+
+
+async def _check_host(
+    ip: IpAddress,
+    domain: str,
+    sender: str,
+    *,
+    helo: str,
+    resolver: Resolver,
+    clock: Clock,
+    limits: SpfLimits | None,
+    receiver: str,
+) -> tuple[SpfResult, bool]:
+    """``check_host``, and whether the result read the current time (``%{t}``)."""
     limits = limits or SpfLimits()
     if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -116,10 +148,10 @@ async def check_host(
             if outcome.result is Result.FAIL and outcome.exp is not None:
                 explanation = await evaluation.explain(*outcome.exp)
     except TimeoutError:
-        return SpfResult(
-            Result.TEMPERROR, ctx.domain, f"time budget of {limits.timeout_s:g} s exceeded"
-        )
-    return SpfResult(outcome.result, ctx.domain, outcome.reason, explanation, outcome.mechanism)
+        reason = f"time budget of {limits.timeout_s:g} s exceeded"
+        return SpfResult(Result.TEMPERROR, ctx.domain, reason), True
+    result = SpfResult(outcome.result, ctx.domain, outcome.reason, explanation, outcome.mechanism)
+    return result, evaluation.timed
 
 
 async def check_mail_from(
@@ -216,6 +248,8 @@ class _Evaluation:
     lookups: int = 0
     voids: int = 0
     validated: dict[str, str] = field(default_factory=dict)
+    timed: bool = False
+    """A macro read the current time (``%{t}``): the result holds for this moment only."""
 
     async def check(self, domain: str, chain: tuple[str, ...]) -> _Outcome:
         """Evaluate ``domain``'s record; ``chain`` the domains whose evaluation led here."""
@@ -373,6 +407,7 @@ class _Evaluation:
 
         Spec: RFC 7208 §4.8, §7.3.
         """
+        self.timed = self.timed or spec.uses_t
         if spec.uses_p:
             ctx = dataclasses.replace(
                 ctx, validated_domain=await self._validated_domain(ctx.domain)
@@ -425,6 +460,7 @@ class _Evaluation:
             text = parse_macro_string(txts[0].decode("ascii"), explain=True)
         except (UnicodeDecodeError, SpfSyntaxError):
             return None
+        self.timed = self.timed or text.uses_t
         if text.uses_p:
             ctx = dataclasses.replace(
                 ctx, validated_domain=await self._validated_domain(ctx.domain)
@@ -432,51 +468,65 @@ class _Evaluation:
         return expand_explanation(text, ctx)
 
 
+SPF_RESULTS_MAX = 4096
+"""SPF results a checker keeps for reuse (postel policy); when full it starts afresh."""
+
+
 @dataclass(frozen=True, slots=True)
 class SpfChecker:
     """``check_host`` and its two identities with the resolver, clock, limits and
     receiving host name bound once (built in the composition root).
 
-    Spec: RFC 7208 §2.3, §2.4, §4.
+    With a caching resolver that says how long its answers stay (``Expiring``), a
+    result is kept and reused for the same client address, domain, sender and HELO
+    name for as long as every DNS answer it read stays cached, so it is exactly what
+    evaluating again would give: never a temperror (the time budget may have run out)
+    nor a result that read the time (``%{t}``). At most ``SPF_RESULTS_MAX`` are kept.
+
+    Spec: RFC 7208 §2.3, §2.4, §4; RFC 1035 §7.4 (answers are good for their TTL).
     """
 
     resolver: Resolver
     clock: Clock
     limits: SpfLimits = field(default_factory=SpfLimits)
     receiver: str = "unknown"
+    _kept: DerivedCache[tuple[str, str, str, str], SpfResult] | None = field(
+        default=None, repr=False, compare=False
+    )
+    """Results by (address, domain, sender, HELO), kept while their answers are."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_kept", DerivedCache(self.resolver, self.clock, SPF_RESULTS_MAX))
 
     async def check_host(self, ip: IpAddress, domain: str, sender: str, *, helo: str) -> SpfResult:
         """See ``check_host``. Spec: RFC 7208 §4."""
-        return await check_host(
+        kept = self._kept
+        assert kept is not None
+        key = (str(ip), domain, sender, helo)
+        result = kept.get(key)
+        if result is not None:
+            return result
+        recording = kept.recording()
+        result, timed = await _check_host(
             ip,
             domain,
             sender,
             helo=helo,
-            resolver=self.resolver,
+            resolver=recording or self.resolver,
             clock=self.clock,
             limits=self.limits,
             receiver=self.receiver,
         )
+        if recording is not None and result.result is not Result.TEMPERROR and not timed:
+            kept.keep(key, result, recording)
+        return result
 
     async def check_mail_from(self, ip: IpAddress, mail_from: str, *, helo: str) -> SpfResult:
         """See ``check_mail_from``. Spec: RFC 7208 §2.4."""
-        return await check_mail_from(
-            ip,
-            mail_from,
-            helo=helo,
-            resolver=self.resolver,
-            clock=self.clock,
-            limits=self.limits,
-            receiver=self.receiver,
-        )
+        if not mail_from:
+            return await self.check_helo(ip, helo)
+        return await self.check_host(ip, mail_from.rpartition("@")[2], mail_from, helo=helo)
 
     async def check_helo(self, ip: IpAddress, helo: str) -> SpfResult:
         """See ``check_helo``. Spec: RFC 7208 §2.3."""
-        return await check_helo(
-            ip,
-            helo,
-            resolver=self.resolver,
-            clock=self.clock,
-            limits=self.limits,
-            receiver=self.receiver,
-        )
+        return await self.check_host(ip, helo, f"postmaster@{helo}", helo=helo)

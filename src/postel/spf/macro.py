@@ -73,6 +73,11 @@ class MacroString:
         """True when expansion needs the validated domain name. Spec: RFC 7208 §7.3."""
         return any(isinstance(t, MacroExpand) and t.letter == "p" for t in self.tokens)
 
+    @property
+    def uses_t(self) -> bool:
+        """True when expansion reads the current time. Spec: RFC 7208 §7.3."""
+        return any(isinstance(t, MacroExpand) and t.letter == "t" for t in self.tokens)
+
 
 @dataclass(frozen=True, slots=True)
 class MacroContext:
