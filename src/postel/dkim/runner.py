@@ -143,7 +143,9 @@ class VerifyRunner:
             self._spawn(_settle_in_thread(entry.function, entry.future))
             return
         job_id = self._next_id = self._next_id + 1
-        self._pending[job_id] = dataclasses.replace(entry, sent=loop.time())
+        self._pending[job_id] = _Job(
+            entry.function, entry.pickled, entry.future, loop.time(), entry.attempt
+        )
         with contextlib.suppress(ConnectionError):  # a dead worker: its reader resends
             process.stdin.write(job(job_id, entry.pickled))
             await process.stdin.drain()

@@ -15,6 +15,7 @@ claiming our authserv-id); RFC 5322 §2.2.3 (folding).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,10 @@ AUTHRES_VALUE_MAX = 256
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`{|}~@/]+$")
 _FIELD = re.compile(rb"(?im)^authentication-results[ \t]*:")
 _WORD = re.compile(r'(?:"(?:\\.|[^"\\])*"|[^ "])+')
+
+
+AUTHRES_CLAUSES_KEPT = 1024
+"""Rendered clauses remembered (least recently used dropped first); postel policy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +58,10 @@ def _value(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@functools.lru_cache(maxsize=AUTHRES_CLAUSES_KEPT)
 def _clause(result: MethodResult) -> str:
+    """One ``method=result`` clause; the usual ones (the same SPF, DMARC, iprev for a
+    sender's every message) are made once."""
     parts = [f"{result.method}={result.result}"]
     if result.reason:
         parts.append(f"reason={_value(result.reason)}")
