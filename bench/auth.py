@@ -586,7 +586,7 @@ def summarize(out: Path, results_md: Path) -> str:
         + ", ".join(f"c{c} {100 * (1 - r):.0f}% (on/off {r:.2f})" for c, r in verdicts)
         + f"** of throughput (target: less than 30%: {'met' if met else 'NOT met'})."
         + f" Medians of {env.get('rounds', '?')} rounds of {env.get('n', '?')} messages,"
-        " no reverse zone (iprev=temperror, looked up for every message).",
+        " no reverse zone (iprev=temperror, a cached failure).",
         "",
         *table,
         "Every run (load averages from /proc/loadavg before -> after; the bench's own "
