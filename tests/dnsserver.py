@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -181,3 +181,18 @@ class DnsServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def serving(zones: Mapping[str, str], servfail_zones: Iterable[str] = ()) -> Iterator[DnsServer]:
+    """A pytest fixture body: a running server for ``zones``, stopped afterwards; a
+    missing Knot fails the test with the install hint instead of erroring."""
+    import pytest  # here, not at the top: bench/ uses this module without pytest
+
+    try:
+        server = DnsServer(zones, servfail_zones=servfail_zones).start()
+    except DnsServerMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dnsserver import DnsServer, DnsServerMissing
+from dnsserver import DnsServer, serving
 from postel.clock import FixedClock
 from postel.pipeline.authentication import AuthAction, AuthSettings, InboundAuthenticator
 from postel.resolver import DnsPythonResolver
@@ -40,14 +40,7 @@ MESSAGE = b"From: <a@s.test>\r\nTo: <b@mx.test>\r\nSubject: hello\r\n\r\nbody\r\
 
 @pytest.fixture
 def server() -> Iterator[DnsServer]:
-    try:
-        running = DnsServer(ZONES).start()
-    except DnsServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from serving(ZONES)
 
 
 async def test_iprev_and_dmarc_are_reused_only_while_their_answers_last(

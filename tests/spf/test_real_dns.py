@@ -12,7 +12,7 @@ from ipaddress import ip_address
 
 import pytest
 
-from dnsserver import DnsServer, DnsServerMissing
+from dnsserver import DnsServer, DnsServerMissing, serving
 from postel.clock import FixedClock, SystemClock
 from postel.resolver import DnsPythonResolver
 from postel.spf import Result, SpfChecker
@@ -96,14 +96,7 @@ KEPT_T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 @pytest.fixture
 def kept_server() -> Iterator[DnsServer]:
-    try:
-        server = DnsServer({"kept.test": KEPT_ZONE}).start()
-    except DnsServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving({"kept.test": KEPT_ZONE})
 
 
 def _kept_checker(server: DnsServer, clock: FixedClock) -> SpfChecker:
