@@ -237,9 +237,9 @@ async def fetch_keys(
 
 
 async def _fetch_key(resolver: TxtResolver, name: str, timeout_s: float) -> KeyAnswer:
-    ttl_left = getattr(resolver, "ttl_left", None)  # a caching resolver (postel.resolver)
+    expires_at = getattr(resolver, "expires_at", None)  # a caching resolver (postel.resolver)
     try:
-        if ttl_left is not None and ttl_left("TXT", name) is not None:
+        if expires_at is not None and expires_at("TXT", name) is not None:
             records = await resolver.txt(name)  # cached: no wait to bound
         else:
             async with asyncio.timeout(timeout_s):

@@ -64,7 +64,11 @@ KEPT_RESULTS_MAX = 4096
 (``postel.resolver.derived``), each; postel policy."""
 KEPT_FROM_OCTETS_MAX = 1024
 """A DMARC result is kept only when the From: values it is keyed by are this short
-(bounds the memory of ``KEPT_RESULTS_MAX`` keys)."""
+together, and there are at most ``KEPT_FROM_FIELDS_MAX`` of them (bounds the memory of
+``KEPT_RESULTS_MAX`` keys)."""
+KEPT_FROM_FIELDS_MAX = 4
+"""See ``KEPT_FROM_OCTETS_MAX``: an empty From: field has no octets but costs a key
+entry."""
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _DmarcKey = tuple[
@@ -145,10 +149,10 @@ class InboundAuthenticator:
         """DKIM verification in a worker process (postel.dkim.runner)."""
         self._prefetch = resolver.prefetch if isinstance(resolver, Prefetching) else None
         self._iprev_kept: DerivedCache[IpAddress, MethodResult] = DerivedCache(
-            resolver, clock, KEPT_RESULTS_MAX
+            resolver, KEPT_RESULTS_MAX
         )
         self._dmarc_kept: DerivedCache[_DmarcKey, DmarcResult] = DerivedCache(
-            resolver, clock, KEPT_RESULTS_MAX
+            resolver, KEPT_RESULTS_MAX
         )
         self.large = asyncio.Semaphore(VERIFY_CONCURRENCY_MAX)
         """Held while a message over ``VERIFY_INLINE_MAX`` is read and verified."""
@@ -239,9 +243,7 @@ class InboundAuthenticator:
         kept = self._dmarc_kept.get(key)
         if kept is not None:
             return kept
-        recording = None
-        if sum(map(len, from_fields)) <= KEPT_FROM_OCTETS_MAX:
-            recording = self._dmarc_kept.recording()
+        recording = self._dmarc_kept.recording() if keepable_from(from_fields) else None
         resolver = recording or self._resolver
         dmarc = await evaluate(from_fields, spf, dkim, resolver, override=override)
         if recording is not None and dmarc.result is not DmarcStatus.TEMPERROR:
@@ -264,6 +266,14 @@ class InboundAuthenticator:
         if recording is not None:
             self._iprev_kept.keep(ip, result, recording)
         return result
+
+
+def keepable_from(from_fields: Sequence[bytes]) -> bool:
+    """Whether a DMARC result may be kept under these From: values (few and short
+    enough: ``KEPT_FROM_FIELDS_MAX``, ``KEPT_FROM_OCTETS_MAX``)."""
+    if len(from_fields) > KEPT_FROM_FIELDS_MAX:
+        return False
+    return sum(map(len, from_fields)) <= KEPT_FROM_OCTETS_MAX
 
 
 async def _iprev(

@@ -180,15 +180,14 @@ class Resolver(Protocol):
 
 @runtime_checkable
 class Expiring(Protocol):
-    """A caching resolver that says how long its answers stay: a result computed
-    from them (an SPF evaluation) may be reused as long as every answer it read."""
+    """A caching resolver that says which answer it holds until when: a result computed
+    from its answers (an SPF evaluation) may be reused while every one of them is
+    still the one held."""
 
-    generation: int
-    """Changes whenever the whole cache is dropped."""
-
-    def ttl_left(self, rdtype: str, name: str) -> float | None:
-        """Seconds the cached answer to (``rdtype``, ``name``) stays cached; None when
-        it is not cached ("PTR" takes the address as ``name``)."""
+    def expires_at(self, rdtype: str, name: str) -> float | None:
+        """When the cached answer to (``rdtype``, ``name``) goes (the resolver clock's
+        monotonic time), None when none is cached ("PTR" takes the address as
+        ``name``); the same time on two looks means the same answer."""
         ...
 
 

@@ -54,14 +54,14 @@ class TtlCache(Generic[K, V]):
         self._entries.move_to_end(key)
         return entry.value
 
-    def remaining(self, key: K) -> float | None:
-        """Seconds the entry under ``key`` stays, or None when there is none (a
-        lookup that does not count as use)."""
+    def expires_at(self, key: K) -> float | None:
+        """The clock's monotonic time at which the live entry under ``key`` goes, or
+        None when there is none (a look that does not count as use). Two looks giving
+        the same time saw the same entry."""
         entry = self._entries.get(key)
-        if entry is None:
+        if entry is None or entry.expires <= self._clock.monotonic():
             return None
-        left = entry.expires - self._clock.monotonic()
-        return left if left > 0 else None
+        return entry.expires
 
     def put(self, key: K, value: V, ttl: float) -> None:
         """Store ``value`` for ``ttl`` seconds (not stored when ``ttl`` <= 0).

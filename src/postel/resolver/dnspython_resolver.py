@@ -135,9 +135,6 @@ class DnsPythonResolver:
         self._lifetime = lifetime
         self._temperror_ttl = min(temperror_ttl, DNS_TEMPERROR_TTL_MAX_S)
         self._cache: TtlCache[_Key, _Cached] = TtlCache(clock=clock, max_entries=cache_size)
-        self.generation = 0
-        """Counts ``clear_cache`` calls: a result kept from answers of an older
-        generation is stale."""
         self._pending: dict[_Key, asyncio.Future[_Cached]] = {}
         """Lookups in flight, shared by every caller asking the same while they run."""
 
@@ -248,19 +245,18 @@ class DnsPythonResolver:
     def clear_cache(self) -> None:
         """Forget every cached answer (e.g. after a configuration reload)."""
         self._cache.clear()
-        self.generation += 1
 
-    def ttl_left(self, rdtype: str, name: str) -> float | None:
-        """Seconds the cached answer (or cached failure) to (``rdtype``, ``name``)
-        stays cached, None when none is ("PTR" takes the address as ``name``). With
-        ``generation``, what a result computed from cached answers may be kept for
-        (``Expiring``). Spec: RFC 1035 §7.4 (TTL), RFC 2308 §5."""
+    def expires_at(self, rdtype: str, name: str) -> float | None:
+        """When (the clock's monotonic time) the cached answer, or cached failure, to
+        (``rdtype``, ``name``) goes; None when none is cached ("PTR" takes the address
+        as ``name``). The same time on two looks means the same answer (``Expiring``).
+        Spec: RFC 1035 §7.4 (TTL), RFC 2308 §5."""
         if rdtype == "PTR":
             try:
                 name = str(ip_address(name))
             except ValueError:
                 return None
-        return self._cache.remaining((rdtype, (name[:-1] if name.endswith(".") else name).lower()))
+        return self._cache.expires_at((rdtype, (name[:-1] if name.endswith(".") else name).lower()))
 
     async def _typed(
         self,

@@ -477,11 +477,11 @@ class SpfChecker:
     """``check_host`` and its two identities with the resolver, clock, limits and
     receiving host name bound once (built in the composition root).
 
-    With a caching resolver that says how long its answers stay (``Expiring``), a
-    result is kept and reused for the same client address, domain, sender and HELO
-    name for as long as every DNS answer it read stays cached, so it is exactly what
-    evaluating again would give: never a temperror (the time budget may have run out)
-    nor a result that read the time (``%{t}``). At most ``SPF_RESULTS_MAX`` are kept.
+    With a caching resolver that says which answers it holds (``Expiring``), a result
+    is kept and reused for the same client address, domain, sender and HELO name while
+    every DNS answer it read is still the one cached, so it is exactly what evaluating
+    again would give: never a temperror (the time budget may have run out) nor a
+    result that read the time (``%{t}``). At most ``SPF_RESULTS_MAX`` are kept.
 
     Spec: RFC 7208 §2.3, §2.4, §4; RFC 1035 §7.4 (answers are good for their TTL).
     """
@@ -496,7 +496,7 @@ class SpfChecker:
     """Results by (address, domain, sender, HELO), kept while their answers are."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_kept", DerivedCache(self.resolver, self.clock, SPF_RESULTS_MAX))
+        object.__setattr__(self, "_kept", DerivedCache(self.resolver, SPF_RESULTS_MAX))
 
     async def check_host(self, ip: IpAddress, domain: str, sender: str, *, helo: str) -> SpfResult:
         """See ``check_host``. Spec: RFC 7208 §4."""
