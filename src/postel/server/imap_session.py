@@ -930,8 +930,11 @@ class ImapSession(asyncio.Protocol):
         try:
             while True:
                 sub = self.selected.subscription if self.selected is not None else None
+                # The waiter leaves the change signal for the sync that asks the store:
+                # a waiter that ends in the same turn as DONE must not take it, or a
+                # change committed before DONE would miss the tagged OK (RFC 9051 §5.2).
                 waiter: asyncio.Task[object] = self.loop.create_task(
-                    sub.wait(limits.IMAP_CHANGE_RECHECK)
+                    sub.signalled(limits.IMAP_CHANGE_RECHECK)
                     if sub is not None
                     else asyncio.sleep(limits.IMAP_CHANGE_RECHECK)
                 )
@@ -944,7 +947,7 @@ class ImapSession(asyncio.Protocol):
                     waiter.cancel()
                     break
                 if waiter in done:
-                    # A signal (consumed by wait) or the periodic re-check: ask the store.
+                    # A signal (taken by this sync) or the periodic re-check: ask the store.
                     await self.sync(allow_expunge=True, force=True)
                 else:
                     waiter.cancel()

@@ -67,6 +67,19 @@ class ChangeSubscription:
         self.highestmodseq = max(self.highestmodseq, highestmodseq)
         self._event.set()
 
+    async def signalled(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds (None: forever) for a publication, leaving the
+        signal for ``consume``: True if one is pending, False on timeout. A waiter that
+        is cancelled, or whose result is never looked at, so loses nothing."""
+        if self._event.is_set():
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def wait(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds (None: forever) for a publication; True if one
         came (the signal is then consumed), False on timeout."""
