@@ -356,6 +356,8 @@ def test_second_session_gets_in_use(server: PostelServer) -> None:
         auth.quit()
         assert first.noop().startswith(b"+OK")
         assert first.stat()[0] == 3
+    # The log says why a login with the right password stayed unauthenticated.
+    assert f"pop3.maildrop_in_use client=127.0.0.1 user={LOCK_USER}" in server.log.read_text()
 
 
 def test_dropped_connection_deletes_nothing(server: PostelServer) -> None:

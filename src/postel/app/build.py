@@ -105,10 +105,12 @@ def drop_privileges(user: str | None, data_dir: Path) -> None:
     if os.geteuid() != 0:
         return
     if not user:
-        log.warning(
-            "server.running_as_root",
-            extra={"hint": "set run_as in a config file (postel serve --config FILE)"},
+        hint = (
+            "set run_as in a config file (postel serve --config FILE)"
+            if user is None
+            else "run_as is empty in the config: set it to an unprivileged user"
         )
+        log.warning("server.running_as_root", extra={"hint": hint})
         return
     import pwd
     import timeit  # noqa: F401

@@ -396,6 +396,12 @@ class Pop3Session(asyncio.Protocol):
             return result.banned
         store = self.store
         if not await store.acquire_maildrop(account.id, self.holder, MAILDROP_LEASE):
+            # The credentials were right (auth.succeeded is logged) but the session
+            # stays unauthenticated: say why in the log too.
+            log.info(
+                "pop3.maildrop_in_use",
+                extra={"client": self.peer.ip, "user": account.address},
+            )
             await self.write(self.core.send(pop3.IN_USE))
             return False
         self.account = account
