@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsserver import DnsServer, DnsServerMissing
+from dnsserver import DnsServer, serving
 from postel.cli import main
 from postel.server.tls import ensure_self_signed
 
@@ -89,14 +89,7 @@ def zone(site: Site, capsys: pytest.CaptureFixture[str]) -> str:
 
 @contextlib.contextmanager
 def _serve(zones: dict[str, str], servfail_zones: tuple[str, ...] = ()) -> Iterator[DnsServer]:
-    try:
-        server = DnsServer(zones, servfail_zones=servfail_zones).start()
-    except DnsServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(zones, servfail_zones)
 
 
 def _check(

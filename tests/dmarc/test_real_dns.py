@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dnsserver import DnsServer, DnsServerMissing
+from dnsserver import DnsServer, serving
 from postel.clock import SystemClock
 from postel.dmarc import Disposition, PolicyTag, Result, TreeWalker, evaluate
 from postel.resolver import DnsPythonResolver
@@ -34,14 +34,7 @@ gets a real NXDOMAIN."""
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[DnsServer]:
-    try:
-        server = DnsServer({"test": ZONE}, servfail_zones=["down.test"]).start()
-    except DnsServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving({"test": ZONE}, ["down.test"])
 
 
 @pytest.fixture

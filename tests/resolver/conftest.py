@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dnsserver import DnsServer, DnsServerMissing
+from dnsserver import DnsServer, serving
 from postel.clock import SystemClock
 from postel.resolver import DnsPythonResolver
 
@@ -27,14 +27,7 @@ def dns_server(request: pytest.FixtureRequest) -> Iterator[DnsServer]:
     if not zones:
         pytest.fail("a module using dns_server must define DNS_ZONES", pytrace=False)
     servfail = getattr(request.module, "DNS_SERVFAIL_ZONES", ())
-    try:
-        server = DnsServer(zones, servfail_zones=servfail).start()
-    except DnsServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(zones, servfail)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from ipaddress import ip_address
 
 import pytest
 
-from dnsserver import DnsServer, DnsServerMissing, serving
+from dnsserver import DnsServer, serving
 from postel.clock import FixedClock, SystemClock
 from postel.resolver import DnsPythonResolver
 from postel.spf import Result, SpfChecker
@@ -35,14 +35,7 @@ broken   IN TXT "v=spf1 include:down.test -all"
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[DnsServer]:
-    try:
-        server = DnsServer({"spf.test": ZONE}, servfail_zones=["down.test"]).start()
-    except DnsServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving({"spf.test": ZONE}, ["down.test"])
 
 
 @pytest.fixture
