@@ -242,21 +242,27 @@ def test_a_killed_worker_s_temp_files_are_removed_before_it_starts_again(
     blobs/tmp) end with it; their files must not wait for the next server start."""
     victim = _workers(server)[0]
     tmp = server.blob_dir / "tmp"
-    clients = []
-    for _ in range(12):  # some land on the victim (the kernel spreads connections)
-        client = socket.create_connection(server.address, timeout=10)
-        client.recv(1024)
-        client.sendall(
-            b"EHLO t.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<%s>\r\nDATA\r\n" % RCPT.encode()
-        )
-        clients.append(client)
-    time.sleep(0.5)
-    for client in clients:
-        client.sendall(b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 2000)
-    deadline = time.monotonic() + 20
+    clients: list[socket.socket] = []
+    deadline = time.monotonic() + 60
+    # The kernel spreads connections over the processes' listeners: open them in
+    # rounds until one of the victim's spools is on disk.
     while not list(tmp.glob(f"blob-{victim}-*")):
         assert time.monotonic() < deadline, sorted(p.name for p in tmp.iterdir())
-        time.sleep(0.2)
+        round_ = []
+        for _ in range(6):
+            client = socket.create_connection(server.address, timeout=10)
+            client.recv(1024)
+            client.sendall(
+                b"EHLO t.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<%s>\r\nDATA\r\n" % RCPT.encode()
+            )
+            round_.append(client)
+        time.sleep(0.3)
+        for client in round_:
+            client.sendall(b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 2000)
+        clients += round_
+        settle = time.monotonic() + 3
+        while not list(tmp.glob(f"blob-{victim}-*")) and time.monotonic() < settle:
+            time.sleep(0.1)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while "smtp.worker.exited" not in server.log.read_text():
