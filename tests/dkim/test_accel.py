@@ -218,18 +218,42 @@ _HEADER_LINE = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(_HEADER_LINE, st.sampled_from([b"\r\n", b"\n"]), st.binary(max_size=30))
-def test_message_parse_agrees_with_dkimpy(lines: list[bytes], end: bytes, body: bytes) -> None:
-    message = end.join(lines) + end + end + body
-    ours, theirs = (
-        _outcome(accel.rfc822_parse, message),
-        _outcome(accel._dkimpy_rfc822_parse, message),
-    )
-    if ours[0] == "raised" and theirs[0] == "raised":
-        assert ours[1] is theirs[1] and str(ours[2]) == str(theirs[2])
-    else:
-        assert ours == theirs
+_LINE_ENDS = st.sampled_from([b"\r\n", b"\n"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    _HEADER_LINE,
+    st.lists(_LINE_ENDS, min_size=10, max_size=10),
+    st.lists(st.sampled_from([b"x", b"\r\n", b"\n", b"\r", b" "]), max_size=10).map(b"".join),
+    st.binary(max_size=30),
+)
+def test_message_parse_agrees_with_dkimpy(
+    lines: list[bytes], ends: list[bytes], body: bytes, raw: bytes
+) -> None:
+    """Every line in CRLF (the direct path) or some in bare LF (the split path), with
+    and without the empty line that ends the header."""
+    header = b"".join(line + end for line, end in zip(lines, ends, strict=False))
+    for message in (header + ends[-1] + body, header + ends[-1] + raw, header, header + body):
+        ours, theirs = (
+            _outcome(accel.rfc822_parse, message),
+            _outcome(accel._dkimpy_rfc822_parse, message),
+        )
+        if ours[0] == "raised" and theirs[0] == "raised":
+            assert ours[1] is theirs[1] and str(ours[2]) == str(theirs[2])
+        else:
+            assert ours == theirs
+
+
+def test_a_parsed_tag_list_is_the_caller_s_own() -> None:
+    """The parse of a recent list is reused; what a caller does to its dict does not
+    reach the next caller."""
+    first = accel.parse_tag_value(SIGNATURE_FIELD)
+    first[b"d"] = b"changed.test"
+    del first[b"b"]
+    again = accel.parse_tag_value(SIGNATURE_FIELD)
+    assert again == accel._dkimpy_parse_tag_value(SIGNATURE_FIELD)
+    assert again is not first
 
 
 @settings(max_examples=300, deadline=None)

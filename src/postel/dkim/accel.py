@@ -12,7 +12,7 @@ public key's ASN.1, again for every signature it checks (``dkim.evaluate_pk``).
   record (bounded); records that fail are evaluated afresh, so every error text stays
   dkimpy's.
 
-and four text steps that run for every signature, each the same function of its input
+and five text steps that run for every signature, each the same function of its input
 with the pattern compiled once instead of looked up in ``re``'s cache per call, and
 without nested quantifiers:
 
@@ -20,10 +20,13 @@ without nested quantifiers:
   (``dkim.RE_BTAG``; dkimpy's nests its folding-whitespace groups inside a repetition
   and spends tens of microseconds on one 2048-bit signature);
 - ``parse_tag_value``: a tag=value list (``dkim.util.parse_tag_value``), same dict and
-  same exceptions;
-- ``rfc822_parse``: the header fields and body (``dkim.rfc822_parse``);
+  same exceptions; a signature field is parsed by postel and again by dkimpy, and a
+  key record for every signature, so recent parses are kept (``TAG_LISTS_KEPT``);
+- ``rfc822_parse``: the header fields and body (``dkim.rfc822_parse``); when every
+  line ends in CRLF the body is sliced off, not split into lines and joined again;
 - ``relaxed_headers``: relaxed header canonicalization
-  (``dkim.canonicalization.Relaxed.canonicalize_headers``);
+  (``dkim.canonicalization.Relaxed.canonicalize_headers``), skipping the whitespace
+  substitution for a value with no tab and no two spaces in a row;
 - ``select_headers``: the fields named by ``h=``, bottom-up (``dkim.select_headers``).
 
 The verifiers return what the replaced functions return, with one deliberate difference:
@@ -55,6 +58,7 @@ import dkim
 __all__ = [
     "B_VALUE",
     "DKIM_KEY_CACHE_ENTRIES",
+    "TAG_LISTS_KEPT",
     "evaluate_key",
     "install",
     "parse_tag_value",
@@ -137,11 +141,23 @@ def evaluate_key(name: Any, record: Any) -> tuple[Any, int, bytes, bool]:
         return result
 
 
+TAG_LISTS_KEPT = 64
+"""Parsed tag=value lists kept (least recently used dropped first): a signature field
+is parsed by postel's checks and again by dkimpy, and a key record once per signature.
+Postel policy: a few messages' worth of signatures and their keys."""
+
+
 def parse_tag_value(tag_list: bytes) -> dict[bytes, bytes]:
     """``dkim.util.parse_tag_value``: the tags of a tag=value list, in order; raises
     ``dkim.util.InvalidTagSpec`` (no ``=``, or a name not starting with a letter) or
     ``dkim.util.DuplicateTag``. Like dkimpy, only a name's first octet is checked.
+    Each call returns a new dict (the parse of a recent list is reused).
     Spec: RFC 6376 §3.2."""
+    return dict(_parsed_tag_list(tag_list))
+
+
+@functools.lru_cache(maxsize=TAG_LISTS_KEPT)
+def _parsed_tag_list(tag_list: bytes) -> dict[bytes, bytes]:
     tags: dict[bytes, bytes] = {}
     specs = tag_list.strip().split(b";")
     if not specs[-1]:
@@ -162,16 +178,26 @@ def parse_tag_value(tag_list: bytes) -> dict[bytes, bytes]:
 def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
     """``dkim.rfc822_parse``: ([name, value] fields, body) with CRLF line ends; raises
     ``dkim.MessageFormatError`` for a header line that is neither a field, a
-    continuation nor an mbox ``From `` line. Spec: RFC 5322 §2.2, §2.2.3."""
-    headers: list[list[bytes]] = []
+    continuation nor an mbox ``From `` line. A message whose every line ends in CRLF
+    (what postel stores) has its body taken as it is, not split and joined again.
+    Spec: RFC 5322 §2.2, §2.2.3."""
+    if message.count(b"\n") == message.count(b"\r\n"):
+        if message.startswith(b"\r\n"):
+            return [], message[2:]
+        end = message.find(b"\r\n\r\n")
+        if end >= 0:
+            return _header_fields(message[:end].split(b"\r\n")), message[end + 4 :]
     lines = _LINE_END.split(message)
-    i = 0
     count = len(lines)
-    while i < count:
-        line = lines[i]
-        if not line:
-            i += 1
-            break
+    i = 0
+    while i < count and lines[i]:
+        i += 1
+    return _header_fields(lines[:i]), b"\r\n".join(lines[i + 1 :])
+
+
+def _header_fields(lines: list[bytes]) -> list[list[bytes]]:
+    headers: list[list[bytes]] = []
+    for line in lines:
         if line[0] in (0x09, 0x20):
             headers[-1][1] += line + b"\r\n"
         else:
@@ -180,22 +206,20 @@ def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
                 headers.append([m.group(1), line[m.end(0) :] + b"\r\n"])
             elif not line.startswith(b"From "):
                 raise dkim.MessageFormatError(f"Unexpected characters in RFC822 header: {line!r}")
-        i += 1
-    return headers, b"\r\n".join(lines[i:])
+    return headers
 
 
 def relaxed_headers(headers: Sequence[Sequence[bytes]]) -> list[tuple[bytes, bytes]]:
     """``dkim.canonicalization.Relaxed.canonicalize_headers``: names lowercased,
     values unfolded, whitespace runs made one space, trimmed, CRLF-terminated.
     Spec: RFC 6376 §3.4.2."""
-    return [
-        (
-            field[0].lower().rstrip(),
-            _WSP_RUN.sub(b" ", field[1].replace(b"\r\n", b"").replace(b"\n", b"")).strip()
-            + b"\r\n",
-        )
-        for field in headers
-    ]
+    canonical: list[tuple[bytes, bytes]] = []
+    for field in headers:
+        value = field[1].replace(b"\r\n", b"").replace(b"\n", b"")
+        if b"\t" in value or b"  " in value:
+            value = _WSP_RUN.sub(b" ", value)
+        canonical.append((field[0].lower().rstrip(), value.strip() + b"\r\n"))
+    return canonical
 
 
 def select_headers(
