@@ -44,6 +44,7 @@ from postel.errors import PermanentFailure, TemporaryFailure
 from postel.mail.authres import MethodResult, render
 from postel.mail.header import split_header
 from postel.resolver import Prefetching, Resolver
+from postel.resolver.addresses import parse_ip
 from postel.resolver.derived import DerivedCache
 from postel.spf import SpfChecker, SpfResult
 
@@ -167,14 +168,14 @@ class InboundAuthenticator:
         rest of the dialogue. ``mail_from`` is the reverse-path without brackets (""
         for the null sender: SPF then checks postmaster@HELO, RFC 7208 §2.4).
         Spec: RFC 7208 §2.3, §2.4, §4.4; RFC 8601 §3."""
-        ip = ipaddress.ip_address(client_ip)
+        ip = parse_ip(client_ip)
         self._runner.prestart()  # the DKIM worker process, ready by the end of DATA
         if self._prefetch is not None:  # no task where the answers are cached
             domain = mail_from.rpartition("@")[2] if mail_from else helo
             for name in dict.fromkeys((domain, helo)):
                 if name and not name.startswith("["):
                     self._prefetch("TXT", name)
-            self._prefetch("PTR", str(ip))
+            self._prefetch("PTR", client_ip)
         return EarlyChecks(ip, helo, mail_from)
 
     async def verdict(self, checks: EarlyChecks, message: bytes) -> AuthVerdict:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, TypeVar
 
 import dns.asyncresolver
@@ -54,6 +54,7 @@ import dns.reversename
 
 from postel.clock import Clock
 from postel.errors import ConfigError
+from postel.resolver.addresses import canonical_ip, parse_ip
 from postel.resolver.api import (
     DNS_CACHE_ENTRIES_MAX,
     DNS_CACHE_TTL_MAX_S,
@@ -226,10 +227,10 @@ class DnsPythonResolver:
         lookup: Awaitable[object]
         if rdtype == "PTR":
             try:
-                address = ip_address(name)
+                address = parse_ip(name)
             except ValueError:
                 return
-            name = str(address)
+            name = canonical_ip(name)
         key: _Key = (rdtype, (name[:-1] if name.endswith(".") else name).lower())
         if key in self._pending or self._cache.get(key) is not None:
             return
@@ -253,7 +254,7 @@ class DnsPythonResolver:
         Spec: RFC 1035 §7.4 (TTL), RFC 2308 §5."""
         if rdtype == "PTR":
             try:
-                name = str(ip_address(name))
+                name = canonical_ip(name)
             except ValueError:
                 return None
         return self._cache.expires_at((rdtype, (name[:-1] if name.endswith(".") else name).lower()))

@@ -55,6 +55,7 @@ from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient, Structu
 from postel.pipeline.authentication import AuthAction, EarlyChecks, InboundAuthenticator
 from postel.pipeline.dmarc_observer import DmarcObserver
 from postel.pipeline.forwarding import ForwardEnvelope, Forwarder, ForwardTarget, SrsError
+from postel.resolver.addresses import parse_ip
 from postel.server import tls
 from postel.server.delivery_ipc import IpcClosed
 from postel.server.listener import Peer
@@ -183,7 +184,7 @@ class SmtpService:
         """Whether mail from ``ip`` skips sender authentication (``[authentication]
         ignore_clients``)."""
         try:
-            address = ipaddress.ip_address(ip)
+            address = parse_ip(ip)
         except ValueError:
             return False
         return any(address in network for network in self._auth_exempt)
