@@ -141,10 +141,11 @@ def evaluate_key(name: Any, record: Any) -> tuple[Any, int, bytes, bool]:
         return result
 
 
-TAG_LISTS_KEPT = 64
-"""Parsed tag=value lists kept (least recently used dropped first): a signature field
-is parsed by postel's checks and again by dkimpy, and a key record once per signature.
-Postel policy: a few messages' worth of signatures and their keys."""
+TAG_LISTS_KEPT = 4
+"""Parsed tag=value lists kept (least recently used dropped first). Within one
+message's verification a signature field is parsed by postel's checks and again by
+dkimpy, and the signing domain's key record once per signature; a few entries keep
+those, and a signature seen in an earlier message (a replay) is parsed afresh."""
 
 
 def parse_tag_value(tag_list: bytes) -> dict[bytes, bytes]:
