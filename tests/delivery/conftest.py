@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsserver import DnsServer, DnsServerMissing
+from dnsserver import DnsServer, serving
 from postel.clock import SystemClock
 from postel.delivery import DeliveryConfig, DeliveryWorker, SmtpTimeouts
 from postel.resolver import DnsPythonResolver
@@ -70,14 +70,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[DnsServer]:
-    try:
-        server = DnsServer(ZONES).start()
-    except DnsServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving(ZONES)
 
 
 @pytest.fixture

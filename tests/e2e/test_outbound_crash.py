@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsserver import DnsServer, DnsServerMissing
+from dnsserver import DnsServer, serving
 
 from .imap_helpers import PASSWORD, add_accounts, tls_context
 from .server import PostelServer
@@ -271,14 +271,7 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 def dns_server() -> Iterator[DnsServer]:
-    try:
-        server = DnsServer({SINK_DOMAIN: _ZONE}).start()
-    except DnsServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from serving({SINK_DOMAIN: _ZONE})
 
 
 def _kill_during_delivery(

@@ -313,7 +313,7 @@ async def verify_message(
     limits = limits or DkimLimits()
     now = int((clock or SystemClock()).now().timestamp())
     header = header or split_header(message)
-    fields = [f.value for f in header.fields if f.name.lower() == b"dkim-signature"]
+    fields = [f.value for f in header.get_all(b"dkim-signature")]
     if not fields:
         return []
     names = [name for name in map(_usable_key_name, fields[: limits.signatures]) if name]

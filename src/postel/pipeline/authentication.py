@@ -198,7 +198,7 @@ class InboundAuthenticator:
         if helo_name and not helo_name.startswith("["):
             helo = await _guarded(self._spf.check_helo(ip, helo_name))
         iprev = await self._iprev(ip)
-        from_fields = [f.value for f in header.fields if f.name.lower() == b"from"]
+        from_fields = [f.value for f in header.get_all(b"from")]
         spf_identity = None
         if spf is not None and checks.mail_from:
             spf_identity = (str(spf.result), checks.mail_from.rpartition("@")[2].lower())

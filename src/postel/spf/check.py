@@ -23,13 +23,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import TypeVar
 
 from postel.clock import Clock
-from postel.resolver.api import (
-    DnsError,
-    DnsNxDomain,
-    DnsPermError,
-    DnsTempError,
-    Resolver,
-)
+from postel.resolver.api import DnsError, DnsNxDomain, DnsPermError, DnsTempError, Resolver
 from postel.resolver.derived import DerivedCache
 from postel.spf.errors import SpfError, SpfPermError, SpfSyntaxError, SpfTempError
 from postel.spf.macro import (
