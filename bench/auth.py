@@ -12,15 +12,19 @@ Driven by ``bench/auth.sh``; every run appends one JSON row to ``OUT/results.jso
     round and concurrency runs postel (SQLite, SMTP only on 127.0.0.3, abuse tracker off,
     a fresh copy of the template) once with checks on (``[authentication]
     ignore_clients = []``) and once with them off (``enabled = false``), the order
-    alternated every round. Each run sends N messages, one per connection, from
-    127.0.0.5 (MAIL FROM bulk@s.test, RCPT round robin over user1..user100@bench.test)
-    and is timed from the first connection to the last 250 (postel answers 250 after
+    alternated every round. Each run sends N messages, one per connection (MAIL FROM
+    bulk@s.test), and is timed from the first connection to the last 250 (postel answers 250 after
     its delivery commit). Afterwards: the mailboxes must hold every message, and a
     sampled stored message must carry (on) or lack (off) our Authentication-Results with
     spf=pass, dkim=pass and dmarc=pass. ``--profile-n`` > 0: one more checks-on run at
     the highest concurrency under ``py-spy record --gil``. ``--ptr``: Knot also serves
-    127.in-addr.arpa (127.0.0.5 PTR mta.s.test), so iprev passes and is cached; those
-    rows are marked ``ptr`` and summarized apart.
+    127.in-addr.arpa (the client address PTR mta.s.test), so iprev passes and is cached;
+    those rows are marked ``ptr`` and summarized apart. ``--load``: the load generator.
+    ``smtp-source`` (the default when Debian's postfix is installed) is Postfix's C client:
+    min(c, 10) processes, process i sending message i to user<i+1>@bench.test from
+    127.0.0.1, so the load takes little of the CPU it measures. ``python`` is this module's
+    asyncio client: from 127.0.0.5, RCPT round robin over user1..user100@bench.test,
+    about 0.3-0.5 ms of CPU per message on the same cores as postel.
 
 ``auth.py summarize OUT RESULTS_MD``
     Medians of OUT/results.jsonl as the "Inbound sender authentication" section of
@@ -61,8 +65,14 @@ SERVER_ADDRESS = "127.0.0.3"
 SMTP_PROCESSES = int(os.environ.get("SMTP_PROCESSES", "1"))
 """``[smtp] processes`` of the postel under test (bench/auth.sh's SMTP_PROCESSES)."""
 """Where postel listens (port 25's service on a free port)."""
-CLIENT_ADDRESS = "127.0.0.5"
-"""The load's source address: the one s.test's SPF record allows."""
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+"""Postfix's C load generator (Debian's postfix), the default load."""
+CLIENT_ADDRESSES = {"python": "127.0.0.5", "smtp-source": "127.0.0.1"}
+"""The load's source address by load generator: the one s.test's SPF record allows (the
+zone is written for it). The Python load binds 127.0.0.5; smtp-source cannot bind, so its
+connections to SERVER_ADDRESS come from 127.0.0.1, which is not exempt from the checks
+either (the config sets ``ignore_clients = []``)."""
+CLIENT_ADDRESS = CLIENT_ADDRESSES["python"]
 SENDER_DOMAIN = "s.test"
 SENDER = f"bulk@{SENDER_DOMAIN}"
 HELO = f"mta.{SENDER_DOMAIN}"
@@ -84,17 +94,17 @@ _ZONE_HEAD = """$TTL 3600
 @ IN SOA ns hostmaster 1 3600 600 86400 60
 @ IN NS ns
 ns IN A 127.0.0.1
-s IN A 127.0.0.5
+s IN A {client}
 s IN MX 10 mta.s
-s IN TXT "v=spf1 ip4:127.0.0.5 -all"
-mta.s IN A 127.0.0.5
+s IN TXT "v=spf1 ip4:{client} -all"
+mta.s IN A {client}
 mta.s IN TXT "v=spf1 a -all"
 _dmarc.s IN TXT "v=DMARC1; p=none"
 """
 _REVERSE_ZONE = """$TTL 3600
 @ IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60
 @ IN NS ns.test.
-5.0.0 IN PTR mta.s.test.
+{last}.0.0 IN PTR mta.s.test.
 """
 _AUTH_AREAS = (
     ("postel/dkim/arc", "ARC verification (postel.dkim.arc, dkimpy ARC)"),
@@ -124,6 +134,8 @@ class Run:
     """postel's CPU (the whole process tree) per message over the timed span."""
     stored: int
     """Messages in the mailboxes after the run (warm-up included)."""
+    warmup: int
+    """Messages sent before the clock started."""
     auth_results: str
     """The sampled message's Authentication-Results results ("" when it has none)."""
     load_before: str
@@ -133,6 +145,8 @@ class Run:
     profile: str = ""
     ptr: bool = False
     """The reverse zone was served (iprev passes and its answers are cached)."""
+    load: str = "python"
+    """The load generator: "smtp-source" or "python" (this module's asyncio client)."""
 
 
 # -- prepare -----------------------------------------------------------------------------------
@@ -366,6 +380,69 @@ async def load(port: int, messages: list[bytes], first: int, n: int, concurrency
     return len(errors)
 
 
+def smtp_source_files(work: Path) -> list[Path]:
+    """The pre-signed messages as smtp-source ``-F`` files: smtp-source ends every line it
+    reads with CRLF and dot-stuffs it, so the files hold the same lines with LF endings and
+    the bytes on the wire are the signed ones."""
+    out = work / "messages-lf"
+    out.mkdir(exist_ok=True)
+    files = []
+    for eml in sorted((work / "messages").glob("*.eml")):
+        target = out / eml.name
+        target.write_bytes(eml.read_bytes().replace(b"\r\n", b"\n"))
+        files.append(target)
+    return files
+
+
+def smtp_source_load(port: int, files: list[Path], n: int, concurrency: int) -> tuple[int, int]:
+    """Send about n messages with ``concurrency`` sessions spread over G = min(concurrency,
+    len(files)) smtp-source processes: process i sends message i to user<i+1> with
+    concurrency // G sessions, one message per connection (connect, EHLO, MAIL, RCPT,
+    DATA, QUIT). Returns (messages sent, failed processes); n is rounded down to a
+    multiple of G."""
+    g = min(concurrency, len(files))
+    per = n // g
+    procs = [
+        subprocess.Popen(
+            [
+                SMTP_SOURCE,
+                "-s",
+                str(concurrency // g),
+                "-m",
+                str(per),
+                "-F",
+                str(files[i]),
+                "-f",
+                SENDER,
+                "-t",
+                f"user{i + 1}@{RCPT_DOMAIN}",
+                "-M",
+                HELO,
+                f"{SERVER_ADDRESS}:{port}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(g)
+    ]
+    failed = 0
+    deadline = time.monotonic() + RUN_DEADLINE_S
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        if proc.returncode != 0:
+            failed += 1
+            print(
+                f"auth: smtp-source failed ({proc.returncode}): {err.decode()[-300:]}",
+                file=sys.stderr,
+            )
+    return per * g, failed
+
+
 # -- runs --------------------------------------------------------------------------------------
 
 
@@ -397,7 +474,9 @@ def run_one(
     port = free_port()
     config = write_config(base, checks=checks, port=port, nameserver=args.nameserver)
     messages = [p.read_bytes() for p in sorted((work / "messages").glob("*.eml"))]
+    files = smtp_source_files(work) if args.load == "smtp-source" else []
     proc = _serve(config, base / "postel.log")
+    n = args.n
     spy = None
     try:
         deadline = time.monotonic() + 60
@@ -411,15 +490,22 @@ def run_one(
                     f"auth: postel's workers did not start (see {base / 'postel.log'})"
                 )
             time.sleep(0.05)
-        errors = asyncio.run(load(port, messages, 0, WARMUP, min(conc, 10)))
+        if files:
+            warm, errors = smtp_source_load(port, files, WARMUP, min(conc, 10))
+        else:
+            warm, errors = WARMUP, asyncio.run(load(port, messages, 0, WARMUP, min(conc, 10)))
         if spy_to:
             spy = _spy(proc.pid, Path(spy_to))
         load_before = _loadavg()
         cpu0 = tree_cpu_ticks(proc.pid)
         began = time.monotonic()
-        errors += asyncio.run(
-            asyncio.wait_for(load(port, messages, WARMUP, args.n, conc), RUN_DEADLINE_S)
-        )
+        if files:
+            n, failed = smtp_source_load(port, files, args.n, conc)
+            errors += failed
+        else:
+            errors += asyncio.run(
+                asyncio.wait_for(load(port, messages, WARMUP, n, conc), RUN_DEADLINE_S)
+            )
         seconds = time.monotonic() - began
         cpu = tree_cpu_ticks(proc.pid) - cpu0
         load_after = _loadavg()
@@ -430,24 +516,26 @@ def run_one(
         _stop(proc)
     stored = count_messages(config)
     results = _auth_results(config)
-    if stored != WARMUP + args.n or not _verified(checks, results):
+    if stored != warm + n or not _verified(checks, results):
         print(f"auth: run {base.name}: stored {stored}, results {results!r}", file=sys.stderr)
     hz = os.sysconf("SC_CLK_TCK")
     return Run(
         checks="on" if checks else "off",
         concurrency=conc,
         round=rnd,
-        n=args.n,
+        n=n,
         seconds=round(seconds, 3),
-        msgs_per_s=round(args.n / seconds, 1),
-        cpu_ms_per_msg=round(1000 * cpu / hz / args.n, 3),
+        msgs_per_s=round(n / seconds, 1),
+        cpu_ms_per_msg=round(1000 * cpu / hz / n, 3),
         stored=stored,
+        warmup=warm,
         auth_results=results,
         load_before=load_before,
         load_after=load_after,
         errors=errors,
         profile=spy_to,
         ptr=args.ptr,
+        load=args.load,
     )
 
 
@@ -463,11 +551,12 @@ def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
 def bench(args: argparse.Namespace) -> None:
     """All rounds, then the profiled run; rows appended to OUT/results.jsonl."""
     work, out = Path(args.work).absolute(), Path(args.out).absolute()
-    zone = (work / "test.zone").read_text(encoding="ascii")
+    client = CLIENT_ADDRESSES[args.load]
+    zone = (work / "test.zone").read_text(encoding="ascii").replace("{client}", client)
     results = out / "results.jsonl"
     zones = {"test": zone}
     if args.ptr:
-        zones["127.in-addr.arpa"] = _REVERSE_ZONE
+        zones["127.in-addr.arpa"] = _REVERSE_ZONE.replace("{last}", client.rsplit(".", 1)[1])
     with DnsServer(zones) as dns:
         args.nameserver = f"{dns.nameserver[0]}:{dns.nameserver[1]}"
         plan: list[tuple[bool, int, int, str]] = []
@@ -580,7 +669,8 @@ def summarize(out: Path, results_md: Path) -> str:
     met = bool(verdicts) and all(ratio > 0.7 for _, ratio in verdicts)
     lines = [
         SECTION_BEGIN,
-        f"### Measured: auth run {env.get('stamp', '?')} (commit {env.get('commit', '?')})",
+        f"### Measured: auth run {env.get('stamp', '?')} (commit {env.get('commit', '?')}, "
+        f"load: {', '.join(sorted({str(r.get('load', 'python')) for r in runs})) or '?'})",
         "",
         "**Cost of the checks: "
         + ", ".join(f"c{c} {100 * (1 - r):.0f}% (on/off {r:.2f})" for c, r in verdicts)
@@ -597,7 +687,7 @@ def summarize(out: Path, results_md: Path) -> str:
     if reverse:
         rtable, _ = ratio_table(reverse)
         lines += [
-            "With a reverse zone (127.in-addr.arpa: 127.0.0.5 PTR mta.s.test, so iprev=pass "
+            "With a reverse zone (127.in-addr.arpa: the client address PTR mta.s.test, so iprev=pass "
             f"and its answers are cached), {len(reverse) // 2} more on/off pairs:",
             "",
             *rtable,
@@ -605,7 +695,7 @@ def summarize(out: Path, results_md: Path) -> str:
         ]
     sample = next((r["auth_results"] for r in runs if r["checks"] == "on"), "")
     sample_ptr = next((r["auth_results"] for r in reverse if r["checks"] == "on"), "")
-    bad = [r for r in every if r["stored"] != r["n"] + WARMUP or r["errors"]]
+    bad = [r for r in every if r["stored"] != r["n"] + r.get("warmup", WARMUP) or r["errors"]]
     wrong = [r for r in every if not _verified(r["checks"] == "on", str(r["auth_results"]))]
     lines += [
         f"Delivery check: {len(every) - len(bad)} of {len(every)} runs stored every message "
@@ -658,6 +748,11 @@ def main(argv: list[str]) -> int:
     b.add_argument("-n", type=int, default=2000)
     b.add_argument("--profile-n", type=int, default=2000)
     b.add_argument("--ptr", action="store_true", help="also serve 127.in-addr.arpa")
+    b.add_argument(
+        "--load",
+        choices=sorted(CLIENT_ADDRESSES),
+        default="smtp-source" if Path(SMTP_SOURCE).exists() else "python",
+    )
     s = sub.add_parser("summarize")
     s.add_argument("out")
     s.add_argument("results_md")

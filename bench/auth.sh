@@ -5,13 +5,13 @@
 #
 # What it does (bench/auth.py does the work):
 #   1. prepare: DKIM keys of s.test made by `postel dkim generate` on a scratch data dir,
-#      the `test` zone (s.test SPF ip4:127.0.0.5 -all, _dmarc p=none, the key records),
+#      the `test` zone (s.test SPF ip4:<client> -all, _dmarc p=none, the key records),
 #      10 distinct 1 KB messages from bulk@s.test pre-signed (RSA), and a template data
 #      dir with bench.test and user1..user100,
 #   2. bench: Knot DNS on loopback serving the zone; ROUNDS rounds, for each concurrency
 #      one postel (SQLite, SMTP only on 127.0.0.3, abuse tracker off, fresh data) with
 #      checks on (`ignore_clients = []`) and one with checks off (`enabled = false`), the
-#      order swapped every round; N messages each, one per connection, from 127.0.0.5;
+#      order swapped every round; N messages each, one per connection, sent by LOAD;
 #      then one more checks-on run under py-spy --gil (PROFILE=0 skips), and PTR_ROUNDS
 #      more rounds with a reverse zone served too (iprev passes and is cached),
 #   3. writes the "Inbound sender authentication" section of bench/RESULTS.md.
@@ -20,6 +20,9 @@
 # Knobs: ROUNDS [3]  CONCS ["10 50"]  N [2000] messages per run  PROFILE [1]
 #        N_PROFILE [2000]  PTR_ROUNDS [1]  KEEP [0]
 #        SMTP_PROCESSES [1] postel's [smtp] processes (port-25 processes, docs/adr/0005)
+#        LOAD [smtp-source when /usr/sbin/smtp-source exists, else python] the load generator:
+#          smtp-source (Postfix's C client, from 127.0.0.1) or python (bench/auth.py's
+#          asyncio client, from 127.0.0.5; it takes 0.3-0.5 ms of CPU per message)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,6 +35,8 @@ PROFILE=${PROFILE:-1}
 N_PROFILE=${N_PROFILE:-2000}
 PTR_ROUNDS=${PTR_ROUNDS:-1}
 KEEP=${KEEP:-0}
+LOAD=${LOAD:-}
+LOAD_ARGS=(); [ -n "$LOAD" ] && LOAD_ARGS=(--load "$LOAD")
 
 die() { echo "bench-auth: $*" >&2; exit 1; }
 [ -x "$PY" ] || die "no $PY: run 'make bench-auth' (it builds .venv) from $ROOT"
@@ -66,11 +71,11 @@ cd "$BENCH"
 log "preparing keys, zone, signed messages and accounts in $WORK"
 "$PY" auth.py prepare "$WORK"
 # shellcheck disable=SC2086  # CONCS is a list
-"$PY" auth.py bench "$WORK" "$OUT" --rounds "$ROUNDS" --concs $CONCS -n "$N" --profile-n "$N_PROFILE"
+"$PY" auth.py bench "$WORK" "$OUT" --rounds "$ROUNDS" --concs $CONCS -n "$N" --profile-n "$N_PROFILE" "${LOAD_ARGS[@]}"
 if [ "$PTR_ROUNDS" -gt 0 ]; then
   log "with a reverse zone"
   # shellcheck disable=SC2086
-  "$PY" auth.py bench "$WORK" "$OUT" --rounds "$PTR_ROUNDS" --concs $CONCS -n "$N" --profile-n 0 --ptr
+  "$PY" auth.py bench "$WORK" "$OUT" --rounds "$PTR_ROUNDS" --concs $CONCS -n "$N" --profile-n 0 --ptr "${LOAD_ARGS[@]}"
 fi
 "$PY" auth.py summarize "$OUT" "$BENCH/RESULTS.md" > /dev/null
 log "results: $OUT/results.jsonl; summary in bench/RESULTS.md"
