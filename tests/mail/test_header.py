@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from postel.mail import decode_encoded_words, parse_date, split_header, unfold
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from postel.mail import decode_encoded_words, header, parse_date, split_header, unfold
 
 
 def test_split_with_offsets_and_malformed_line() -> None:
@@ -39,3 +42,32 @@ def test_dates() -> None:
     )
     assert parse_date(b"garbage") is None
     assert parse_date(b"31 Feb 2020 00:00:00 +0000") is None
+
+
+_HEADER_OCTETS = st.sampled_from(
+    [b"A", b"b", b"-", b":", b" ", b"\t", b"\r", b"\n", b"\r\n", b"\r\n ", b"\n\t", b"\x80", b"="]
+)
+
+
+@given(
+    parts=st.lists(_HEADER_OCTETS, max_size=60),
+    cut=st.integers(0, 60),
+    max_fields=st.integers(0, 6),
+)
+@settings(max_examples=2000, deadline=None)
+def test_field_split_same_as_line_by_line_reading(
+    parts: list[bytes], cut: int, max_fields: int
+) -> None:
+    """The one-pass split of well-formed headers gives what the line-by-line reading
+    gives for every input: malformed lines, a last line without its line break, CR
+    alone, folds, a range that ends inside the data, and the field bound."""
+    data = b"".join(parts)
+    end = min(cut, len(data))
+    assert header._fields(data, 0, end, max_fields) == header._fields_by_line(
+        data, 0, end, max_fields
+    )
+    well_formed = b"".join(b"F%d: v%d\r\n folded %d\r\n" % (i, i, i) for i in range(5)) + data
+    head_end = header.find_header_end(well_formed)[0]
+    assert header._fields(well_formed, 0, head_end, 4) == header._fields_by_line(
+        well_formed, 0, head_end, 4
+    )

@@ -39,6 +39,9 @@ __all__ = [
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _FIELD_END = re.compile(rb"\n(?![ \t])")
 _FTEXT = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
+_WELL_FORMED_FIELD = re.compile(rb"(([\x21-\x39\x3b-\x7e]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)\n)")
+"""A field line and its continuations up to the LF that no WSP follows: (whole field,
+name without the WSP before the colon, value with its final CR if any)."""
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _EW_GAP = re.compile(rb"\?=[ \t\r\n]+=\?")
 
@@ -157,7 +160,31 @@ def split_header(
 def _fields(
     data: bytes, start: int, end: int, max_fields: int
 ) -> tuple[list[HeaderField], bool, int]:
-    """Fields in ``data[start:end]``, which holds whole header lines only."""
+    """Fields in ``data[start:end]``, which holds whole header lines only.
+
+    A header of well-formed fields only (the usual case) is split by one regular
+    expression pass; when its matches do not tile the range (a malformed line, a last
+    line without its line break) or there are more than ``max_fields`` fields, the
+    line-by-line reading below decides, with the same results."""
+    found = _WELL_FORMED_FIELD.findall(data, start, end)
+    if len(found) <= max_fields:
+        fields: list[HeaderField] = []
+        pos = start
+        for whole, name, value in found:
+            length = len(whole)
+            if value.endswith(b"\r"):
+                value = value[:-1]
+            fields.append(HeaderField(name, value, pos, length))
+            pos += length
+        if pos == end:  # the matches cover every octet, so none was skipped
+            return fields, False, 0
+    return _fields_by_line(data, start, end, max_fields)
+
+
+def _fields_by_line(
+    data: bytes, start: int, end: int, max_fields: int
+) -> tuple[list[HeaderField], bool, int]:
+    """``_fields`` one field at a time, skipping malformed lines."""
     fields: list[HeaderField] = []
     malformed = 0
     pos = start
