@@ -1,14 +1,16 @@
 """The bound on a message's MIME structure summary (limits.MIME_SUMMARY_MAX): the
 ENVELOPE/BODYSTRUCTURE data is stored with every copy of a message, so a message made
 of thousands of parts with kilobytes of header text each is refused with 552 5.3.4 on
-port 25 and on submission, before anything is stored; a large but real structure is
-taken.
+port 25 and on submission, before anything is stored, and IMAP APPEND answers it
+NO [LIMIT] (the whole command: MULTIAPPEND stores none of its messages); a large but
+real structure is taken.
 
-Spec: RFC 3463 §3.4; RELIABILITY.md D3.
+Spec: RFC 3463 §3.4; RFC 9051 §6.3.12, §7.1; RFC 3502 §6.3.11; RELIABILITY.md D3.
 """
 
 from __future__ import annotations
 
+import imaplib
 import smtplib
 from collections.abc import Iterator
 
@@ -17,7 +19,7 @@ import pytest
 from postel import limits
 
 from .conftest import ServerFactory
-from .imap_helpers import PASSWORD, add_accounts, tls_context
+from .imap_helpers import PASSWORD, RawImap, add_accounts, imaps, tls_context
 from .server import PostelServer
 from .stored import read_inbox
 
@@ -80,3 +82,48 @@ def test_submission_refuses_it_too(server: PostelServer) -> None:
             client.sendmail(SENDER, [RCPT], TOO_LARGE.replace(b"too-large", b"submitted"))
         assert refused.value.smtp_code == 552
     assert not any(b"Subject: submitted" in m.content for m in read_inbox(server, RCPT))
+
+
+def _subjects(server: PostelServer, user: str) -> list[bytes]:
+    client = imaps(server, user)
+    try:
+        client.select("Drafts")
+        _, data = client.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        return [item[1] for item in data if isinstance(item, tuple)]
+    finally:
+        client.logout()
+
+
+def test_imap_append_refuses_a_structure_over_the_bound(server: PostelServer) -> None:
+    client = imaps(server, SENDER)
+    try:
+        status, data = client.append(
+            "Drafts", "", imaplib.Time2Internaldate(0), TOO_LARGE.replace(b"too-large", b"app")
+        )
+        assert status == "NO"
+        assert data[0].startswith(b"[LIMIT]")
+        status, _ = client.append("Drafts", "", imaplib.Time2Internaldate(0), LARGE_BUT_REAL)
+        assert status == "OK"  # the session goes on, and a real structure is taken
+        client.noop()
+    finally:
+        client.logout()
+    subjects = b"".join(_subjects(server, SENDER))
+    assert b"many-parts" in subjects and b"app" not in subjects
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_multiappend_with_one_over_the_bound_stores_none(server: PostelServer) -> None:
+    first = LARGE_BUT_REAL.replace(b"many-parts", b"multi-first")
+    second = TOO_LARGE.replace(b"too-large", b"multi-second")
+    raw = RawImap(server)
+    try:
+        raw.login(SENDER)
+        raw.send(b"M1 APPEND Drafts {%d+}\r\n" % len(first) + first)
+        raw.send(b" {%d+}\r\n" % len(second) + second + b"\r\n")
+        lines = raw.until_tagged(b"M1")
+        assert lines[-1].startswith(b"M1 NO [LIMIT]"), lines
+        assert raw.command(b"M2 NOOP")[-1].startswith(b"M2 OK")
+    finally:
+        raw.close()
+    subjects = b"".join(_subjects(server, SENDER))
+    assert b"multi-first" not in subjects and b"multi-second" not in subjects

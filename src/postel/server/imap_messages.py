@@ -54,6 +54,7 @@ from postel.store.api import FlagMode, FlagsResult, InvalidFlag, UidSet
 from postel.store.flags import canonical_set
 
 if TYPE_CHECKING:
+    from postel.server import imap_catenate
     from postel.server.imap_session import ImapSession, Selected
 
 INLINE_PARSE_MAX = 4096
@@ -678,7 +679,10 @@ async def append(session: ImapSession, started: ev.AppendStarted | ev.CatenateSt
                 item = await _receive_one(session, event)
                 if item is None:
                     return
-                received.append(item)
+                if isinstance(item, imap_catenate.Refusal):
+                    refusal = item  # answered NO once the command has ended
+                else:
+                    received.append(item)
             case ev.CatenateStarted():
                 outcome = await imap_catenate.receive(session, event, refusal)
                 if outcome is None:
@@ -729,7 +733,9 @@ def log_over_quota(session: ImapSession, command: str, reason: str) -> None:
     log.info("imap.over_quota", extra={"command": command, "user": user, "error": reason})
 
 
-async def _receive_one(session: ImapSession, started: ev.AppendStarted) -> Received | None:
+async def _receive_one(
+    session: ImapSession, started: ev.AppendStarted
+) -> Received | imap_catenate.Refusal | None:
     mailbox = await session.store.get_mailbox(session.account.id, started.mailbox)  # type: ignore[union-attr]
     if mailbox is None:
         session.conn.reject_literal()
@@ -784,14 +790,24 @@ async def received_item(
     ref: BlobRef,
     flags: Sequence[str],
     internal_date: dt.datetime | None,
-) -> Received:
+) -> Received | imap_catenate.Refusal:
     """The item to store for a committed blob: its summary is parsed (large ones off
-    the event loop) and its CRLF size computed. Spec: RFC 9051 §6.3.12."""
+    the event loop) and its CRLF size computed; a Refusal ([LIMIT]) when the summary is
+    over limits.MIME_SUMMARY_MAX, as port 25 refuses such a message with 552 5.3.4.
+    Spec: RFC 9051 §6.3.12, §7.1 (LIMIT)."""
+    from postel.server import imap_catenate
+
     content = ref.inline if ref.inline is not None else await session.store.read_blob(ref)
     if len(content) <= INLINE_PARSE_MAX:
         summary = parse_message(content).to_json()
     else:
         summary = await asyncio.to_thread(lambda: parse_message(content).to_json())
+    if len(summary) > limits.MIME_SUMMARY_MAX:
+        log.info(
+            "imap.append_refused",
+            extra={"reason": "mime_summary", "summary_octets": len(summary)},
+        )
+        return imap_catenate.Refusal("Message structure too large to store", r.LIMIT)
     when = internal_date or session.service.clock.now()
     # POP3 counts and sends lines ended by CRLF (RFC 1939 §11); remember that size
     # when this message's own line ends differ.
