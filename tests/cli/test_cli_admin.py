@@ -65,6 +65,8 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """An empty data directory (the store is made by the first command)."""
+    (tmp_path / "data").mkdir()
     return Cli(tmp_path / "data", capsys, monkeypatch)
 
 
@@ -356,3 +358,27 @@ def test_admin_commands_do_not_create_the_default_data_dir(
         assert "no postel data here" in capsys.readouterr().err
     assert not (tmp_path / "postel-data").exists()
     assert main(["config", "check"]) == 0
+
+
+def test_a_data_dir_that_does_not_exist_is_made_only_by_domain_add(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --data DIR gets an error naming it, not an empty listing and a new
+    directory; `domain add` (the first step of a new data directory) still makes it."""
+    typo = tmp_path / "typo"
+    for argv in (
+        ["domain", "list"],
+        ["account", "list"],
+        ["alias", "list"],
+        ["queue", "list"],
+        ["account", "add", "a@x.test", "--generate"],
+        ["dmarc", "reports"],
+    ):
+        assert main(["--data", str(typo), *argv]) == 1, argv
+        assert f"no postel data in {typo}" in capsys.readouterr().err
+    assert not typo.exists()
+    assert main(["--data", str(typo), "domain", "add", "x.test"]) == 0
+    assert typo.is_dir()
+    capsys.readouterr()
+    assert main(["--data", str(typo), "domain", "list"]) == 0
+    assert "x.test" in capsys.readouterr().out

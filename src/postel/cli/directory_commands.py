@@ -33,7 +33,7 @@ SENDER_POLICIES = tuple(p.value for p in SenderPolicy)
 async def domain_add(args: argparse.Namespace, io: Io) -> int:
     """`postel domain add DOMAIN`: add a domain (stored as lower-case A-labels)."""
     name = normalize_domain(args.domain)
-    async with open_configured_store(config_from_args(args)) as store:
+    async with open_configured_store(config_from_args(args, creates=True)) as store:
         try:
             await store.add_domain(name)
         except AlreadyExists:
