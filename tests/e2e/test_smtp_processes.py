@@ -130,6 +130,7 @@ def test_workers_share_the_load_and_every_message_lands(server: PostelServer) ->
     workers = set(_workers(server))
     served = set(map(int, _TRANSACTION_WORKER.findall(server.log.read_text())))
     assert len(workers) == 2 and served and served <= workers, (workers, served)
+    assert re.search(r"smtp +\S+ +serving \(3 processes\)", server.log.read_text())  # banner
     for pid in workers:  # a worker's store is the main process's: no database here
         maps = Path(f"/proc/{pid}/maps").read_text()
         assert "sqlite3" not in maps and "psycopg" not in maps, pid

@@ -344,6 +344,8 @@ def _print_banner(config: Config, password: str | None) -> None:
     lines = [f"postel listening as {config.hostname} (data: {config.data_dir})"]
     for listen in config.listen:
         state = "serving" if listen.service in SERVING | {Service.WEB} else "reserved"
+        if listen.service is Service.SMTP and config.smtp.processes > 1:
+            state += f" ({config.smtp.processes} processes)"
         lines.append(f"  {listen.service:<12} {listen.host}:{listen.port:<6} {state}")
     if password is None and config.embedded:
         lines.append(
