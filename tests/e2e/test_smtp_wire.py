@@ -40,7 +40,7 @@ def _server(factory: ServerFactory, name: str, **smtp: object) -> PostelServer:
         message_size_max=SIZE_MAX,
         **smtp,
     )
-    server.add_accounts(DOMAIN, "wire")
+    server.add_accounts(DOMAIN, "wire", "twin", "author")
     server.start()
     return server
 
@@ -452,6 +452,71 @@ def test_delivered_to_the_recipient_is_a_loop(mx: PostelServer, value: str) -> N
 
 def test_delivered_to_someone_else_is_not_a_loop(mx: PostelServer) -> None:
     assert _send_headers(mx, b"Delivered-To: other@example.test\r\n").code == 250
+
+
+TWIN = f"twin@{DOMAIN}"
+AUTHOR = f"author@{DOMAIN}"
+
+
+def _reports_to_author(server: PostelServer, before: int, timeout: float = 10.0) -> list[bytes]:
+    """The author's messages after the first ``before``, waiting up to ``timeout`` for one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m.content for m in read_inbox(server, AUTHOR)[before:]]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("notify", ["", " NOTIFY=FAILURE", " NOTIFY=NEVER"])
+def test_a_loop_for_one_recipient_leaves_it_out_and_reports_it(
+    mx: PostelServer, notify: str
+) -> None:
+    """Delivered-To names one of two recipients: the other gets the message (250), the
+    looped one does not, and the sender gets a failure report (5.4.6) for it unless
+    its RCPT said NOTIFY=NEVER. RFC 5321 §6.3; RFC 3461 §5.2.2, §6.1."""
+    before, twins, reports = inbox_count(mx), len(read_inbox(mx, TWIN)), len(read_inbox(mx, AUTHOR))
+    subject = f"half loop{notify}".encode()
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        assert client.command(f"MAIL FROM:<{AUTHOR}>").code == 250
+        assert client.command(f"RCPT TO:<{RCPT}>{notify}").code == 250
+        assert client.command(f"RCPT TO:<{TWIN}>").code == 250
+        assert client.command("DATA").code == 354
+        client.send(
+            b"Delivered-To: "
+            + RCPT.encode()
+            + b"\r\nSubject: "
+            + subject
+            + b"\r\n\r\nbody\r\n.\r\n"
+        )
+        assert client.reply().code == 250
+    assert inbox_count(mx) == before
+    assert [subject in m.content for m in read_inbox(mx, TWIN)[twins:]] == [True]
+    found = _reports_to_author(mx, reports, timeout=10.0 if not notify.endswith("NEVER") else 1.0)
+    if notify.endswith("NEVER"):
+        assert found == []
+        return
+    assert len(found) == 1, found
+    report = found[0]
+    assert b"multipart/report" in report and b"report-type=delivery-status" in report
+    assert b"Final-Recipient: rfc822; " + RCPT.encode() in report
+    assert b"Action: failed" in report and b"Status: 5.4.6" in report
+    assert TWIN.encode() not in report.split(b"\r\n\r\n", 1)[1].split(b"Subject:")[0]
+
+
+def test_a_loop_for_every_recipient_refuses_the_message(mx: PostelServer) -> None:
+    before, twins = inbox_count(mx), len(read_inbox(mx, TWIN))
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        assert client.command(f"MAIL FROM:<{AUTHOR}>").code == 250
+        assert client.command(f"RCPT TO:<{RCPT}>").code == 250
+        assert client.command(f"RCPT TO:<{TWIN}>").code == 250
+        assert client.command("DATA").code == 354
+        client.send(f"Delivered-To: {TWIN}\r\nDelivered-To: {RCPT}\r\n\r\nbody\r\n.\r\n".encode())
+        reply = client.reply()
+    assert reply.code == 554 and reply.text.startswith(b"5.4.6"), reply
+    assert (inbox_count(mx), len(read_inbox(mx, TWIN))) == (before, twins)
 
 
 def test_server_keeps_serving_after_the_wire_tests(mx: PostelServer) -> None:

@@ -99,20 +99,31 @@ class InboundDelivery:
         self._received_max = received_max
         self._large_parses = asyncio.Semaphore(PARSE_CONCURRENCY_MAX)
 
-    def check_loops(self, envelope: InboundEnvelope, header_block: bytes) -> None:
-        """Raise MailLoop when the message has been around too often.
+    def check_loops(self, envelope: InboundEnvelope, header_block: bytes) -> tuple[str, ...]:
+        """The recipients this message has already been delivered to: each RCPT TO
+        address whose own address, or the address of one of the accounts it reaches, is
+        in a Delivered-To field (in envelope order). The caller delivers to the others
+        and reports these as failed (5.4.6), as a local delivery agent that finds the
+        loop does. Raises MailLoop when the message has too many Received fields (the
+        whole message loops).
 
         ``header_block`` is the start of the content (at most
-        limits.SMTP_HEADER_BLOCK_MAX octets). Spec: RFC 5321 §6.3.
+        limits.SMTP_HEADER_BLOCK_MAX octets). Spec: RFC 5321 §6.3; RFC 9228 §4.
         """
         info = mail.trace_info(header_block)
         if info.received_count > self._received_max:
             raise MailLoop(f"too many Received header fields ({info.received_count})")
         delivered = {d.strip().lower() for d in info.delivered_to}
-        for rcpt in envelope.recipients:
-            for address in (rcpt.address, *(t.address for t in rcpt.targets)):
-                if address.lower() in delivered:
-                    raise MailLoop(f"mail loop: already delivered to {address}")
+        if not delivered:
+            return ()
+        return tuple(
+            rcpt.address
+            for rcpt in envelope.recipients
+            if any(
+                address.lower() in delivered
+                for address in (rcpt.address, *(t.address for t in rcpt.targets))
+            )
+        )
 
     async def deliver(self, envelope: InboundEnvelope, blob: BlobRef) -> Sequence[Delivered]:
         """Store the message for every local target, once per account and mailbox.

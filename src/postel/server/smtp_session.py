@@ -51,7 +51,13 @@ from postel.errors import (
 )
 from postel.ids import QueueId, new_queue_id
 from postel.mail.authres import strip_ours
-from postel.pipeline import InboundDelivery, InboundEnvelope, Recipient, StructureTooLarge
+from postel.pipeline import (
+    InboundDelivery,
+    InboundEnvelope,
+    MailLoop,
+    Recipient,
+    StructureTooLarge,
+)
 from postel.pipeline.authentication import AuthAction, EarlyChecks, InboundAuthenticator
 from postel.pipeline.dmarc_observer import DmarcObserver
 from postel.pipeline.forwarding import ForwardEnvelope, Forwarder, ForwardTarget, SrsError
@@ -60,7 +66,12 @@ from postel.server import tls
 from postel.server.delivery_ipc import IpcClosed
 from postel.server.listener import Peer
 from postel.server.quota_gate import MAILBOX_FULL, QuotaGate
-from postel.server.success_reports import ReportSender, send_success_report, wants_success
+from postel.server.success_reports import (
+    ReportSender,
+    send_loop_report,
+    send_success_report,
+    wants_success,
+)
 from postel.store import BlobRef, BlobWriter, OverQuota, SpecialUse, Store
 
 log = logging.getLogger(__name__)
@@ -95,6 +106,10 @@ class _Transaction:
     """The start of the content, up to ``limits.SMTP_TRACE_SCAN_MAX`` (loop check)."""
     success: list[tuple[str, smtp.RcptParams]] = field(default_factory=list)
     """Local recipients that asked for NOTIFY=SUCCESS (RFC 3461 §4.1)."""
+    rcpt_params: dict[str, smtp.RcptParams | None] = field(default_factory=dict)
+    """The RCPT TO parameters of each accepted recipient (its failure report's NOTIFY)."""
+    looped: list[str] = field(default_factory=list)
+    """Recipients left out because the message was already delivered to them."""
     blob: BlobRef | None = None
     """The committed content, once committed."""
     checks: EarlyChecks | None = None
@@ -471,6 +486,8 @@ class SmtpSession(asyncio.Protocol):
         before = len(txn.recipients) if txn is not None else 0
         reply = await self.recipient(path)
         self.send(reply)
+        if reply.code == 250 and txn is not None and len(txn.recipients) > before:
+            txn.rcpt_params[txn.recipients[-1].address] = params
         if (
             reply.code == 250
             and txn is not None
@@ -488,6 +505,18 @@ class SmtpSession(asyncio.Protocol):
         self.send(reply)
         self.data_deadline = None
         send = self.service.send_report
+        if reply.code == 250 and txn is not None and txn.looped and send is not None:
+            head = bytes(txn.head)
+            await send_loop_report(
+                send,
+                hostname=self.service.config.hostname,
+                now=self.service.clock.now(),
+                reverse_path=txn.reverse_path,
+                mail=txn.params,
+                looped=[(a, txn.rcpt_params.get(a)) for a in txn.looped],
+                head=self.added_fields(head) + head,
+                queue_id=str(txn.queue_id),
+            )
         if reply.code == 250 and txn is not None and txn.success and send is not None:
             head = bytes(txn.head)
             await send_success_report(
@@ -699,7 +728,9 @@ class SmtpSession(asyncio.Protocol):
             added_fields=self.added_fields(bytes(txn.head)),
         )
         try:
-            self.service.inbound.check_loops(envelope, bytes(txn.head))
+            looped = self.service.inbound.check_loops(envelope, bytes(txn.head))
+            if looped:
+                envelope = self._leave_out(txn, envelope, looped)
             ref = txn.blob = await writer.commit()
             if txn.checks is not None:
                 judged = await self._authenticate(txn, txn.checks, envelope, ref, size)
@@ -735,8 +766,27 @@ class SmtpSession(asyncio.Protocol):
         result = f"delivered to {len(delivered)} mailbox(es)"
         if forwarded:
             result += f", forwarded as {','.join(forwarded)}"
+        if txn.looped:
+            result += f", mail loop for {','.join(txn.looped)}"
         self.log_transaction(envelope, size, result, txn.auth)
         return smtp.Reply(250, "2.0.0", f"Ok: queued as {txn.queue_id}")
+
+    @staticmethod
+    def _leave_out(
+        txn: _Transaction, envelope: InboundEnvelope, looped: tuple[str, ...]
+    ) -> InboundEnvelope:
+        """The envelope without the recipients the message already reached (their
+        failure report follows the 250); raises MailLoop when none is left, so the
+        whole message is refused with 554 5.4.6. Spec: RFC 5321 §6.3; RFC 3461 §5.2.2."""
+        gone = set(looped)
+        kept = tuple(r for r in envelope.recipients if r.address not in gone)
+        forwards = [f for f in txn.forwards if f.rcpt not in gone]
+        if not kept and not forwards:
+            raise MailLoop(f"mail loop: already delivered to {looped[0]}")
+        txn.forwards = forwards
+        txn.success = [(a, p) for a, p in txn.success if a not in gone]
+        txn.looped = list(dict.fromkeys(looped))
+        return dataclasses.replace(envelope, recipients=kept)
 
     async def forward(
         self, txn: _Transaction, envelope: InboundEnvelope, ref: BlobRef

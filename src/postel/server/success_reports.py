@@ -1,11 +1,14 @@
-""" "Delivered" reports for recipients that asked for NOTIFY=SUCCESS and were put into a
-local mailbox, sent with a null sender through the process's report sender (into the
-sender's mailbox when the address is ours, through the outbound queue otherwise).
+"""Reports the SMTP service sends for a message it has accepted: "delivered" for
+recipients that asked for NOTIFY=SUCCESS and were put into a local mailbox, "failed"
+for recipients the message looped back to (a Delivered-To of theirs). Both go with a
+null sender through the process's report sender (into the sender's mailbox when the
+address is ours, through the outbound queue otherwise).
 
-The report is best effort: it is built after the message is durable; a failure to send
+A report is best effort: it is built after the message is durable; a failure to send
 it is logged and never undoes the acceptance.
 
-Spec: RFC 3461 §5.2.3 (delivered), §6.1-6.2 (never to a null sender); RFC 3464 §2.3.3.
+Spec: RFC 3461 §5.2.3 (delivered), §5.2.2 (failed), §6.1-6.2 (never to a null sender);
+RFC 3464 §2.3.3.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ def wants_success(params: smtp.RcptParams) -> bool:
     return smtp.Notify.SUCCESS in notify and smtp.Notify.NEVER not in notify
 
 
+def wants_failure(params: smtp.RcptParams | None) -> bool:
+    """Whether RCPT TO allows a failure report: without NOTIFY it does (the default is
+    FAILURE and DELAY). Spec: RFC 3461 §4.1, §6.1."""
+    if params is None or params.notify is None:
+        return True
+    return smtp.Notify.FAILURE in params.notify
+
+
 async def send_success_report(
     send: ReportSender,
     *,
@@ -65,3 +76,42 @@ async def send_success_report(
         log.exception("dsn.send_failed", extra={"queue_id": queue_id})
         return
     log.info("dsn.sent", extra={"queue_id": queue_id, "to": reverse_path, "action": "delivered"})
+
+
+async def send_loop_report(
+    send: ReportSender,
+    *,
+    hostname: str,
+    now: dt.datetime,
+    reverse_path: str,
+    mail: smtp.MailParams,
+    looped: Sequence[tuple[str, smtp.RcptParams | None]],
+    head: bytes,
+    queue_id: str,
+) -> None:
+    """Send one "failed" report (5.4.6, mail loop) for ``looped`` (address, RCPT
+    parameters) to ``reverse_path``; nothing for the null sender or for recipients
+    whose NOTIFY excludes FAILURE. Errors are logged, never raised.
+    Spec: RFC 3461 §5.2.2, §6.1; RFC 3463 §3.5 (X.4.6); RFC 5321 §6.3."""
+    wanted = [(a, p) for a, p in looped if wants_failure(p)]
+    if not reverse_path or not wanted:
+        return
+    envelope = ReportEnvelope(reverse_path, now, mail.envid, mail.ret)
+    recipients = [
+        ReportRecipient(
+            a,
+            Action.FAILED,
+            "5.4.6",
+            orcpt=p.orcpt if p is not None else None,
+            diagnostic=f"554 5.4.6 mail loop: already delivered to {a}",
+            last_attempt=now,
+        )
+        for a, p in wanted
+    ]
+    report = build_report(envelope, recipients, header_of(head), hostname=hostname, now=now)
+    try:
+        await send(reverse_path, report)
+    except (PostelError, OSError):
+        log.exception("dsn.send_failed", extra={"queue_id": queue_id})
+        return
+    log.info("dsn.sent", extra={"queue_id": queue_id, "to": reverse_path, "action": "failed"})
