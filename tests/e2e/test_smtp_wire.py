@@ -505,6 +505,24 @@ def test_a_loop_for_one_recipient_leaves_it_out_and_reports_it(
     assert TWIN.encode() not in report.split(b"\r\n\r\n", 1)[1].split(b"Subject:")[0]
 
 
+def test_a_loop_and_a_success_notice_share_one_report(mx: PostelServer) -> None:
+    """One recipient looped, the other asked NOTIFY=SUCCESS: one report with a failed
+    and a delivered block. RFC 3464 §2.3; RFC 3461 §5.2."""
+    reports = len(read_inbox(mx, AUTHOR))
+    with RawSmtp(mx.address) as client:
+        client.greet()
+        assert client.command(f"MAIL FROM:<{AUTHOR}>").code == 250
+        assert client.command(f"RCPT TO:<{RCPT}>").code == 250
+        assert client.command(f"RCPT TO:<{TWIN}> NOTIFY=SUCCESS").code == 250
+        assert client.command("DATA").code == 354
+        client.send(f"Delivered-To: {RCPT}\r\nSubject: both\r\n\r\nbody\r\n.\r\n".encode())
+        assert client.reply().code == 250
+    found = _reports_to_author(mx, reports)
+    assert len(found) == 1, found
+    assert b"Action: failed" in found[0] and b"Action: delivered" in found[0]
+    assert b"Final-Recipient: rfc822; " + TWIN.encode() in found[0]
+
+
 def test_a_loop_for_every_recipient_refuses_the_message(mx: PostelServer) -> None:
     before, twins = inbox_count(mx), len(read_inbox(mx, TWIN))
     with RawSmtp(mx.address) as client:

@@ -68,8 +68,7 @@ from postel.server.listener import Peer
 from postel.server.quota_gate import MAILBOX_FULL, QuotaGate
 from postel.server.success_reports import (
     ReportSender,
-    send_loop_report,
-    send_success_report,
+    send_reports,
     wants_success,
 )
 from postel.store import BlobRef, BlobWriter, OverQuota, SpecialUse, Store
@@ -505,30 +504,20 @@ class SmtpSession(asyncio.Protocol):
         self.send(reply)
         self.data_deadline = None
         send = self.service.send_report
-        if reply.code == 250 and txn is not None and txn.looped and send is not None:
-            head = bytes(txn.head)
-            await send_loop_report(
-                send,
-                hostname=self.service.config.hostname,
-                now=self.service.clock.now(),
-                reverse_path=txn.reverse_path,
-                mail=txn.params,
-                looped=[(a, txn.rcpt_params.get(a)) for a in txn.looped],
-                head=self.added_fields(head) + head,
-                queue_id=str(txn.queue_id),
-            )
-        if reply.code == 250 and txn is not None and txn.success and send is not None:
-            head = bytes(txn.head)
-            await send_success_report(
-                send,
-                hostname=self.service.config.hostname,
-                now=self.service.clock.now(),
-                reverse_path=txn.reverse_path,
-                mail=txn.params,
-                delivered=txn.success,
-                head=self.added_fields(head) + head,
-                queue_id=str(txn.queue_id),
-            )
+        if reply.code != 250 or txn is None or send is None or not (txn.looped or txn.success):
+            return
+        head = bytes(txn.head)
+        await send_reports(
+            send,
+            hostname=self.service.config.hostname,
+            now=self.service.clock.now(),
+            reverse_path=txn.reverse_path,
+            mail=txn.params,
+            delivered=txn.success,
+            looped=[(a, txn.rcpt_params.get(a)) for a in txn.looped],
+            head=self.added_fields(head) + head,
+            queue_id=str(txn.queue_id),
+        )
 
     # -- output and closing -----------------------------------------------------------
     def send(self, reply: smtp.Reply) -> None:

@@ -1,6 +1,6 @@
 """Reports the SMTP service sends for a message it has accepted: "delivered" for
 recipients that asked for NOTIFY=SUCCESS and were put into a local mailbox, "failed"
-for recipients the message looped back to (a Delivered-To of theirs). Both go with a
+for recipients the message looped back to (a Delivered-To of theirs), in one report with a
 null sender through the process's report sender (into the sender's mailbox when the
 address is ours, through the outbound queue otherwise).
 
@@ -48,7 +48,7 @@ def wants_failure(params: smtp.RcptParams | None) -> bool:
     return smtp.Notify.FAILURE in params.notify
 
 
-async def send_success_report(
+async def send_reports(
     send: ReportSender,
     *,
     hostname: str,
@@ -56,47 +56,16 @@ async def send_success_report(
     reverse_path: str,
     mail: smtp.MailParams,
     delivered: Sequence[tuple[str, smtp.RcptParams]],
+    looped: Sequence[tuple[str, smtp.RcptParams | None]] = (),
     head: bytes,
     queue_id: str,
 ) -> None:
-    """Send one "delivered" report for ``delivered`` (address, RCPT parameters) to
-    ``reverse_path``; nothing for the null sender. ``head``: the message's header (or
-    its start). Errors are logged, never raised. Spec: RFC 3461 §5.2.3, §6.1."""
-    if not reverse_path or not delivered:
-        return
-    envelope = ReportEnvelope(reverse_path, now, mail.envid, mail.ret)
-    recipients = [
-        ReportRecipient(a, Action.DELIVERED, "2.0.0", orcpt=p.orcpt, last_attempt=now)
-        for a, p in delivered
-    ]
-    report = build_report(envelope, recipients, header_of(head), hostname=hostname, now=now)
-    try:
-        await send(reverse_path, report)
-    except (PostelError, OSError):
-        log.exception("dsn.send_failed", extra={"queue_id": queue_id})
-        return
-    log.info("dsn.sent", extra={"queue_id": queue_id, "to": reverse_path, "action": "delivered"})
-
-
-async def send_loop_report(
-    send: ReportSender,
-    *,
-    hostname: str,
-    now: dt.datetime,
-    reverse_path: str,
-    mail: smtp.MailParams,
-    looped: Sequence[tuple[str, smtp.RcptParams | None]],
-    head: bytes,
-    queue_id: str,
-) -> None:
-    """Send one "failed" report (5.4.6, mail loop) for ``looped`` (address, RCPT
-    parameters) to ``reverse_path``; nothing for the null sender or for recipients
-    whose NOTIFY excludes FAILURE. Errors are logged, never raised.
-    Spec: RFC 3461 §5.2.2, §6.1; RFC 3463 §3.5 (X.4.6); RFC 5321 §6.3."""
-    wanted = [(a, p) for a, p in looped if wants_failure(p)]
-    if not reverse_path or not wanted:
-        return
-    envelope = ReportEnvelope(reverse_path, now, mail.envid, mail.ret)
+    """Send one report to ``reverse_path`` with a "failed" block (5.4.6, mail loop) for
+    each of ``looped`` whose NOTIFY allows it and a "delivered" block for each of
+    ``delivered`` (address, RCPT parameters); nothing for the null sender or when no
+    block is left. ``head``: the message's header (or its start). Errors are logged,
+    never raised. Spec: RFC 3461 §5.2.2-5.2.3, §6.1; RFC 3464 §2.3; RFC 3463 §3.5
+    (X.4.6); RFC 5321 §6.3."""
     recipients = [
         ReportRecipient(
             a,
@@ -106,12 +75,21 @@ async def send_loop_report(
             diagnostic=f"554 5.4.6 mail loop: already delivered to {a}",
             last_attempt=now,
         )
-        for a, p in wanted
+        for a, p in looped
+        if wants_failure(p)
     ]
+    recipients += [
+        ReportRecipient(a, Action.DELIVERED, "2.0.0", orcpt=p.orcpt, last_attempt=now)
+        for a, p in delivered
+    ]
+    if not reverse_path or not recipients:
+        return
+    envelope = ReportEnvelope(reverse_path, now, mail.envid, mail.ret)
     report = build_report(envelope, recipients, header_of(head), hostname=hostname, now=now)
     try:
         await send(reverse_path, report)
     except (PostelError, OSError):
         log.exception("dsn.send_failed", extra={"queue_id": queue_id})
         return
-    log.info("dsn.sent", extra={"queue_id": queue_id, "to": reverse_path, "action": "failed"})
+    actions = ",".join(dict.fromkeys(r.action.value for r in recipients))
+    log.info("dsn.sent", extra={"queue_id": queue_id, "to": reverse_path, "action": actions})
