@@ -458,6 +458,21 @@ TWIN = f"twin@{DOMAIN}"
 AUTHOR = f"author@{DOMAIN}"
 
 
+def _to_both(
+    server: PostelServer, head: str, wire_notify: str = "", twin_notify: str = ""
+) -> Reply:
+    """From AUTHOR to RCPT and TWIN (each with its NOTIFY text), header ``head``; the
+    reply to the message."""
+    with RawSmtp(server.address) as client:
+        client.greet()
+        assert client.command(f"MAIL FROM:<{AUTHOR}>").code == 250
+        assert client.command(f"RCPT TO:<{RCPT}>{wire_notify}").code == 250
+        assert client.command(f"RCPT TO:<{TWIN}>{twin_notify}").code == 250
+        assert client.command("DATA").code == 354
+        client.send(f"{head}\r\nbody\r\n.\r\n".encode())
+        return client.reply()
+
+
 def _reports_to_author(server: PostelServer, before: int, timeout: float = 10.0) -> list[bytes]:
     """The author's messages after the first ``before``, waiting up to ``timeout`` for one."""
     deadline = time.monotonic() + timeout
@@ -476,23 +491,11 @@ def test_a_loop_for_one_recipient_leaves_it_out_and_reports_it(
     looped one does not, and the sender gets a failure report (5.4.6) for it unless
     its RCPT said NOTIFY=NEVER. RFC 5321 §6.3; RFC 3461 §5.2.2, §6.1."""
     before, twins, reports = inbox_count(mx), len(read_inbox(mx, TWIN)), len(read_inbox(mx, AUTHOR))
-    subject = f"half loop{notify}".encode()
-    with RawSmtp(mx.address) as client:
-        client.greet()
-        assert client.command(f"MAIL FROM:<{AUTHOR}>").code == 250
-        assert client.command(f"RCPT TO:<{RCPT}>{notify}").code == 250
-        assert client.command(f"RCPT TO:<{TWIN}>").code == 250
-        assert client.command("DATA").code == 354
-        client.send(
-            b"Delivered-To: "
-            + RCPT.encode()
-            + b"\r\nSubject: "
-            + subject
-            + b"\r\n\r\nbody\r\n.\r\n"
-        )
-        assert client.reply().code == 250
+    subject = f"half loop{notify}"
+    head = f"Delivered-To: {RCPT}\r\nSubject: {subject}\r\n"
+    assert _to_both(mx, head, wire_notify=notify).code == 250
     assert inbox_count(mx) == before
-    assert [subject in m.content for m in read_inbox(mx, TWIN)[twins:]] == [True]
+    assert [subject.encode() in m.content for m in read_inbox(mx, TWIN)[twins:]] == [True]
     found = _reports_to_author(mx, reports, timeout=10.0 if not notify.endswith("NEVER") else 1.0)
     if notify.endswith("NEVER"):
         assert found == []
@@ -509,14 +512,8 @@ def test_a_loop_and_a_success_notice_share_one_report(mx: PostelServer) -> None:
     """One recipient looped, the other asked NOTIFY=SUCCESS: one report with a failed
     and a delivered block. RFC 3464 §2.3; RFC 3461 §5.2."""
     reports = len(read_inbox(mx, AUTHOR))
-    with RawSmtp(mx.address) as client:
-        client.greet()
-        assert client.command(f"MAIL FROM:<{AUTHOR}>").code == 250
-        assert client.command(f"RCPT TO:<{RCPT}>").code == 250
-        assert client.command(f"RCPT TO:<{TWIN}> NOTIFY=SUCCESS").code == 250
-        assert client.command("DATA").code == 354
-        client.send(f"Delivered-To: {RCPT}\r\nSubject: both\r\n\r\nbody\r\n.\r\n".encode())
-        assert client.reply().code == 250
+    head = f"Delivered-To: {RCPT}\r\nSubject: both\r\n"
+    assert _to_both(mx, head, twin_notify=" NOTIFY=SUCCESS").code == 250
     found = _reports_to_author(mx, reports)
     assert len(found) == 1, found
     assert b"Action: failed" in found[0] and b"Action: delivered" in found[0]
@@ -525,14 +522,7 @@ def test_a_loop_and_a_success_notice_share_one_report(mx: PostelServer) -> None:
 
 def test_a_loop_for_every_recipient_refuses_the_message(mx: PostelServer) -> None:
     before, twins = inbox_count(mx), len(read_inbox(mx, TWIN))
-    with RawSmtp(mx.address) as client:
-        client.greet()
-        assert client.command(f"MAIL FROM:<{AUTHOR}>").code == 250
-        assert client.command(f"RCPT TO:<{RCPT}>").code == 250
-        assert client.command(f"RCPT TO:<{TWIN}>").code == 250
-        assert client.command("DATA").code == 354
-        client.send(f"Delivered-To: {TWIN}\r\nDelivered-To: {RCPT}\r\n\r\nbody\r\n.\r\n".encode())
-        reply = client.reply()
+    reply = _to_both(mx, f"Delivered-To: {TWIN}\r\nDelivered-To: {RCPT}\r\n")
     assert reply.code == 554 and reply.text.startswith(b"5.4.6"), reply
     assert (inbox_count(mx), len(read_inbox(mx, TWIN))) == (before, twins)
 
