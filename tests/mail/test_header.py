@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,3 +74,37 @@ def test_field_split_same_as_line_by_line_reading(
     assert header._fields(well_formed, 0, head_end, 4) == header._fields_by_line(
         well_formed, 0, head_end, 4
     )
+
+
+_LONG = 300_000
+"""Octets of the long lines below: with a search that tried each octet of a line again
+(quadratic), one such header took minutes; read once, it takes milliseconds."""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"A: b\r\n" + b"x" * _LONG + b"\r\n\r\nbody\r\n",  # name octets, no colon
+        b"S:" + b"x" * _LONG,  # no line break at the end
+        b"x" * _LONG + b" y: z\r\n\r\n",  # a colon only after a space
+        b"A: b\r\n" + (b"x" * 998 + b"\r\n") * (_LONG // 1000) + b"\r\n",
+        b"Subject: " + b"w\r\n " * (_LONG // 4),  # folds without a final line break
+        b"A:" + b" " * _LONG + b"\r\n \r\n",
+    ],
+    ids=["no-colon", "no-line-break", "late-colon", "many-lines", "open-fold", "spaces"],
+)
+def test_splitting_a_hostile_header_is_linear(data: bytes) -> None:
+    """Never a hang: a header of long hostile lines is split in a child process that
+    gets a minute (it needs milliseconds), with the same result as the line-by-line
+    reading. The regular expressions run holding the interpreter lock, so a thread
+    could not be stopped; a process can."""
+    code = (
+        "import sys; from postel.mail import header as h; d = sys.stdin.buffer.read(); "
+        "e = h.find_header_end(d)[0]; "
+        "assert h._fields(d, 0, e, 10000) == h._fields_by_line(d, 0, e, 10000); "
+        "h.split_header(d)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=data, timeout=60, check=False, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

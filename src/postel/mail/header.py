@@ -39,9 +39,18 @@ __all__ = [
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _FIELD_END = re.compile(rb"\n(?![ \t])")
 _FTEXT = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
-_WELL_FORMED_FIELD = re.compile(rb"(([\x21-\x39\x3b-\x7e]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)\n)")
-"""A field line and its continuations up to the LF that no WSP follows: (whole field,
-name without the WSP before the colon, value with its final CR if any)."""
+_FIELD_SHAPE = rb"[\x21-\x39\x3b-\x7e]++[ \t]*+:[^\n]*+(?:\n[ \t][^\n]*+)*+\n"
+_WELL_FORMED_RUN = re.compile(rb"(?:%s)*+" % _FIELD_SHAPE)
+"""Well-formed fields from the match position on, one after another: a field line and
+its continuations up to the LF that no WSP follows. Possessive quantifiers only, so
+the match never backtracks: it stops at the first line that is not such a field after
+reading each octet at most once (a long line of name characters without a colon is
+read once, not tried again from each of its octets)."""
+_WELL_FORMED_FIELD = re.compile(
+    rb"(([\x21-\x39\x3b-\x7e]++)[ \t]*+:([^\n]*+(?:\n[ \t][^\n]*+)*+)\n)"
+)
+"""One field of a run ``_WELL_FORMED_RUN`` matched: (whole field, name without the WSP
+before the colon, value with its final CR if any)."""
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _EW_GAP = re.compile(rb"\?=[ \t\r\n]+=\?")
 
@@ -162,12 +171,14 @@ def _fields(
 ) -> tuple[list[HeaderField], bool, int]:
     """Fields in ``data[start:end]``, which holds whole header lines only.
 
-    A header of well-formed fields only (the usual case) is split by one regular
-    expression pass; when its matches do not tile the range (a malformed line, a last
-    line without its line break) or there are more than ``max_fields`` fields, the
-    line-by-line reading below decides, with the same results."""
-    found = _WELL_FORMED_FIELD.findall(data, start, end)
-    if len(found) <= max_fields:
+    A header of well-formed fields only (the usual case) is split by regular
+    expressions, in time linear in its length; when the range is not such a run of
+    fields (a malformed line, a last line without its line break) or there are more
+    than ``max_fields`` fields, the line-by-line reading below decides, with the same
+    results."""
+    run = _WELL_FORMED_RUN.match(data, start, end)
+    found = _WELL_FORMED_FIELD.findall(data, start, end) if run and run.end() == end else None
+    if found is not None and len(found) <= max_fields:
         fields: list[HeaderField] = []
         pos = start
         for whole, name, value in found:
