@@ -803,9 +803,10 @@ async def received_item(
     else:
         summary = await asyncio.to_thread(lambda: parse_message(content).to_json())
     if len(summary) > limits.MIME_SUMMARY_MAX:
+        user = session.account.address if session.account is not None else ""
         log.info(
             "imap.append_refused",
-            extra={"reason": "mime_summary", "summary_octets": len(summary)},
+            extra={"user": user, "reason": "mime_summary", "summary_octets": len(summary)},
         )
         return imap_catenate.Refusal("Message structure too large to store", r.LIMIT)
     when = internal_date or session.service.clock.now()
