@@ -38,17 +38,17 @@ __all__ = [
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _FIELD_END = re.compile(rb"\n(?![ \t])")
-_FTEXT = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
-_FIELD_SHAPE = rb"[\x21-\x39\x3b-\x7e]++[ \t]*+:[^\n]*+(?:\n[ \t][^\n]*+)*+\n"
-_WELL_FORMED_RUN = re.compile(rb"(?:%s)*+" % _FIELD_SHAPE)
+_FTEXT_CLASS = rb"[\x21-\x39\x3b-\x7e]"
+"""A field name's characters: printable US-ASCII except the colon. Spec: RFC 5322 §3.6.8."""
+_FTEXT = re.compile(_FTEXT_CLASS + rb"+")
+_WELL_FORMED = rb"((%s++)[ \t]*+:([^\n]*+(?:\n[ \t][^\n]*+)*+)\n)" % _FTEXT_CLASS
+_WELL_FORMED_RUN = re.compile(rb"(?:%s)*+" % _WELL_FORMED)
 """Well-formed fields from the match position on, one after another: a field line and
 its continuations up to the LF that no WSP follows. Possessive quantifiers only, so
 the match never backtracks: it stops at the first line that is not such a field after
 reading each octet at most once (a long line of name characters without a colon is
 read once, not tried again from each of its octets)."""
-_WELL_FORMED_FIELD = re.compile(
-    rb"(([\x21-\x39\x3b-\x7e]++)[ \t]*+:([^\n]*+(?:\n[ \t][^\n]*+)*+)\n)"
-)
+_WELL_FORMED_FIELD = re.compile(_WELL_FORMED)
 """One field of a run ``_WELL_FORMED_RUN`` matched: (whole field, name without the WSP
 before the colon, value with its final CR if any)."""
 _ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")

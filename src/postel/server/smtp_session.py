@@ -66,11 +66,7 @@ from postel.server import tls
 from postel.server.delivery_ipc import IpcClosed
 from postel.server.listener import Peer
 from postel.server.quota_gate import MAILBOX_FULL, QuotaGate
-from postel.server.success_reports import (
-    ReportSender,
-    send_reports,
-    wants_success,
-)
+from postel.server.success_reports import ReportSender, send_reports, wants
 from postel.store import BlobRef, BlobWriter, OverQuota, SpecialUse, Store
 
 log = logging.getLogger(__name__)
@@ -103,10 +99,9 @@ class _Transaction:
     writer: BlobWriter | None = None
     head: bytearray = field(default_factory=bytearray)
     """The start of the content, up to ``limits.SMTP_TRACE_SCAN_MAX`` (loop check)."""
-    success: list[tuple[str, smtp.RcptParams]] = field(default_factory=list)
-    """Local recipients that asked for NOTIFY=SUCCESS (RFC 3461 §4.1)."""
     rcpt_params: dict[str, smtp.RcptParams | None] = field(default_factory=dict)
-    """The RCPT TO parameters of each accepted recipient (its failure report's NOTIFY)."""
+    """The RCPT TO parameters of each accepted local recipient: the NOTIFY of its
+    delivered or failed report (RFC 3461 §4.1)."""
     looped: list[str] = field(default_factory=list)
     """Recipients left out because the message was already delivered to them."""
     blob: BlobRef | None = None
@@ -479,22 +474,14 @@ class SmtpSession(asyncio.Protocol):
         return auth.start(self.peer.ip, self.helo or "", reverse_path)
 
     async def rcpt_step(self, path: smtp.Path, params: smtp.RcptParams | None = None) -> None:
-        """Answer RCPT TO; a local recipient that asked for NOTIFY=SUCCESS is noted for
-        its report. Spec: RFC 5321 §4.1.1.3; RFC 3461 §4.1."""
+        """Answer RCPT TO; a local recipient's parameters are kept for its delivered or
+        failed report. Spec: RFC 5321 §4.1.1.3; RFC 3461 §4.1."""
         txn = self.txn
         before = len(txn.recipients) if txn is not None else 0
         reply = await self.recipient(path)
         self.send(reply)
         if reply.code == 250 and txn is not None and len(txn.recipients) > before:
             txn.rcpt_params[txn.recipients[-1].address] = params
-        if (
-            reply.code == 250
-            and txn is not None
-            and params is not None
-            and len(txn.recipients) > before
-            and wants_success(params)
-        ):
-            txn.success.append((txn.recipients[-1].address, params))
         if self.service.abuse.banned(self.peer.ip):
             self.close_with(BANNED)
 
@@ -504,7 +491,14 @@ class SmtpSession(asyncio.Protocol):
         self.send(reply)
         self.data_deadline = None
         send = self.service.send_report
-        if reply.code != 250 or txn is None or send is None or not (txn.looped or txn.success):
+        if reply.code != 250 or txn is None or send is None:
+            return
+        delivered = [
+            (a, p)
+            for a, p in txn.rcpt_params.items()
+            if a not in txn.looped and wants(p, smtp.Notify.SUCCESS)
+        ]
+        if not delivered and not txn.looped:
             return
         head = bytes(txn.head)
         await send_reports(
@@ -513,7 +507,7 @@ class SmtpSession(asyncio.Protocol):
             now=self.service.clock.now(),
             reverse_path=txn.reverse_path,
             mail=txn.params,
-            delivered=txn.success,
+            delivered=delivered,
             looped=[(a, txn.rcpt_params.get(a)) for a in txn.looped],
             head=self.added_fields(head) + head,
             queue_id=str(txn.queue_id),
@@ -773,7 +767,6 @@ class SmtpSession(asyncio.Protocol):
         if not kept and not forwards:
             raise MailLoop(f"mail loop: already delivered to {looped[0]}")
         txn.forwards = forwards
-        txn.success = [(a, p) for a, p in txn.success if a not in gone]
         txn.looped = list(dict.fromkeys(looped))
         return dataclasses.replace(envelope, recipients=kept)
 

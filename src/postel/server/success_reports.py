@@ -34,18 +34,10 @@ ReportSender = Callable[[str, bytes], Awaitable[None]]
 root builds it). Spec: RFC 3464 §2; RFC 5321 §4.5.5."""
 
 
-def wants_success(params: smtp.RcptParams) -> bool:
-    """Whether RCPT TO asked for a success report. Spec: RFC 3461 §4.1."""
-    notify = params.notify or frozenset()
-    return smtp.Notify.SUCCESS in notify and smtp.Notify.NEVER not in notify
-
-
-def wants_failure(params: smtp.RcptParams | None) -> bool:
-    """Whether RCPT TO allows a failure report: without NOTIFY it does (the default is
-    FAILURE and DELAY). Spec: RFC 3461 §4.1, §6.1."""
-    if params is None or params.notify is None:
-        return True
-    return smtp.Notify.FAILURE in params.notify
+def wants(params: smtp.RcptParams | None, kind: smtp.Notify) -> bool:
+    """Whether RCPT TO (its parameters; None: it gave none) asks for a report of
+    ``kind``. Spec: RFC 3461 §4.1."""
+    return smtp.asks_for(None if params is None else params.notify, kind)
 
 
 async def send_reports(
@@ -55,14 +47,14 @@ async def send_reports(
     now: dt.datetime,
     reverse_path: str,
     mail: smtp.MailParams,
-    delivered: Sequence[tuple[str, smtp.RcptParams]],
-    looped: Sequence[tuple[str, smtp.RcptParams | None]] = (),
+    delivered: Sequence[tuple[str, smtp.RcptParams | None]],
+    looped: Sequence[tuple[str, smtp.RcptParams | None]],
     head: bytes,
     queue_id: str,
 ) -> None:
     """Send one report to ``reverse_path`` with a "failed" block (5.4.6, mail loop) for
     each of ``looped`` whose NOTIFY allows it and a "delivered" block for each of
-    ``delivered`` (address, RCPT parameters); nothing for the null sender or when no
+    ``delivered`` whose NOTIFY asks for SUCCESS (address, RCPT parameters); nothing for the null sender or when no
     block is left. ``head``: the message's header (or its start). Errors are logged,
     never raised. Spec: RFC 3461 §5.2.2-5.2.3, §6.1; RFC 3464 §2.3; RFC 3463 §3.5
     (X.4.6); RFC 5321 §6.3."""
@@ -76,11 +68,14 @@ async def send_reports(
             last_attempt=now,
         )
         for a, p in looped
-        if wants_failure(p)
+        if wants(p, smtp.Notify.FAILURE)
     ]
     recipients += [
-        ReportRecipient(a, Action.DELIVERED, "2.0.0", orcpt=p.orcpt, last_attempt=now)
+        ReportRecipient(
+            a, Action.DELIVERED, "2.0.0", orcpt=p.orcpt if p else None, last_attempt=now
+        )
         for a, p in delivered
+        if wants(p, smtp.Notify.SUCCESS)
     ]
     if not reverse_path or not recipients:
         return

@@ -29,7 +29,17 @@ from postel.smtp.events import (
     TooManyErrors,
 )
 from postel.smtp.grammar import DOMAIN_MAX, Mailbox, Path, SmtpSyntaxError
-from postel.smtp.params import Body, MailParams, Notify, Orcpt, RcptParams, Ret, decode_xtext
+from postel.smtp.params import (
+    DEFAULT_NOTIFY,
+    Body,
+    MailParams,
+    Notify,
+    Orcpt,
+    RcptParams,
+    Ret,
+    asks_for,
+    decode_xtext,
+)
 from postel.smtp.reply import (
     OK,
     READY_TO_START_TLS,
@@ -43,6 +53,7 @@ from postel.smtp.transparency import BareLineEndings, DotReader
 
 __all__ = [
     "COMMANDS",
+    "DEFAULT_NOTIFY",
     "DOMAIN_MAX",
     "NEED_DATA",
     "OK",
@@ -82,5 +93,6 @@ __all__ = [
     "StartTls",
     "State",
     "TooManyErrors",
+    "asks_for",
     "decode_xtext",
 ]

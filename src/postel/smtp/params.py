@@ -56,6 +56,17 @@ class Notify(enum.StrEnum):
     DELAY = "DELAY"
 
 
+DEFAULT_NOTIFY = frozenset({Notify.FAILURE, Notify.DELAY})
+"""What a recipient without NOTIFY asks for. Spec: RFC 3461 §4.1."""
+
+
+def asks_for(notify: frozenset[Notify] | None, kind: Notify) -> bool:
+    """Whether a recipient's NOTIFY (None: none given, so DEFAULT_NOTIFY) asks for a
+    report of ``kind``. Spec: RFC 3461 §4.1."""
+    asked = DEFAULT_NOTIFY if notify is None else notify
+    return kind in asked and Notify.NEVER not in asked
+
+
 @dataclass(frozen=True, slots=True)
 class Offered:
     """Which parameters the session offers (from the EHLO reply); none after HELO."""

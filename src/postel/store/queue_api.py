@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass
 from typing import NewType
 
-from postel.smtp.params import Body, Notify, Orcpt, Ret
+from postel.smtp.params import Body, Notify, Orcpt, Ret, asks_for
 from postel.store.api import BlobRef
 
 QueueMessageId = NewType("QueueMessageId", int)
@@ -39,9 +39,6 @@ QUEUE_WORKER_MAX = 128
 QUEUE_REPLY_MAX = 4096
 """Longest reply text kept per recipient for the DSN (local policy; RFC 5321 §4.5.3.1.5
 bounds one reply line at 512 octets, a multi-line reply may be longer)."""
-
-DEFAULT_NOTIFY = frozenset({Notify.FAILURE, Notify.DELAY})
-"""What a recipient without NOTIFY asks for. Spec: RFC 3461 §4.1."""
 
 
 class RecipientState(enum.StrEnum):
@@ -235,8 +232,7 @@ class QueueRecipient:
     def wants(self, notify: Notify) -> bool:
         """Whether a DSN of this kind is asked for (no NOTIFY: FAILURE and DELAY).
         Spec: RFC 3461 §4.1."""
-        asked = DEFAULT_NOTIFY if self.notify is None else self.notify
-        return notify in asked and Notify.NEVER not in asked
+        return asks_for(self.notify, notify)
 
 
 @dataclass(frozen=True, slots=True)
