@@ -65,8 +65,16 @@ class Cli:
 
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """An empty data directory (the store is made by the first command)."""
-    (tmp_path / "data").mkdir()
+    """A data directory with an empty store."""
+    config = Config.embedded_default(tmp_path / "data")
+    config.data_dir.mkdir()
+
+    async def create() -> None:
+        store = open_store(config.database_url, config.blob_dir, clock=SystemClock())
+        await store.open()
+        await store.close()
+
+    asyncio.run(create())
     return Cli(tmp_path / "data", capsys, monkeypatch)
 
 
@@ -366,6 +374,8 @@ def test_a_data_dir_that_does_not_exist_is_made_only_by_domain_add(
     """A mistyped --data DIR gets an error naming it, not an empty listing and a new
     directory; `domain add` (the first step of a new data directory) still makes it."""
     typo = tmp_path / "typo"
+    other = tmp_path / "other"  # a directory, but not postel's
+    other.mkdir()
     for argv in (
         ["domain", "list"],
         ["account", "list"],
@@ -376,7 +386,9 @@ def test_a_data_dir_that_does_not_exist_is_made_only_by_domain_add(
     ):
         assert main(["--data", str(typo), *argv]) == 1, argv
         assert f"no postel data in {typo}" in capsys.readouterr().err
-    assert not typo.exists()
+        assert main(["--data", str(other), *argv]) == 1, argv
+        assert f"no postel data in {other}" in capsys.readouterr().err
+    assert not typo.exists() and list(other.iterdir()) == []
     assert main(["--data", str(typo), "domain", "add", "x.test"]) == 0
     assert typo.is_dir()
     capsys.readouterr()

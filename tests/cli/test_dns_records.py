@@ -232,7 +232,8 @@ def test_other_comparisons() -> None:
 
 def test_cli_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "data")
-    (tmp_path / "data").mkdir()
+    assert main(["--data", data, "domain", "add", "other.example"]) == 0  # a store, not this domain
+    capsys.readouterr()
     assert main(["--data", data, "dkim", "generate", "example.org"]) == 1
     assert "not a domain of this server" in capsys.readouterr().err
     assert main(["--data", data, "dns", "records", "example.org"]) == 1

@@ -70,24 +70,28 @@ def config_from_args(
     With neither given the data directory is ``./postel-data``; ``existing`` (the
     default for admin commands) then requires it to exist, so a command run in the
     wrong directory says so instead of creating an empty data directory there. A
-    ``--data DIR`` that does not exist is refused the same way unless the command
-    ``creates`` it (``domain add``, the first step of setting one up): a mistyped path
-    must not answer with an empty listing and leave a new directory behind.
+    ``--data DIR`` without postel's database in it (a directory that does not exist, or
+    some other directory) is refused the same way unless the command ``creates`` it
+    (``domain add``, the first step of setting one up): a mistyped path must not answer
+    with an empty listing and leave a new database behind.
     Raises CliError for that, ConfigError for a bad file."""
     config_path: Path | None = getattr(args, "config", None)
     data_dir: Path | None = getattr(args, "data", None)
     config = resolve_config(config_path, data_dir)
-    if existing and config_path is None and not config.data_dir.exists():
-        if data_dir is None:
-            raise CliError(
-                f"no postel data here ({config.data_dir.absolute()} does not exist): run the "
-                "command where `postel serve` keeps its data, or give --data DIR or --config FILE"
-            )
-        if not creates:
-            raise CliError(
-                f"no postel data in {config.data_dir.absolute()} (it does not exist): check "
-                "--data; `postel serve` or `postel domain add` makes a new data directory"
-            )
+    if not existing or config_path is not None:
+        return config
+    if data_dir is None and not config.data_dir.exists():
+        raise CliError(
+            f"no postel data here ({config.data_dir.absolute()} does not exist): run the "
+            "command where `postel serve` keeps its data, or give --data DIR or --config FILE"
+        )
+    database = config.database_url.removeprefix("sqlite:///")
+    if data_dir is not None and not creates and not Path(database).exists():
+        raise CliError(
+            f"no postel data in {config.data_dir.absolute()} (no {Path(database).name} "
+            "there): check --data; `postel serve` or `postel domain add` makes a new data "
+            "directory"
+        )
     return config
 
 
