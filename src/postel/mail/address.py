@@ -76,6 +76,46 @@ def parse_address_list(value: bytes, *, max_addresses: int = ADDRESSES_MAX) -> t
 
     Spec: RFC 5322 §3.4, §4.4 (obsolete routes); RFC 9051 §7.5.2.
     """
+    m = _SIMPLE.match(value)
+    if m is not None and max_addresses >= 1:
+        return (_simple(m),)
+    return _parse(value, max_addresses)
+
+
+_SIMPLE_ATOM = rb"""[^\x00-\x20()<>\[\]:;@\\,"\x7f]++"""  # the tokenizer's atom
+_SIMPLE = re.compile(
+    rb"""
+    [ \t\r\n]*+
+    (?:
+        (?:(?P<name> ATOM (?:[ \t\r\n]++ ATOM)*+ ) [ \t\r\n]*+)?
+        < (?P<angle_local> ATOM ) @ (?P<angle_domain> ATOM ) >
+      | (?P<local> ATOM ) @ (?P<domain> ATOM )
+    )
+    [ \t\r\n]*+ \Z
+    """.replace(b"ATOM", _SIMPLE_ATOM),
+    re.X,
+)
+"""The shapes most fields have: one ``local@domain``, ``<local@domain>`` or ``Words
+<local@domain>`` of atoms only. For these the regular expression gives what the
+tokenizer and parser give (a property test holds them equal), in a fraction of the
+time; anything else goes to the parser."""
+
+
+def _simple(m: re.Match[bytes]) -> Address:
+    local = m.group("local")
+    if local is not None:
+        return Address(None, None, local, m.group("domain"))
+    name = m.group("name")
+    if name is not None:
+        name = b" ".join(_WS_SPLIT.split(name))
+    return Address(name, None, m.group("angle_local"), m.group("angle_domain"))
+
+
+_WS_SPLIT = re.compile(rb"[ \t\r\n]+")
+
+
+def _parse(value: bytes, max_addresses: int) -> tuple[Address, ...]:
+    """The general parser: tokens, then recursive descent (below)."""
     tokens = _tokenize(value)
     parser = _Parser(tokens, max_addresses)
     parser.address_list()

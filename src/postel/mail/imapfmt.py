@@ -75,12 +75,16 @@ def _addresses(addrs: tuple[Address, ...]) -> bytes:
 
 
 def _envelope(env: Envelope) -> bytes:
+    from_ = _addresses(env.from_)
+    # Sender and Reply-To are most often From itself (RFC 3501 §7.4.2 defaults).
+    sender = from_ if env.sender == env.from_ else _addresses(env.sender)
+    reply_to = from_ if env.reply_to == env.from_ else _addresses(env.reply_to)
     fields = (
         imap_nstring(env.date),
         imap_nstring(_for_humans(env.subject)),
-        _addresses(env.from_),
-        _addresses(env.sender),
-        _addresses(env.reply_to),
+        from_,
+        sender,
+        reply_to,
         _addresses(env.to),
         _addresses(env.cc),
         _addresses(env.bcc),

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from postel import fastjson
 from postel.errors import ProtocolError
 from postel.mail.address import Address
 from postel.mail.envelope import Envelope, envelope_from_header
@@ -75,7 +76,7 @@ class MessageSummary:
             "env": _env_out(self.envelope),
             "body": _part_out(self.body),
         }
-        return json.dumps(obj, separators=(",", ":"))
+        return fastjson.dumps(obj).decode()
 
     @classmethod
     def from_json(cls, text: str, *, envelope_only: bool = False) -> MessageSummary:
@@ -86,7 +87,7 @@ class MessageSummary:
         Raises ProtocolError if the text is not a version 1 summary.
         """
         try:
-            obj = json.loads(text)
+            obj = fastjson.loads(text)
             if obj.get("v") != SUMMARY_VERSION:
                 raise ProtocolError(f"unsupported summary version {obj.get('v')!r}")
             body = _NO_BODY if envelope_only else _part_in(obj["body"])

@@ -38,7 +38,6 @@ import datetime as dt
 import enum
 import importlib
 import io
-import json
 import logging
 import pickle
 import socket
@@ -46,6 +45,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from postel import fastjson
 from postel.errors import AlreadyExists, NotFound, StoreBusy, StoreError
 from postel.ids import AccountId, MailboxId, QueueId
 from postel.store import BlobRef, Delivered, Delivery, OverQuota, Store
@@ -251,14 +251,14 @@ async def _read_frame(reader: asyncio.StreamReader) -> dict[str, Any] | None:
         body = await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         return None
-    value = json.loads(body)
+    value = fastjson.loads(body)
     if not isinstance(value, dict):
         raise ValueError("IPC frame is not an object")
     return value
 
 
 def _frame(value: dict[str, Any]) -> bytes:
-    body = json.dumps(value, separators=(",", ":")).encode()
+    body = fastjson.dumps(value)
     return _LENGTH.pack(len(body)) + body
 
 
