@@ -30,6 +30,8 @@ LOOPBACK = "127.0.0.1"
 """The only address the benchmark ever listens on or targets."""
 SMTP_PROCESSES = int(os.environ.get("SMTP_PROCESSES", "1"))
 """``[smtp] processes`` of the postel under test (the SMTP_PROCESSES knob of bench/run.sh)."""
+SMTP_MAIN_SERVES = os.environ.get("SMTP_MAIN_SERVES", "true")
+"""``[smtp] main_serves`` with SMTP_PROCESSES above 1 (the SMTP_MAIN_SERVES knob)."""
 
 
 def write_config(base: Path, smtp_port: int, pop3_port: int | None = None) -> Path:
@@ -60,6 +62,7 @@ enabled = false
 
 [smtp]
 processes = {SMTP_PROCESSES}
+{f"main_serves = {SMTP_MAIN_SERVES}" if SMTP_PROCESSES > 1 else ""}
 
 [auth]
 plaintext_on_loopback = {"true" if pop3_port is not None else "false"}

@@ -26,6 +26,7 @@
 #        MAILBENCH_DIR [../shared/bench beside the repository] (mailbench.py, peer-up.sh, peer-down.sh)
 #        KEEP [0] keep the temp directory (postel data, peer mail and logs)
 #        SMTP_PROCESSES [1] postel's [smtp] processes (port-25 processes, docs/adr/0005)
+#        SMTP_MAIN_SERVES [true] postel's [smtp] main_serves (false: only the workers run sessions)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -127,7 +128,8 @@ postel_settle() {
   echo " \"cpu_model\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\","
   echo " \"kernel\": \"$(uname -r)\", \"fs\": \"$(df -T /tmp | awk 'NR==2 {print $2}')\","
   echo " \"commit\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')\","
-  echo " \"rounds\": $ROUNDS, \"n_smtp_source\": $N_SS, \"n_mailbench\": $N_PY}"
+  echo " \"rounds\": $ROUNDS, \"n_smtp_source\": $N_SS, \"n_mailbench\": $N_PY,"
+  echo " \"smtp_processes\": ${SMTP_PROCESSES:-1}, \"smtp_main_serves\": \"${SMTP_MAIN_SERVES:-true}\"}"
 } | tr -d '\n' > "$OUT/env.json"
 echo >> "$OUT/env.json"
 cat "$OUT/env.json" >> "$RESULTS"

@@ -210,7 +210,13 @@ def generate(out: Path) -> str:
         "",
         f"Machine: {env['cpus']} x {env['cpu_model']}, Linux {env['kernel']}, {env['fs']} on /tmp; "
         f"Python {env['python']}; peer Postfix {env['postfix']} + Dovecot {env['dovecot']}. "
-        f"Rounds: {env['rounds']}, servers alternated (A B, order swapped every round); "
+        f"postel: [smtp] processes = {env.get('smtp_processes', 1)}"
+        + (
+            f", main_serves = {env.get('smtp_main_serves', 'true')}. "
+            if int(env.get("smtp_processes", 1)) > 1
+            else ". "
+        )
+        + f"Rounds: {env['rounds']}, servers alternated (A B, order swapped every round); "
         f"{env['n_smtp_source']} messages per smtp-source run, {env['n_mailbench']} per mailbench run; "
         "1 KB payload; one message per connection except smtp-source-d (smtp-source -d: "
         "one connection per session for all its messages).",

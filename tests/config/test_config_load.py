@@ -263,3 +263,16 @@ def test_summary_says_where_a_generated_pair_goes(tmp_path: Path) -> None:
     outside = load(write(tmp_path, MINIMAL.replace("[tls]", "[tls]\ngenerate_self_signed = true")))
     (line,) = [x for x in summary(outside) if x.startswith("tls:")]
     assert str(tmp_path / "cert.pem") in line and "(outside data_dir)" in line
+
+
+def test_main_serves_false_needs_workers(tmp_path: Path) -> None:
+    """[smtp] main_serves = false leaves port 25 to the worker processes: with none
+    (processes = 1) nothing would serve it, so the key is refused at its line."""
+    path = write(tmp_path, MINIMAL + "\n[smtp]\nmain_serves = false\n")
+    assert errors_of(path) == [
+        (9, "smtp.main_serves: false needs processes = 2 or more (no process would serve port 25)")
+    ]
+    path = write(tmp_path, MINIMAL + "\n[smtp]\nprocesses = 2\nmain_serves = false\n")
+    config = load(path)
+    assert config.smtp.processes == 2 and not config.smtp.main_serves
+    assert load(write(tmp_path, MINIMAL)).smtp.main_serves

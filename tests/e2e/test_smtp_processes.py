@@ -275,3 +275,24 @@ def test_a_killed_worker_s_temp_files_are_removed_before_it_starts_again(
     )
     for client in clients:
         client.close()
+
+
+def test_with_main_serves_false_the_workers_take_every_session(
+    postel_factory: ServerFactory,
+) -> None:
+    """``[smtp] main_serves = false``: the main process only commits; every transaction
+    is a worker's, and every acknowledged message lands once."""
+    srv = postel_factory("workers-only", processes=2, main_serves=False)
+    add_accounts(srv, RCPT)
+    srv.start()
+    (worker,) = _workers(srv)
+    load = _Load(srv, per_client=5)
+    load.run()
+    assert len(load.acked) == CLIENTS * 5, load.errors
+    stored = _stored_ids(srv)
+    assert set(stored) == load.acked and max(stored.values()) == 1
+    log = srv.log.read_text()
+    served = _TRANSACTION_WORKER.findall(log)
+    assert len(served) == CLIENTS * 5 and set(served) == {str(worker)}
+    assert len(re.findall(r"smtp\.transaction ", log)) == len(served)  # none in main
+    assert re.search(r"smtp +\S+ +serving \(1 worker process\)", log)  # banner

@@ -127,21 +127,25 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
 
     serving = [listen for listen in config.listen if listen.service in SERVING]
     extra = config.smtp.processes - 1
+    own = 1 if extra == 0 or config.smtp.main_serves else 0  # this process's port-25 share
     try:
         # With worker processes each port-25 address gets one SO_REUSEPORT socket per
-        # process: [0] for this one, [1:] for the workers.
+        # serving process: [0] for this one unless main_serves is false, then the
+        # workers'.
         groups = {
-            index: bind_group(listen, 1 + extra)
+            index: bind_group(listen, own + extra)
             for index, listen in enumerate(serving)
             if extra > 0 and listen.service is Service.SMTP
         }
         sockets = [
-            groups[index][0] if index in groups else bind_socket(listen)
+            (groups[index][0] if own else None) if index in groups else bind_socket(listen)
             for index, listen in enumerate(serving)
         ]
         worker_sockets = [
-            [group[1 + slot] for group in groups.values()] for slot in range(extra if groups else 0)
+            [group[own + slot] for group in groups.values()]
+            for slot in range(extra if groups else 0)
         ]
+        worker_listens = [serving[index] for index in groups]
     except ConfigError as exc:
         if config.embedded:
             raise ConfigError(
@@ -233,6 +237,8 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     }
     listeners: list[Listener] = []
     for listen, sock in zip(serving, sockets, strict=True):
+        if sock is None:
+            continue  # served by the worker processes alone
         match listen.service:
             case Service.IMAP | Service.IMAPS:
                 assert imap is not None  # built for every IMAP listener (``served``)
@@ -261,6 +267,16 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     workers_task = None
     if workers is not None:
         workers.on_wake = wake
+
+        async def adopt(slot: int) -> None:
+            # A worker left down: its sockets are served here from now on.
+            for listen, sock in zip(worker_listens, worker_sockets[slot], strict=True):
+                listener = Listener(listen, sock, smtp)
+                listeners.append(listener)
+                await listener.start()
+            log.warning("smtp.worker.sockets_adopted", extra={"slot": slot})
+
+        workers.on_abandoned = adopt
         workers_task = asyncio.create_task(workers.serve(store))
         if not await workers.wait_up(START_TIMEOUT_S):
             log.warning("smtp.workers.slow", extra={"timeout": START_TIMEOUT_S})
@@ -345,7 +361,11 @@ def _print_banner(config: Config, password: str | None) -> None:
     for listen in config.listen:
         state = "serving" if listen.service in SERVING | {Service.WEB} else "reserved"
         if listen.service is Service.SMTP and config.smtp.processes > 1:
-            state += f" ({config.smtp.processes} processes)"
+            if config.smtp.main_serves:
+                state += f" ({config.smtp.processes} processes)"
+            else:
+                workers = config.smtp.processes - 1
+                state += f" ({workers} worker process{'es' if workers > 1 else ''})"
         lines.append(f"  {listen.service:<12} {listen.host}:{listen.port:<6} {state}")
     if password is None and config.embedded:
         lines.append(

@@ -297,6 +297,11 @@ def _build(reader: Reader, data: Mapping[str, object], base: Path) -> Config | N
     listen = read_listen(reader, reader.table(data, ("listen",)))
     tls = _tls(reader, data, base, data_dir)
     smtp = reader.section(data, ("smtp",), SmtpLimits, _SMTP_CHECKS)
+    if not smtp.main_serves and smtp.processes < 2:
+        reader.error(
+            ("smtp", "main_serves"),
+            "false needs processes = 2 or more (no process would serve port 25)",
+        )
     imap = reader.section(data, ("imap",), ImapLimits, _IMAP_CHECKS)
     auth = reader.section(data, ("auth",), AuthConfig, _AUTH_CHECKS)
     pop3 = reader.section(data, ("pop3",), Pop3Limits, _POP3_CHECKS)

@@ -96,7 +96,12 @@ class SmtpLimits:
     """Seconds a client may leave our replies unread before it is cut."""
     bare_line_endings: BareLineEndings = BareLineEndings.NORMALIZE
     processes: int = 1
-    """Processes serving port 25, the main one included (docs/adr/0005)."""
+    """Processes for port 25, the main one included (docs/adr/0005)."""
+    main_serves: bool = True
+    """With ``processes`` above 1, whether the main process (which commits every
+    delivery) runs port-25 sessions too; False leaves them all to the workers, so the
+    main process's event loop answers commits (and IMAP, POP3, submission) without
+    waiting behind sessions (docs/adr/0005, "Where sessions run")."""
 
 
 @dataclass(frozen=True, slots=True)

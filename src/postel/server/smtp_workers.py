@@ -9,7 +9,9 @@ deliveries come back through
 ``delivery_ipc.DeliveryServer``. Workers are started before the main process drops
 privileges, so they can read the TLS key and drop privileges themselves; a worker
 restarted later runs with the dropped privileges (if it cannot read the key any more
-it exits, and the main process goes on serving port 25 alone).
+it exits). A worker left down (``RESTARTS_MAX``) is reported through ``on_abandoned``:
+the main process then serves that worker's sockets itself, so no connection the kernel
+gives them waits on a process that is gone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +105,8 @@ class SmtpWorkers:
         self._store: Store | None = None
         self.on_wake: Callable[[], None] | None = None
         """Called when a worker queued mail for other domains."""
+        self.on_abandoned: Callable[[int], Awaitable[None]] | None = None
+        """Awaited with the slot (the index into ``listen_fds``) of a worker left down."""
         self._stopping = False
 
     def spawn(self) -> None:
@@ -147,6 +151,8 @@ class SmtpWorkers:
                 if restarts >= RESTARTS_MAX:
                     worker.abandoned = True
                     log.error("smtp.worker.abandoned", extra={"slot": worker.slot})
+                    if self.on_abandoned is not None:
+                        await self.on_abandoned(worker.slot)
                     continue
                 await asyncio.sleep(RESTART_DELAY_S)
                 if self._stopping:
