@@ -16,6 +16,7 @@ from postel.app.build import (
     SHUTDOWN_GRACE_SECONDS,
     WEB_TLS_PORTS,
     backoff,
+    blob_sweeper,
     delivery_worker,
     dmarc_reporting,
     drop_privileges,
@@ -295,6 +296,7 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     )
     bouncer_task = asyncio.create_task(bouncer.run())
     indexer_task = asyncio.create_task(fulltext_indexer(store))
+    sweeper_task = asyncio.create_task(blob_sweeper(store))
     reporter = dmarc_reporting(config, store, clock, resolver, smtp, send_report)
     reporter_task = asyncio.create_task(reporter.run()) if reporter is not None else None
     for service in submission.values():
@@ -318,8 +320,11 @@ async def serve(config: Config, *, clock: Clock | None = None) -> int:
     with contextlib.suppress(Exception):
         await bouncer_task
     indexer_task.cancel()
+    sweeper_task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await indexer_task
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await sweeper_task
     if worker is not None and worker_task is not None:
         await worker.stop()
         with contextlib.suppress(Exception):

@@ -437,6 +437,26 @@ async def fulltext_indexer(store: Store) -> None:
             pass
 
 
+BLOB_SWEEP_INTERVAL_S = 3600.0
+"""Seconds between two sweeps of orphan blob files while serving; the first comes one
+interval after the start, whose recovery has just removed them (RELIABILITY.md D2)."""
+
+
+async def blob_sweeper(store: Store) -> None:
+    """Remove the blob files refused messages left (``Store.sweep_orphan_blobs``) every
+    BLOB_SWEEP_INTERVAL_S. Store trouble is logged and retried. Runs until cancelled."""
+    while True:
+        await asyncio.sleep(BLOB_SWEEP_INTERVAL_S)
+        try:
+            removed = await store.sweep_orphan_blobs()
+            if removed:
+                log.info("store.blob_sweep.done", extra={"removed": removed})
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a background task that must outlive store trouble
+            log.exception("store.blob_sweep.failed")
+
+
 @dataclass(frozen=True, slots=True)
 class Port25:
     """What serves port 25 in one process: the SMTP service with its sender checks and

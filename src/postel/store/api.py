@@ -929,6 +929,13 @@ class Store(Protocol):
         returns how many rows went."""
         ...
 
+    async def sweep_orphan_blobs(self) -> int:
+        """Remove blob files that no message or queue entry names and that nobody wrote
+        or reused for the store's grace period (an hour; a day when nodes share the
+        blob directory): what a refused message left. Returns how many. Safe next to
+        any other call. Spec: RELIABILITY.md D2."""
+        ...
+
     # -- full-text index (fulltext.py) --
     async def index_pending(self, limit: int = 200) -> int:
         """Index up to ``limit`` messages (capped at fulltext.FULLTEXT_BATCH_MAX) whose

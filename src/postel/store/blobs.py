@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -28,6 +29,10 @@ READ_CHUNK = 64 * 1024
 """Octets per chunk when a blob file is streamed (local policy)."""
 TMP_DIR_NAME = "tmp"
 """Spool and staging directory under the blob dir, emptied at every start."""
+LOCK_NAME = ".reuse.lock"
+"""File under the blob dir whose flock orders a writer's reuse of an existing blob file
+(``BlobFiles.reuse``) against the orphan sweep's removal (``remove_if_stale``), across
+the processes that share the directory."""
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -66,11 +71,46 @@ class BlobFiles:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    @contextlib.contextmanager
+    def _reuse_lock(self) -> Iterator[None]:
+        fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def reuse(self, key: str) -> bool:
+        """Whether the blob file ``key`` exists; if it does, its modification time is set
+        to now, so that the orphan sweep (which removes only files unused for its grace
+        period) leaves it to the delivery about to name it. Spec: RELIABILITY.md D1."""
+        final = self.path(key)
+        with self._reuse_lock():
+            try:
+                os.utime(final)
+            except FileNotFoundError:
+                return False
+        return True
+
+    def remove_if_stale(self, key: str, older_than: float) -> bool:
+        """Remove the blob file ``key`` if nobody wrote or reused it in the last
+        ``older_than`` seconds (checked under the reuse lock); whether it was removed."""
+        final = self.path(key)
+        with self._reuse_lock():
+            try:
+                if time.time() - final.stat().st_mtime < older_than:
+                    return False
+                final.unlink()
+            except FileNotFoundError:
+                return False
+        return True
+
     def install(self, temp_path: Path, key: str) -> None:
         """Make ``temp_path`` (already fsync'd) the blob ``key``: rename into place and
-        fsync the directory. If the blob already exists the temp file is dropped (dedup)."""
+        fsync the directory. If the blob already exists the temp file is dropped (dedup)
+        and the existing file marked as just used (``reuse``)."""
         final = self.path(key)
-        if final.is_file():
+        if self.reuse(key):
             temp_path.unlink(missing_ok=True)
             return
         parent = final.parent
@@ -223,7 +263,7 @@ class SpoolingBlobWriter:
             self._spool.write(self._buffer)
             self._buffer = bytearray()
         assert self._spool_path is not None
-        if self._files.exists(key):
+        if self._files.reuse(key):
             self._discard()
             return
         self._spool.flush()

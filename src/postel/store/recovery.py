@@ -36,6 +36,12 @@ _log = logging.getLogger(__name__)
 SHARED_GRACE_SECONDS = 24 * 3600.0
 """Age a spool or unreferenced blob file must reach before a node sharing the blob
 directory removes it; longer than any SMTP transaction (RFC 5321 §4.5.3.2 timeouts)."""
+ORPHAN_GRACE_SECONDS = 3600.0
+"""While the store runs, a blob file no row names is removed once nobody has written or
+reused it for this long (one node; nodes sharing the directory use
+SHARED_GRACE_SECONDS). Longer than the step from a blob's commit to its delivery's."""
+_SWEEP_CHUNK = 500
+"""Keys asked about per query (below every backend's bound on bound parameters)."""
 
 
 def recover(engine: Engine, files: BlobFiles, *, grace_seconds: float = 0.0) -> RecoveryReport:
@@ -79,3 +85,32 @@ def recover(engine: Engine, files: BlobFiles, *, grace_seconds: float = 0.0) -> 
         len(report.missing_blobs),
     )
     return report
+
+
+def sweep_orphans(engine: Engine, files: BlobFiles, *, grace_seconds: float) -> int:
+    """Remove, while the store runs, blob files that no blob row names and that nobody
+    wrote or reused for ``grace_seconds``: the files of messages refused after their
+    bytes were stored (a size or structure limit, a DMARC reject, a failed delivery), which
+    would otherwise wait for the next start. Returns how many were removed.
+
+    A writer that reuses an existing file (content-addressed dedupe) marks it under the
+    lock the removal takes (``BlobFiles.reuse``), so a file about to be named by a
+    delivery is never removed. Synchronous: call from a worker thread.
+    Spec: RELIABILITY.md D2.
+    """
+    now = time.time()
+    on_disk = files.keys()
+    stale = [key for key in on_disk if files.age(key, now) >= grace_seconds]
+    referenced: set[str] = set()
+    with engine.connect() as conn:
+        for start in range(0, len(stale), _SWEEP_CHUNK):
+            chunk = stale[start : start + _SWEEP_CHUNK]
+            referenced.update(
+                conn.execute(select(blobs.c.key).where(blobs.c.key.in_(chunk))).scalars()
+            )
+    removed = 0
+    for key in stale:
+        if key not in referenced and files.remove_if_stale(key, grace_seconds):
+            removed += 1
+            _log.info("store.blob_sweep.orphan_removed key=%s", key)
+    return removed

@@ -88,7 +88,12 @@ from postel.store.queue_api import (
     SettleResult,
 )
 from postel.store.quota_api import QuotaUsage
-from postel.store.recovery import SHARED_GRACE_SECONDS, recover
+from postel.store.recovery import (
+    ORPHAN_GRACE_SECONDS,
+    SHARED_GRACE_SECONDS,
+    recover,
+    sweep_orphans,
+)
 from postel.store.settle_batch import SettleBatcher, SettleRequest
 from postel.store.snapshot_cache import SnapshotCache
 
@@ -258,6 +263,19 @@ class SqlStore:
         )
         self._committer.start()
         return report
+
+    async def sweep_orphan_blobs(self) -> int:
+        return await self._in(
+            self._readers,
+            functools.partial(
+                sweep_orphans,
+                self._engines.reader,
+                self._files,
+                grace_seconds=ORPHAN_GRACE_SECONDS
+                if self.dialect == "sqlite"
+                else SHARED_GRACE_SECONDS,
+            ),
+        )
 
     async def listen_for_changes(self) -> None:
         """Relay mailbox changes to and from other postel processes on the same
