@@ -40,6 +40,7 @@ from postel.server import tls
 from postel.server.listener import bind_socket
 from postel.server.smtp_session import SmtpService
 from postel.store import OverQuota, Store
+from postel.store.blobs import LOCK_NAME as BLOB_REUSE_LOCK
 from postel.store.queue_api import BackoffPolicy, NewQueuedMessage, NewRecipient
 
 if TYPE_CHECKING:  # imported where used: a port-25 worker process needs neither
@@ -87,14 +88,15 @@ def load_secret(data_dir: Path) -> bytes:
 
 
 def _owned_paths(data_dir: Path) -> list[Path]:
-    """The data directory, its direct entries except ``tls/``, and blob directories."""
+    """The data directory, its direct entries except ``tls/``, the blob directories and
+    the blob reuse lock."""
     paths = [data_dir]
     for entry in data_dir.iterdir():
         if entry.name == "tls":
             continue
         paths.append(entry)
         if entry.name == "blobs" and entry.is_dir():
-            paths.extend(p for p in entry.iterdir() if p.is_dir())
+            paths.extend(p for p in entry.iterdir() if p.is_dir() or p.name == BLOB_REUSE_LOCK)
     return paths
 
 
