@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from postel.mail.address import ADDRESSES_MAX, Address, parse_address_list
 from postel.mail.header import HeaderBlock, HeaderField, unfold
 
-__all__ = ["Envelope", "envelope_from_header", "field_text"]
+__all__ = ["Envelope", "envelope_from_header", "field_text", "field_value", "first_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,23 @@ def field_text(header: HeaderBlock, name: bytes, *, last: bool = False) -> bytes
     Spec: RFC 5322 §2.2.3.
     """
     field = header.last(name) if last else header.first(name)
+    return None if field is None else _text(field)
+
+
+def first_fields(header: HeaderBlock, prefix: bytes) -> dict[bytes, HeaderField]:
+    """The first field of each name that starts with ``prefix`` (lower case), by its
+    lower-case name: one pass for a reader of several such fields (a MIME part's
+    ``content-*``), where ``field_text`` would scan the header once per name."""
+    out: dict[bytes, HeaderField] = {}
+    for field in header.fields:
+        name = field.name.lower()
+        if name.startswith(prefix) and name not in out:
+            out[name] = field
+    return out
+
+
+def field_value(field: HeaderField | None) -> bytes | None:
+    """``field``'s value as ``field_text`` gives it; None for None."""
     return None if field is None else _text(field)
 
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 from postel import limits
 from postel.mail.delimiter import DelimiterScanner, Hit
-from postel.mail.envelope import Envelope, envelope_from_header, field_text
-from postel.mail.header import HeaderBlock, split_header
+from postel.mail.envelope import Envelope, envelope_from_header, field_value, first_fields
+from postel.mail.header import HeaderBlock, HeaderField, split_header
 from postel.mail.params import (
     ContentType,
     Param,
@@ -271,7 +271,7 @@ def _next_line(data: bytes, pos: int) -> int:
 
 def _content_type(header: HeaderBlock, digest_child: bool) -> ContentType:
     """Content-Type with the defaults of RFC 2045 §5.2 and RFC 2046 §5.1.5."""
-    value = field_text(header, b"content-type")
+    value = field_value(first_fields(header, b"content-").get(b"content-type"))
     if value is None:
         if digest_child:
             return ContentType("message", "rfc822", ())
@@ -295,8 +295,9 @@ def _make(
     message: EnclosedMessage | None,
     opaque: bool = False,
 ) -> BodyPart:
-    disposition = parse_content_disposition(field_text(header, b"content-disposition") or b"")
-    language = field_text(header, b"content-language")
+    mime = first_fields(header, b"content-")
+    disposition = parse_content_disposition(field_value(mime.get(b"content-disposition")) or b"")
+    language = field_value(mime.get(b"content-language"))
     return BodyPart(
         header_offset=header.offset,
         header_length=header.length,
@@ -306,20 +307,20 @@ def _make(
         type=ctype.type,
         subtype=ctype.subtype,
         params=ctype.params,
-        content_id=_stripped(header, b"content-id"),
-        description=_stripped(header, b"content-description"),
-        encoding=_stripped(header, b"content-transfer-encoding"),
-        md5=_stripped(header, b"content-md5"),
+        content_id=_stripped(mime, b"content-id"),
+        description=_stripped(mime, b"content-description"),
+        encoding=_stripped(mime, b"content-transfer-encoding"),
+        md5=_stripped(mime, b"content-md5"),
         disposition=None if disposition is None else disposition[0],
         disposition_params=() if disposition is None else disposition[1],
         language=() if language is None else parse_content_language(language),
-        location=_stripped(header, b"content-location"),
+        location=_stripped(mime, b"content-location"),
         parts=parts,
         message=message,
         opaque=opaque,
     )
 
 
-def _stripped(header: HeaderBlock, name: bytes) -> bytes | None:
-    value = field_text(header, name)
+def _stripped(mime: dict[bytes, HeaderField], name: bytes) -> bytes | None:
+    value = field_value(mime.get(name))
     return None if value is None else value.rstrip(b" \t\r\n")
