@@ -292,29 +292,67 @@ async def test_recipients_without_outcome_return_at_once(store: Store, clock: Fi
 async def test_two_stores_never_lease_the_same_recipient(
     store: Store, database_url: str, blob_dir: Path, clock: FixedClock
 ) -> None:
-    """Thirty concurrent leases through two stores never share a recipient. A lease
-    skips rows another one holds locked (SKIP LOCKED on PostgreSQL), so a busy round
-    may leave a few for the next: one more lease afterwards takes exactly the rest."""
-    for i in range(40):
-        await enqueue(store, f"QC{i}", f"r{i}@d{i}.example", f"s{i}@d{i}.example")
+    """Thirty concurrent leases through two stores never share a recipient and never
+    split one message's recipients at one domain over two leases. A lease skips rows
+    another one holds locked (SKIP LOCKED on PostgreSQL), so a busy round may leave a
+    few groups, whole, for the next: one more lease afterwards takes exactly the rest."""
     other = open_store(database_url, blob_dir, clock=clock)
     await other.open(recovery=False)
     try:
-        now = clock.now()
-        calls = [
-            (store if i % 2 else other).lease(
-                f"w{i}", now, limit=3, lease_for=600, per_domain_max=1
+        for round_ in range(3):  # new domains each round: earlier leases stay live
+            for i in range(40):
+                await enqueue(
+                    store,
+                    f"QC{round_}x{i}",
+                    f"r{i}@d{i}.r{round_}.example",
+                    f"s{i}@d{i}.r{round_}.example",
+                )
+            now = clock.now()
+            calls = [
+                (store if i % 2 else other).lease(
+                    f"w{i}", now, limit=3, lease_for=600, per_domain_max=1
+                )
+                for i in range(30)
+            ]
+            results = list(await asyncio.gather(*calls))
+            results.append(
+                await store.lease("w-last", now, limit=40, lease_for=600, per_domain_max=1)
             )
-            for i in range(30)
-        ]
-        results = await asyncio.gather(*calls)
+            leases = [ls for found in results for ls in found]
+            assert all(len(ls.recipients) == 2 for ls in leases), "a group was split"
+            ids = [r.id for ls in leases for r in ls.recipients]
+            assert len(ids) == len(set(ids)) == 80
+            assert len({ls.domain for ls in leases}) == len(leases) == 40
     finally:
         await other.close()
-    results.append(await store.lease("w-last", now, limit=40, lease_for=600, per_domain_max=1))
-    ids = [r.id for leases in results for ls in leases for r in ls.recipients]
-    assert len(ids) == len(set(ids)) == 80
-    domains = [ls.domain for leases in results for ls in leases]
-    assert len(domains) == len(set(domains)) == 40
+
+
+async def test_a_group_another_transaction_holds_in_part_is_not_leased_in_part(
+    store: Store, database_url: str, clock: FixedClock
+) -> None:
+    """PostgreSQL: while another transaction holds one recipient row of a message at a
+    domain (a concurrent lease claimed it as a candidate), a lease leaves the whole group
+    for later instead of leasing the other recipients alone."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks held by another transaction: PostgreSQL")
+    await enqueue(store, "QP1", "r1@split.example", "s1@split.example")
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn, conn.begin():
+            conn.execute(
+                queue_recipients.select()
+                .where(queue_recipients.c.address == "r1@split.example")
+                .with_for_update()
+            ).all()
+            held = await store.lease("w1", clock.now(), limit=5, lease_for=600, per_domain_max=1)
+            assert held == []
+        (whole,) = await store.lease("w2", clock.now(), limit=5, lease_for=600, per_domain_max=1)
+        assert sorted(r.address for r in whole.recipients) == [
+            "r1@split.example",
+            "s1@split.example",
+        ]
+    finally:
+        engine.dispose()
 
 
 async def test_per_domain_limit(store: Store, clock: FixedClock) -> None:

@@ -382,13 +382,20 @@ def _take(
     io = sqlite_io(conn)
     if io is not None:
         return _take_sqlite(io, worker, now, lease_for, groups, message_ids)
-    rows = conn.execute(
-        select(_r.c.id, _r.c.message_id, _r.c.domain)
-        .where(_r.c.message_id.in_(message_ids), _due(now, _OPEN))
-        .order_by(_r.c.id)
-        .with_for_update(skip_locked=True)
-    ).all()
-    ids = [r.id for r in rows if (int(r.message_id), r.domain) in wanted]
+    due = select(_r.c.id, _r.c.message_id, _r.c.domain).where(
+        _r.c.message_id.in_(message_ids), _due(now, _OPEN)
+    )
+    rows = conn.execute(due.order_by(_r.c.id).with_for_update(skip_locked=True)).all()
+    # A group one of whose due rows another transaction holds (it claimed that row as a
+    # candidate) is left whole for a later lease, never leased in part: one message's
+    # recipients at one domain go out in one transaction.
+    locked = {r.id for r in rows}
+    partial = {(int(r.message_id), r.domain) for r in conn.execute(due) if r.id not in locked}
+    ids = [
+        r.id
+        for r in rows
+        if (key := (int(r.message_id), r.domain)) in wanted and key not in partial
+    ]
     if not ids:
         return []
     expires = now + dt.timedelta(seconds=lease_for)
