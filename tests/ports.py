@@ -16,6 +16,10 @@ from pathlib import Path
 PORT_LOW = 20000
 """The lowest port handed out (above the registered services tests might meet)."""
 _PROBES = 200
+_HANDED_OUT: set[int] = set()
+"""Ports this test process has handed out. A test may build two servers before it
+starts either (two nodes on one database): their ports were all free when probed, so
+without this record both could get the same one."""
 
 
 def _ephemeral_low() -> int:
@@ -45,9 +49,14 @@ def free_port(host: str = "127.0.0.1", *, udp: bool = False, taken: set[int] | N
     """A port on ``host`` free a moment ago for TCP (and UDP when ``udp``), below the
     ephemeral range, not in ``taken``."""
     high = max(PORT_LOW + 1000, _ephemeral_low())
+    if len(_HANDED_OUT) > (high - PORT_LOW) // 2:
+        _HANDED_OUT.clear()  # the servers of long-finished tests are gone
     for _ in range(_PROBES):
         port = random.randrange(PORT_LOW, high)
-        if (taken is None or port not in taken) and _bindable(host, port, udp=udp):
+        if port in _HANDED_OUT or (taken is not None and port in taken):
+            continue
+        if _bindable(host, port, udp=udp):
+            _HANDED_OUT.add(port)
             return port
     with socket.socket(_family(host)) as s:  # every probe busy: let the kernel choose
         s.bind((host, 0))
