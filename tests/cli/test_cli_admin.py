@@ -394,3 +394,33 @@ def test_a_data_dir_that_does_not_exist_is_made_only_by_domain_add(
     capsys.readouterr()
     assert main(["--data", str(typo), "domain", "list"]) == 0
     assert "x.test" in capsys.readouterr().out
+
+
+def test_a_configured_data_dir_without_a_database_is_made_only_by_domain_add(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same rule for a configuration file: a data_dir (or database_url) naming no
+    database of postel's is refused by every admin command but `domain add`, with the
+    file named, and nothing is created there."""
+    typo = tmp_path / "typo-data"
+    config = tmp_path / "postel.toml"
+    config.write_text(
+        f'hostname = "mx.x.test"\ndata_dir = "{typo}"\n[tls]\ngenerate_self_signed = true\n'
+    )
+    for argv in (
+        ["domain", "list"],
+        ["account", "list"],
+        ["alias", "list"],
+        ["queue", "list"],
+        ["account", "add", "a@x.test", "--generate"],
+        ["dmarc", "reports"],
+    ):
+        assert main(["--config", str(config), *argv]) == 1, argv
+        err = capsys.readouterr().err
+        assert "no postel database at" in err and str(config) in err, argv
+    assert not typo.exists()
+    assert main(["--config", str(config), "domain", "add", "x.test"]) == 0
+    capsys.readouterr()
+    assert main(["--config", str(config), "domain", "list"]) == 0
+    assert "x.test" in capsys.readouterr().out
+    assert main(["--config", str(config), "account", "list"]) == 0

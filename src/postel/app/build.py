@@ -107,11 +107,7 @@ def drop_privileges(user: str | None, data_dir: Path) -> None:
     if os.geteuid() != 0:
         return
     if not user:
-        hint = (
-            "set run_as in a config file (postel serve --config FILE)"
-            if user is None
-            else "run_as is empty in the config: set it to an unprivileged user"
-        )
+        hint = "set run_as to an unprivileged user in the config file (postel serve --config FILE)"
         log.warning("server.running_as_root", extra={"hint": hint})
         return
     import pwd

@@ -70,29 +70,41 @@ def config_from_args(
     With neither given the data directory is ``./postel-data``; ``existing`` (the
     default for admin commands) then requires it to exist, so a command run in the
     wrong directory says so instead of creating an empty data directory there. A
-    ``--data DIR`` without postel's database in it (a directory that does not exist, or
-    some other directory) is refused the same way unless the command ``creates`` it
-    (``domain add``, the first step of setting one up): a mistyped path must not answer
-    with an empty listing and leave a new database behind.
+    ``--data DIR``, or a configuration file's ``data_dir``/``database_url``, that names
+    no SQLite database of postel's (a directory that does not exist, or some other
+    directory) is refused the same way unless the command ``creates`` it (``domain
+    add``, the first step of setting one up): a mistyped path must not answer with an
+    empty listing and leave a new database behind. A PostgreSQL database is not
+    checked here (opening it reports a missing one).
     Raises CliError for that, ConfigError for a bad file."""
     config_path: Path | None = getattr(args, "config", None)
     data_dir: Path | None = getattr(args, "data", None)
     config = resolve_config(config_path, data_dir)
-    if not existing or config_path is not None:
+    if not existing:
         return config
-    if data_dir is None and not config.data_dir.exists():
+    if config_path is None and data_dir is None and not config.data_dir.exists():
         raise CliError(
             f"no postel data here ({config.data_dir.absolute()} does not exist): run the "
             "command where `postel serve` keeps its data, or give --data DIR or --config FILE"
         )
-    database = config.database_url.removeprefix("sqlite:///")
-    if data_dir is not None and not creates and not Path(database).exists():
+    if creates or (config_path is None and data_dir is None):
+        return config
+    if not config.database_url.startswith("sqlite:///"):
+        return config
+    database = Path(config.database_url.removeprefix("sqlite:///"))
+    if database.exists():
+        return config
+    if config_path is None:
         raise CliError(
-            f"no postel data in {config.data_dir.absolute()} (no {Path(database).name} "
+            f"no postel data in {config.data_dir.absolute()} (no {database.name} "
             "there): check --data; `postel serve` or `postel domain add` makes a new data "
             "directory"
         )
-    return config
+    raise CliError(
+        f"no postel database at {database.absolute()} (data_dir or database_url in "
+        f"{config_path}): check the configuration file; `postel serve` or `postel domain "
+        "add` makes a new one"
+    )
 
 
 async def ensure_hosted(config: Config, domain: str) -> None:
