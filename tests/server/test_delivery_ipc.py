@@ -10,6 +10,7 @@ import base64
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import pickle
 import socket
@@ -150,6 +151,42 @@ async def test_an_oversized_frame_ends_the_channel_quietly() -> None:
     await asyncio.wait_for(served, 5)
     assert await reader.read() == b""
     writer.close()
+
+
+async def test_a_worker_gone_with_deliveries_in_flight_ends_the_channel_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker killed while the main process commits its deliveries (kill -9, crash):
+    the commits finish and their answers are dropped, with no write to the dead
+    channel (asyncio warns from the fifth) and nothing logged above INFO."""
+    gate = asyncio.Event()
+
+    class _Slow(_Store):
+        async def deliver(self, deliveries: Sequence[Delivery]) -> list[Delivered]:
+            await gate.wait()
+            return await super().deliver(deliveries)
+
+    store = _Slow()
+    ours, theirs = socket.socketpair()
+    served = asyncio.create_task(DeliveryServer(store).serve(ours))  # type: ignore[arg-type]
+    theirs.sendall(
+        b"".join(
+            struct.pack("!I", len(body)) + body
+            for body in (
+                json.dumps(
+                    {"id": n, "op": "deliver", "deliveries": encode_deliveries([_delivery()])}
+                ).encode()
+                for n in range(1, 9)
+            )
+        )
+    )
+    await asyncio.sleep(0.2)  # all eight are read and wait in the store
+    theirs.close()  # unread "ready" frame: the main process's next read is a reset
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.wait_for(served, 5)
+    assert store.uid == 8  # every commit stands
+    assert [r.getMessage() for r in caplog.records if r.levelno > logging.INFO] == []
 
 
 class _Directory(_Store):

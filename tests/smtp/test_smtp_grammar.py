@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from postel.errors import LocalProtocolError
 from postel.smtp import (
@@ -16,7 +18,9 @@ from postel.smtp import (
     Reply,
     Ret,
     SmtpSyntaxError,
+    decode_utf8_addr,
     decode_xtext,
+    encode_utf8_addr,
 )
 from postel.smtp.params import Offered, parse_mail_params, parse_rcpt_params
 
@@ -204,3 +208,69 @@ def test_requiretls_is_a_mail_parameter_only_when_offered() -> None:
     with pytest.raises(SmtpSyntaxError) as not_offered:
         parse_mail_params(" REQUIRETLS", OFFERED)
     assert not_offered.value.reply.code == 555
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        r"\x{ZZZ}@example.org",  # not hex
+        r"\x{}@example.org",  # no digits
+        r"\x{1234567}@example.org",  # more than six
+        r"a\b@example.org",  # a backslash that is no escape
+        "a+40b@example.org",  # xtext's escape is not utf-8-addr-xtext's
+        "a=b@example.org",
+        r"\x{D800}@example.org",  # a surrogate
+        r"\x{110000}@example.org",  # past Unicode
+        r"a\x{0A}b@example.org",  # a control character
+        r"a\x{7F}b@example.org",
+    ],
+)
+def test_a_utf8_orcpt_is_utf8_addr_xtext_or_refused(encoded: str) -> None:
+    """ORCPT=utf-8;... takes RFC 6533's utf-8-addr-xtext (its one escape is
+    \\x{HEX}); anything else is 501 5.5.4. Spec: RFC 6533 §3."""
+    with pytest.raises(SmtpSyntaxError) as info:
+        parse_rcpt_params(f" ORCPT=utf-8;{encoded}", OFFERED, False)
+    assert (info.value.reply.code, info.value.reply.enhanced) == (501, "5.5.4")
+
+
+@given(st.text(min_size=1, max_size=40).filter(str.isprintable))
+def test_utf8_addr_xtext_round_trips(address: str) -> None:
+    """What the client side encodes (ASCII only), the server side decodes to the same
+    address, with and without SMTPUTF8. Spec: RFC 6533 §3."""
+    encoded = encode_utf8_addr(address)
+    assert encoded.isascii()
+    for smtputf8 in (False, True):
+        params = parse_rcpt_params(f" ORCPT=UTF-8;{encoded}", OFFERED, smtputf8)
+        assert params.orcpt == Orcpt("UTF-8", address)
+    assert decode_utf8_addr("j\\x{f6}rg@x.test") == "jörg@x.test"
+    assert decode_utf8_addr("jörg@x.test", smtputf8=True) == "jörg@x.test"
+
+
+def test_the_client_sends_a_utf8_orcpt_as_utf8_addr_xtext() -> None:
+    """A relayed ORCPT keeps its type, and a utf-8 one its escape form (xtext's +XX would
+    be wrong there). Spec: RFC 6533 §3; RFC 3461 §4.2."""
+    from postel.smtp.client_content import rcpt_parameters
+
+    utf8 = RcptParams(orcpt=Orcpt("UTF-8", "jörg+x@example.org"))
+    assert rcpt_parameters(utf8) == ["ORCPT=UTF-8;j\\x{F6}rg\\x{2B}x@example.org"]
+    rfc822 = RcptParams(orcpt=Orcpt("rfc822", "a+b@example.org"))
+    assert rcpt_parameters(rfc822) == ["ORCPT=rfc822;a+2Bb@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("a..b@b.example", "local part"),
+        (".a@b.example", "local part"),
+        ("a.@b.example", "local part"),
+        ("a b@b.example", "local part"),
+        ("ab", "missing @domain"),
+        ("ab.", "missing @domain"),
+    ],
+)
+def test_a_bad_mailbox_reply_names_the_part_at_fault(text: str, says: str) -> None:
+    """The 501 names the part that is wrong: a bad local part is not a missing domain.
+    Spec: RFC 5321 §4.1.2."""
+    with pytest.raises(SmtpSyntaxError) as info:
+        Mailbox.parse(text)
+    assert info.value.reply.code == 501 and says in str(info.value.reply.text)

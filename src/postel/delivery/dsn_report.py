@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from postel.smtp.params import Orcpt, Ret
+from postel.smtp.params import Orcpt, Ret, encode_utf8_addr
 from postel.store.queue_api import QueuedMessage, QueueEntry, QueueRecipient
 
 HEADER_PART_MAX = 64 * 1024
@@ -232,7 +232,10 @@ def _recipient_block(r: ReportRecipient) -> str:
     """One per-recipient block. Spec: RFC 3464 §2.3."""
     lines = []
     if r.orcpt is not None:
-        lines.append(f"Original-Recipient: {_safe(r.orcpt.addr_type)}; {_safe(r.orcpt.address)}")
+        address = r.orcpt.address
+        if r.orcpt.addr_type.upper() == "UTF-8":  # ASCII in message/delivery-status
+            address = encode_utf8_addr(address)
+        lines.append(f"Original-Recipient: {_safe(r.orcpt.addr_type)}; {_safe(address)}")
     lines += [
         f"Final-Recipient: rfc822; {_safe(r.address)}",
         f"Action: {r.action}",

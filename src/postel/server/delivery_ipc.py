@@ -289,6 +289,9 @@ class DeliveryServer:
             while True:
                 try:
                     request = await _read_frame(reader)
+                except ConnectionError as exc:  # the worker died (kill -9, crash)
+                    log.info("ipc.worker_gone", extra={"error": type(exc).__name__})
+                    break
                 except (ValueError, OSError) as exc:
                     log.warning("ipc.bad_frame", extra={"error": str(exc)[:200]})
                     break
@@ -326,6 +329,8 @@ class DeliveryServer:
             kind = next((k for k, t in _ERRORS.items() if type(exc) is t), "store")
             reply = {"id": ident, "error": kind, "message": str(exc)[:500]}
         async with lock:
+            if writer.is_closing():
+                return  # the worker is gone: its session learns nothing (the commit stands)
             with contextlib.suppress(OSError):
                 writer.write(_frame(reply))
                 await writer.drain()

@@ -38,7 +38,9 @@ from postel.smtp.params import (
     RcptParams,
     Ret,
     asks_for,
+    decode_utf8_addr,
     decode_xtext,
+    encode_utf8_addr,
 )
 from postel.smtp.reply import (
     OK,
@@ -94,5 +96,7 @@ __all__ = [
     "State",
     "TooManyErrors",
     "asks_for",
+    "decode_utf8_addr",
     "decode_xtext",
+    "encode_utf8_addr",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from postel.errors import LocalProtocolError
 from postel.smtp.client_events import Extensions
-from postel.smtp.params import Body, MailParams, Notify, RcptParams
+from postel.smtp.params import Body, MailParams, Notify, RcptParams, encode_utf8_addr
 
 _END_MARKER = b".\r\n"
 _NOTIFY_ORDER = (Notify.NEVER, Notify.SUCCESS, Notify.FAILURE, Notify.DELAY)
@@ -109,7 +109,9 @@ def rcpt_parameters(params: RcptParams) -> list[str]:
         names = [item.value for item in _NOTIFY_ORDER if item in params.notify]
         words.append(f"NOTIFY={','.join(names)}")
     if params.orcpt is not None:
-        words.append(f"ORCPT={params.orcpt.addr_type};{encode_xtext(params.orcpt.address)}")
+        orcpt = params.orcpt
+        encode = encode_utf8_addr if orcpt.addr_type.upper() == "UTF-8" else encode_xtext
+        words.append(f"ORCPT={orcpt.addr_type};{encode(orcpt.address)}")
     return words
 
 

@@ -107,7 +107,9 @@ class Mailbox:
             raise _non_ascii()
         local, rest = _parse_local_part(text, smtputf8)
         if not rest.startswith("@"):
-            raise _bad(501, "5.1.3", "Bad address syntax: missing @domain")
+            # "a..b@x": the local part ends at the bad octet, so the domain is not missing.
+            what = "local part" if "@" in rest else "missing @domain"
+            raise _bad(501, "5.1.3", f"Bad address syntax: {what}")
         domain = rest[1:]
         if domain.startswith("["):
             return cls(local, parse_address_literal(domain))

@@ -29,6 +29,11 @@ _VALUE_UTF8 = re.compile(r"(?:[\x21-\x3c\x3e-\x7e]|[^\x00-\x7f])+")
 _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*")
 _XTEXT_UTF8 = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|[^\x00-\x7f]|\+[0-9A-F]{2})*")
 _HEXCHAR = re.compile(r"\+([0-9A-F]{2})")
+_UTF8_ADDR = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x5b\x5d-\x7e]|\\x\{[0-9A-Fa-f]{2,6}\})+")
+_UTF8_ADDR_UNITEXT = re.compile(
+    r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x5b\x5d-\x7e]|[^\x00-\x7f]|\\x\{[0-9A-Fa-f]{2,6}\})+"
+)
+_EMBEDDED_UNICODE = re.compile(r"\\x\{([0-9A-Fa-f]{2,6})\}")
 _E = TypeVar("_E", bound=enum.StrEnum)
 
 
@@ -158,6 +163,34 @@ def decode_xtext(text: str, smtputf8: bool = False) -> str:
     return decoded
 
 
+def decode_utf8_addr(text: str, smtputf8: bool = False) -> str:
+    """Decode an ORCPT address of type ``utf-8``: utf-8-addr-xtext, or with SMTPUTF8
+    utf-8-addr-unitext, whose only escape is ``\\x{HEX}`` (a Unicode scalar value; no
+    ``+``, ``=`` or other backslash). Raises SmtpSyntaxError 501 5.5.4 for anything
+    else, and when the decoded text has control characters.
+
+    Spec: RFC 6533 §3 (utf-8-addr-xtext, utf-8-addr-unitext, EmbeddedUnicodeChar).
+    """
+    if (_UTF8_ADDR_UNITEXT if smtputf8 else _UTF8_ADDR).fullmatch(text) is None:
+        raise SmtpSyntaxError(Reply(501, "5.5.4", "Invalid utf-8-addr-xtext"))
+    points = [int(m.group(1), 16) for m in _EMBEDDED_UNICODE.finditer(text)]
+    if any(p > 0x10FFFF or 0xD800 <= p <= 0xDFFF for p in points):
+        raise SmtpSyntaxError(Reply(501, "5.5.4", "Invalid code point in utf-8-addr-xtext"))
+    decoded = _EMBEDDED_UNICODE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    if not decoded.isprintable():
+        raise SmtpSyntaxError(Reply(501, "5.5.4", "Control character in utf-8-addr-xtext"))
+    return decoded
+
+
+def encode_utf8_addr(address: str) -> str:
+    """``address`` as utf-8-addr-xtext: every character outside QCHAR (non-ASCII,
+    controls, space, ``+``, ``=``, ``\\``) becomes ``\\x{HEX}``, so the result is ASCII.
+    The inverse of ``decode_utf8_addr``. Spec: RFC 6533 §3."""
+    return "".join(
+        c if 0x21 <= ord(c) <= 0x7E and c not in "+=\\" else f"\\x{{{ord(c):02X}}}" for c in address
+    )
+
+
 def parse_mail_params(text: str, offered: Offered | None) -> MailParams:
     """Parse the parameters after ``MAIL FROM:<path>``.
 
@@ -276,7 +309,10 @@ def _orcpt(value: str | None, smtputf8: bool) -> Orcpt:
     addr_type, semi, encoded = (value or "").partition(";")
     if not semi or _KEYWORD.fullmatch(addr_type) is None:
         raise _invalid("ORCPT")
-    address = decode_xtext(encoded, smtputf8)
+    if addr_type.upper() == "UTF-8":
+        address = decode_utf8_addr(encoded, smtputf8)
+    else:
+        address = decode_xtext(encoded, smtputf8)
     if not address or len(address) > ORCPT_MAX:
         raise _invalid("ORCPT")
     return Orcpt(addr_type.upper(), address)
