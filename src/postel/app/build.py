@@ -410,19 +410,35 @@ FULLTEXT_LAG_MAX_S = 10.0
 """...but never waits longer than this after the first change."""
 FULLTEXT_IDLE_S = 60.0
 """With no change at all it still looks for pending messages this often (catch-up)."""
+FULLTEXT_BUSY_SHARE = 0.25
+"""While mail keeps arriving during a catch-up, indexing takes at most this share of the
+time (after a batch that took t seconds it pauses t * (1 - share) / share): deliveries
+come first, and the index still advances under a steady load."""
+
+
+def indexing_pause(batch_s: float, arrivals: bool, share: float = FULLTEXT_BUSY_SHARE) -> float:
+    """Seconds to pause after an index batch that took ``batch_s`` seconds: none when
+    no mail arrived meanwhile, else enough to keep indexing at ``share`` of the time."""
+    if not arrivals or batch_s <= 0:
+        return 0.0
+    return batch_s * (1 - share) / share
 
 
 async def fulltext_indexer(store: Store) -> None:
     """Keep the full-text index up to date: catch up at start, then index after each
-    burst of mailbox changes (see the bounds above). Store trouble is logged and
-    retried. Runs until cancelled."""
+    burst of mailbox changes (see the bounds above), yielding to deliveries that go on
+    meanwhile (FULLTEXT_BUSY_SHARE). Store trouble is logged and retried. Runs until
+    cancelled."""
     loop = asyncio.get_running_loop()
     while True:
         try:
             indexed = 0
+            started = loop.time()
             while done := await store.index_pending():
                 indexed += done
-                await asyncio.sleep(0)  # let sessions run between batches
+                arrived = await store.changes.wait_arrivals(0)  # consumed: indexed next
+                await asyncio.sleep(indexing_pause(loop.time() - started, arrived))
+                started = loop.time()
             if indexed:
                 log.info("fulltext.indexed", extra={"messages": indexed})
         except asyncio.CancelledError:
