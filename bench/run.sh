@@ -14,7 +14,8 @@
 #                        delivery (the peer's queue drained into the Maildirs),
 #        mailbench    -- mailbench.py smtp (the Python client), with --drain-cmd,
 #      every run wrapped by mailbench's --watch (server CPU and memory of each tree),
-#      and checks afterwards that every message reached a mailbox,
+#      and checks afterwards that every message reached a mailbox; before each round a
+#      CPU probe (a fixed pure-Python loop, cpu_probe.jsonl) records the machine's speed,
 #   4. profiles postel under smtp-source load with py-spy (PROFILE=0 skips it),
 #   5. stops both, regenerates the numbers in bench/RESULTS.md (bench/summarize.py).
 # Raw rows: bench/out/<stamp>/results.jsonl (git-ignored).
@@ -166,9 +167,23 @@ run_one() {
   sleep 1
 }
 
+# cpu_probe: time a fixed pure-Python loop (the median of three, ms) into cpu_probe.jsonl.
+# This machine's speed moves from minute to minute; postel's rate follows it (it is
+# CPU-bound) and the peer's much less, so each round's ratio is read beside this number.
+cpu_probe() {
+  "$PY" -c 'import json, statistics, time
+def once():
+    t = time.perf_counter(); s = 0
+    for i in range(3_000_000): s += i * i
+    return (time.perf_counter() - t) * 1000
+print(json.dumps({"test": "cpu_probe", "round": '"$1"', "ms": round(statistics.median(once() for _ in range(3)), 1)}))' \
+    >> "$OUT/cpu_probe.jsonl"
+}
+
 for round in $(seq 1 "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order="postel peer"; else order="peer postel"; fi
-  log "round $round/$ROUNDS ($order)"
+  cpu_probe "$round"
+  log "round $round/$ROUNDS ($order), CPU probe $(tail -1 "$OUT/cpu_probe.jsonl" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["ms"])') ms"
   for tool in $TOOLS; do
     for conc in $CONCS; do
       for server in $order; do run_one "$server" "$tool" "$conc"; done

@@ -199,6 +199,21 @@ def verify_lines(path: Path) -> list[str]:
     ]
 
 
+def probe_lines(path: Path) -> list[str]:
+    """The CPU probe of each round (bench/run.sh ``cpu_probe``), if the run has one."""
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        return []
+    per_round = ", ".join(f"{r['ms']:.0f}" for r in rows)
+    return [
+        f"CPU probe (a fixed pure-Python loop timed before each round, ms; lower is a faster "
+        f"machine): {per_round}, median {_med(float(r['ms']) for r in rows):.0f}.",
+        "",
+    ]
+
+
 def generate(out: Path) -> str:
     """The generated Markdown for the run in ``out``."""
     env = json.loads((out / "env.json").read_text())
@@ -222,6 +237,7 @@ def generate(out: Path) -> str:
         "one connection per session for all its messages).",
         "",
         *main_table(runs),
+        *probe_lines(out / "cpu_probe.jsonl"),
         f"postel peak RSS over all runs: {postel_rss:.0f} MB (target < {RSS_TARGET_MB:.0f} MB: "
         f"{'met' if postel_rss < RSS_TARGET_MB else 'NOT met'}).",
         "",
