@@ -64,6 +64,8 @@ from dnsserver import DnsServer  # noqa: E402
 SERVER_ADDRESS = "127.0.0.3"
 SMTP_PROCESSES = int(os.environ.get("SMTP_PROCESSES", "1"))
 """``[smtp] processes`` of the postel under test (bench/auth.sh's SMTP_PROCESSES)."""
+SMTP_MAIN_SERVES = os.environ.get("SMTP_MAIN_SERVES", "true").lower() != "false"
+"""``[smtp] main_serves`` with SMTP_PROCESSES > 1 (bench/auth.sh's SMTP_MAIN_SERVES)."""
 """Where postel listens (port 25's service on a free port)."""
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 """Postfix's C load generator (Debian's postfix), the default load."""
@@ -247,6 +249,7 @@ enabled = false
 
 [smtp]
 processes = {SMTP_PROCESSES}
+{"" if SMTP_PROCESSES < 2 or SMTP_MAIN_SERVES else "main_serves = false"}
 
 [authentication]
 {auth}
@@ -693,7 +696,13 @@ def summarize(out: Path, results_md: Path) -> str:
         + ", ".join(f"c{c} {100 * (1 - r):.0f}% (on/off {r:.2f})" for c, r in verdicts)
         + f"** of throughput (target: less than 30%: {'met' if met else 'NOT met'})."
         + f" Medians of {env.get('rounds', '?')} rounds of {env.get('n', '?')} messages,"
-        " no reverse zone (iprev=temperror, a cached failure).",
+        " no reverse zone (iprev=temperror, a cached failure). postel: [smtp] processes = "
+        f"{env.get('smtp_processes', 1)}"
+        + (
+            f", main_serves = {env.get('smtp_main_serves', 'true')}."
+            if int(env.get("smtp_processes", 1)) > 1  # type: ignore[call-overload]
+            else "."
+        ),
         "",
         *table,
         "Every run (load averages from /proc/loadavg before -> after; the bench's own "

@@ -20,6 +20,7 @@
 # Knobs: ROUNDS [3]  CONCS ["10 50"]  N [2000] messages per run  PROFILE [1]
 #        N_PROFILE [2000]  PTR_ROUNDS [1]  KEEP [0]
 #        SMTP_PROCESSES [1] postel's [smtp] processes (port-25 processes, docs/adr/0005)
+#        SMTP_MAIN_SERVES [true] postel's [smtp] main_serves (with SMTP_PROCESSES > 1)
 #        LOAD [smtp-source when /usr/sbin/smtp-source exists, else python] the load generator:
 #          smtp-source (Postfix's C client, from 127.0.0.1) or python (bench/auth.py's
 #          asyncio client, from 127.0.0.5; it takes 0.3-0.5 ms of CPU per message)
@@ -63,7 +64,8 @@ log() { echo "[$(date +%H:%M:%S)] $*"; }
 {
   echo "{\"test\": \"env\", \"stamp\": \"$STAMP\", \"n\": $N, \"rounds\": $ROUNDS,"
   echo " \"python\": \"$("$PY" -c 'import sys; print(sys.version.split()[0])')\", \"cpus\": $(nproc),"
-  echo " \"commit\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')\"}"
+  echo " \"commit\": \"$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')\","
+  echo " \"smtp_processes\": ${SMTP_PROCESSES:-1}, \"smtp_main_serves\": \"${SMTP_MAIN_SERVES:-true}\"}"
 } | tr -d '\n' > "$OUT/results.jsonl"
 echo >> "$OUT/results.jsonl"
 
