@@ -368,6 +368,17 @@ def test_admin_commands_do_not_create_the_default_data_dir(
     assert main(["config", "check"]) == 0
 
 
+COMMANDS_ON_EXISTING_DATA = (
+    ["domain", "list"],
+    ["account", "list"],
+    ["alias", "list"],
+    ["queue", "list"],
+    ["account", "add", "a@x.test", "--generate"],
+    ["dmarc", "reports"],
+)
+"""Admin commands that need a data directory someone already made."""
+
+
 def test_a_data_dir_that_does_not_exist_is_made_only_by_domain_add(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -376,14 +387,7 @@ def test_a_data_dir_that_does_not_exist_is_made_only_by_domain_add(
     typo = tmp_path / "typo"
     other = tmp_path / "other"  # a directory, but not postel's
     other.mkdir()
-    for argv in (
-        ["domain", "list"],
-        ["account", "list"],
-        ["alias", "list"],
-        ["queue", "list"],
-        ["account", "add", "a@x.test", "--generate"],
-        ["dmarc", "reports"],
-    ):
+    for argv in COMMANDS_ON_EXISTING_DATA:
         assert main(["--data", str(typo), *argv]) == 1, argv
         assert f"no postel data in {typo}" in capsys.readouterr().err
         assert main(["--data", str(other), *argv]) == 1, argv
@@ -407,14 +411,7 @@ def test_a_configured_data_dir_without_a_database_is_made_only_by_domain_add(
     config.write_text(
         f'hostname = "mx.x.test"\ndata_dir = "{typo}"\n[tls]\ngenerate_self_signed = true\n'
     )
-    for argv in (
-        ["domain", "list"],
-        ["account", "list"],
-        ["alias", "list"],
-        ["queue", "list"],
-        ["account", "add", "a@x.test", "--generate"],
-        ["dmarc", "reports"],
-    ):
+    for argv in COMMANDS_ON_EXISTING_DATA:
         assert main(["--config", str(config), *argv]) == 1, argv
         err = capsys.readouterr().err
         assert "no postel database at" in err and str(config) in err, argv
