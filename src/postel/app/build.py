@@ -436,7 +436,7 @@ async def fulltext_indexer(store: Store) -> None:
             started = loop.time()
             while done := await store.index_pending():
                 indexed += done
-                arrived = await store.changes.wait_arrivals(0)  # consumed: indexed next
+                arrived = store.changes.take_arrivals()  # their messages: the next batch
                 await asyncio.sleep(indexing_pause(loop.time() - started, arrived))
                 started = loop.time()
             if indexed:

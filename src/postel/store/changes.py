@@ -128,6 +128,14 @@ class ChangeHub:
         for subscription in self._subscribers.get(mailbox_id, ()):
             subscription._signal(highestmodseq)
 
+    def take_arrivals(self) -> bool:
+        """Whether a change that may have added messages came since the last look
+        (then consumed), without waiting."""
+        if not self._arrivals.is_set():
+            return False
+        self._arrivals.clear()
+        return True
+
     async def wait_arrivals(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a change of any mailbox that may have added
         messages (for background work on new messages, such as the full-text indexer);
@@ -138,8 +146,7 @@ class ChangeHub:
                     await self._arrivals.wait()
             except TimeoutError:
                 return False
-        self._arrivals.clear()
-        return True
+        return self.take_arrivals()
 
     def subscriber_count(self, mailbox_id: MailboxId) -> int:
         """Subscriptions open on ``mailbox_id`` (for tests and metrics)."""
