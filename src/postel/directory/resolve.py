@@ -259,7 +259,16 @@ class Directory:
         candidates = _candidates(local, domain)
         key = candidates[0]
         if key in expansion.visited:
+            # Met again in its own expansion (alice@ -> alice@, bob@ to keep a copy, or
+            # a loop back to it): not expanded again, but delivered to its own account
+            # when it has one, as Postfix's virtual alias expansion does.
             log.debug("directory.alias.revisited", extra={"address": key})
+            for candidate in candidates:
+                entry = expansion.entries.get(candidate)
+                if entry is not None and entry.account_id is not None and entry.account_address:
+                    target = LocalTarget(entry.account_id, entry.account_address)
+                    expansion.accounts.setdefault(entry.account_id, target)
+                    return
             return
         expansion.visited.add(key)
         if len(expansion.visited) > limits.ALIAS_EXPANSION_TARGETS_MAX:
