@@ -41,6 +41,7 @@ from postel.server.listener import bind_socket
 from postel.server.smtp_session import SmtpService
 from postel.store import OverQuota, Store
 from postel.store.blobs import LOCK_NAME as BLOB_REUSE_LOCK
+from postel.store.changes import ChangeHub
 from postel.store.queue_api import BackoffPolicy, NewQueuedMessage, NewRecipient
 
 if TYPE_CHECKING:  # imported where used: a port-25 worker process needs neither
@@ -446,9 +447,23 @@ async def fulltext_indexer(store: Store) -> None:
         except Exception:  # a background task that must outlive store trouble
             log.exception("fulltext.index_failed")
         await store.changes.wait_arrivals(FULLTEXT_IDLE_S)
-        deadline = loop.time() + FULLTEXT_LAG_MAX_S
-        while loop.time() < deadline and await store.changes.wait_arrivals(FULLTEXT_QUIET_S):
-            pass
+        await quiet_period(store.changes, loop)
+
+
+async def quiet_period(
+    changes: ChangeHub,
+    loop: asyncio.AbstractEventLoop,
+    quiet_s: float = FULLTEXT_QUIET_S,
+    lag_max_s: float = FULLTEXT_LAG_MAX_S,
+) -> None:
+    """Return after a ``quiet_s`` interval in which no message arrived, or ``lag_max_s``
+    seconds after the call, whichever comes first. It looks once per interval (never
+    once per commit), so a stream of deliveries costs it nothing per message."""
+    deadline = loop.time() + lag_max_s
+    while (left := deadline - loop.time()) > 0:
+        await asyncio.sleep(min(quiet_s, left))
+        if not changes.take_arrivals():
+            return
 
 
 BLOB_SWEEP_INTERVAL_S = 3600.0
