@@ -244,6 +244,28 @@ def test_aliases(cli: Cli) -> None:
     assert "no alias" in cli.fails("alias", "remove", "@example.org")
 
 
+@pytest.mark.parametrize("alias_first", [False, True])
+def test_an_alias_that_shadows_an_account_is_pointed_out(cli: Cli, alias_first: bool) -> None:
+    """An alias and an account of the same address: the alias decides where its mail
+    goes, so whichever comes second says that the account gets no copy unless the
+    alias names it (in either order, and not when the alias keeps a copy)."""
+    cli.ok("domain", "add", "example.org")
+    cli.ok("account", "add", "bob@example.org", stdin="bob-password\n")
+    steps = [
+        ("account", "add", "Alice@example.org", "--password-file", "-"),
+        ("alias", "add", "alice@Example.org", "bob@example.org"),
+    ]
+    if alias_first:
+        steps.reverse()
+    *_, (code, out, err) = [cli(*step, stdin="alice-password\n") for step in steps]
+    assert code == 0 and out
+    assert err.startswith("postel: note: ") and err.count("\n") == 1
+    assert "both an account and an alias" in err
+    cli.ok("alias", "remove", "alice@example.org")
+    cli.ok("alias", "add", "alice@example.org", "ALICE@example.org", "bob@example.org")
+    cli.ok("alias", "add", "@example.org", "bob@example.org")  # a catch-all shadows no one
+
+
 def test_options_after_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "elsewhere"
     assert main(["domain", "add", "example.org", "--data", str(data)]) == 0

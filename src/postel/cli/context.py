@@ -50,6 +50,11 @@ class Io:
         """One line on standard output."""
         print(line, file=self.stdout)
 
+    def note(self, line: str) -> None:
+        """One ``postel: note:`` line on standard error: the command succeeded, but the
+        user should know something about its effect."""
+        print(f"postel: note: {line}", file=self.stderr)
+
     def out_bytes(self, data: bytes) -> None:
         """Octets on standard output as they are (through the text stream's binary
         buffer when it has one)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 
 from postel.cli.context import CliError, Io, config_from_args, open_configured_store
 from postel.cli.output import Column, JsonValue, show, timestamp
@@ -97,6 +98,9 @@ async def account_add(args: argparse.Namespace, io: Io) -> int:
             )
         except AlreadyExists:
             raise CliError(f"account {address} already exists") from None
+        alias = await store.get_alias(account.address)
+    if alias is not None:
+        _note_shadowed(io, account.address, alias.targets)
     _report_password(
         io,
         args,
@@ -237,8 +241,22 @@ async def alias_add(args: argparse.Namespace, io: Io) -> int:
             alias = await store.add_alias(source, list(dict.fromkeys(targets)))
         except AlreadyExists:
             raise CliError(f"alias {source} already exists (remove it first)") from None
+        account = None if source.startswith("@") else await store.get_account(source)
     io.out(f"added alias {alias.source} -> {', '.join(alias.targets)}")
+    if account is not None:
+        _note_shadowed(io, account.address, alias.targets)
     return 0
+
+
+def _note_shadowed(io: Io, address: str, targets: Sequence[str]) -> None:
+    """Say so when an alias and an account share ``address``: the alias decides where
+    mail to it goes, so the account's mailbox gets a copy only if the alias names it."""
+    if address.lower() in (t.lower() for t in targets):
+        return
+    io.note(
+        f"{address} is both an account and an alias: its mail goes to the alias's "
+        f"targets only; to keep a copy in the account, name {address} among them"
+    )
 
 
 async def alias_list(args: argparse.Namespace, io: Io) -> int:
