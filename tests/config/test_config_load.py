@@ -131,7 +131,15 @@ def test_required_keys(tmp_path: Path) -> None:
     found = [m for _, m in errors_of(write(tmp_path, "run_as = 'postel'\n"))]
     assert any(m.startswith("hostname is required") for m in found)
     assert any(m.startswith("data_dir is required") for m in found)
-    assert any("tls.cert_file is required" in m for m in found)
+    assert any(m.startswith("tls: missing: add a [tls] table") for m in found)
+    assert any("generate_self_signed = true" in m for m in found)
+
+
+def test_a_tls_table_without_its_files_names_each_key_on_its_line(tmp_path: Path) -> None:
+    text = 'hostname = "h.example"\ndata_dir = "d"\n\n[tls]\ncert_file = "c.pem"\n'
+    assert errors_of(write(tmp_path, text)) == [
+        (4, "tls.key_file: required (a PEM file), unless generate_self_signed = true")
+    ]
 
 
 def test_generate_self_signed_needs_no_files(tmp_path: Path) -> None:

@@ -420,9 +420,23 @@ def _tls(
     if generate and data_dir is not None:
         cert = cert or data_dir / "tls" / "cert.pem"
         key = key or data_dir / "tls" / "key.pem"
-    for name, value in (("cert_file", cert), ("key_file", key)):
-        if value is None and name not in table:
-            reader.error(("tls",), f"tls.{name} is required (PEM file)")
+    missing = [
+        name
+        for name, value in (("cert_file", cert), ("key_file", key))
+        if value is None and name not in table
+    ]
+    if missing and "tls" not in data:
+        reader.error(
+            ("tls",),
+            "missing: add a [tls] table with cert_file and key_file (PEM files), "
+            "or with generate_self_signed = true for a self-signed pair in data_dir",
+        )
+    else:
+        for name in missing:
+            reader.error(
+                ("tls", name),
+                "required (a PEM file), unless generate_self_signed = true",
+            )
     if cert is None or key is None:
         return None
     return TlsConfig(cert_file=cert, key_file=key, generate_self_signed=generate)
