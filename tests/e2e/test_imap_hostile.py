@@ -463,6 +463,32 @@ def test_a_line_bomb_after_login_is_refused_and_the_session_goes_on(imap: Postel
         assert noop.status == "OK", noop
 
 
+def test_wildcard_bombs_in_list_and_lsub_are_answered_at_once(imap: PostelServer) -> None:
+    """LIST and LSUB patterns built to make a backtracking matcher run for ever (many
+    wildcards and a last character no name has) against a long mailbox name, on 5
+    connections: each gets its answer and the control client is served meanwhile.
+    Spec: RFC 9051 §6.3.9; RELIABILITY.md test 12 (one client cannot stall the rest)."""
+    long_name = "wild" + "a" * 200
+    with logged_in(imap, select=False) as client:
+        for command in (f"CREATE {long_name}", f"SUBSCRIBE {long_name}"):
+            assert client.command(command).status == "OK"
+    patterns = ["*" * 40 + "x", "%" * 40 + "x", "*a" * 60 + "x", "*%" * 500 + "y"]
+
+    def attack(i: int, client: RawImap) -> list[Completion]:
+        pattern = patterns[i % len(patterns)]
+        return [
+            client.command(f'LIST "" "{pattern}"'),
+            client.command(f'LSUB "" "{pattern}"'),
+            client.command(f'LIST (SUBSCRIBED) "" "{pattern}"'),
+            client.command('LIST "" "wild%"'),
+        ]
+
+    for *bombs, plain in swarm(imap, 5, lambda _: logged_in(imap, select=False), attack):
+        for bomb in bombs:
+            assert bomb.status == "OK" and not bomb.untagged, bomb
+        assert plain.status == "OK" and any(long_name.encode() in u for u in plain.untagged)
+
+
 # -- slow-loris --------------------------------------------------------------------------
 
 

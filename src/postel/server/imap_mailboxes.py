@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from postel.imap import commands as cmd
 from postel.imap import objectid
 from postel.imap import responses as r
 from postel.imap.view import MailboxView
+from postel.imap.wildcard import ListPattern
 from postel.server import imap_condstore
 from postel.store import Mailbox, SpecialUse, names
 from postel.store.api import InvalidMailboxName, MailboxRefused
@@ -244,23 +244,10 @@ async def _subscribe(session: ImapSession, tag: str, name: str, on: bool) -> Non
 # -- LIST / LSUB -----------------------------------------------------------------------
 
 
-def pattern_regex(reference: str, pattern: str) -> re.Pattern[str]:
-    """The names ``reference`` + ``pattern`` matches: ``*`` anything, ``%`` anything but
-    the separator; a leading ``INBOX`` matches case-insensitively.
+def list_pattern(reference: str, pattern: str) -> ListPattern:
+    """The names ``reference`` + ``pattern`` matches (``postel.imap.wildcard``).
     Spec: RFC 9051 §6.3.9."""
-    full = reference + pattern
-    out = []
-    for ch in full:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "%":
-            out.append(f"[^{re.escape(SEPARATOR)}]*")
-        else:
-            out.append(re.escape(ch))
-    body = "".join(out)
-    if full[:5].upper() == "INBOX" and (len(full) == 5 or full[5] in (SEPARATOR, "*", "%")):
-        body = "(?i:INBOX)" + "".join(out[5:])
-    return re.compile(body + r"\Z", re.DOTALL)
+    return ListPattern(reference, pattern, SEPARATOR)
 
 
 def _attributes(mailbox: Mailbox | None, children: bool | None) -> list[str]:
@@ -297,7 +284,7 @@ async def list_mailboxes(session: ImapSession, command: cmd.List) -> None:
     select_special = cmd.ListSelect.SPECIAL_USE in command.selection
     recursive = cmd.ListSelect.RECURSIVEMATCH in command.selection
     show_subscribed = select_subscribed or cmd.ListReturn.SUBSCRIBED in command.returns
-    regexes = [pattern_regex(command.reference, p) for p in command.patterns]
+    regexes = [list_pattern(command.reference, p) for p in command.patterns]
     all_names = _all_names(boxes)
     candidates = (all_names | subscribed) if select_subscribed else all_names
     out: list[bytes] = []
@@ -333,7 +320,7 @@ async def lsub(session: ImapSession, command: cmd.Lsub) -> None:
     """LSUB (IMAP4rev1). Spec: RFC 3501 §6.3.9."""
     account_id = session.account.id  # type: ignore[union-attr]
     subscribed = set(await session.store.list_subscriptions(account_id))
-    rx = pattern_regex(command.reference, command.pattern)
+    rx = list_pattern(command.reference, command.pattern)
     out: list[bytes] = []
     shown: set[str] = set()
     for name in sorted(subscribed, key=_sort_key):
