@@ -134,8 +134,9 @@ def test_catenate_with_url_and_text(server: PostelServer) -> None:
         done = client.command(head + text + b")")
         assert done.status == "OK", done
         assert b"[APPENDUID" in done.tagged
-        bad = client.command(b'APPEND cat CATENATE (URL "/cat/;uid=99")')
-        assert bad.status == "NO" and b"[BADURL /cat/;uid=99]" in bad.tagged
+        for url in (b"/cat/;uid=99", b"/cat/;uid=4294967296", b"/cat/;uid=1/;partial=0.4294967296"):
+            bad = client.command(b'APPEND cat CATENATE (URL "%s")' % url)
+            assert bad.status == "NO" and b"[BADURL " + url + b"]" in bad.tagged, bad
         assert client.command("SELECT cat").status == "OK"
         fetched = client.command("FETCH 2 BODY.PEEK[]").untagged[0]
         assert fetched.endswith(b"Subject: hello\r\n\r\n\r\nsuffix\r\n)")
@@ -157,6 +158,8 @@ def test_urlauth_between_users(server: PostelServer) -> None:
         forged = url.group(1)[:-4] + b"0000"
         assert bob.command(b'URLFETCH "' + forged + b'"').untagged[0].endswith(b" NIL")
         assert bob.command(f'GENURLAUTH "{rump}" INTERNAL').status == "NO"  # not his
+        beyond = rump.replace(f";uid={uid.group(1).decode()};", ";uid=4294967296;")
+        assert alice.command(f'GENURLAUTH "{beyond}" INTERNAL').status in ("NO", "BAD")
         assert bob.command("CREATE fromalice").status == "OK"
         part = b'APPEND fromalice CATENATE (URL "' + url.group(1) + b'")'
         assert bob.command(part).status == "OK"  # a URLAUTH URL as a CATENATE part

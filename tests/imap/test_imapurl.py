@@ -61,6 +61,30 @@ def test_bad_relative_urls(text: str) -> None:
         parse_imap_url(text, absolute=False)
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/INBOX/;uid={n}",
+        "/INBOX;uidvalidity={n}/;uid=1",
+        "/INBOX/;uid=1/;partial={n}",
+        "/INBOX/;uid=1/;partial=0.{n}",
+        "imap://u@h/INBOX/;uid={n}",
+    ],
+)
+def test_every_number_of_a_url_is_an_unsigned_32_bit_number(template: str) -> None:
+    """UID, UIDVALIDITY and PARTIAL are RFC 3501 numbers: 4294967295 is the largest;
+    one more is a bad URL (CATENATE answers BADURL), never a store error later.
+    Spec: RFC 5092 §11; RFC 4469 §5; RFC 4467 §9."""
+    for n, ok in ((4294967295, True), (4294967296, False), (9999999999, False)):
+        text = template.format(n=n)
+        absolute = text.startswith("imap:")
+        if ok:
+            parse_imap_url(text, absolute=absolute)
+        else:
+            with pytest.raises(ImapUrlError, match="above 4294967295"):
+                parse_imap_url(text, absolute=absolute)
+
+
 def test_absolute_needs_scheme_and_user() -> None:
     for text in ("/INBOX/;uid=1", "imap://host/INBOX/;uid=1", "imap://u@h"):
         with pytest.raises(ImapUrlError):

@@ -109,14 +109,27 @@ def parse_imap_url(text: str, *, absolute: bool) -> ImapUrl:
     uidvalidity = None
     found = _UIDVALIDITY.search(mailbox_ref)
     if found is not None:
-        uidvalidity = int(found.group(1))
+        uidvalidity = _number32(found.group(1), "UIDVALIDITY")
         mailbox_ref = mailbox_ref[: found.start()]
     if not mailbox_ref:
         raise ImapUrlError("URL names no mailbox")
     tail = _TAIL.match(path, match.end())
     if tail is None:
         raise ImapUrlError("bad URL after the UID")
-    return _build(text, user, host, _decode(mailbox_ref), uidvalidity, int(match.group(1)), tail)
+    uid = _number32(match.group(1), "UID")
+    return _build(text, user, host, _decode(mailbox_ref), uidvalidity, uid, tail)
+
+
+NUMBER32_MAX = 4294967295
+"""The largest UID, UIDVALIDITY and PARTIAL number of a URL. Spec: RFC 5092 §11 (the
+ABNF's nz-number and number are RFC 3501's, unsigned 32-bit)."""
+
+
+def _number32(digits: str, what: str) -> int:
+    value = int(digits)
+    if value > NUMBER32_MAX:
+        raise ImapUrlError(f"{what} {digits} is above {NUMBER32_MAX}")
+    return value
 
 
 def _build(
@@ -138,7 +151,10 @@ def _build(
     partial = None
     if tail.group("start") is not None:
         length = tail.group("length")
-        partial = (int(tail.group("start")), int(length) if length else None)
+        partial = (
+            _number32(tail.group("start"), "PARTIAL offset"),
+            _number32(length, "PARTIAL length") if length else None,
+        )
     expire = None
     if tail.group("expire") is not None:
         try:
