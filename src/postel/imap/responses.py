@@ -524,5 +524,14 @@ def namespace(
 def fetch_response(msn: int, items: Sequence[tuple[bytes, bytes]]) -> bytes:
     """``* n FETCH (NAME value NAME value)`` from pre-rendered items, e.g.
     ``(b"UID", b"7")``, ``(b"BODY[]", literal(data))``. Spec: RFC 9051 §7.5.2."""
-    body = b" ".join(name + b" " + value for name, value in items)
-    return b"* %d FETCH (" % msn + body + b")\r\n"
+    return b"".join(fetch_response_parts(msn, items))
+
+
+def fetch_response_parts(msn: int, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+    """``fetch_response`` as the pieces that make it up, in order, each value one piece
+    of its own: a large literal is written as it is, never copied into the whole."""
+    parts = [b"* %d FETCH (" % msn]
+    for i, (name, value) in enumerate(items):
+        parts += [b" " + name + b" " if i else name + b" ", value]
+    parts.append(b")\r\n")
+    return parts

@@ -317,14 +317,27 @@ async def fetch_command(session: ImapSession, selected: Selected, command: cmd.F
             except UnknownTransferEncoding:
                 unknown_cte = True
                 continue
-            await out.add(r.fetch_response(msn, rendered))
+            if sum(len(value) for _, value in rendered) < FETCH_OUTPUT_FLUSH:
+                await out.add(r.fetch_response(msn, rendered))
+                continue
+            # A large response goes out piece by piece, uncopied; while a slow client
+            # takes it, the session holds its rendered values, not the message octets.
+            parts = r.fetch_response_parts(msn, rendered)
+            del rendered, source, data
+            await out.flush()
+            for part in parts:
+                await session.write(part)
+            del parts
 
     if needs_bytes and len(pairs) == 1:
         # One message (a client opening it): its row and octets in one read, no batches.
         found = await session.store.fetch_message_data(selected.mailbox_id, pairs[0][1])
+        rows: dict[int, StoredMessage] = {}
         if found is not None:
+            rows[found[0].uid] = found[0]
             octets[found[0].uid] = found[1]
-        await answer(pairs, {} if found is None else {found[0].uid: found[0]})
+        del found  # ``answer`` lets go of the octets once they are rendered
+        await answer(pairs, rows)
     else:
         batches = _row_batches(session, selected.mailbox_id, pairs, _rows)
         async with contextlib.aclosing(batches) as each:

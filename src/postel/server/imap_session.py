@@ -59,6 +59,11 @@ READ_BUFFER_MAX = 256 * 1024
 consumed them (bounds memory per connection; RELIABILITY.md D7)."""
 CORK_OCTETS_MAX = 256 * 1024
 """Octets a corked session holds before writing them anyway (local bound)."""
+WRITE_SLICE_OCTETS = 256 * 1024
+"""A large response (a message's literal) is handed to the transport in slices of this
+size, each after the previous one was taken: what waits in the transport for a slow
+reader stays near this size instead of a copy of the whole response (RELIABILITY.md
+D7)."""
 BAD_COMMANDS_MAX_PREAUTH = 3
 """BAD answers before login after which the session ends (local policy against
 scanners; RELIABILITY.md D6)."""
@@ -353,17 +358,29 @@ class ImapSession(asyncio.Protocol):
                 return
             data = b"".join(corked)
             corked.clear()
-        if self.compression is not None:
-            data = self.compression.compress(data)
-        self.transport.write(data)
-        if not self._writable.is_set():
-            try:
-                async with asyncio.timeout(limits.IMAP_TIMEOUT_SEND):
-                    await self._writable.wait()
-            except TimeoutError:
-                raise SessionEnded from None
-            if self._closed:
-                raise SessionEnded
+        view = memoryview(data)
+        for start in range(0, len(view), WRITE_SLICE_OCTETS):
+            piece = view[start : start + WRITE_SLICE_OCTETS]
+            if self.compression is not None:
+                piece = memoryview(self.compression.compress(bytes(piece)))
+            self.transport.write(piece)
+            await self._writable_or_end()
+
+    async def _writable_or_end(self) -> None:
+        """Wait (at most IMAP_TIMEOUT_SEND) until the transport takes more output. A
+        client that reads nothing for that long is cut, and what was waiting for it is
+        dropped (an orderly close would keep it until the client reads)."""
+        if self._writable.is_set():
+            return
+        try:
+            async with asyncio.timeout(limits.IMAP_TIMEOUT_SEND):
+                await self._writable.wait()
+        except TimeoutError:
+            log.info("imap.send_timeout", extra={"client": self.peer.ip})
+            self.abort()
+            raise SessionEnded from None
+        if self._closed:
+            raise SessionEnded
 
     async def tagged(
         self, tag: str, status: r.Status, text: str, code: r.Code | None = None
