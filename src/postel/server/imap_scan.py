@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INLINE_SUMMARY_MAX",
     "ORDER_INLINE_MAX",
+    "SCAN_INLINE_MAX",
     "Hit",
     "esearch_answer",
     "load_summary",
@@ -54,6 +55,12 @@ __all__ = [
     "thread_record",
 ]
 
+SCAN_INLINE_MAX = 1024 * 1024
+"""Octets of a message whose text a search key reads on the event loop; a larger one is
+evaluated in a worker thread. Its text keys (BODY, TEXT, many of them in an OR tree)
+scan the whole decoded message once per key: tens of seconds for a few large messages,
+during which the event loop would serve no other session. In the thread the loop still
+gets the interpreter between two scans."""
 ORDER_INLINE_MAX = 2000
 """Records sorted or threaded on the event loop; more go to a worker thread. Measured
 on the 2-core reference machine: sorting 2,000 records by SUBJECT (base subject and
@@ -176,7 +183,13 @@ async def scan(
                 m.modseq,
                 save_date=m.save_date,
             )
-            if test.trivial or search.evaluate(test.key, source, ctx):
+            if test.trivial:
+                matched = True
+            elif data is not None and len(data) > SCAN_INLINE_MAX:
+                matched = await asyncio.to_thread(search.evaluate, test.key, source, ctx)
+            else:
+                matched = search.evaluate(test.key, source, ctx)
+            if matched:
                 hits.append(Hit(msn, uid, m, summary))
     return hits
 
