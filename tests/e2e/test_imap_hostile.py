@@ -464,6 +464,19 @@ def test_a_line_bomb_after_login_is_refused_and_the_session_goes_on(imap: Postel
         assert noop.status == "OK", noop
 
 
+def test_an_overlong_authenticate_response_gets_a_tagged_bad(imap: PostelServer) -> None:
+    """A SASL response past the 8 KiB line bound before login: a tagged BAD for the
+    AUTHENTICATE, and the session goes on (a LOGIN works). Spec: RFC 9051 §6.2.2, §7.1.5."""
+    with RawImap.tls(imap.imaps_port) as client:
+        client.send(b"a AUTHENTICATE PLAIN\r\n")
+        assert client.response().startswith(b"+")
+        client.send(b"A" * (64 * 1024) + b"\r\n")
+        done = client.until_tagged("a")
+        assert done.status == "BAD" and b"too long" in done.tagged, done
+        client.login(USER, PASSWORD)
+        assert client.command("NOOP").status == "OK"
+
+
 def test_wildcard_bombs_in_list_and_lsub_are_answered_at_once(imap: PostelServer) -> None:
     """LIST and LSUB patterns built to make a backtracking matcher run for ever (many
     wildcards and a last character no name has) against a long mailbox name, on 5

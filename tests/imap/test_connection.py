@@ -380,6 +380,25 @@ def test_authenticate_exchange() -> None:
     assert isinstance(event, AuthenticateResponse) and event.cancelled
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_an_overlong_authenticate_response_is_a_bad_for_that_command(split: bool) -> None:
+    """A response line past the line bound ends the exchange with a tagged BAD for the
+    AUTHENTICATE (never a silent close); the rest of the line is dropped and the next
+    command is read. Spec: RFC 9051 §6.2.2, §7.1.5; RFC 4422 §3.6."""
+    conn = ServerConnection()
+    conn.receive_data(b"a AUTHENTICATE PLAIN\r\n")
+    assert isinstance(conn.next_event(), CommandReceived)
+    conn.begin_authenticate("a")
+    long = b"A" * (20 * 1024)
+    for piece in (long[:5000], long[5000:]) if split else (long,):
+        conn.receive_data(piece)
+    conn.receive_data(b"AAAA\r\nb NOOP\r\n")
+    assert conn.next_event() == BadCommand("a", "authentication response too long")
+    conn.end_authenticate()
+    event = conn.next_event()
+    assert isinstance(event, CommandReceived) and isinstance(event.command, Noop)
+
+
 def test_logout_and_eof() -> None:
     conn = ServerConnection()
     conn.receive_data(b"a LOGOUT\r\nb NOOP\r\n")

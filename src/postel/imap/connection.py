@@ -526,6 +526,12 @@ class ServerConnection:
         self._append = None
 
     def _overlong(self) -> Event:
+        if self._auth_tag is not None and not self._parts:
+            # The line is the client's AUTHENTICATE response: the exchange fails with a
+            # tagged BAD (the driver ends it), the rest of the line is dropped.
+            self._discard_tail = b""
+            self._mode = _Mode.DISCARD_LINE
+            return BadCommand(self._auth_tag, "authentication response too long")
         tag = self._tag
         if tag is None and not self._parts:
             match = _TAG_AT_START.match(self._buf)

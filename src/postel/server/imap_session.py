@@ -783,6 +783,8 @@ class ImapSession(asyncio.Protocol):
         async def ask(challenge: bytes) -> bytes | Cancelled:
             await self.write(r.continuation_data(challenge))
             event = await self.next_event(self.command_timeout())
+            if isinstance(event, ev.BadCommand) and event.tag == tag:
+                raise SaslError(event.text)  # an overlong response: tagged BAD
             if not isinstance(event, ev.AuthenticateResponse):
                 raise SessionEnded
             return CANCELLED if event.cancelled else _decoded(event.line)
@@ -795,9 +797,9 @@ class ImapSession(asyncio.Protocol):
             self.conn.end_authenticate()
             await self.tagged(tag, r.Status.NO, "Unsupported authentication mechanism")
             return
-        except SaslError:
+        except SaslError as exc:
             self.conn.end_authenticate()
-            await self.tagged(tag, r.Status.BAD, "Malformed authentication response")
+            await self.tagged(tag, r.Status.BAD, f"Malformed authentication response: {exc}")
             return
         if result.account is not None and result.server_final is not None:
             # IMAP has no additional data with success: send it as one more challenge
