@@ -242,6 +242,9 @@ def test_aliases(cli: Cli) -> None:
     assert "alice@example.org, bob@example.org" in table[4]
     assert "removed alias @example.org" in cli.ok("alias", "remove", "@example.org")
     assert "no alias" in cli.fails("alias", "remove", "@example.org")
+    code, out, err = cli("alias", "remove", "fwd@example.org")  # far@ still names it
+    assert code == 0 and out == "removed alias fwd@example.org\n"
+    assert err.startswith("postel: note: fwd@example.org is still a target of far@example.org")
 
 
 @pytest.mark.parametrize("alias_first", [False, True])

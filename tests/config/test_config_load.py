@@ -89,7 +89,7 @@ def test_sections_are_read(tmp_path: Path) -> None:
 
 
 def test_unknown_keys_are_located(tmp_path: Path) -> None:
-    text = MINIMAL + "\n[smtp]\nrecipients_max = 10\nrecipient_max = 10\n[bogus]\nx = 1\n"
+    text = MINIMAL + "\n[smtp]\nrecipients_max = 100\nrecipient_max = 10\n[bogus]\nx = 1\n"
     path = write(tmp_path, text)
     assert sorted(errors_of(path)) == [
         (10, "smtp.recipient_max: unknown key in [smtp]"),
@@ -118,7 +118,7 @@ def test_bad_values(tmp_path: Path) -> None:
         'submission = ["0.0.0.0:25"]\n'
     )
     found = dict(errors_of(write(tmp_path, text)))
-    assert found[8] == "smtp.recipients_max: must be greater than 0"
+    assert found[8] == "smtp.recipients_max: must be at least 100 (RFC 5321 §4.5.3.1.8)"
     assert found[10].startswith('abuse.exempt: "10.0.0.0/33" is not an IP network')
     messages = [m for line, m in errors_of(write(tmp_path, text)) if line == 12]
     assert any("host must be an IP address literal" in m for m in messages)

@@ -285,5 +285,12 @@ async def alias_remove(args: argparse.Namespace, io: Io) -> int:
             await store.remove_alias(source)
         except NotFound:
             raise CliError(f"no alias {source}") from None
+        key = source.lower()
+        naming = [a.source for a in await store.list_aliases() if key in map(str.lower, a.targets)]
     io.out(f"removed alias {source}")
+    if naming:
+        io.note(
+            f"{source} is still a target of {', '.join(naming)}: unless an account or a "
+            "catch-all takes it, that copy is refused as an unknown recipient"
+        )
     return 0

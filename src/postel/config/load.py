@@ -74,9 +74,17 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgresql+psycopg://")
 _TOML_POSITION = re.compile(r"\s*\(at line (?P<line>\d+), column \d+\)$")
 
+RECIPIENTS_MAX_FLOOR = 100
+"""The least ``[smtp] recipients_max`` a configuration may set: a server must accept at
+least 100 recipients per message. Spec: RFC 5321 §4.5.3.1.8."""
+
 _SMTP_CHECKS: dict[str, Validator] = {
     "message_size_max": positive,
-    "recipients_max": positive,
+    "recipients_max": lambda value: (
+        None
+        if value >= RECIPIENTS_MAX_FLOOR
+        else f"must be at least {RECIPIENTS_MAX_FLOOR} (RFC 5321 §4.5.3.1.8)"
+    ),
     "errors_max": positive,
     "received_max": positive,
     "command_timeout": positive,
