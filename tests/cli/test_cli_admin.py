@@ -221,6 +221,10 @@ def test_aliases(cli: Cli) -> None:
     out = cli.ok("alias", "add", "Team@Example.org", "alice@example.org", "bob@example.org")
     assert out == "added alias Team@example.org -> alice@example.org, bob@example.org\n"
     cli.ok("alias", "add", "@example.org", "team@example.org")
+    # an address only the catch-all takes is no target: the alias would go with it
+    assert "no such account or alias" in cli.fails(
+        "alias", "add", "ghost@example.org", "nobody@example.org"
+    )
     out = cli.ok("alias", "add", "fwd@example.org", "Someone@Gmail.example")
     assert out == "added alias fwd@example.org -> Someone@gmail.example\n"
     assert "added alias" in cli.ok("alias", "add", "far@example.org", "fwd@example.org")
@@ -267,6 +271,8 @@ def test_an_alias_that_shadows_an_account_is_pointed_out(cli: Cli, alias_first: 
     cli.ok("alias", "remove", "alice@example.org")
     cli.ok("alias", "add", "alice@example.org", "ALICE@example.org", "bob@example.org")
     cli.ok("alias", "add", "@example.org", "bob@example.org")  # a catch-all shadows no one
+    for target in ("bob+news@example.org", "postmaster@example.org", "Abuse@example.org"):
+        cli.ok("alias", "add", f"to-{target.partition('@')[0].lower()}@example.org", target)
 
 
 def test_options_after_the_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
