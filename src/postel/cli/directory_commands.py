@@ -16,15 +16,12 @@ from postel.cli.output import Column, JsonValue, show, timestamp
 from postel.cli.password_input import credentials_for, obtain_password
 from postel.cli.quota_commands import QUOTA_JSON_COLUMNS, QUOTA_TABLE_COLUMNS, usage_cells
 from postel.directory import (
-    Address,
     Directory,
     Forwarded,
     LocalRecipients,
     normalize_domain,
     parse_address,
 )
-from postel.directory.addresses import SUBADDRESS_SEPARATOR
-from postel.directory.resolve import ADMIN_LOCAL_PARTS
 from postel.errors import AlreadyExists, NotFound
 from postel.store.api import SenderPolicy, Store
 
@@ -225,26 +222,11 @@ async def _check_target(store: Store, directory: Directory, target: str) -> str:
     address = parse_address(target)
     if not await directory.is_local_domain(address.domain):
         return str(address)
-    if not await _has_entry(store, address) or not isinstance(
+    if not await directory.has_own_entry(str(address)) or not isinstance(
         await directory.resolve(str(address)), LocalRecipients | Forwarded
     ):
         raise CliError(f"alias target {address}: no such account or alias")
     return str(address)
-
-
-async def _has_entry(store: Store, address: Address) -> bool:
-    """Whether ``address`` is an account or alias of its own: itself, its subaddress
-    base (RFC 5233 §2), or postmaster@/abuse@ (the admin account's; RFC 5321 §4.5.1).
-    An address only a catch-all takes is not: the alias would name nothing once the
-    catch-all goes."""
-    local = address.local.lower()
-    base = local.partition(SUBADDRESS_SEPARATOR)[0] or local
-    if base in ADMIN_LOCAL_PARTS:
-        return True
-    for key in dict.fromkeys((f"{local}@{address.domain}", f"{base}@{address.domain}")):
-        if await store.get_account(key) is not None or await store.get_alias(key) is not None:
-            return True
-    return False
 
 
 async def alias_add(args: argparse.Namespace, io: Io) -> int:

@@ -220,6 +220,26 @@ class Directory:
         await self._fetch([f"@{split[1]}"], expansion)
         return expansion.domains.get(split[1], False)
 
+    async def has_own_entry(self, address: str) -> bool:
+        """Whether ``address`` is reached by an entry of its own, not by the catch-all:
+        an account or alias at the address or at its subaddress base, or a role address
+        (postmaster@, abuse@). What ``alias add`` asks of a local target, so the alias
+        does not end up naming nothing when the catch-all goes.
+        Spec: RFC 5233 §2; RFC 5321 §4.5.1; RFC 2142."""
+        self._cache.sync(self._store.directory_version)
+        split = split_recipient(address)
+        if split is None:
+            return False
+        candidates = _candidates(*split)
+        if candidates[-1].rpartition("@")[0] in ADMIN_LOCAL_PARTS:
+            return True
+        expansion = _Expansion()
+        await self._fetch(candidates, expansion)
+        return any(
+            entry.alias_targets is not None or entry.account_id is not None
+            for entry in (expansion.entries[key] for key in candidates)
+        )
+
     async def _bare(self, address: str) -> Resolution:
         """``<postmaster>`` without a domain. Spec: RFC 5321 §4.5.1."""
         if address.lower() == "postmaster":

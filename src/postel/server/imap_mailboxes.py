@@ -284,19 +284,19 @@ async def list_mailboxes(session: ImapSession, command: cmd.List) -> None:
     select_special = cmd.ListSelect.SPECIAL_USE in command.selection
     recursive = cmd.ListSelect.RECURSIVEMATCH in command.selection
     show_subscribed = select_subscribed or cmd.ListReturn.SUBSCRIBED in command.returns
-    regexes = [list_pattern(command.reference, p) for p in command.patterns]
+    matchers = [list_pattern(command.reference, p) for p in command.patterns]
     all_names = _all_names(boxes)
     candidates = (all_names | subscribed) if select_subscribed else all_names
     out: list[bytes] = []
     for name in sorted(candidates, key=_sort_key):
-        if not any(rx.match(name) for rx in regexes):
+        if not any(m.match(name) for m in matchers):
             continue
         mailbox = boxes.get(name)
         children = any(n.startswith(name + SEPARATOR) for n in all_names)
         # CHILDINFO names a parent only for subscribed descendants the patterns do not
         # list themselves (RFC 5258 §3.5).
         child_subscribed = recursive and any(
-            n.startswith(name + SEPARATOR) and not any(rx.match(n) for rx in regexes)
+            n.startswith(name + SEPARATOR) and not any(m.match(n) for m in matchers)
             for n in subscribed
         )
         if select_subscribed and name not in subscribed and not child_subscribed:
@@ -320,18 +320,18 @@ async def lsub(session: ImapSession, command: cmd.Lsub) -> None:
     """LSUB (IMAP4rev1). Spec: RFC 3501 §6.3.9."""
     account_id = session.account.id  # type: ignore[union-attr]
     subscribed = set(await session.store.list_subscriptions(account_id))
-    rx = list_pattern(command.reference, command.pattern)
+    matcher = list_pattern(command.reference, command.pattern)
     out: list[bytes] = []
     shown: set[str] = set()
     for name in sorted(subscribed, key=_sort_key):
-        if rx.match(name):
+        if matcher.match(name):
             out.append(r.list_response([], SEPARATOR, name, utf8=session.utf8, command="LSUB"))
             shown.add(name)
             continue
         # A "%" pattern that stops at a level above a subscribed name lists that level
         # as \Noselect (RFC 3501 §6.3.9).
         for parent in _parents(name):
-            if parent not in shown and parent not in subscribed and rx.match(parent):
+            if parent not in shown and parent not in subscribed and matcher.match(parent):
                 shown.add(parent)
                 out.append(
                     r.list_response(

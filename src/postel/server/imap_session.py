@@ -358,13 +358,19 @@ class ImapSession(asyncio.Protocol):
                 return
             data = b"".join(corked)
             corked.clear()
+        if len(data) <= WRITE_SLICE_OCTETS:  # nearly every write: as it is
+            await self._write_piece(data)
+            return
         view = memoryview(data)
         for start in range(0, len(view), WRITE_SLICE_OCTETS):
-            piece = view[start : start + WRITE_SLICE_OCTETS]
-            if self.compression is not None:
-                piece = memoryview(self.compression.compress(bytes(piece)))
-            self.transport.write(piece)
-            await self._writable_or_end()
+            await self._write_piece(view[start : start + WRITE_SLICE_OCTETS])
+
+    async def _write_piece(self, data: bytes | memoryview) -> None:
+        assert self.transport is not None
+        if self.compression is not None:
+            data = self.compression.compress(bytes(data))
+        self.transport.write(data)
+        await self._writable_or_end()
 
     async def _writable_or_end(self) -> None:
         """Wait (at most IMAP_TIMEOUT_SEND) until the transport takes more output. A
