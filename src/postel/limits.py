@@ -96,6 +96,15 @@ IMAP_TIMEOUT_IDLE = 30 * 60.0
 minutes). Spec: RFC 2177 §3, RFC 9051 §6.3.13."""
 IMAP_TIMEOUT_SEND = 60.0
 """A client that does not read our responses for this long is disconnected."""
+IMAP_SEARCH_TEXT_MAX = 4 * 1024 * 1024 * 1024
+"""Octets of message text one SEARCH, SORT or THREAD command may read for its text keys
+(BODY and TEXT): each such key in the search key scans a message's decoded text once,
+so a message of N octets costs N per key. A command that would read more is refused
+with NO [LIMIT] before the message past the bound is read. 4 GiB lets one or two text
+keys scan a mailbox of a few GB that the full-text index does not answer for; it stops
+a search of hundreds of OR'd keys over large messages, which would otherwise cost
+minutes of CPU. Configurable as ``[imap] search_text_max``.
+Spec: RFC 5530 §3 (LIMIT); RELIABILITY.md D7 (bounded work per command)."""
 IMAP_FETCH_BATCH = 256
 """Messages loaded from the store per round trip while answering FETCH or SEARCH."""
 IMAP_CHANGE_RECHECK = 30.0

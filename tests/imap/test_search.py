@@ -13,8 +13,11 @@ from postel.imap.search import (
     SearchDataMissing,
     SearchSource,
     evaluate,
+    in_sequence,
     needs_bytes,
     needs_summary,
+    required_sequences,
+    text_key_count,
 )
 from postel.imap.search_keys import (
     AllKey,
@@ -302,6 +305,54 @@ def test_casefolding_is_the_unicode_default() -> None:
     )
     assert evaluate(HeaderKey("Subject", "i̇stanbul"), msg, CTX)
     assert not evaluate(HeaderKey("Subject", "istanbul"), msg, CTX)
+
+
+# --- what a driver may know before evaluating ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "count"),
+    [
+        (AllKey(), 0),
+        (HeaderKey("Subject", "x"), 0),
+        (BodyKey("x"), 1),
+        (TextKey("x"), 1),
+        (NotKey(TextKey("x")), 1),
+        (OrKey(BodyKey("a"), OrKey(BodyKey("b"), TextKey("c"))), 3),
+        (AndKey((BodyKey("a"), BodyKey("a"), FlagKey("\\Seen", True))), 2),
+        (NotKey(OrKey(AndKey((TextKey("a"), seq("1"))), HeaderKey("To", "b"))), 1),
+    ],
+)
+def test_text_key_count_counts_every_body_and_text_key(key: SearchKey, count: int) -> None:
+    assert text_key_count(key) == count
+
+
+def test_required_sequences_are_the_sets_anded_at_the_top() -> None:
+    one, two = seq("1"), seq("2:*", uid=True)
+    assert required_sequences(one) == (one,)
+    assert set(required_sequences(AndKey((BodyKey("x"), AndKey((one,)), two)))) == {one, two}
+    for key in (OrKey(one, two), NotKey(one), AllKey(), AndKey((OrKey(one, AllKey()),))):
+        assert required_sequences(key) == ()
+
+
+_SETS = st.sampled_from(["1", "2:*", "$", "1,3", "*"]).flatmap(
+    lambda text: st.booleans().map(lambda uid: seq(text, uid))
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(_SETS, st.deferred(lambda: _KEYS), st.lists(_SETS, max_size=2), st.integers(1, 3))
+def test_a_message_outside_a_required_set_never_matches(
+    first: SequenceKey, rest: SearchKey, more: list[SequenceKey], msn: int
+) -> None:
+    # Skipping the messages outside the top-level sets (as imap_scan does) changes no
+    # answer: every such message fails the whole key, whatever else it holds.
+    key = AndKey((first, AndKey((rest, *more))))
+    msg = source(msn)
+    required = required_sequences(key)
+    assert first in required and all(m in required for m in more)
+    if not all(in_sequence(s, msg.msn, msg.uid, CTX) for s in required):
+        assert not evaluate(key, msg, CTX)
 
 
 # --- never raises ----------------------------------------------------------------------

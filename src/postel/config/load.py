@@ -99,6 +99,7 @@ _IMAP_CHECKS: dict[str, Validator] = {
     "timeout_authenticated": positive,
     "timeout_not_authenticated": positive,
     "timeout_idle": positive,
+    "search_text_max": positive,
 }
 _AUTH_CHECKS: dict[str, Validator] = {"cache_seconds": non_negative}
 _QUOTA_CHECKS: dict[str, Validator] = {

@@ -112,6 +112,7 @@ class ImapLimits:
     timeout_authenticated: float = limits.IMAP_TIMEOUT_AUTHENTICATED
     timeout_not_authenticated: float = limits.IMAP_TIMEOUT_NOT_AUTHENTICATED
     timeout_idle: float = limits.IMAP_TIMEOUT_IDLE
+    search_text_max: int = limits.IMAP_SEARCH_TEXT_MAX
 
 
 @dataclass(frozen=True, slots=True)

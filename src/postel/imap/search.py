@@ -62,8 +62,11 @@ __all__ = [
     "SearchDataMissing",
     "SearchSource",
     "evaluate",
+    "in_sequence",
     "needs_bytes",
     "needs_summary",
+    "required_sequences",
+    "text_key_count",
 ]
 
 
@@ -117,6 +120,52 @@ def needs_bytes(key: SearchKey) -> bool:
     """True when evaluating ``key`` may read the message octets (HEADER, FROM, TO, CC,
     BCC, SUBJECT, BODY, TEXT anywhere in the tree). Spec: RFC 9051 §6.4.4."""
     return _any_key(key, lambda k: isinstance(k, HeaderKey | BodyKey | TextKey))
+
+
+def text_key_count(key: SearchKey) -> int:
+    """How many BODY and TEXT keys ``key`` holds (anywhere in the tree, each counted
+    as often as it appears): how many times evaluating it may scan a message's decoded
+    text. Spec: RFC 9051 §6.4.4."""
+    count = 0
+    stack: list[SearchKey] = [key]
+    while stack:
+        k = stack.pop()
+        if isinstance(k, BodyKey | TextKey):
+            count += 1
+        elif isinstance(k, NotKey):
+            stack.append(k.key)
+        elif isinstance(k, OrKey):
+            stack.extend((k.left, k.right))
+        elif isinstance(k, AndKey):
+            stack.extend(k.keys)
+    return count
+
+
+def required_sequences(key: SearchKey) -> tuple[SequenceKey, ...]:
+    """The sequence sets (message sequence numbers, UIDs or ``$``) AND-ed at the top of
+    ``key``: a message outside any of them cannot match, whatever the rest of the key
+    says, so a driver may skip it before reading anything. Spec: RFC 9051 §6.4.4
+    (keys are AND-ed; a sequence set as a key)."""
+    found: list[SequenceKey] = []
+    stack: list[SearchKey] = [key]
+    while stack:
+        k = stack.pop()
+        if isinstance(k, SequenceKey):
+            found.append(k)
+        elif isinstance(k, AndKey):
+            stack.extend(k.keys)
+    return tuple(found)
+
+
+def in_sequence(key: SequenceKey, msn: int, uid: int, ctx: SearchContext) -> bool:
+    """True when the message numbered ``msn`` with ``uid`` is in ``key``'s set (``*``
+    and ``$`` from ``ctx``). Spec: RFC 9051 §6.4.4, §9 (seq-number); RFC 5182 §2.1."""
+    if key.set.saved:
+        saved = ctx.saved_uids
+        return saved is not None and uid in saved
+    if key.uid:
+        return key.set.contains(uid, ctx.largest_uid)
+    return key.set.contains(msn, ctx.largest_msn)
 
 
 def needs_summary(key: SearchKey) -> bool:
@@ -196,12 +245,7 @@ class _Evaluator:
         return self._flags
 
     def sequence(self, key: SequenceKey) -> bool:
-        if key.set.saved:
-            saved = self.ctx.saved_uids
-            return saved is not None and self.msg.uid in saved
-        if key.uid:
-            return key.set.contains(self.msg.uid, self.ctx.largest_uid)
-        return key.set.contains(self.msg.msn, self.ctx.largest_msn)
+        return in_sequence(key, self.msg.msn, self.msg.uid, self.ctx)
 
     def date(self, key: DateKey) -> bool:
         if key.field is DateField.SENT:

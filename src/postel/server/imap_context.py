@@ -31,7 +31,14 @@ from postel.imap import responses as r
 from postel.imap.search_keys import SearchKey
 from postel.imap.sort import SortCriterion, SortKey, SortRecord, sort_records
 from postel.imap.view import Expunge, ViewUpdate
-from postel.server.imap_scan import Hit, needs_summary, run_ordering, scan, sort_record
+from postel.server.imap_scan import (
+    Hit,
+    SearchTooCostly,
+    needs_summary,
+    run_ordering,
+    scan,
+    sort_record,
+)
 
 if TYPE_CHECKING:
     from postel.server.imap_session import ImapSession, Selected
@@ -181,10 +188,20 @@ async def _research(
     context: UpdateContext,
     pairs: list[tuple[int, int]],
 ) -> bytes:
-    """Search the changed messages again; the update for ``context`` (b"" if none)."""
+    """Search the changed messages again; the update for ``context`` (b"" if none).
+    A search past ``[imap] search_text_max`` ends the context: ``* NO [NOUPDATE]``.
+    Spec: RFC 5267 §4.2 (the server may stop updating at any time)."""
     view = selected.view
     keys = frozenset(c.key for c in context.criteria or ())
-    hits = await scan(session, selected, context.key, pairs=pairs, with_summary=needs_summary(keys))
+    try:
+        hits = await scan(
+            session, selected, context.key, pairs=pairs, with_summary=needs_summary(keys)
+        )
+    except SearchTooCostly:
+        selected.contexts.cancel(context.tag)
+        return r.untagged(
+            r.Status.NO, "Search too costly to keep up to date", r.noupdate(context.tag)
+        )
     matched = {h.uid: h for h in hits}
     member = set(context.uids)
     changed = {u for _, u in pairs}

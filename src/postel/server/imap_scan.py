@@ -47,6 +47,7 @@ __all__ = [
     "ORDER_INLINE_MAX",
     "SCAN_INLINE_MAX",
     "Hit",
+    "SearchTooCostly",
     "esearch_answer",
     "load_summary",
     "run_ordering",
@@ -84,6 +85,12 @@ _RESULT_OPTIONS = frozenset(
     }
 )
 _CHEAP_SORT_KEYS = frozenset({SortKey.ARRIVAL, SortKey.SIZE})
+
+
+class SearchTooCostly(Exception):
+    """A search would read more message text for its BODY and TEXT keys than
+    ``[imap] search_text_max`` allows one command (the command is answered NO [LIMIT]).
+    Spec: RFC 5530 §3 (LIMIT)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +138,14 @@ async def scan(
     skipped (unless the full-text index answered for them alone: their UIDs are still
     in the session's view). ``with_summary`` loads every hit's summary; ``rows`` False
     lets a hit the index answered for come without its row (``Hit.message`` None).
-    Spec: RFC 9051 §6.4.4."""
+    Messages outside a sequence set AND-ed at the top of ``key`` are skipped unread.
+    Raises SearchTooCostly, before reading the message past the bound, when the text
+    keys would scan more than ``[imap] search_text_max`` octets in all (each BODY or
+    TEXT key costs the message's size).
+    Spec: RFC 9051 §6.4.4; RFC 5530 §3 (LIMIT)."""
     view = selected.view
+    text_max = session.service.config.imap.search_text_max
+    text_budget = text_max
     ctx = search.SearchContext(
         largest_msn=view.exists,
         largest_uid=view.uids[-1] if view.uids else 0,
@@ -141,6 +154,13 @@ async def scan(
     )
     if pairs is None:
         pairs = list(enumerate(view.uids, start=1))
+    required = search.required_sequences(key)
+    if required:  # messages outside a top-level sequence set are never read
+        pairs = [
+            (msn, uid)
+            for msn, uid in pairs
+            if all(search.in_sequence(s, msn, uid, ctx) for s in required)
+        ]
     narrowed = await narrow(session.store, selected.mailbox_id, key, pairs)  # full-text index
     full = _Test.of(key, with_summary)
     rest = _Test.of(narrowed.residual, with_summary)
@@ -165,6 +185,10 @@ async def scan(
                 continue
             test = rest if uid in narrowed.known else full
             data = None
+            if test.text_keys:
+                text_budget -= test.text_keys * m.size
+                if text_budget < 0:
+                    raise SearchTooCostly(f"search reads more than {text_max} octets")
             if test.needs_bytes:
                 try:
                     data = await session.store.read_message(selected.mailbox_id, uid)
@@ -202,6 +226,8 @@ class _Test:
     needs_bytes: bool
     needs_summary: bool
     trivial: bool
+    text_keys: int
+    """BODY and TEXT keys in ``key``: scans of the message text per evaluation."""
 
     @classmethod
     def of(cls, key: SearchKey, with_summary: bool) -> _Test:
@@ -210,6 +236,7 @@ class _Test:
             search.needs_bytes(key),
             with_summary or search.needs_summary(key),
             isinstance(key, AllKey),
+            search.text_key_count(key),
         )
 
 

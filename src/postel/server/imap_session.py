@@ -48,6 +48,7 @@ from postel.server.auth import Authenticator, plaintext_allowed
 from postel.server.imap_compress import CompressionError, DeflateStream
 from postel.server.imap_context import ContextSet, sync_contexts
 from postel.server.imap_notify import NotifyState, deliver, wait_for_input
+from postel.server.imap_scan import SearchTooCostly
 from postel.server.listener import Peer, drain_sessions
 from postel.store import Account, OverQuota, Store
 from postel.store.changes import ChangeSubscription
@@ -636,6 +637,13 @@ class ImapSession(asyncio.Protocol):
         except OverQuota as exc:
             msg.log_over_quota(self, type(command).__name__, str(exc))
             await self.tagged(tag, r.Status.NO, "Over quota", r.OVERQUOTA)
+        except SearchTooCostly as exc:
+            log.info(
+                "imap.search_limit", extra={"command": type(command).__name__, "error": str(exc)}
+            )
+            await self.tagged(
+                tag, r.Status.NO, "Search reads too much message text, narrow it", r.LIMIT
+            )
         except StoreError as exc:
             log.warning(
                 "imap.store_error", extra={"command": type(command).__name__, "error": str(exc)}
