@@ -502,6 +502,9 @@ def run_one(
             warm, errors = WARMUP, asyncio.run(load(port, messages, 0, WARMUP, min(conc, 10)))
         if spy_to:
             spy = _spy(proc.pid, Path(spy_to))
+        # Write back what is dirty (this run's fresh copy of the template, the previous
+        # run's files) before the measured part, so no fsync of this run carries it.
+        os.sync()
         load_before = _loadavg()
         cpu0, main0 = tree_cpu_ticks(proc.pid), process_cpu_ticks(proc.pid)
         began = time.monotonic()
