@@ -111,13 +111,11 @@ if [ "${SMTP_PROCESSES:-1}" -gt 1 ]; then  # its port-25 workers report in once 
 fi
 postel_count() { "$PY" "$BENCH/postel_setup.py" count "$CONFIG"; }
 # settle: before every measured run, write back what earlier runs left in the page
-# cache (sync: the peer's Maildir and queue files, postel's WAL), then wait (at most
-# 30 s) until the servers' process trees together have used at most 2 ticks (20 ms) of
-# CPU in each of three 0.5 s intervals, so that one server's after-work (postel's
-# full-text indexer; Postfix's and Dovecot's processes winding down, the kernel's
-# writeback of their files) never runs during the other's measured run. Before this
-# step existed, postel's c10 rate was lower right after the peer's run than in the
-# other rounds (run 20261201T103431Z: 946 against 1,140 and 1,296 msg/s).
+# cache (sync), then wait (at most 30 s) until the servers' process trees together have
+# used at most 2 ticks (20 ms) of CPU in each of three 0.5 s intervals, so that one
+# server's after-work (postel's full-text indexer, whatever the peer's processes still
+# do) never runs during the other's measured run. Before this step existed, postel's c10
+# rate was lowest right after the peer's run in most runs (bench/RESULTS.md, Verdict).
 settle() {
   local last=-1 now quiet=0 pid
   sync
