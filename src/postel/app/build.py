@@ -467,12 +467,13 @@ async def quiet_period(
 
 
 BLOB_SWEEP_INTERVAL_S = 3600.0
-"""Seconds between two sweeps of orphan blob files while serving; the first comes one
+"""Seconds between two sweeps of unreferenced blobs while serving; the first comes one
 interval after the start, whose recovery has just removed them (RELIABILITY.md D2)."""
 
 
 async def blob_sweeper(store: Store) -> None:
-    """Remove the blob files refused messages left (``Store.sweep_orphan_blobs``) every
+    """Give back the space of blobs nothing names any more: expunged messages' and the
+    files refused messages left (``Store.sweep_orphan_blobs``), every
     BLOB_SWEEP_INTERVAL_S. Store trouble is logged and retried. Runs until cancelled."""
     while True:
         await asyncio.sleep(BLOB_SWEEP_INTERVAL_S)

@@ -930,10 +930,12 @@ class Store(Protocol):
         ...
 
     async def sweep_orphan_blobs(self) -> int:
-        """Remove blob files that no message or queue entry names and that nobody wrote
-        or reused for the store's grace period (an hour; a day when nodes share the
-        blob directory): what a refused message left. Returns how many. Safe next to
-        any other call. Spec: RELIABILITY.md D2."""
+        """Give back the space of blobs that no message or queue entry names: their
+        rows first (the last copy of a message was expunged, its queue entry finished;
+        inline bytes go with the row), then the files that no row names and that nobody
+        wrote or reused for the store's grace period (an hour; a day when nodes share
+        the blob directory): those rows' files and what a refused message left. Returns
+        how many files went. Safe next to any other call. Spec: RELIABILITY.md D2."""
         ...
 
     # -- full-text index (fulltext.py) --

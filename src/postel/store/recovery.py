@@ -5,7 +5,8 @@ Run before the store serves anyone:
 1. ``<blob_dir>/tmp/*`` is deleted (spools and staging files of writes that never
    finished).
 2. Blob rows that no message and no queued message references are deleted (their
-   messages were removed, their queue entries finished).
+   messages were removed, their queue entries finished). While the store runs,
+   ``collect_unreferenced`` does the same every sweep interval.
 3. Blob files that no row references are deleted: orphans of a crash between a file's
    fsync and the delivery commit, or of step 2.
 4. Rows whose file is missing are reported (and logged as errors): that is data loss
@@ -26,6 +27,7 @@ import time
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
 
 from postel.store.api import RecoveryReport
 from postel.store.blobs import BlobFiles
@@ -57,10 +59,7 @@ def recover(engine: Engine, files: BlobFiles, *, grace_seconds: float = 0.0) -> 
     if temp_removed:
         _log.info("store.recovery.temp_removed count=%d", temp_removed)
     with engine.begin() as conn:
-        unreferenced = ~exists().where(messages.c.blob_key == blobs.c.key) & ~exists().where(
-            queue_messages.c.blob_key == blobs.c.key
-        )
-        collected = conn.execute(delete(blobs).where(unreferenced)).rowcount
+        collected = conn.execute(delete(blobs).where(_unreferenced())).rowcount
         file_keys = set(conn.execute(select(blobs.c.key).where(blobs.c.data.is_(None))).scalars())
     if collected:  # blobs whose last message or queue entry went (not a repair)
         _log.info("store.recovery.blobs_collected count=%d", collected)
@@ -85,6 +84,57 @@ def recover(engine: Engine, files: BlobFiles, *, grace_seconds: float = 0.0) -> 
         len(report.missing_blobs),
     )
     return report
+
+
+def _unreferenced() -> ColumnElement[bool]:
+    """A blob row that no message and no queued message names."""
+    return ~exists().where(messages.c.blob_key == blobs.c.key) & ~exists().where(
+        queue_messages.c.blob_key == blobs.c.key
+    )
+
+
+def collect_unreferenced(engine: Engine, files: BlobFiles) -> int:
+    """Delete, while the store runs, the blob rows that no message and no queued message
+    names any more (the last copy of a message was expunged, its queue entry finished),
+    so that their space is given back without waiting for the next start. The rows are
+    found by a read walking the keys in order, and deleted ``_SWEEP_CHUNK`` at a time,
+    each in a short transaction that checks again that nothing names them, so a
+    delivery never waits long for the write lock. A file-backed row's file is marked as
+    just used first (``BlobFiles.reuse``), so it becomes an orphan that ``sweep_orphans``
+    removes only after its grace period: a backup that copies the database and then,
+    within that period, the blob directory finds every file the copy names. Returns how
+    many rows went.
+
+    A delivery of the same bytes racing with the deletion either sees the row gone and
+    inserts it again (SQLite serialises the two; the file is kept by ``BlobFiles.reuse``),
+    or, on PostgreSQL, may fail its foreign-key check and be answered with a temporary
+    failure that the client retries: no mail is lost either way.
+    Synchronous: call from the writer thread. Spec: RELIABILITY.md D2.
+    """
+    collected = 0
+    last = ""
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(blobs.c.key, blobs.c.data.is_(None))
+                .where((blobs.c.key > last) & _unreferenced())
+                .order_by(blobs.c.key)
+                .limit(_SWEEP_CHUNK)
+            ).all()
+        if not rows:
+            break
+        keys = [key for key, _ in rows]
+        last = keys[-1]
+        for key, in_file in rows:
+            if in_file:
+                files.reuse(key)
+        with engine.begin() as conn:
+            collected += conn.execute(
+                delete(blobs).where(blobs.c.key.in_(keys) & _unreferenced())
+            ).rowcount
+    if collected:
+        _log.info("store.blob_sweep.collected count=%d", collected)
+    return collected
 
 
 def sweep_orphans(engine: Engine, files: BlobFiles, *, grace_seconds: float) -> int:

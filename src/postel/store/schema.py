@@ -154,7 +154,8 @@ blobs = Table(
     Column("data", LargeBinary, nullable=True),
 )
 """``data`` NULL means the bytes live in a file named by ``key`` under the blob dir.
-Rows that no message references are removed by start-up recovery."""
+Rows that no message references are removed by start-up recovery and by the running
+sweep (``recovery.collect_unreferenced``)."""
 
 messages = Table(
     "messages",

@@ -91,6 +91,7 @@ from postel.store.quota_api import QuotaUsage
 from postel.store.recovery import (
     ORPHAN_GRACE_SECONDS,
     SHARED_GRACE_SECONDS,
+    collect_unreferenced,
     recover,
     sweep_orphans,
 )
@@ -265,6 +266,10 @@ class SqlStore:
         return report
 
     async def sweep_orphan_blobs(self) -> int:
+        await self._in(
+            self._writer,
+            functools.partial(collect_unreferenced, self._engines.writer, self._files),
+        )
         return await self._in(
             self._readers,
             functools.partial(
