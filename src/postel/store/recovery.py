@@ -6,7 +6,7 @@ Run before the store serves anyone:
    finished).
 2. Blob rows that no message and no queued message references are deleted (their
    messages were removed, their queue entries finished). While the store runs,
-   ``collect_unreferenced`` does the same every sweep interval.
+   ``find_unreferenced`` and ``delete_unreferenced`` do the same every sweep interval.
 3. Blob files that no row references are deleted: orphans of a crash between a file's
    fsync and the delivery commit, or of step 2.
 4. Rows whose file is missing are reported (and logged as errors): that is data loss
@@ -93,14 +93,26 @@ def _unreferenced() -> ColumnElement[bool]:
     )
 
 
-def collect_unreferenced(engine: Engine, files: BlobFiles) -> int:
-    """Delete, while the store runs, the blob rows that no message and no queued message
-    names any more (the last copy of a message was expunged, its queue entry finished),
-    so that their space is given back without waiting for the next start. The rows are
-    found by a read walking the keys in order, and deleted ``_SWEEP_CHUNK`` at a time,
-    each in a short transaction that checks again that nothing names them, so a
-    delivery never waits long for the write lock. A file-backed row's file is marked as
-    just used first (``BlobFiles.reuse``), so it becomes an orphan that ``sweep_orphans``
+def find_unreferenced(engine: Engine, after: str) -> list[tuple[str, bool]]:
+    """Up to ``_SWEEP_CHUNK`` blob rows past key ``after`` (in key order) that no message
+    and no queued message names any more (the last copy of a message was expunged, its
+    queue entry finished), as ``(key, in_file)``. A read: call from a reader thread;
+    ``delete_unreferenced`` then deletes them. Spec: RELIABILITY.md D2."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(blobs.c.key, blobs.c.data.is_(None))
+            .where((blobs.c.key > after) & _unreferenced())
+            .order_by(blobs.c.key)
+            .limit(_SWEEP_CHUNK)
+        ).all()
+    return [(str(key), bool(in_file)) for key, in_file in rows]
+
+
+def delete_unreferenced(engine: Engine, files: BlobFiles, rows: list[tuple[str, bool]]) -> int:
+    """Delete the blob rows ``find_unreferenced`` found, in one short transaction that
+    checks again that nothing names them, so that their space is given back while the
+    store runs (inline bytes go with the row). A file-backed row's file is marked as just
+    used first (``BlobFiles.reuse``), so it becomes an orphan that ``sweep_orphans``
     removes only after its grace period: a backup that copies the database and then,
     within that period, the blob directory finds every file the copy names. Returns how
     many rows went.
@@ -111,30 +123,13 @@ def collect_unreferenced(engine: Engine, files: BlobFiles) -> int:
     failure that the client retries: no mail is lost either way.
     Synchronous: call from the writer thread. Spec: RELIABILITY.md D2.
     """
-    collected = 0
-    last = ""
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(blobs.c.key, blobs.c.data.is_(None))
-                .where((blobs.c.key > last) & _unreferenced())
-                .order_by(blobs.c.key)
-                .limit(_SWEEP_CHUNK)
-            ).all()
-        if not rows:
-            break
-        keys = [key for key, _ in rows]
-        last = keys[-1]
-        for key, in_file in rows:
-            if in_file:
-                files.reuse(key)
-        with engine.begin() as conn:
-            collected += conn.execute(
-                delete(blobs).where(blobs.c.key.in_(keys) & _unreferenced())
-            ).rowcount
-    if collected:
-        _log.info("store.blob_sweep.collected count=%d", collected)
-    return collected
+    for key, in_file in rows:
+        if in_file:
+            files.reuse(key)
+    keys = [key for key, _ in rows]
+    with engine.begin() as conn:
+        collected = conn.execute(delete(blobs).where(blobs.c.key.in_(keys) & _unreferenced()))
+    return int(collected.rowcount)
 
 
 def sweep_orphans(engine: Engine, files: BlobFiles, *, grace_seconds: float) -> int:

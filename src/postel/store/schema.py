@@ -155,7 +155,7 @@ blobs = Table(
 )
 """``data`` NULL means the bytes live in a file named by ``key`` under the blob dir.
 Rows that no message references are removed by start-up recovery and by the running
-sweep (``recovery.collect_unreferenced``)."""
+sweep (``recovery.delete_unreferenced``)."""
 
 messages = Table(
     "messages",

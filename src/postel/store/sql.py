@@ -91,7 +91,8 @@ from postel.store.quota_api import QuotaUsage
 from postel.store.recovery import (
     ORPHAN_GRACE_SECONDS,
     SHARED_GRACE_SECONDS,
-    collect_unreferenced,
+    delete_unreferenced,
+    find_unreferenced,
     recover,
     sweep_orphans,
 )
@@ -266,10 +267,19 @@ class SqlStore:
         return report
 
     async def sweep_orphan_blobs(self) -> int:
-        await self._in(
-            self._writer,
-            functools.partial(collect_unreferenced, self._engines.writer, self._files),
-        )
+        # The rows nothing names: found on a reader a chunk at a time, each chunk deleted
+        # by its own short job on the writer thread, so other writes interleave.
+        collected, last = 0, ""
+        while rows := await self._in(
+            self._readers, functools.partial(find_unreferenced, self._engines.reader, last)
+        ):
+            last = rows[-1][0]
+            collected += await self._in(
+                self._writer,
+                functools.partial(delete_unreferenced, self._engines.writer, self._files, rows),
+            )
+        if collected:
+            _log.info("store.blob_sweep.collected count=%d", collected)
         return await self._in(
             self._readers,
             functools.partial(
