@@ -192,6 +192,26 @@ async def test_subscriptions(store: Store) -> None:
         await store.set_subscribed(AccountId(alice.id + bob.id + 999), "x", True)
 
 
+async def test_subscriptions_are_bounded_per_account(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postel.store import names
+
+    alice, bob = await make_accounts(store, "alice", "bob")
+    have = len(await store.list_subscriptions(alice.id))
+    monkeypatch.setattr(names, "SUBSCRIPTIONS_PER_ACCOUNT_MAX", have + 2)
+    await store.set_subscribed(alice.id, "one", True)
+    await store.set_subscribed(alice.id, "two", True)
+    with pytest.raises(MailboxRefused):
+        await store.set_subscribed(alice.id, "three", True)
+    await store.set_subscribed(alice.id, "two", True)  # already there: not a new one
+    await store.set_subscribed(alice.id, "one", False)  # removing makes room
+    await store.set_subscribed(alice.id, "three", True)
+    await store.set_subscribed(bob.id, "bobs", True)  # per account
+    assert "three" in await store.list_subscriptions(alice.id)
+    assert len(await store.list_subscriptions(alice.id)) == have + 2
+
+
 async def test_mailbox_status(store: Store) -> None:
     (alice,) = await make_accounts(store, "alice")
     mailbox_id = await fill(store, alice, 4)

@@ -237,6 +237,9 @@ async def _subscribe(session: ImapSession, tag: str, name: str, on: bool) -> Non
     except InvalidMailboxName as exc:
         await session.tagged(tag, r.Status.NO, f"Bad name: {exc}", r.CANNOT)
         return
+    except MailboxRefused as exc:  # too many subscriptions (RFC 5530 §3 LIMIT)
+        await session.tagged(tag, r.Status.NO, f"Cannot subscribe: {exc}", r.LIMIT)
+        return
     verb = "SUBSCRIBE" if on else "UNSUBSCRIBE"
     await session.tagged(tag, r.Status.OK, f"{verb} completed")
 
@@ -268,6 +271,17 @@ def _all_names(existing: Iterable[str]) -> set[str]:
     return names
 
 
+def superiors(names: Iterable[str]) -> set[str]:
+    """Every name that is a superior (a parent, at any level) of one of ``names``: the
+    names that have children among them. One pass over the names and their levels, so
+    LIST stays linear in the number of mailboxes (up to MAILBOXES_PER_ACCOUNT_MAX).
+    Spec: RFC 9051 §6.3.9 (\\HasChildren); RFC 5258 §3.5 (CHILDINFO)."""
+    found: set[str] = set()
+    for name in names:
+        found.update(_parents(name))
+    return found
+
+
 async def list_mailboxes(session: ImapSession, command: cmd.List) -> None:
     """LIST, with LIST-EXTENDED selection and return options. Spec: RFC 9051 §6.3.9;
     RFC 5258 §3-4; RFC 5819; RFC 6154 §2."""
@@ -287,18 +301,21 @@ async def list_mailboxes(session: ImapSession, command: cmd.List) -> None:
     matchers = [list_pattern(command.reference, p) for p in command.patterns]
     all_names = _all_names(boxes)
     candidates = (all_names | subscribed) if select_subscribed else all_names
+    with_children = superiors(all_names)
+    # CHILDINFO names a parent only for subscribed descendants the patterns do not
+    # list themselves (RFC 5258 §3.5).
+    with_unlisted_subscribed = (
+        superiors(n for n in subscribed if not any(m.match(n) for m in matchers))
+        if recursive
+        else set()
+    )
     out: list[bytes] = []
     for name in sorted(candidates, key=_sort_key):
         if not any(m.match(name) for m in matchers):
             continue
         mailbox = boxes.get(name)
-        children = any(n.startswith(name + SEPARATOR) for n in all_names)
-        # CHILDINFO names a parent only for subscribed descendants the patterns do not
-        # list themselves (RFC 5258 §3.5).
-        child_subscribed = recursive and any(
-            n.startswith(name + SEPARATOR) and not any(m.match(n) for m in matchers)
-            for n in subscribed
-        )
+        children = name in with_children
+        child_subscribed = name in with_unlisted_subscribed
         if select_subscribed and name not in subscribed and not child_subscribed:
             continue
         if select_special and (mailbox is None or mailbox.special_use is None):

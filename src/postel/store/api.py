@@ -658,7 +658,8 @@ class Store(Protocol):
 
     async def set_subscribed(self, account_id: AccountId, name: str, subscribed: bool) -> None:
         """Add or remove ``name`` from the subscriptions (the mailbox need not exist;
-        removing an absent name is a no-op). Spec: RFC 9051 §6.3.7, §6.3.8."""
+        removing an absent name is a no-op). MailboxRefused when a new one would pass
+        names.SUBSCRIPTIONS_PER_ACCOUNT_MAX. Spec: RFC 9051 §6.3.7, §6.3.8."""
         ...
 
     async def list_subscriptions(self, account_id: AccountId) -> Sequence[str]:

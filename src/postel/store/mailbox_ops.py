@@ -310,7 +310,8 @@ def create_mailbox(
 
 def delete_mailbox(conn: Connection, account_id: AccountId, name: str) -> tuple[MailboxId, int]:
     """Remove the mailbox, its messages and expunge records; returns its id and last
-    HIGHESTMODSEQ. Blob rows no message names are collected at start-up (recovery.py).
+    HIGHESTMODSEQ. Blob rows no message names any more are collected by the blob sweep
+    (recovery.py).
     MailboxRefused for INBOX, NotFound. Spec: RFC 9051 §6.3.5."""
     name = names.normalize(name)
     if name == names.INBOX:
@@ -419,11 +420,19 @@ def _rename_inbox(conn: Connection, account_id: AccountId, new: str, now: dt.dat
 
 def set_subscribed(conn: Connection, account_id: AccountId, name: str, subscribed: bool) -> None:
     """Add or remove a subscription (the name need not exist) and mirror it on the
-    mailbox row. InvalidMailboxName, NotFound (account). Spec: RFC 9051 §6.3.7, §6.3.8."""
+    mailbox row. InvalidMailboxName, NotFound (account), MailboxRefused (a new one past
+    SUBSCRIPTIONS_PER_ACCOUNT_MAX). Spec: RFC 9051 §6.3.7, §6.3.8."""
     name = names.validate(name) if subscribed else names.normalize(name)
     _check_account(conn, account_id)
     present = _is_subscribed(conn, account_id, name)
     if subscribed and not present:
+        count = conn.execute(
+            select(func.count())
+            .select_from(subscriptions)
+            .where(subscriptions.c.account_id == account_id)
+        ).scalar_one()
+        if count >= names.SUBSCRIPTIONS_PER_ACCOUNT_MAX:
+            raise MailboxRefused(f"more than {names.SUBSCRIPTIONS_PER_ACCOUNT_MAX} subscriptions")
         conn.execute(insert(subscriptions).values(account_id=account_id, name=name))
     elif not subscribed and present:
         conn.execute(

@@ -19,6 +19,10 @@ MAILBOX_DEPTH_MAX = 64
 """Levels in a mailbox name (local policy; bounds LIST work per name)."""
 MAILBOXES_PER_ACCOUNT_MAX = 10_000
 """Mailboxes one account may hold (local policy; bounds LIST and storage)."""
+SUBSCRIPTIONS_PER_ACCOUNT_MAX = 10_000
+"""Subscriptions one account may hold; a name need not exist to be subscribed, so
+without a bound a client could store names without end (local policy; bounds LSUB,
+LIST (SUBSCRIBED) and storage). Spec: RFC 9051 §6.3.7."""
 _REFUSED = frozenset("%*") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
 """LIST wildcards (RFC 9051 §5.1 recommends against them in names) and control
 characters (RFC 5198 §2: not Net-Unicode)."""
