@@ -41,6 +41,7 @@ async def _deliver(data: Path) -> None:
                     internal_date=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
                     summary=parse_message(MESSAGE).to_json(),
                     queue_id=QueueId("Q1"),
+                    flags=frozenset({"\\Seen", "$Work"}),
                 )
             ]
         )
@@ -67,6 +68,7 @@ def test_mailbox_and_message_views(tmp_path: Path, capsys: pytest.CaptureFixture
     assert row["from"] == "alice@example.org"
     assert row["subject"] == "café report"
     assert row["size"] == len(MESSAGE) + len(b"Return-Path: <alice@example.org>\r\n")
+    assert row["flags"] == ["$Work", "\\Seen"]  # a list of flag names, as JSON
 
     assert main(["--data", str(data), "message", "show", "bob@example.org", "1"]) == 0
     shown = capsys.readouterr().out

@@ -90,7 +90,7 @@ async def message_list(args: argparse.Namespace, io: Io) -> int:
                 "size": m.size,
                 "from": sender,
                 "subject": subject,
-                "flags": " ".join(sorted(m.flags)),
+                "flags": sorted(m.flags),
             }
         )
     columns = (
