@@ -81,7 +81,21 @@ async def test_create_mailbox(store: Store) -> None:
     child = await store.create_mailbox(alice.id, "inbox/Child")
     assert child.name == "INBOX/Child"
     assert await store.get_mailbox(alice.id, "Inbox/Child") == child
-    bad = ["", "/a", "a/", "a//b", "a\x00b", "a\nb", "a*", "50%", "x" * 1025, "a/" * 64 + "a"]
+    bad = [
+        "",
+        "/a",
+        "a/",
+        "a//b",
+        "a\x00b",
+        "a\nb",
+        "a\u2028b",
+        "a\u2029b",
+        "a\x85b",
+        "a*",
+        "50%",
+        "x" * 1025,
+        "a/" * 64 + "a",
+    ]
     for name in bad:
         with pytest.raises(InvalidMailboxName):
             await store.create_mailbox(alice.id, name)

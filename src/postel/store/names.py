@@ -23,9 +23,14 @@ SUBSCRIPTIONS_PER_ACCOUNT_MAX = 10_000
 """Subscriptions one account may hold; a name need not exist to be subscribed, so
 without a bound a client could store names without end (local policy; bounds LSUB,
 LIST (SUBSCRIBED) and storage). Spec: RFC 9051 §6.3.7."""
-_REFUSED = frozenset("%*") | {chr(c) for c in range(0x20)} | {chr(c) for c in range(0x7F, 0xA0)}
-"""LIST wildcards (RFC 9051 §5.1 recommends against them in names) and control
-characters (RFC 5198 §2: not Net-Unicode)."""
+_REFUSED = (
+    frozenset("%*\u2028\u2029")
+    | {chr(c) for c in range(0x20)}
+    | {chr(c) for c in range(0x7F, 0xA0)}
+)
+"""LIST wildcards (RFC 9051 §5.1 recommends against them in names), control characters
+(RFC 5198 §2: not Net-Unicode) and the line and paragraph separators U+2028, U+2029
+(RFC 9051 §5.1: MUST NOT)."""
 
 
 def normalize(name: str) -> str:
@@ -54,7 +59,9 @@ def validate(name: str) -> str:
     if len(levels) > MAILBOX_DEPTH_MAX:
         raise InvalidMailboxName(f"mailbox name deeper than {MAILBOX_DEPTH_MAX} levels")
     if not _REFUSED.isdisjoint(name):
-        raise InvalidMailboxName(f"mailbox name {name!r} has a wildcard or control character")
+        raise InvalidMailboxName(
+            f"mailbox name {name!r} has a wildcard, control character or line separator"
+        )
     return normalize(name)
 
 
