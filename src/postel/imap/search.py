@@ -28,7 +28,7 @@ only the message's attributes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from postel.errors import LocalProtocolError
@@ -67,6 +67,7 @@ __all__ = [
     "needs_summary",
     "required_sequences",
     "text_key_count",
+    "walk",
 ]
 
 
@@ -122,23 +123,25 @@ def needs_bytes(key: SearchKey) -> bool:
     return _any_key(key, lambda k: isinstance(k, HeaderKey | BodyKey | TextKey))
 
 
-def text_key_count(key: SearchKey) -> int:
-    """How many BODY and TEXT keys ``key`` holds (anywhere in the tree, each counted
-    as often as it appears): how many times evaluating it may scan a message's decoded
-    text. Spec: RFC 9051 §6.4.4."""
-    count = 0
+def walk(key: SearchKey) -> Iterator[SearchKey]:
+    """``key`` and every key below it (under NOT, OR and AND), depth first."""
     stack: list[SearchKey] = [key]
     while stack:
         k = stack.pop()
-        if isinstance(k, BodyKey | TextKey):
-            count += 1
-        elif isinstance(k, NotKey):
+        yield k
+        if isinstance(k, NotKey):
             stack.append(k.key)
         elif isinstance(k, OrKey):
             stack.extend((k.left, k.right))
         elif isinstance(k, AndKey):
             stack.extend(k.keys)
-    return count
+
+
+def text_key_count(key: SearchKey) -> int:
+    """How many BODY and TEXT keys ``key`` holds (anywhere in the tree, each counted
+    as often as it appears): how many times evaluating it may scan a message's decoded
+    text. Spec: RFC 9051 §6.4.4."""
+    return sum(1 for k in walk(key) if isinstance(k, BodyKey | TextKey))
 
 
 def required_sequences(key: SearchKey) -> tuple[SequenceKey, ...]:
@@ -175,18 +178,7 @@ def needs_summary(key: SearchKey) -> bool:
 
 
 def _any_key(key: SearchKey, test: Callable[[SearchKey], bool]) -> bool:
-    stack: list[SearchKey] = [key]
-    while stack:
-        k = stack.pop()
-        if test(k):
-            return True
-        if isinstance(k, NotKey):
-            stack.append(k.key)
-        elif isinstance(k, OrKey):
-            stack.extend((k.left, k.right))
-        elif isinstance(k, AndKey):
-            stack.extend(k.keys)
-    return False
+    return any(test(k) for k in walk(key))
 
 
 def evaluate(key: SearchKey, msg: SearchSource, ctx: SearchContext) -> bool:

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 from postel.imap import commands as cmd
 from postel.imap import condstore as cs
 from postel.imap import responses as r
+from postel.imap import search
 from postel.imap.fetch import render_flags
 from postel.imap.fetch_items import FetchAttr
 from postel.imap.grammar import ImapSyntaxError
-from postel.imap.search_keys import AndKey, ModseqKey, NotKey, OrKey, SearchKey
+from postel.imap.search_keys import ModseqKey, SearchKey
 from postel.store import MailboxSnapshot
 
 if TYPE_CHECKING:
@@ -50,18 +51,7 @@ QRESYNC = "QRESYNC"
 
 def uses_modseq_key(key: SearchKey) -> bool:
     """True when the search key tree holds a MODSEQ key. Spec: RFC 7162 §3.1.5."""
-    stack: list[SearchKey] = [key]
-    while stack:
-        k = stack.pop()
-        if isinstance(k, ModseqKey):
-            return True
-        if isinstance(k, NotKey):
-            stack.append(k.key)
-        elif isinstance(k, OrKey):
-            stack.extend((k.left, k.right))
-        elif isinstance(k, AndKey):
-            stack.extend(k.keys)
-    return False
+    return any(isinstance(k, ModseqKey) for k in search.walk(key))
 
 
 def _enables(command: cmd.Command) -> bool:
