@@ -280,19 +280,23 @@ async def alias_list(args: argparse.Namespace, io: Io) -> int:
 
 
 async def alias_remove(args: argparse.Namespace, io: Io) -> int:
-    """`postel alias remove SOURCE`."""
+    """`postel alias remove SOURCE`; notes the aliases that still name SOURCE when
+    nothing of its own (an account, a role address) reaches it any more."""
     source = alias_source(args.source)
-    async with open_configured_store(config_from_args(args)) as store:
+    config = config_from_args(args)
+    async with open_configured_store(config) as store:
         try:
             await store.remove_alias(source)
         except NotFound:
             raise CliError(f"no alias {source}") from None
         key = source.lower()
         naming = [a.source for a in await store.list_aliases() if key in map(str.lower, a.targets)]
+        if naming and await Directory(store, config.admin_address).has_own_entry(source):
+            naming = []  # an account still takes it
     io.out(f"removed alias {source}")
     if naming:
         io.note(
-            f"{source} is still a target of {', '.join(naming)}: unless an account or a "
-            "catch-all takes it, that copy is refused as an unknown recipient"
+            f"{source} is still a target of {', '.join(naming)}: unless a catch-all takes "
+            "it, that copy is refused as an unknown recipient"
         )
     return 0

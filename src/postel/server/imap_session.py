@@ -638,11 +638,21 @@ class ImapSession(asyncio.Protocol):
             msg.log_over_quota(self, type(command).__name__, str(exc))
             await self.tagged(tag, r.Status.NO, "Over quota", r.OVERQUOTA)
         except SearchTooCostly as exc:
+            user = self.account.address if self.account is not None else ""
             log.info(
-                "imap.search_limit", extra={"command": type(command).__name__, "error": str(exc)}
+                "imap.search_limit",
+                extra={
+                    "command": type(command).__name__,
+                    "user": user,
+                    "client": self.peer.ip,
+                    "error": str(exc),
+                },
             )
             await self.tagged(
-                tag, r.Status.NO, "Search reads too much message text, narrow it", r.LIMIT
+                tag,
+                r.Status.NO,
+                "Search reads too much message text; narrow it with a message or UID range",
+                r.LIMIT,
             )
         except StoreError as exc:
             log.warning(
