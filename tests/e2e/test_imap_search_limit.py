@@ -87,6 +87,10 @@ def test_a_search_past_the_bound_is_refused_with_limit(client: RawImap, command:
         ("SEARCH 1:2 OR BODY needle0 OR BODY x BODY needle1", b"* SEARCH 1 2"),
         ("UID SEARCH UID 3 OR TEXT nowhere OR TEXT needle2 OR BODY x BODY y", b"* SEARCH 3"),
         ("SORT (SUBJECT) UTF-8 OR TEXT needle2 FLAGGED", b"* SORT 3"),
+        # what the rest of the key decides without the text is not read, nor counted
+        ("SEARCH SMALLER 10000 OR BODY needle0 OR BODY x BODY y", b"* SEARCH"),
+        ("SEARCH OR ALL OR BODY x OR BODY y BODY z", b"* SEARCH 1 2 3"),
+        ("SEARCH FLAGGED OR BODY needle0 OR BODY x BODY y", b"* SEARCH"),
     ],
 )
 def test_a_search_within_the_bound_is_answered(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -12,6 +13,7 @@ from postel.imap.search import (
     SearchContext,
     SearchDataMissing,
     SearchSource,
+    decide_without_text,
     evaluate,
     in_sequence,
     needs_bytes,
@@ -399,6 +401,40 @@ _KEYS = st.recursive(
     ),
     max_leaves=6,
 )
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_LINES, max_size=25).map(b"".join), _KEYS, st.booleans(), st.booleans())
+def test_an_answer_decided_without_the_text_is_the_answer(
+    blob: bytes, key: SearchKey, with_summary: bool, seen: bool
+) -> None:
+    summary = parse_message(blob) if with_summary else None
+    msg = SearchSource(
+        msn=2,
+        uid=20,
+        flags=frozenset({"\\Seen"}) if seen else frozenset(),
+        internal_date=dt.datetime(2024, 1, 1, tzinfo=UTC),
+        size=len(blob),
+        summary=summary,
+        trace_prefix=b"",
+        data=None,
+    )
+    decided = decide_without_text(key, msg, CTX)  # never reads the (absent) octets
+    full = evaluate(key, dataclasses.replace(msg, data=blob), CTX)
+    assert decided is None or decided == full
+
+
+def test_text_keys_leave_the_answer_open_unless_the_rest_decides() -> None:
+    msg = source(1, data=False)  # \Seen, 1 KB
+    body = BodyKey("x")
+    assert decide_without_text(body, msg, CTX) is None
+    assert decide_without_text(AndKey((FlagKey("\\Seen", False), body)), msg, CTX) is False
+    assert decide_without_text(OrKey(body, FlagKey("\\Seen", True)), msg, CTX) is True
+    assert decide_without_text(NotKey(AndKey((body, SizeKey(SizeOp.LARGER, 10**9)))), msg, CTX)
+    assert decide_without_text(OrKey(body, SizeKey(SizeOp.LARGER, 10**9)), msg, CTX) is None
+    sent = DateKey(DateField.SENT, DateOp.ON, d(2024, 1, 1))
+    assert decide_without_text(sent, source(1, data=False, summary=False), CTX) is None
+    assert decide_without_text(sent, source(1, data=False), CTX) is True
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])

@@ -61,6 +61,7 @@ __all__ = [
     "SearchContext",
     "SearchDataMissing",
     "SearchSource",
+    "decide_without_text",
     "evaluate",
     "in_sequence",
     "needs_bytes",
@@ -179,6 +180,36 @@ def needs_summary(key: SearchKey) -> bool:
 
 def _any_key(key: SearchKey, test: Callable[[SearchKey], bool]) -> bool:
     return any(test(k) for k in walk(key))
+
+
+def decide_without_text(key: SearchKey, msg: SearchSource, ctx: SearchContext) -> bool | None:
+    """The answer of ``key`` for ``msg`` when the message text cannot change it, else
+    None: an AND is False once one of its keys is False, an OR True once one is True,
+    whatever its HEADER, FROM..SUBJECT, BODY and TEXT keys would say (and a SENT* key
+    counts as text when ``msg`` has no summary). ``msg.data`` is never read, so a driver
+    may ask before reading the message. Agrees with ``evaluate`` whenever it is not
+    None. Spec: RFC 9051 §6.4.4 (keys are AND-ed; OR, NOT)."""
+    if isinstance(key, AndKey):
+        answers = [decide_without_text(k, msg, ctx) for k in key.keys]
+        if False in answers:
+            return False
+        return None if None in answers else True
+    if isinstance(key, OrKey):
+        left = decide_without_text(key.left, msg, ctx)
+        if left is True:
+            return True
+        right = decide_without_text(key.right, msg, ctx)
+        if right is True:
+            return True
+        return None if None in (left, right) else False
+    if isinstance(key, NotKey):
+        inner = decide_without_text(key.key, msg, ctx)
+        return None if inner is None else not inner
+    if isinstance(key, HeaderKey | BodyKey | TextKey):
+        return None
+    if isinstance(key, DateKey) and key.field is DateField.SENT and msg.summary is None:
+        return None
+    return _Evaluator(msg, ctx).test(key)
 
 
 def evaluate(key: SearchKey, msg: SearchSource, ctx: SearchContext) -> bool:

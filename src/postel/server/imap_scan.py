@@ -18,6 +18,7 @@ PARTIAL), RFC 5957 §3 (DISPLAYFROM, DISPLAYTO).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -138,7 +139,9 @@ async def scan(
     skipped (unless the full-text index answered for them alone: their UIDs are still
     in the session's view). ``with_summary`` loads every hit's summary; ``rows`` False
     lets a hit the index answered for come without its row (``Hit.message`` None).
-    Messages outside a sequence set AND-ed at the top of ``key`` are skipped unread.
+    Messages outside a sequence set AND-ed at the top of ``key`` are skipped unread, and
+    so is any message for which the rest of the key decides the answer whatever its text
+    says (``search.decide_without_text``): only those count against the bound below.
     Raises SearchTooCostly, before reading the message past the bound, when the text
     keys would scan more than ``[imap] search_text_max`` octets in all (each BODY or
     TEXT key costs the message's size).
@@ -184,16 +187,6 @@ async def scan(
             if m is None:
                 continue
             test = rest if uid in narrowed.known else full
-            data = None
-            if test.text_keys:
-                text_budget -= test.text_keys * m.size
-                if text_budget < 0:
-                    raise SearchTooCostly(f"search reads more than {text_max} octets")
-            if test.needs_bytes:
-                try:
-                    data = await session.store.read_message(selected.mailbox_id, uid)
-                except NotFound:
-                    continue
             summary = await load_summary(m) if test.needs_summary else None
             source = search.SearchSource(
                 msn,
@@ -203,16 +196,27 @@ async def scan(
                 m.size,
                 summary,
                 m.trace_prefix,
-                data,
+                None,
                 m.modseq,
                 save_date=m.save_date,
             )
-            if test.trivial:
-                matched = True
-            elif data is not None and len(data) > SCAN_INLINE_MAX:
-                matched = await asyncio.to_thread(search.evaluate, test.key, source, ctx)
+            decided = True if test.trivial else search.decide_without_text(test.key, source, ctx)
+            if decided is not None:  # the text cannot change the answer: not read
+                matched = decided
             else:
-                matched = search.evaluate(test.key, source, ctx)
+                if test.text_keys:
+                    text_budget -= test.text_keys * m.size
+                    if text_budget < 0:
+                        raise SearchTooCostly(f"search reads more than {text_max} octets")
+                try:
+                    data = await session.store.read_message(selected.mailbox_id, uid)
+                except NotFound:
+                    continue
+                source = dataclasses.replace(source, data=data)
+                if len(data) > SCAN_INLINE_MAX:
+                    matched = await asyncio.to_thread(search.evaluate, test.key, source, ctx)
+                else:
+                    matched = search.evaluate(test.key, source, ctx)
             if matched:
                 hits.append(Hit(msn, uid, m, summary))
     return hits
@@ -223,7 +227,6 @@ class _Test:
     """A key to evaluate and what evaluating it reads."""
 
     key: SearchKey
-    needs_bytes: bool
     needs_summary: bool
     trivial: bool
     text_keys: int
@@ -233,7 +236,6 @@ class _Test:
     def of(cls, key: SearchKey, with_summary: bool) -> _Test:
         return cls(
             key,
-            search.needs_bytes(key),
             with_summary or search.needs_summary(key),
             isinstance(key, AllKey),
             search.text_key_count(key),
