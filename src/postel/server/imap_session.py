@@ -651,7 +651,7 @@ class ImapSession(asyncio.Protocol):
             await self.tagged(
                 tag,
                 r.Status.NO,
-                "Search reads too much message text; narrow it with a message or UID range",
+                "Search reads too much message text; narrow it (message or UID range, flags, dates)",
                 r.LIMIT,
             )
         except StoreError as exc:
