@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from postel.imap.thread import (
+    REFERENCES_SCAN_MAX,
     THREAD_REFERENCES_MAX,
     ThreadAlgorithm,
     ThreadAlgorithmError,
@@ -194,6 +195,21 @@ def test_references_in_reply_to_fallback_and_normalisation() -> None:
         b"<01KF8JCEOCBS0045PS@xxx.yyy.com>"
     )
     assert message_ids(b"<> <a@b>") == ("a@b",)
+
+
+@pytest.mark.parametrize("length", [254, 255, 256])
+def test_a_huge_references_field_is_read_only_at_its_end(length: int) -> None:
+    # Megabytes of ids: the last THREAD_REFERENCES_MAX ids (the parent last) are found
+    # in the last REFERENCES_SCAN_MAX octets, whatever the ids' length; an id the bound
+    # cuts through is not taken.
+    ids = [b"%0*d@example.org" % (length - 14, i) for i in range(20 * THREAD_REFERENCES_MAX)]
+    field = b" ".join(b"<" + i + b">" for i in ids)
+    assert len(field) > 10 * REFERENCES_SCAN_MAX
+    found = reference_ids(field, None)
+    assert found[-1] == ids[-1].decode()
+    expected = [i.decode() for i in ids][-len(found) :]
+    assert list(found) == expected
+    assert len(found) == THREAD_REFERENCES_MAX  # ids of up to 256 octets all fit
 
 
 def test_references_bound() -> None:

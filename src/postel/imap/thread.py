@@ -30,6 +30,7 @@ from postel.errors import ProtocolError
 from postel.mail.basesubject import casemap, extract_base_subject
 
 __all__ = [
+    "REFERENCES_SCAN_MAX",
     "THREAD_REFERENCES_MAX",
     "ThreadAlgorithm",
     "ThreadAlgorithmError",
@@ -44,6 +45,11 @@ __all__ = [
     "thread_references",
 ]
 
+REFERENCES_SCAN_MAX = 256 * 1024
+"""Octets read from the end of a References field: room for THREAD_REFERENCES_MAX ids of
+up to 256 octets each. A longer field (a hostile one of megabytes) is not read past it,
+so threading costs the same whatever the field's length; an id cut by the bound lacks
+its opening bracket and is not taken. Postel policy (RELIABILITY.md D7)."""
 THREAD_REFERENCES_MAX = 1000
 """References taken per message, the last ones (nearest the message: the last is the
 parent). RFC 5322 §3.6.4 lets writers trim long References fields and RFC 5256 §4
@@ -147,13 +153,14 @@ def message_ids(value: bytes) -> tuple[str, ...]:
 def reference_ids(references: bytes | None, in_reply_to: bytes | None) -> tuple[str, ...]:
     """A message's references for REFERENCES threading: the msg-ids of References, or
     when that field is absent (or holds no msg-id) the first msg-id of In-Reply-To.
-    At most the last THREAD_REFERENCES_MAX are kept. Never raises.
+    At most the last THREAD_REFERENCES_MAX are kept, found in the last
+    REFERENCES_SCAN_MAX octets. Never raises.
 
     Spec: RFC 5256 §4 REFERENCES step 1.
     """
     if references is not None:
         kept: deque[str] = deque(maxlen=THREAD_REFERENCES_MAX)
-        for match in _MSG_ID.finditer(references):
+        for match in _MSG_ID.finditer(references[-REFERENCES_SCAN_MAX:]):
             normal = _normalize_msg_id(match.group(1).decode("latin-1"))
             if normal:
                 kept.append(normal)
