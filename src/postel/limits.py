@@ -97,13 +97,15 @@ minutes). Spec: RFC 2177 §3, RFC 9051 §6.3.13."""
 IMAP_TIMEOUT_SEND = 60.0
 """A client that does not read our responses for this long is disconnected."""
 IMAP_SEARCH_TEXT_MAX = 4 * 1024 * 1024 * 1024
-"""Octets of message text one SEARCH, SORT or THREAD command may read for its text keys
-(BODY and TEXT): each such key in the search key scans a message's decoded text once,
-so a message of N octets costs N per key. A command that would read more is refused
-with NO [LIMIT] before the message past the bound is read. 4 GiB lets one or two text
-keys scan a mailbox of a few GB that the full-text index does not answer for; it stops
-a search of hundreds of OR'd keys over large messages, which would otherwise cost
-minutes of CPU. Configurable as ``[imap] search_text_max``.
+"""Octets of message text one SEARCH, SORT or THREAD command may read for its text keys:
+each BODY or TEXT key scans a message's decoded text once (a message of N octets costs
+N per key), each HEADER, FROM, TO, CC, BCC or SUBJECT key its header section. A command
+that would read more is refused with NO [LIMIT] before its keys scan the message past
+the bound; the re-searches of updating searches (RETURN (UPDATE)) at one sync point
+share one such allowance. 4 GiB lets one or two text keys scan a mailbox of a few GB
+that the full-text index does not answer for; it stops a search of hundreds of OR'd
+keys over large messages or headers, which would otherwise cost minutes of CPU.
+Configurable as ``[imap] search_text_max``.
 Spec: RFC 5530 §3 (LIMIT); RELIABILITY.md D7 (bounded work per command)."""
 IMAP_FETCH_BATCH = 256
 """Messages loaded from the store per round trip while answering FETCH or SEARCH."""

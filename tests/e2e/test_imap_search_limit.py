@@ -101,6 +101,49 @@ def test_a_search_within_the_bound_is_answered(
     assert answer in done.untagged, done
 
 
+def test_header_keys_count_the_header_section(imap: PostelServer) -> None:
+    """HEADER-type keys scan the header section: a 1.2 MiB header field read by two
+    of them passes the bound, one fits; repeated keys on one field are answered from
+    its value casefolded once."""
+    with RawImap.tls(imap.imaps_port) as c:
+        c.login(USER, PASSWORD)
+        assert c.command("CREATE Headers").status == "OK"
+        pad = b"X-Pad: " + b"p" * (1200 * KiB) + b"\r\n"
+        assert c.append("Headers", b"Subject: padded\r\n" + pad + b"\r\nbody\r\n").status == "OK"
+        assert c.command("SELECT Headers").status == "OK"
+        done = c.command("SEARCH NOT HEADER X-Pad zzq")
+        assert done.status == "OK" and b"* SEARCH 1" in done.untagged, done
+        done = c.command("SEARCH OR HEADER X-Pad zzq NOT SUBJECT zzq")
+        assert done.status == "NO" and b"[LIMIT]" in done.tagged, done
+        # The rest of the key decides without the header: nothing is read.
+        done = c.command("SEARCH DELETED OR HEADER X-Pad zzq NOT SUBJECT zzq")
+        assert done.status == "OK" and b"* SEARCH" in done.untagged, done
+
+
+def test_updating_searches_share_one_allowance_per_sync(imap: PostelServer) -> None:
+    """Two updating searches that each fit for a new 800 KiB message but not together:
+    the first is brought up to date, the second ends with NOUPDATE."""
+    with RawImap.tls(imap.imaps_port) as c, RawImap.tls(imap.imaps_port) as other:
+        c.login(USER, PASSWORD)
+        other.login(USER, PASSWORD)
+        assert c.command("CREATE Updates").status == "OK"
+        assert c.command("SELECT Updates").status == "OK"
+        tags = []
+        for word in ("one", "two"):
+            tag = c.tag()
+            c.send(f"{tag} SEARCH RETURN (UPDATE) OR BODY {word} BODY {word}x\r\n".encode())
+            assert c.until_tagged(tag).status == "OK"
+            tags.append(tag)
+        body = b"one two\r\n" + b"z" * (800 * KiB)
+        assert other.append("Updates", b"Subject: new\r\n\r\n" + body).status == "OK"
+        done = c.command("NOOP")
+        assert done.status == "OK", done
+        noupdate = [line for line in done.untagged if b"[NOUPDATE" in line]
+        assert len(noupdate) == 1 and f'"{tags[1]}"'.encode() in noupdate[0], done
+        assert any(b"ADDTO" in line and tags[0].encode() in line for line in done.untagged)
+        assert c.command(f'CANCELUPDATE "{tags[0]}"').status == "OK"
+
+
 def test_a_refused_save_empties_the_saved_result(client: RawImap) -> None:
     assert client.command("SEARCH RETURN (SAVE) 1:2").status == "OK"
     done = client.command("SEARCH RETURN (SAVE) OR BODY needle0 OR BODY nowhere BODY x")

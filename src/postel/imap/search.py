@@ -63,6 +63,7 @@ __all__ = [
     "SearchSource",
     "decide_without_text",
     "evaluate",
+    "header_key_count",
     "in_sequence",
     "needs_bytes",
     "needs_summary",
@@ -143,6 +144,13 @@ def text_key_count(key: SearchKey) -> int:
     as often as it appears): how many times evaluating it may scan a message's decoded
     text. Spec: RFC 9051 §6.4.4."""
     return sum(1 for k in walk(key) if isinstance(k, BodyKey | TextKey))
+
+
+def header_key_count(key: SearchKey) -> int:
+    """How many HEADER, FROM, TO, CC, BCC and SUBJECT keys ``key`` holds (each counted
+    as often as it appears): how many times evaluating it may scan a message's header
+    section. Spec: RFC 9051 §6.4.4."""
+    return sum(1 for k in walk(key) if isinstance(k, HeaderKey))
 
 
 def required_sequences(key: SearchKey) -> tuple[SequenceKey, ...]:
@@ -232,6 +240,7 @@ class _Evaluator:
     _header_folded: str | None = None
     _body: list[str] | None = None
     _folded: dict[str, str] = field(default_factory=dict)
+    _field_values: dict[str, list[str]] = field(default_factory=dict)
 
     def test(self, key: SearchKey) -> bool:
         if isinstance(key, AndKey):
@@ -311,11 +320,20 @@ class _Evaluator:
         return folded
 
     def header_field(self, key: HeaderKey) -> bool:
-        values = self.header().values(key.field)
+        values = self.folded_values(key.field)
         if not key.value:
             return bool(values)
         needle = self.fold(key.value)
-        return any(needle in value.casefold() for value in values)
+        return any(needle in value for value in values)
+
+    def folded_values(self, name: str) -> list[str]:
+        """The decoded values of the fields called ``name``, casefolded once per
+        message however many keys read them."""
+        low = name.lower()
+        values = self._field_values.get(low)
+        if values is None:
+            values = self._field_values[low] = [v.casefold() for v in self.header().values(name)]
+        return values
 
     def in_header(self, value: str) -> bool:
         if self._header_folded is None:

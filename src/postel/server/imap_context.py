@@ -34,6 +34,7 @@ from postel.imap.view import Expunge, ViewUpdate
 from postel.server.imap_scan import (
     Hit,
     SearchTooCostly,
+    TextBudget,
     needs_summary,
     run_ordering,
     scan,
@@ -175,8 +176,9 @@ async def sync_contexts(
     if not pairs:
         return
     out = []
+    budget = TextBudget(session.service.config.imap.search_text_max)  # for them all
     for context in selected.contexts:
-        out.append(await _research(session, selected, context, pairs))
+        out.append(await _research(session, selected, context, pairs, budget))
     text = b"".join(out)
     if text:
         await session.write(text)
@@ -187,15 +189,22 @@ async def _research(
     selected: Selected,
     context: UpdateContext,
     pairs: list[tuple[int, int]],
+    budget: TextBudget,
 ) -> bytes:
     """Search the changed messages again; the update for ``context`` (b"" if none).
-    A search past ``[imap] search_text_max`` ends the context: ``* NO [NOUPDATE]``.
+    ``budget`` is shared by the re-searches of one sync point: the one that passes it
+    ends its context, ``* NO [NOUPDATE]``.
     Spec: RFC 5267 §4.2 (the server may stop updating at any time)."""
     view = selected.view
     keys = frozenset(c.key for c in context.criteria or ())
     try:
         hits = await scan(
-            session, selected, context.key, pairs=pairs, with_summary=needs_summary(keys)
+            session,
+            selected,
+            context.key,
+            pairs=pairs,
+            with_summary=needs_summary(keys),
+            budget=budget,
         )
     except SearchTooCostly:
         selected.contexts.cancel(context.tag)

@@ -35,7 +35,7 @@ from postel.imap.thread import ThreadRecord, message_ids, reference_ids
 from postel.mail import MessageSummary
 from postel.mail.date import parse_date
 from postel.mail.envelope import field_text
-from postel.mail.header import decode_encoded_words, split_header
+from postel.mail.header import decode_encoded_words, find_header_end, split_header
 from postel.server.imap_fulltext import narrow
 from postel.store import StoredMessage
 from postel.store.api import UidSet
@@ -49,6 +49,7 @@ __all__ = [
     "SCAN_INLINE_MAX",
     "Hit",
     "SearchTooCostly",
+    "TextBudget",
     "esearch_answer",
     "load_summary",
     "run_ordering",
@@ -89,9 +90,27 @@ _CHEAP_SORT_KEYS = frozenset({SortKey.ARRIVAL, SortKey.SIZE})
 
 
 class SearchTooCostly(Exception):
-    """A search would read more message text for its BODY and TEXT keys than
-    ``[imap] search_text_max`` allows one command (the command is answered NO [LIMIT]).
+    """A search would read more message text for its text keys than ``[imap]
+    search_text_max`` allows one command (the command is answered NO [LIMIT]).
     Spec: RFC 5530 §3 (LIMIT)."""
+
+
+@dataclass(slots=True)
+class TextBudget:
+    """Octets of message text still allowed to the text keys of one command (``[imap]
+    search_text_max``), or of all the re-searches of one sync point together: each
+    BODY or TEXT key costs the size of every message it is read for, each HEADER,
+    FROM..SUBJECT key the size of that message's header section.
+    Spec: RFC 5530 §3 (LIMIT); RELIABILITY.md D7."""
+
+    limit: int
+    spent: int = 0
+
+    def spend(self, octets: int) -> None:
+        """Count ``octets``; SearchTooCostly once the total passes ``limit``."""
+        self.spent += octets
+        if self.spent > self.limit:
+            raise SearchTooCostly(f"search reads more than {self.limit} octets of text")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +152,7 @@ async def scan(
     pairs: Sequence[tuple[int, int]] | None = None,
     with_summary: bool = False,
     rows: bool = True,
+    budget: TextBudget | None = None,
 ) -> list[Hit]:
     """The messages of ``pairs`` (``(msn, uid)``, ascending; default: every message
     of the view) that match ``key``, in that order. Messages expunged meanwhile are
@@ -142,13 +162,13 @@ async def scan(
     Messages outside a sequence set AND-ed at the top of ``key`` are skipped unread, and
     so is any message for which the rest of the key decides the answer whatever its text
     says (``search.decide_without_text``): only those count against the bound below.
-    Raises SearchTooCostly, before reading the message past the bound, when the text
-    keys would scan more than ``[imap] search_text_max`` octets in all (each BODY or
-    TEXT key costs the message's size).
+    Raises SearchTooCostly, before the text keys scan the message past the bound, when
+    they would read more than ``budget`` allows (default: a TextBudget of ``[imap]
+    search_text_max`` for this call alone).
     Spec: RFC 9051 §6.4.4; RFC 5530 §3 (LIMIT)."""
     view = selected.view
-    text_max = session.service.config.imap.search_text_max
-    text_budget = text_max
+    if budget is None:
+        budget = TextBudget(session.service.config.imap.search_text_max)
     ctx = search.SearchContext(
         largest_msn=view.exists,
         largest_uid=view.uids[-1] if view.uids else 0,
@@ -204,14 +224,13 @@ async def scan(
             if decided is not None:  # the text cannot change the answer: not read
                 matched = decided
             else:
-                if test.text_keys:
-                    text_budget -= test.text_keys * m.size
-                    if text_budget < 0:
-                        raise SearchTooCostly(f"search reads more than {text_max} octets")
+                budget.spend(test.text_keys * m.size)  # known before reading
                 try:
                     data = await session.store.read_message(selected.mailbox_id, uid)
                 except NotFound:
                     continue
+                if test.header_keys:
+                    budget.spend(test.header_keys * find_header_end(data)[1])
                 source = dataclasses.replace(source, data=data)
                 if len(data) > SCAN_INLINE_MAX:
                     matched = await asyncio.to_thread(search.evaluate, test.key, source, ctx)
@@ -231,6 +250,8 @@ class _Test:
     trivial: bool
     text_keys: int
     """BODY and TEXT keys in ``key``: scans of the message text per evaluation."""
+    header_keys: int
+    """HEADER-type keys in ``key``: scans of the header section per evaluation."""
 
     @classmethod
     def of(cls, key: SearchKey, with_summary: bool) -> _Test:
@@ -239,6 +260,7 @@ class _Test:
             with_summary or search.needs_summary(key),
             isinstance(key, AllKey),
             search.text_key_count(key),
+            search.header_key_count(key),
         )
 
 
