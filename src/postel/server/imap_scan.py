@@ -59,11 +59,11 @@ __all__ = [
 ]
 
 SCAN_INLINE_MAX = 1024 * 1024
-"""Octets of a message whose text a search key reads on the event loop; a larger one is
-evaluated in a worker thread. Its text keys (BODY, TEXT, many of them in an OR tree)
-scan the whole decoded message once per key: tens of seconds for a few large messages,
-during which the event loop would serve no other session. In the thread the loop still
-gets the interpreter between two scans."""
+"""Octets of scanning (the message read once, plus the message per BODY or TEXT key and
+its header section per HEADER-type key) a search may do on the event loop for one
+message; more is done in a worker thread. A key tree of many keys over a large message
+or header could otherwise hold the event loop for seconds, serving no other session.
+In the thread the loop still gets the interpreter between two scans."""
 ORDER_INLINE_MAX = 2000
 """Records sorted or threaded on the event loop; more go to a worker thread. Measured
 on the 2-core reference machine: sorting 2,000 records by SUBJECT (base subject and
@@ -229,10 +229,13 @@ async def scan(
                     data = await session.store.read_message(selected.mailbox_id, uid)
                 except NotFound:
                     continue
+                work = len(data) + test.text_keys * len(data)
                 if test.header_keys:
-                    budget.spend(test.header_keys * find_header_end(data)[1])
+                    header_octets = test.header_keys * find_header_end(data)[1]
+                    budget.spend(header_octets)
+                    work += header_octets
                 source = dataclasses.replace(source, data=data)
-                if len(data) > SCAN_INLINE_MAX:
+                if work > SCAN_INLINE_MAX:
                     matched = await asyncio.to_thread(search.evaluate, test.key, source, ctx)
                 else:
                     matched = search.evaluate(test.key, source, ctx)
