@@ -317,6 +317,11 @@ class PostelServer:
             check=check,
         )
 
+    def add_user(self, address: str, password: str) -> None:
+        """Add the domain of ``address`` (if missing) and an account with ``password``."""
+        self.cli("domain", "add", address.rpartition("@")[2], check=False)
+        self.cli("account", "add", address, "--password-file", "-", stdin=password + "\n")
+
     def add_accounts(self, domain: str, *locals_: str) -> None:
         """Add ``domain`` (if missing) and an account ``local@domain`` for each name."""
         self.cli("domain", "add", domain, check=False)

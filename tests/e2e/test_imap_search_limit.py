@@ -37,12 +37,9 @@ def _message(n: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def imap(module_servers: ServerFactory, tmp_path_factory: pytest.TempPathFactory) -> PostelServer:
+def imap(module_servers: ServerFactory) -> PostelServer:
     server = module_servers("imap-search-limit", imap={"search_text_max": LIMIT})
-    secret = tmp_path_factory.mktemp("secret") / "password"
-    secret.write_text(PASSWORD + "\n")
-    server.cli("domain", "add", "example.test")
-    server.cli("account", "add", USER, "--password-file", str(secret))
+    server.add_user(USER, PASSWORD)
     server.start()
     with RawImap.tls(server.imaps_port) as client:
         client.login(USER, PASSWORD)
