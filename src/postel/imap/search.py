@@ -197,27 +197,7 @@ def decide_without_text(key: SearchKey, msg: SearchSource, ctx: SearchContext) -
     counts as text when ``msg`` has no summary). ``msg.data`` is never read, so a driver
     may ask before reading the message. Agrees with ``evaluate`` whenever it is not
     None. Spec: RFC 9051 §6.4.4 (keys are AND-ed; OR, NOT)."""
-    if isinstance(key, AndKey):
-        answers = [decide_without_text(k, msg, ctx) for k in key.keys]
-        if False in answers:
-            return False
-        return None if None in answers else True
-    if isinstance(key, OrKey):
-        left = decide_without_text(key.left, msg, ctx)
-        if left is True:
-            return True
-        right = decide_without_text(key.right, msg, ctx)
-        if right is True:
-            return True
-        return None if None in (left, right) else False
-    if isinstance(key, NotKey):
-        inner = decide_without_text(key.key, msg, ctx)
-        return None if inner is None else not inner
-    if isinstance(key, HeaderKey | BodyKey | TextKey):
-        return None
-    if isinstance(key, DateKey) and key.field is DateField.SENT and msg.summary is None:
-        return None
-    return _Evaluator(msg, ctx).test(key)
+    return _Evaluator(msg, ctx).decide(key)
 
 
 def evaluate(key: SearchKey, msg: SearchSource, ctx: SearchContext) -> bool:
@@ -270,6 +250,30 @@ class _Evaluator:
         if isinstance(key, BodyKey):
             return self.in_body(key.value)
         return self.in_header(key.value) or self.in_body(key.value)
+
+    def decide(self, key: SearchKey) -> bool | None:
+        """``decide_without_text``: three-valued, None where the text decides."""
+        if isinstance(key, AndKey):
+            answers = [self.decide(k) for k in key.keys]
+            if False in answers:
+                return False
+            return None if None in answers else True
+        if isinstance(key, OrKey):
+            left = self.decide(key.left)
+            if left is True:
+                return True
+            right = self.decide(key.right)
+            if right is True:
+                return True
+            return None if None in (left, right) else False
+        if isinstance(key, NotKey):
+            inner = self.decide(key.key)
+            return None if inner is None else not inner
+        if isinstance(key, HeaderKey | BodyKey | TextKey):
+            return None
+        if isinstance(key, DateKey) and key.field is DateField.SENT and self.msg.summary is None:
+            return None
+        return self.test(key)
 
     def flags(self) -> frozenset[str]:
         if self._flags is None:

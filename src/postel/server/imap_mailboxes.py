@@ -266,9 +266,7 @@ def _attributes(mailbox: Mailbox | None, children: bool | None) -> list[str]:
 
 def _all_names(existing: Iterable[str]) -> set[str]:
     names = set(existing)
-    for name in list(names):
-        names.update(_parents(name))
-    return names
+    return names | superiors(names)
 
 
 def superiors(names: Iterable[str]) -> set[str]:
