@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from postel.clock import SystemClock
+from postel.mail import MessageSummary
 from postel.store import open_store
 from postel.store.queue_api import QueueFilter
 
@@ -156,6 +157,10 @@ def test_missing_date_and_message_id_are_added_once(server: PostelServer) -> Non
     raw = stored.meta.trace_prefix
     assert b"\r\nDate: " in raw and b"\r\nMessage-ID: <" in raw
     local_id = raw.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0]
+    # IMAP's ENVELOPE (and so SORT, THREAD) reads the added fields as the message's own.
+    envelope = MessageSummary.from_json(stored.meta.summary).envelope
+    assert envelope.message_id == local_id
+    assert envelope.date is not None and envelope.date in raw
 
     async def queued_prefix() -> bytes:
         store = open_store(server.database_url, server.blob_dir, clock=SystemClock())

@@ -103,3 +103,21 @@ def test_json_round_trip_on_corpus() -> None:
     for case in cases():
         s = parse_message(case.message)
         assert MessageSummary.from_json(s.to_json()) == s, case.file
+
+
+def test_added_fields_count_for_the_envelope_only() -> None:
+    """Fields stored before the message (a submission's added Date and Message-ID) are
+    read for the ENVELOPE; the MIME offsets stay those of the message itself."""
+    data = b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n"
+    added = b"Date: Tue, 1 Dec 2026 12:00:00 +0000\r\nMessage-ID: <x@example.org>\r\n"
+    plain, with_added = parse_message(data), parse_message(data, added)
+    assert plain.envelope.date is None and plain.envelope.message_id is None
+    assert with_added.envelope.date == b"Tue, 1 Dec 2026 12:00:00 +0000"
+    assert with_added.envelope.message_id == b"<x@example.org>"
+    assert with_added.envelope.subject == b"s" and with_added.envelope.from_ == plain.envelope.from_
+    assert with_added.body == plain.body and with_added.size == plain.size
+    # The message's own Date wins over nothing; the added one is never a duplicate.
+    dated = b"Date: Mon, 30 Nov 2026 08:00:00 +0000\r\n" + data
+    assert (
+        parse_message(dated, b"X-Other: y\r\n").envelope.date == b"Mon, 30 Nov 2026 08:00:00 +0000"
+    )

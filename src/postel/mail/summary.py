@@ -17,6 +17,7 @@ of the stored message.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,6 +27,7 @@ from postel import fastjson
 from postel.errors import ProtocolError
 from postel.mail.address import Address
 from postel.mail.envelope import Envelope, envelope_from_header
+from postel.mail.header import split_header
 from postel.mail.mime import BodyPart, EnclosedMessage, parse_mime, parse_mime_header
 from postel.mail.params import Param
 
@@ -119,15 +121,21 @@ def imap_envelope(text: str) -> bytes | None:
         return None
 
 
-def parse_message(data: bytes) -> MessageSummary:
+def parse_message(data: bytes, added: bytes = b"") -> MessageSummary:
     """Parse a whole message (header + body octets, CRLF) into its summary.
+
+    ``added`` holds header fields stored before the message (fields the server adds,
+    such as the Date and Message-ID of a submission that had none): the ENVELOPE reads
+    them as the message's own; the offsets stay relative to ``data``.
 
     Never raises: malformed input yields the best structure the rules in
     ``postel.mail.mime`` give.
 
-    Spec: RFC 5322 §2.1, RFC 2045, RFC 2046, RFC 9051 §7.5.2.
+    Spec: RFC 5322 §2.1, RFC 2045, RFC 2046, RFC 9051 §7.5.2; RFC 6409 §8.2, §8.3.
     """
     body, header = parse_mime_header(data)
+    if added:
+        header = dataclasses.replace(header, fields=split_header(added).fields + header.fields)
     return MessageSummary(len(data), envelope_from_header(header), body)
 
 

@@ -132,7 +132,7 @@ class InboundDelivery:
         raises StoreError if the transaction failed (then nothing is kept).
         """
         now = self._clock.now()
-        summary = await self._summary(blob)
+        summary = await self._summary(blob, envelope.added_fields)
         deliveries: list[Delivery] = []
         use = envelope.mailbox_use
         seen: set[int] = set()
@@ -183,23 +183,24 @@ class InboundDelivery:
             blob=blob,
             trace_prefix=prefix,
             internal_date=self._clock.now(),
-            summary=await self._summary(blob),
+            summary=await self._summary(blob, prefix),
             flags=flags,
             queue_id=queue_id,
         )
         return await self._store.deliver([delivery])
 
-    async def _summary(self, blob: BlobRef) -> str:
-        """Parse the MIME structure once. Small messages are parsed on the event loop;
-        larger ones are read and parsed in a worker thread, at most
-        PARSE_CONCURRENCY_MAX at a time, so memory stays bounded however many large
-        messages arrive together (RELIABILITY.md D7)."""
+    async def _summary(self, blob: BlobRef, added: bytes) -> str:
+        """Parse the MIME structure once; ``added`` are the header fields stored before
+        the blob for every copy (their Date and Message-ID count for the ENVELOPE).
+        Small messages are parsed on the event loop; larger ones are read and parsed in
+        a worker thread, at most PARSE_CONCURRENCY_MAX at a time, so memory stays bounded
+        however many large messages arrive together (RELIABILITY.md D7)."""
         if blob.inline is not None and len(blob.inline) <= PARSE_INLINE_MAX:
-            return _summarise(blob.inline)
+            return _summarise(blob.inline, added)
         async with self._large_parses:
             content = await self._store.read_blob(blob)
             try:
-                return await asyncio.to_thread(_summarise, content)
+                return await asyncio.to_thread(_summarise, content, added)
             finally:
                 del content
 
@@ -225,8 +226,8 @@ class InboundDelivery:
         )
 
 
-def _summarise(content: bytes) -> str:
-    summary = mail.parse_message(content).to_json()
+def _summarise(content: bytes, added: bytes = b"") -> str:
+    summary = mail.parse_message(content, added).to_json()
     if len(summary) > limits.MIME_SUMMARY_MAX:
         raise StructureTooLarge(
             f"MIME structure summary of {len(summary)} octets exceeds {limits.MIME_SUMMARY_MAX}"
