@@ -264,6 +264,24 @@ def test_relaxed_header_canonicalization_agrees_with_dkimpy(
     assert accel.relaxed_headers(fields) == accel._dkimpy_relaxed_headers(fields)
 
 
+_BODY_PIECES = st.sampled_from([b" ", b"  ", b"\t", b"\r\n", b"\r", b"\n", b"a", b"word", b"\x00"])
+"""Bodies made of the octets relaxed canonicalization acts on, in any order."""
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.lists(_BODY_PIECES, max_size=40).map(b"".join), st.binary(max_size=80)))
+def test_relaxed_body_canonicalization_agrees_with_dkimpy(body: bytes) -> None:
+    assert accel.relaxed_body(body) == accel._dkimpy_relaxed_body(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\r\n", b"\r\n\r\n", b"a", b"a \r\n", b"a\t\tb\r\n", b"one two\r\n\r\n", b" \t \r\n"],
+)
+def test_relaxed_body_named_cases(body: bytes) -> None:
+    assert accel.relaxed_body(body) == accel._dkimpy_relaxed_body(body)
+
+
 _NAMES = st.sampled_from([b"from", b"to", b"subject", b"date", b"x"])
 
 
@@ -292,3 +310,4 @@ def test_text_steps_installed() -> None:
     assert dkim.rfc822_parse is accel.rfc822_parse
     assert dkim.select_headers is accel.select_headers
     assert dkim.canonicalization.Relaxed.canonicalize_headers is accel.relaxed_headers
+    assert dkim.canonicalization.Relaxed.canonicalize_body is accel.relaxed_body

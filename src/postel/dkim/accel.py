@@ -12,7 +12,7 @@ public key's ASN.1, again for every signature it checks (``dkim.evaluate_pk``).
   record (bounded); records that fail are evaluated afresh, so every error text stays
   dkimpy's.
 
-and five text steps that run for every signature, each the same function of its input
+and six text steps that run for every signature, each the same function of its input
 with the pattern compiled once instead of looked up in ``re``'s cache per call, and
 without nested quantifiers:
 
@@ -27,7 +27,12 @@ without nested quantifiers:
 - ``relaxed_headers``: relaxed header canonicalization
   (``dkim.canonicalization.Relaxed.canonicalize_headers``), skipping the whitespace
   substitution for a value with no tab and no two spaces in a row;
-- ``select_headers``: the fields named by ``h=``, bottom-up (``dkim.select_headers``).
+- ``select_headers``: the fields named by ``h=``, bottom-up (``dkim.select_headers``);
+- ``relaxed_body``: relaxed body canonicalization
+  (``dkim.canonicalization.Relaxed.canonicalize_body``). dkimpy substitutes every run of
+  spaces and tabs, a single space between two words included, so a body of prose costs
+  one match per word (about 40 us for 700 octets, 25% of a whole verification); here
+  each substitution runs only when a plain search finds something it would change.
 
 The verifiers return what the replaced functions return, with one deliberate difference:
 dkimpy reads the signature as an integer, so it also accepts a signature padded with
@@ -62,6 +67,7 @@ __all__ = [
     "evaluate_key",
     "install",
     "parse_tag_value",
+    "relaxed_body",
     "relaxed_headers",
     "rfc822_parse",
     "select_headers",
@@ -83,6 +89,7 @@ _dkimpy_parse_tag_value = dkim.util.parse_tag_value
 _dkimpy_rfc822_parse = dkim.rfc822_parse
 _dkimpy_relaxed_headers = dkim.canonicalization.Relaxed.canonicalize_headers
 _dkimpy_select_headers = dkim.select_headers
+_dkimpy_relaxed_body = dkim.canonicalization.Relaxed.canonicalize_body
 
 B_VALUE = re.compile(rb"([;\s]b\s*=)(?:[\sA-Za-z0-9+/=]*[A-Za-z0-9+/=])?(?:\r?\n\Z)?")
 """``dkim.RE_BTAG``: ``sub(rb"\\1", value)`` leaves ``b=`` and drops its value. dkimpy's
@@ -93,6 +100,10 @@ Spec: RFC 6376 §3.5 (b=), §3.7 (the signature field hashed with an empty b=)."
 _LINE_END = re.compile(rb"\r?\n")
 _FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
 _WSP_RUN = re.compile(rb"[\t ]+")
+_WSP_BEFORE_CRLF = re.compile(rb"[\t ]+\r\n")
+_WSP_TO_SPACE = re.compile(rb"[\t ]{2,}|\t")
+"""The runs of ``_WSP_RUN`` that are not already one space: a match starts only at the
+start of a run (a lone space never matches, so the scan never enters a run midway)."""
 
 
 @functools.lru_cache(maxsize=DKIM_KEY_CACHE_ENTRIES)
@@ -241,6 +252,21 @@ def select_headers(
     return selected
 
 
+def relaxed_body(body: bytes) -> bytes:
+    """``dkim.canonicalization.Relaxed.canonicalize_body``: spaces and tabs before each
+    CRLF removed, every other run of them made one space, empty lines at the end
+    removed (an empty body stays empty, a body without a final CRLF gets one).
+    Spec: RFC 6376 §3.4.4."""
+    if b" \r\n" in body or b"\t\r\n" in body:
+        body = _WSP_BEFORE_CRLF.sub(b"\r\n", body)
+    if b"\t" in body or b"  " in body:
+        body = _WSP_TO_SPACE.sub(b" ", body)
+    canonical: bytes = dkim.canonicalization.correct_empty_body(
+        dkim.canonicalization.strip_trailing_lines(body)
+    )
+    return canonical
+
+
 def install() -> None:
     """Point dkimpy at the replacements above; idempotent."""
     dkim.RSASSA_PKCS1_v1_5_verify = verify_rsa
@@ -251,3 +277,4 @@ def install() -> None:
     dkim.rfc822_parse = rfc822_parse
     dkim.canonicalization.Relaxed.canonicalize_headers = staticmethod(relaxed_headers)
     dkim.select_headers = select_headers
+    dkim.canonicalization.Relaxed.canonicalize_body = staticmethod(relaxed_body)
