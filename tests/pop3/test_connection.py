@@ -201,6 +201,34 @@ def test_protocol_errors() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("login", "command"),
+    [
+        (b"", "QUIT"),
+        (b"", "CAPA"),
+        (b"", "STLS"),
+        (LOGIN + b"DELE 1\r\n", "QUIT"),
+        (LOGIN, "CAPA"),
+        (LOGIN, "STAT"),
+        (LOGIN, "NOOP"),
+        (LOGIN, "RSET"),
+    ],
+)
+def test_a_command_without_arguments_refuses_one_and_the_session_goes_on(
+    login: bytes, command: str
+) -> None:
+    """RFC 1939 §5-6, RFC 2449 §5 and RFC 2595 §4: these commands take no argument;
+    one given is a syntax error and the session goes on (QUIT neither ends it nor
+    applies a deletion); trailing spaces are no argument."""
+    session = drive_all([login + f"{command} extra\r\n{command}  \r\n".encode()])
+    bad = [e.text for e in session.events if isinstance(e, BadCommand)]
+    assert bad[0] == f"syntax: {command}"
+    assert f"-ERR syntax: {command}\r\n".encode() in session.output
+    if command == "QUIT":
+        state = State.TRANSACTION if login else State.AUTHORIZATION
+        assert session.quit is not None and session.quit.state is state
+
+
 def test_line_too_long_is_refused_and_counted() -> None:
     long_line = b"USER " + b"a" * (limits.COMMAND_LINE_MAX - 7) + b"\r\n"
     assert len(long_line) == limits.COMMAND_LINE_MAX

@@ -410,10 +410,14 @@ class ServerConnection:
         return self._emit(StartTls(), _Due.STLS)
 
     def _cmd_capa(self, arg: str) -> Event:
+        if split_args(arg):
+            return self._bad("syntax: CAPA")
         status = Response(True, "capability list follows")
         return Capa(response=render_multiline(status, self.capabilities()))
 
     def _cmd_quit(self, arg: str) -> Event:
+        if split_args(arg):
+            return self._bad("syntax: QUIT")
         if self._state is State.TRANSACTION:
             self._state = State.UPDATE
             return self._emit(Quit(State.TRANSACTION, self._listing().deleted()), _Due.QUIT)
