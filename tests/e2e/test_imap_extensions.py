@@ -134,7 +134,13 @@ def test_catenate_with_url_and_text(server: PostelServer) -> None:
         done = client.command(head + text + b")")
         assert done.status == "OK", done
         assert b"[APPENDUID" in done.tagged
-        for url in (b"/cat/;uid=99", b"/cat/;uid=4294967296", b"/cat/;uid=1/;partial=0.4294967296"):
+        for url in (
+            b"/cat/;uid=99",
+            b"/cat/;uid=4294967296",
+            b"/cat/;uid=1/;partial=0.4294967296",
+            b"/cat/;uid=1/;section=2",  # a one-part message: no part 2 (RFC 4469 §5)
+            b"/cat/;uid=1/;section=1.HEADER",  # part 1 is not a message/rfc822
+        ):
             bad = client.command(b'APPEND cat CATENATE (URL "%s")' % url)
             assert bad.status == "NO" and b"[BADURL " + url + b"]" in bad.tagged, bad
         assert client.command("SELECT cat").status == "OK"

@@ -30,6 +30,7 @@ from postel.imap.fetch import (
     render_attributes,
     render_item,
     render_items,
+    section_exists,
     section_octets,
     sets_seen,
 )
@@ -619,3 +620,47 @@ def test_render_attributes_equals_render_items(
         render_envelope(msg.summary),
     )
     assert lane == general
+
+
+_TEXTS = st.sampled_from(list(SectionText))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([MULTI, SINGLE]),
+    st.lists(st.integers(1, 5), max_size=4).map(tuple),
+    _TEXTS,
+)
+def test_a_section_that_does_not_exist_is_empty_in_fetch(
+    blob: bytes, part: tuple[int, ...], text: SectionText
+) -> None:
+    """What IMAP URLs refuse (``section_exists`` False: CATENATE's BADURL, URLFETCH's
+    NIL) is exactly what FETCH answers with an empty string, never a part with
+    content. Spec: RFC 9051 §6.4.5; RFC 4469 §5."""
+    fields = (
+        ("SUBJECT",) if text in (SectionText.HEADER_FIELDS, SectionText.HEADER_FIELDS_NOT) else ()
+    )
+    section = Section(part, text, fields)
+    msg = source(blob)
+    if not section_exists(msg.summary, section):
+        assert section_octets(msg, section) == b""
+
+
+@pytest.mark.parametrize(
+    ("part", "text", "exists"),
+    [
+        ((), SectionText.NONE, True),
+        ((), SectionText.HEADER, True),
+        ((), SectionText.MIME, False),
+        ((1,), SectionText.NONE, True),
+        ((1,), SectionText.MIME, True),
+        ((1,), SectionText.HEADER, False),  # text/plain: no header of its own to ask for
+        ((3,), SectionText.HEADER, True),  # message/rfc822
+        ((3, 1), SectionText.NONE, True),
+        ((3, 2), SectionText.NONE, False),
+        ((4,), SectionText.NONE, False),
+        ((1, 1), SectionText.NONE, False),
+    ],
+)
+def test_which_sections_exist(part: tuple[int, ...], text: SectionText, exists: bool) -> None:
+    assert section_exists(source(MULTI).summary, Section(part, text)) is exists

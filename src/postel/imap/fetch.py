@@ -436,6 +436,20 @@ def _view(msg: FetchSource) -> _View:
     return _View(_data(msg), msg.summary, len(msg.trace_prefix))
 
 
+def section_exists(summary: MessageSummary, section: Section) -> bool:
+    """Whether ``section`` names something in the message ``summary`` describes: its
+    part exists, and HEADER, TEXT and HEADER.FIELDS of a part are asked of a
+    message/rfc822 part; MIME needs a part number. (FETCH answers a missing section
+    with an empty string; an IMAP URL naming one is invalid.)
+    Spec: RFC 9051 §6.4.5; RFC 5092 §3; RFC 4469 §5."""
+    if not section.part:
+        return section.text is not SectionText.MIME
+    part = find_part(summary.body, section.part)
+    if part is None:
+        return False
+    return section.text in (SectionText.NONE, SectionText.MIME) or part.message is not None
+
+
 def section_octets(msg: FetchSource, section: Section) -> bytes:
     """The octets of ``BODY[section]`` (before any partial), b"" if it does not exist.
 

@@ -30,9 +30,10 @@ async def url_owner(store: Store, url: ImapUrl) -> Account | None:
 
 async def url_octets(store: Store, account: Account, url: ImapUrl) -> bytes | None:
     """The octets ``url`` names in ``account``'s mailboxes, or None when the mailbox,
-    UIDVALIDITY or UID does not match (a stale or wrong URL). A section that does not
-    exist gives b"" as FETCH does; the partial range cuts the section.
-    Spec: RFC 5092 §3 (UIDVALIDITY check, isection, ipartial); RFC 9051 §6.4.5."""
+    UIDVALIDITY, UID or section does not match (a stale or wrong URL: CATENATE then
+    fails with BADURL, URLFETCH answers NIL); the partial range cuts the section.
+    Spec: RFC 5092 §3 (UIDVALIDITY check, isection, ipartial); RFC 4469 §5;
+    RFC 4467 §7; RFC 9051 §6.4.5."""
     mailbox = await store.get_mailbox(account.id, url.mailbox)
     if mailbox is None:
         return None
@@ -51,6 +52,8 @@ async def url_octets(store: Store, account: Account, url: ImapUrl) -> bytes | No
         try:
             summary = await load_summary(message)
         except ProtocolError:
+            return None
+        if not fetch.section_exists(summary, url.section):
             return None
         source = fetch.FetchSource(
             message.uid,
