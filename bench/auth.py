@@ -152,6 +152,9 @@ class Run:
     """The reverse zone was served (iprev passes and its answers are cached)."""
     load: str = "python"
     """The load generator: "smtp-source" or "python" (this module's asyncio client)."""
+    switches_main_per_msg: tuple[float, float] = (0.0, 0.0)
+    """Context switches of the main process (all its threads) per message over the timed
+    span: (voluntary, involuntary), from /proc/PID/task/*/status."""
 
 
 # -- prepare -----------------------------------------------------------------------------------
@@ -507,6 +510,7 @@ def run_one(
         os.sync()
         load_before = _loadavg()
         cpu0, main0 = tree_cpu_ticks(proc.pid), process_cpu_ticks(proc.pid)
+        switches0 = context_switches(proc.pid)
         began = time.monotonic()
         if files:
             n, failed = smtp_source_load(port, files, args.n, conc)
@@ -518,6 +522,7 @@ def run_one(
         seconds = time.monotonic() - began
         cpu = tree_cpu_ticks(proc.pid) - cpu0
         main_cpu = process_cpu_ticks(proc.pid) - main0
+        switches = [b - a for a, b in zip(switches0, context_switches(proc.pid), strict=True)]
         load_after = _loadavg()
     finally:
         if spy is not None:
@@ -547,6 +552,7 @@ def run_one(
         profile=spy_to,
         ptr=args.ptr,
         load=args.load,
+        switches_main_per_msg=(round(switches[0] / n, 2), round(switches[1] / n, 2)),
     )
 
 
@@ -555,6 +561,22 @@ def process_cpu_ticks(pid: int) -> int:
     text = Path(f"/proc/{pid}/stat").read_text(encoding="latin-1")
     fields = text[text.rfind(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])
+
+
+def context_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of every thread of process ``pid``."""
+    voluntary = involuntary = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text(encoding="latin-1")
+        except OSError:  # the thread ended meanwhile
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                voluntary += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                involuntary += int(line.split()[1])
+    return voluntary, involuntary
 
 
 def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -594,7 +616,8 @@ def bench(args: argparse.Namespace) -> None:
             print(
                 f"[{time.strftime('%H:%M:%S')}] checks {run.checks} c{conc} round {rnd}"
                 f"{' (reverse zone)' if args.ptr else ''}: "
-                f"{run.msgs_per_s} msg/s, {run.cpu_ms_per_msg} ms CPU/msg, stored "
+                f"{run.msgs_per_s} msg/s, {run.cpu_ms_per_msg} ms CPU/msg "
+                f"(main {run.cpu_main_ms_per_msg}, switches {run.switches_main_per_msg}), stored "
                 f"{run.stored}, load {run.load_before} -> {run.load_after}",
                 flush=True,
             )
