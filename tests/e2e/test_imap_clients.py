@@ -384,13 +384,15 @@ def test_status_items(server: PostelServer) -> None:
     ok(client.append("st", "(\\Seen)", None, message("st", 1)))
     ok(client.append("st", "(\\Deleted)", None, message("st", 2)))
     ok(client.append("st", "", None, message("st", 3)))
-    data = ok(client.status("st", "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE)"))
+    items = "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE DELETED-STORAGE)"
+    data = ok(client.status("st", items))
     text = data[0].decode()
-    fields = dict(re.findall(r"(\w+) (\d+)", text.split("(", 1)[1]))
+    fields = dict(re.findall(r"([\w-]+) (\d+)", text.split("(", 1)[1]))
     size = sum(len(message("st", n)) for n in (1, 2, 3))
     assert fields["MESSAGES"] == "3" and fields["UIDNEXT"] == "4", text
     assert fields["UNSEEN"] == "2" and fields["DELETED"] == "1", text
     assert fields["SIZE"] == str(size), text
+    assert fields["DELETED-STORAGE"] == str(len(message("st", 2))), text
     assert int(fields["UIDVALIDITY"]) > 0
     typ, data = client.status("st-none", "(MESSAGES)")
     assert typ == "NO"

@@ -203,9 +203,11 @@ def test_lsub_and_status() -> None:
     assert parse(b"A042 STATUS blurdybloop (UIDNEXT MESSAGES)") == Status(
         "A042", "blurdybloop", (StatusItem.UIDNEXT, StatusItem.MESSAGES)
     )
-    every = b"(MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT HIGHESTMODSEQ)"
+    every = b"(MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT HIGHESTMODSEQ"
+    every += b" APPENDLIMIT MAILBOXID deleted-storage)"
     command = parse(b"a STATUS INBOX " + every)
-    assert isinstance(command, Status) and len(command.items) == 8
+    assert isinstance(command, Status) and len(command.items) == 11
+    assert command.items[-1] is StatusItem.DELETED_STORAGE
     with pytest.raises(ImapSyntaxError):
         parse(b"a STATUS INBOX (FOO)")
     with pytest.raises(ImapSyntaxError):

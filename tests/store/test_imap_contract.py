@@ -232,11 +232,16 @@ async def test_mailbox_status(store: Store) -> None:
     await store.store_flags(mailbox_id, UidSet.of([1, 2]), FlagMode.ADD, frozenset({"\\seen"}))
     await store.store_flags(mailbox_id, UidSet.of([2, 3]), FlagMode.ADD, frozenset({"\\Deleted"}))
     status = await store.mailbox_status(mailbox_id)
-    sizes = sum(m.size for m in await store.list_messages(mailbox_id))
+    listed = await store.list_messages(mailbox_id)
+    sizes = sum(m.size for m in listed)
     assert (status.messages, status.unseen, status.deleted, status.size) == (4, 2, 2, sizes)
+    assert status.deleted_size == sum(m.size for m in listed if m.uid in (2, 3))
     assert (status.uidnext, status.highestmodseq) == (5, 7)
     empty = await store.mailbox_status((await box(store, alice, "Sent")).id)
     assert (empty.messages, empty.unseen, empty.deleted, empty.size) == (0, 0, 0, 0)
+    assert empty.deleted_size == 0
+    await store.expunge(mailbox_id)
+    assert (await store.mailbox_status(mailbox_id)).deleted_size == 0
 
 
 # -- messages ------------------------------------------------------------------------------

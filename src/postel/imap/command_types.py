@@ -200,7 +200,8 @@ class ListReturn(StrEnum):
 
 class StatusItem(StrEnum):
     """STATUS data items. Spec: RFC 9051 §6.3.11, RFC 3501 §6.3.10 (RECENT),
-    RFC 7162 §3.1.6 (HIGHESTMODSEQ), RFC 7889 (APPENDLIMIT), RFC 8474 §4.1 (MAILBOXID)."""
+    RFC 7162 §3.1.6 (HIGHESTMODSEQ), RFC 7889 (APPENDLIMIT), RFC 8474 §4.1 (MAILBOXID),
+    RFC 9208 §4.2 (DELETED-STORAGE, with QUOTA=RES-STORAGE)."""
 
     MESSAGES = "MESSAGES"
     UIDNEXT = "UIDNEXT"
@@ -212,6 +213,9 @@ class StatusItem(StrEnum):
     HIGHESTMODSEQ = "HIGHESTMODSEQ"
     APPENDLIMIT = "APPENDLIMIT"
     MAILBOXID = "MAILBOXID"
+    DELETED_STORAGE = "DELETED-STORAGE"
+    """Octets an EXPUNGE of the mailbox would free: RFC822.SIZE summed over its
+    ``\\Deleted`` messages (as SIZE is over all of them)."""
 
 
 @dataclass(frozen=True, slots=True)

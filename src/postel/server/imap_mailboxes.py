@@ -375,6 +375,7 @@ async def _status_line(
         cmd.StatusItem.UIDVALIDITY: st.uidvalidity,
         cmd.StatusItem.UNSEEN: st.unseen,
         cmd.StatusItem.DELETED: st.deleted,
+        cmd.StatusItem.DELETED_STORAGE: st.deleted_size,
         cmd.StatusItem.SIZE: st.size,
         cmd.StatusItem.RECENT: st.recent,
         cmd.StatusItem.HIGHESTMODSEQ: st.highestmodseq,
@@ -385,7 +386,8 @@ async def _status_line(
 
 
 async def status(session: ImapSession, command: cmd.Status) -> None:
-    """STATUS. Spec: RFC 9051 §6.3.11; RFC 8438 (SIZE); RFC 7889 (APPENDLIMIT)."""
+    """STATUS. Spec: RFC 9051 §6.3.11; RFC 8438 (SIZE); RFC 7889 (APPENDLIMIT);
+    RFC 9208 §4.2 (DELETED-STORAGE)."""
     mailbox = await _get(session, command.mailbox)
     if mailbox is None:
         await session.tagged(command.tag, r.Status.NO, "No such mailbox", r.NONEXISTENT)

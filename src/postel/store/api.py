@@ -362,6 +362,9 @@ class MailboxStatus:
     highestmodseq: int
     recent: int = 0
     """Messages not yet announced as recent to any session (IMAP4rev1 RECENT)."""
+    deleted_size: int = 0
+    """Sum of RFC822.SIZE over the ``\\Deleted`` messages, octets (STATUS
+    DELETED-STORAGE, RFC 9208 §4.2)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,6 +163,7 @@ def mailbox_status(conn: Connection, mailbox_id: MailboxId) -> MailboxStatus:
             func.coalesce(deleted, 0),
             func.coalesce(func.sum(messages.c.size), 0),
             func.coalesce(func.sum(case((messages.c.uid > mailboxes.c.recent_uid, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((has_flag(DELETED), messages.c.size), else_=0)), 0),
         )
         .select_from(mailboxes.outerjoin(messages, messages.c.mailbox_id == mailboxes.c.id))
         .where(mailboxes.c.id == mailbox_id)
@@ -176,7 +177,9 @@ def mailbox_status(conn: Connection, mailbox_id: MailboxId) -> MailboxStatus:
     ).first()
     if row is None:
         raise NotFound(f"no mailbox {mailbox_id}")
-    uidnext, validity, modseq, count, n_seen, n_deleted, size, recent = (int(v) for v in row)
+    uidnext, validity, modseq, count, n_seen, n_deleted, size, recent, deleted_size = (
+        int(v) for v in row
+    )
     return MailboxStatus(
         messages=count,
         unseen=count - n_seen,
@@ -186,6 +189,7 @@ def mailbox_status(conn: Connection, mailbox_id: MailboxId) -> MailboxStatus:
         uidvalidity=validity,
         highestmodseq=modseq,
         recent=recent,
+        deleted_size=deleted_size,
     )
 
 
