@@ -112,6 +112,8 @@ def test_malformed_part_lists() -> None:
         b"a APPEND INBOX CATENATE (FOO bar)\r\n",
         b'a APPEND INBOX CATENATE (URL "/x/;uid=1"\r\n',
         b"a APPEND INBOX CATENATE (URL )\r\n",
+        b"a APPEND INBOX CATENATE ()\r\n",  # 1*cat-part: an empty list is no message
+        b"a APPEND INBOX CATENATE ( )\r\n",
     ):
         events = _events(line + b"b NOOP\r\n")
         assert any(isinstance(e, ev.BadCommand) for e in events), line
@@ -121,4 +123,10 @@ def test_malformed_part_lists() -> None:
 def test_malformed_after_first_message_aborts() -> None:
     events = _events(b'a APPEND INBOX CATENATE (URL "/x/;uid=1") CATENATE (BAD)\r\nb NOOP\r\n')
     assert ev.AppendAborted("a", "expected a CATENATE part") in events
+    assert isinstance(events[-1], ev.CommandReceived)
+
+
+def test_an_empty_part_list_after_the_first_message_aborts() -> None:
+    events = _events(b'a APPEND INBOX CATENATE (URL "/x/;uid=1") CATENATE ()\r\nb NOOP\r\n')
+    assert ev.AppendAborted("a", "CATENATE needs at least one part") in events
     assert isinstance(events[-1], ev.CommandReceived)

@@ -142,6 +142,8 @@ class _Append:
     """Unread text of the current segment of a part list; after its ``)``, the text
     that continues as after a message (``after_parts``)."""
     after_parts: bool = False
+    parts: int = 0
+    """Parts read of the current part list (``1*cat-part``: at least one)."""
 
 
 def literal_size(digits: bytes) -> int:
@@ -400,6 +402,8 @@ class ServerConnection:
         if rest.startswith(b" "):
             rest = rest[1:]
         if rest.startswith(b")"):
+            if not append.parts:
+                return self._catenate_failure(append, rest, "CATENATE needs at least one part")
             append.in_parts = False
             append.after_parts = True
             append.rest = rest[1:]
@@ -407,10 +411,12 @@ class ServerConnection:
             append.index += 1
             return CatenateEnd()
         if rest[:4].upper() == b"URL ":
+            append.parts += 1
             return self._catenate_url(append, rest)
         if rest[:5].upper() == b"TEXT ":
             match = LITERAL_MARKER.fullmatch(rest, 5)
             if match is not None:
+                append.parts += 1
                 return self._catenate_text(append, match)
         if not rest:
             return self._catenate_failure(append, rest, "expected ) to end CATENATE")
@@ -454,6 +460,7 @@ class ServerConnection:
         assert append is not None
         append.between = False
         append.in_parts = True
+        append.parts = 0
         append.rest = rest
         self._parts = []
         self._lits = []
