@@ -64,6 +64,7 @@ __all__ = [
     "binary_octets",
     "decodable",
     "format_internal_date",
+    "named_part",
     "needs_bytes",
     "needs_summary",
     "plan",
@@ -437,17 +438,24 @@ def _view(msg: FetchSource) -> _View:
 
 
 def section_exists(summary: MessageSummary, section: Section) -> bool:
-    """Whether ``section`` names something in the message ``summary`` describes: its
-    part exists, and HEADER, TEXT and HEADER.FIELDS of a part are asked of a
-    message/rfc822 part; MIME needs a part number. (FETCH answers a missing section
-    with an empty string; an IMAP URL naming one is invalid.)
-    Spec: RFC 9051 §6.4.5; RFC 5092 §3; RFC 4469 §5."""
+    """Whether ``section`` names something in the message ``summary`` describes (see
+    ``named_part``). FETCH answers a missing section with an empty string; an IMAP URL
+    naming one is invalid. Spec: RFC 9051 §6.4.5; RFC 5092 §3; RFC 4469 §5."""
+    return named_part(summary.body, section) is not None
+
+
+def named_part(root: BodyPart, section: Section) -> BodyPart | None:
+    """The part whose octets ``section`` takes, in the tree under ``root``; None when
+    there is none: the part number does not exist, HEADER, TEXT or HEADER.FIELDS of a
+    part is asked of one that is not message/rfc822 (they then take the embedded
+    message's own root part), or MIME comes without a part number.
+    Spec: RFC 9051 §6.4.5."""
     if not section.part:
-        return section.text is not SectionText.MIME
-    part = find_part(summary.body, section.part)
-    if part is None:
-        return False
-    return section.text in (SectionText.NONE, SectionText.MIME) or part.message is not None
+        return None if section.text is SectionText.MIME else root
+    part = find_part(root, section.part)
+    if part is None or section.text in (SectionText.NONE, SectionText.MIME):
+        return part
+    return part.message.body if part.message is not None else None
 
 
 def section_octets(msg: FetchSource, section: Section) -> bytes:
@@ -458,17 +466,13 @@ def section_octets(msg: FetchSource, section: Section) -> bytes:
     view = _view(msg)
     if section.text is SectionText.NONE and not section.part:
         return view.data
-    part = find_part(view.root, section.part)
+    part = named_part(view.root, section)
     if part is None:
         return b""
     if section.text is SectionText.NONE:
         return view.octets(view.body(part))
     if section.text is SectionText.MIME:
-        return view.octets(view.header(part)) if section.part else b""
-    if section.part:
-        if part.message is None:
-            return b""
-        part = part.message.body
+        return view.octets(view.header(part))
     if section.text is SectionText.TEXT:
         if part is view.root:
             return view.data[view.body(part)[0] :]
