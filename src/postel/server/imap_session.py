@@ -463,6 +463,10 @@ class ImapSession(asyncio.Protocol):
             await self._serve()
         except (SessionEnded, ConnectionError, asyncio.CancelledError):
             pass
+        except ssl.SSLError as exc:  # e.g. plaintext after STARTTLS: the client's doing
+            log.info(
+                "imap.session.dropped", extra={"client": self.peer.ip, "error": type(exc).__name__}
+            )
         except Exception:
             log.exception("imap.session.failed", extra={"client": self.peer.ip})
             with contextlib.suppress(Exception):

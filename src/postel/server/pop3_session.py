@@ -232,6 +232,10 @@ class Pop3Session(asyncio.Protocol):
             await self._serve()
         except (SessionEnded, ConnectionError, asyncio.CancelledError):
             pass
+        except ssl.SSLError as exc:  # e.g. plaintext after STARTTLS: the client's doing
+            log.info(
+                "pop3.session.dropped", extra={"client": self.peer.ip, "error": type(exc).__name__}
+            )
         except Exception:
             log.exception("pop3.session.failed", extra={"client": self.peer.ip})
         finally:
