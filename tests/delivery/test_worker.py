@@ -6,9 +6,11 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from postel.delivery.worker import UNRECORDED_PER_CONNECTION_MAX
 from postel.store import Store
 from postel.store.queue_api import NewQueuedMessage, NewRecipient, QueueRecipient, RecipientState
 
@@ -78,6 +80,39 @@ async def test_several_messages_over_one_connection(
     assert events.count("delivery.sent") == 4
     dump = sink.dumped(b"outbound 103")
     assert all(f"outbound {100 + n}".encode() in dump for n in range(4))
+
+
+async def test_a_connection_has_a_bounded_number_of_unrecorded_messages(
+    store: Store,
+    sink_factory: Callable[..., Sink],
+    make_worker: WorkerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """However slow the commits of outcomes, a connection has at most
+    UNRECORDED_PER_CONNECTION_MAX messages accepted by the peer and not recorded, so a
+    crash repeats at most that many of its messages. Spec: RELIABILITY.md D1."""
+    sink = sink_factory()
+    for n in range(8):
+        await enqueue(store, f"W{n}", f"user{n}@example.test", data=body(200 + n))
+    events: list[str] = []
+    settle = store.settle
+
+    async def slow_settle(*args: Any, **kwargs: Any) -> Any:
+        events.append("accepted")  # a settle follows the peer's reply
+        await asyncio.sleep(0.2)  # a commit slower than a whole transaction
+        result = await settle(*args, **kwargs)
+        events.append("recorded")
+        return result
+
+    monkeypatch.setattr(store, "settle", slow_settle)
+    assert await make_worker(sink.port, connections_per_domain_max=1).run_once() == 8
+    unrecorded = [
+        events[:at].count("accepted") - events[:at].count("recorded") + 1
+        for at, event in enumerate(events)
+        if event == "accepted"
+    ]
+    assert max(unrecorded) == UNRECORDED_PER_CONNECTION_MAX, events
+    assert events.count("recorded") == 8
 
 
 async def test_soft_refusal_defers_with_backoff(
