@@ -61,6 +61,7 @@ from .smarthost import SmarthostTls, smarthost_route
 log = logging.getLogger(__name__)
 
 NO_HOST_REPLY = "451 4.4.1 No host could be reached"
+"""The deferral reason when no target of a route was tried successfully."""
 UNRECORDED_PER_CONNECTION_MAX = 3
 """Messages one connection may have had accepted by the peer without their outcome
 recorded yet: a connection ends a message (its final dot or BDAT LAST) only once the
@@ -69,7 +70,6 @@ this many of its messages. Fewer would make connections wait for each commit in 
 and group commits small (measured over loopback: 9 outcomes a commit with one, 18 with
 two, 26 with three, 47 unbounded; bench/outbound.sh). Local policy; RELIABILITY.md D1,
 RFC 5321 §6.1 (at-least-once)."""
-"""The deferral reason when no target of a route was tried successfully."""
 
 
 def outcome_of(reply: Reply) -> Outcome:
