@@ -450,3 +450,12 @@ def test_control_octets_in_a_command_line_are_refused() -> None:
     bad = [e.text for e in session.events if isinstance(e, BadCommand)]
     assert bad == ["syntax error"] * 3
     assert not any(isinstance(e, User) for e in session.events)
+
+
+def test_a_maildrop_of_one_message_is_spoken_of_in_the_singular() -> None:
+    """Spec: RFC 1939 §5 (LIST), §6 (PASS)."""
+    session = drive_all([LOGIN + b"DELE 1\r\nDELE 2\r\nLIST\r\nRSET\r\nQUIT\r\n"])
+    lines = session.output.split(b"\r\n")
+    assert lines[2] == f"+OK maildrop has 3 messages ({TOTAL} octets)".encode()
+    assert f"+OK 1 message ({SIZES[2]} octets)".encode() in lines
+    assert f"+OK maildrop has 3 messages ({TOTAL} octets)".encode() in lines[4:]

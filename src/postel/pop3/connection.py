@@ -91,6 +91,12 @@ class _Due(enum.Enum):
     QUIT = enum.auto()
 
 
+def _messages(count: int, octets: int) -> str:
+    """``2 messages (320 octets)``, ``1 message (120 octets)``: the scan of a maildrop in
+    the +OK to PASS and RSET (after ``maildrop has``) and to LIST. Spec: RFC 1939 §5, §6."""
+    return f"{count} message{'' if count == 1 else 's'} ({octets} octets)"
+
+
 def _ok(text: str = "") -> bytes:
     return Response(True, text).render()
 
@@ -254,7 +260,7 @@ class ServerConnection:
         self._maildrop = maildrop
         self._state = State.TRANSACTION
         count, octets = maildrop.stat()
-        return _ok(f"maildrop has {count} messages ({octets} octets)")
+        return _ok(f"maildrop has {_messages(count, octets)}")
 
     def challenge(self, data: bytes) -> bytes:
         """Send a SASL challenge (raw octets, base64-encoded here) to the pending
@@ -437,7 +443,7 @@ class ServerConnection:
         drop = self._listing()
         if msg is None:
             count, octets = drop.stat()
-            status = Response(True, f"{count} messages ({octets} octets)")
+            status = Response(True, _messages(count, octets))
             lines = (f"{number} {size}" for number, size in drop.listing())
             return List(msg=None, response=render_multiline(status, lines))
         if not drop.exists(msg):
@@ -499,7 +505,7 @@ class ServerConnection:
         drop = self._listing()
         drop.reset()
         count, octets = drop.stat()
-        return Rset(response=_ok(f"maildrop has {count} messages ({octets} octets)"))
+        return Rset(response=_ok(f"maildrop has {_messages(count, octets)}"))
 
 
 _HANDLERS: Mapping[str, Callable[[ServerConnection, str], Event]] = {
