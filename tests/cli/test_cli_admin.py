@@ -251,6 +251,46 @@ def test_aliases(cli: Cli) -> None:
     assert err.startswith("postel: note: fwd@example.org is still a target of far@example.org")
 
 
+def test_removing_an_account_names_the_aliases_it_changes(cli: Cli) -> None:
+    """The account leaves every alias's targets; an alias left without a target goes
+    too. Neither happens silently: one note for the aliases removed, one for those
+    that keep other targets."""
+    cli.ok("domain", "add", "example.org")
+    cli.ok("account", "add", "alice@example.org", stdin="alice-password\n")
+    cli.ok("account", "add", "bob@example.org", stdin="bob-password\n")
+    cli.ok("alias", "add", "@example.org", "alice@example.org")
+    cli.ok("alias", "add", "sales@example.org", "Alice@example.org")
+    cli.ok("alias", "add", "team@example.org", "alice@example.org", "bob@example.org")
+    code, out, err = cli("account", "remove", "alice@example.org")
+    assert (code, out) == (0, "removed account alice@example.org\n")
+    assert err.splitlines() == [
+        "postel: note: removed alias @example.org, sales@example.org too "
+        "(alice@example.org was its only target)",
+        "postel: note: alice@example.org is no longer a target of alias team@example.org",
+    ]
+    listing = cli.json("alias", "list")
+    assert [(a["source"], a["targets"]) for a in listing] == [
+        ("team@example.org", ["bob@example.org"])
+    ]
+    # an account no alias names: no note
+    cli.ok("account", "add", "carol@example.org", stdin="carol-password\n")
+    assert cli.ok("account", "remove", "carol@example.org") == (
+        "removed account carol@example.org\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["domain add", "dkim generate", "dns records"])
+def test_a_domain_may_be_written_with_the_roots_dot(cli: Cli, command: str) -> None:
+    """``example.net.`` (the absolute form zone files use) names example.net; two dots
+    at the end are still refused."""  # `dns records` notes the hostname localhost
+    if command != "domain add":
+        cli.ok("domain", "add", "example.net")
+    code, _, err = cli(*command.split(), "example.net.")
+    assert code == 0 and "error" not in err, err
+    assert [d["name"] for d in cli.json("domain", "list")] == ["example.net"]
+    assert "not a valid domain" in cli.fails("domain", "add", "example.org..")
+
+
 @pytest.mark.parametrize("alias_first", [False, True])
 def test_an_alias_that_shadows_an_account_is_pointed_out(cli: Cli, alias_first: bool) -> None:
     """An alias and an account of the same address: the alias decides where its mail

@@ -249,7 +249,9 @@ def test_cli_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert any(r["name"] == "postel._domainkey.example.org" for r in rows)
 
     assert main(["--data", data, "dns", "records", "example.org", "--ipv4", "192.0.2.1"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # the embedded default's hostname is localhost: the MX it gives could not work
+    assert err.startswith("postel: note: the hostname 'localhost' is not a public DNS name")
     assert out.splitlines()[0].split()[:3] == ["name", "type", "value"]
     assert "192.0.2.1" in out and "mta-sts.txt" in out
 
@@ -259,3 +261,19 @@ def test_cli_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["--data", data, "dns", "records", "example.org", "--ipv4", "nope"]) == 1
     err = capsys.readouterr().err
     assert err == "postel: error: --ipv4 'nope' is not an IPv4 address\n"
+
+
+def test_removing_a_domain_says_where_its_dkim_keys_stay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    assert main(["--data", str(data), "domain", "add", "example.org"]) == 0
+    assert main(["--data", str(data), "domain", "add", "example.net"]) == 0
+    assert main(["--data", str(data), "dkim", "generate", "example.org"]) == 0
+    capsys.readouterr()
+    assert main(["--data", str(data), "domain", "remove", "example.org"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "removed domain example.org\n"
+    assert err.startswith(f"postel: note: its DKIM keys stay in {data / 'dkim' / 'example.org'}")
+    assert main(["--data", str(data), "domain", "remove", "example.net"]) == 0
+    assert capsys.readouterr() == ("removed domain example.net\n", "")  # no keys: no note

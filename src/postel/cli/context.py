@@ -67,6 +67,13 @@ class Io:
             self.stdout.write(data.decode("utf-8", "surrogateescape"))
 
 
+def domain_argument(text: str) -> str:
+    """A domain name as typed on the command line: one trailing dot (the root, as zone
+    files and ``dig`` write names) is dropped; the commands check the rest.
+    Spec: RFC 1034 §3.1 (absolute names)."""
+    return text[:-1] if text.endswith(".") and not text.endswith("..") else text
+
+
 def config_from_args(
     args: argparse.Namespace, *, existing: bool = True, creates: bool = False
 ) -> Config:

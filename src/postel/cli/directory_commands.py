@@ -56,14 +56,23 @@ async def domain_list(args: argparse.Namespace, io: Io) -> int:
 
 
 async def domain_remove(args: argparse.Namespace, io: Io) -> int:
-    """`postel domain remove DOMAIN`: remove a domain that has no accounts."""
+    """`postel domain remove DOMAIN`: remove a domain that has no accounts. Its DKIM
+    keys stay on disk (a key in DNS may still be needed to verify mail already sent):
+    a note says where."""
     name = normalize_domain(args.domain)
-    async with open_configured_store(config_from_args(args)) as store:
+    config = config_from_args(args)
+    async with open_configured_store(config) as store:
         try:
             await store.remove_domain(name)
         except NotFound:
             raise CliError(f"no domain {name}") from None
     io.out(f"removed domain {name}")
+    keys = config.data_dir / "dkim" / name
+    if keys.is_dir() and any(keys.glob("*.pem")):
+        io.note(
+            f"its DKIM keys stay in {keys}: they sign again if the domain is added back; "
+            "delete that directory to drop them"
+        )
     return 0
 
 
@@ -195,14 +204,24 @@ async def account_sender(args: argparse.Namespace, io: Io) -> int:
 
 
 async def account_remove(args: argparse.Namespace, io: Io) -> int:
-    """`postel account remove ADDRESS`: the account, its mailboxes and messages."""
+    """`postel account remove ADDRESS`: the account, its mailboxes and messages; the
+    account leaves the targets of every alias, and an alias with no target left goes
+    too: a note names each alias so changed."""
     address = parse_address(args.address)
+    key = str(address).lower()
     async with open_configured_store(config_from_args(args)) as store:
+        naming = [a for a in await store.list_aliases() if key in map(str.lower, a.targets)]
         try:
             await store.remove_account(str(address))
         except NotFound:
             raise CliError(f"no account {address}") from None
     io.out(f"removed account {address}")
+    deleted = [a.source for a in naming if len(a.targets) == 1]
+    narrowed = [a.source for a in naming if len(a.targets) > 1]
+    if deleted:
+        io.note(f"removed alias {', '.join(deleted)} too ({address} was its only target)")
+    if narrowed:
+        io.note(f"{address} is no longer a target of alias {', '.join(narrowed)}")
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from postel.cli.context import CliError, Io, config_from_args, require_hosted
+from postel.cli.context import CliError, Io, config_from_args, domain_argument, require_hosted
 from postel.cli.output import Column, JsonValue, show
 from postel.directory import to_a_label
 from postel.dkim import KeyAlgorithm, dns_record, generate_key, write_key
@@ -60,7 +60,7 @@ def add_dkim_commands(
     generate = sub.add_parser(
         "generate", parents=[common], help="make signing keys and print their DNS records"
     )
-    generate.add_argument("domain")
+    generate.add_argument("domain", type=domain_argument)
     generate.add_argument(
         "--selector", metavar="S", help="selector (default postel-rsa, postel-ed25519)"
     )

@@ -19,7 +19,14 @@ import asyncio
 import ipaddress
 import json
 
-from postel.cli.context import CliError, Io, config_from_args, ensure_hosted, require_hosted
+from postel.cli.context import (
+    CliError,
+    Io,
+    config_from_args,
+    domain_argument,
+    ensure_hosted,
+    require_hosted,
+)
 from postel.cli.dns_records import (
     CheckStatus,
     DnsRecord,
@@ -88,6 +95,19 @@ def _records(args: argparse.Namespace, config: Config) -> DomainRecords:
         raise CliError(str(exc)) from None
 
 
+_LOCAL_SUFFIXES = ("localhost", "localdomain", "local", "invalid")
+"""Names that never lead another host to this one: RFC 6761 §6.3 (localhost), §6.4
+(invalid), RFC 6762 (local, multicast DNS), and the usual ``localdomain``. (``test`` and
+``example`` names work in a test network with its own DNS.)"""
+
+
+def _public_name(hostname: str) -> bool:
+    """Whether ``hostname`` could be the name peers find in an MX record: at least two
+    labels and not under a special-use suffix."""
+    labels = hostname.rstrip(".").lower().split(".")
+    return len(labels) >= 2 and labels[-1] not in _LOCAL_SUFFIXES
+
+
 def _shown_value(record: DnsRecord) -> str:
     return record.placeholder or record.value
 
@@ -99,6 +119,12 @@ def dns_records(args: argparse.Namespace, io: Io) -> int:
     config = config_from_args(args)
     require_hosted(config, to_a_label(args.domain).lower())
     records = _records(args, config)
+    if not _public_name(config.hostname):
+        io.note(
+            f"the hostname {config.hostname!r} is not a public DNS name, and the MX and "
+            "MTA-STS records name it: set `hostname` in the configuration file to this "
+            "server's public name first"
+        )
     if args.mta_sts_policy:
         io.out_bytes(records.policy_text.encode("ascii"))
         return 0
@@ -298,7 +324,7 @@ def add_dns_commands(
 
 
 def _domain_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("domain")
+    parser.add_argument("domain", type=domain_argument)
     parser.add_argument(
         "--ipv4",
         action="append",

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from postel.cli import config_commands, directory_commands, mailbox_commands
-from postel.cli.context import Io
+from postel.cli.context import Io, domain_argument
 from postel.cli.dkim_commands import add_dkim_commands
 from postel.cli.dmarc_commands import add_dmarc_commands
 from postel.cli.dns_commands import add_dns_commands
@@ -84,13 +84,13 @@ def _domain_commands(
     domain = commands.add_parser("domain", help="manage the domains we receive mail for")
     sub = domain.add_subparsers(dest="action", metavar="<action>", required=True)
     add = sub.add_parser("add", parents=[common], help="add a domain")
-    add.add_argument("domain")
+    add.add_argument("domain", type=domain_argument)
     add.set_defaults(async_handler=directory_commands.domain_add)
     listing = sub.add_parser("list", parents=[common], help="list domains")
     _json_option(listing)
     listing.set_defaults(async_handler=directory_commands.domain_list)
     remove = sub.add_parser("remove", parents=[common], help="remove a domain without accounts")
-    remove.add_argument("domain")
+    remove.add_argument("domain", type=domain_argument)
     remove.set_defaults(async_handler=directory_commands.domain_remove)
 
 
@@ -112,7 +112,9 @@ def _account_commands(
     _json_option(add)
     add.set_defaults(async_handler=directory_commands.account_add)
     listing = sub.add_parser("list", parents=[common], help="list accounts")
-    listing.add_argument("--domain", metavar="D", help="only the accounts of domain D")
+    listing.add_argument(
+        "--domain", type=domain_argument, metavar="D", help="only the accounts of domain D"
+    )
     _json_option(listing)
     listing.set_defaults(async_handler=directory_commands.account_list)
     passwd = sub.add_parser("passwd", parents=[common], help="set an account's password")
@@ -146,7 +148,9 @@ def _alias_commands(
     add.add_argument("targets", metavar="TARGET", nargs="+", help="local addresses")
     add.set_defaults(async_handler=directory_commands.alias_add)
     listing = sub.add_parser("list", parents=[common], help="list aliases")
-    listing.add_argument("--domain", metavar="D", help="only the aliases of domain D")
+    listing.add_argument(
+        "--domain", type=domain_argument, metavar="D", help="only the aliases of domain D"
+    )
     _json_option(listing)
     listing.set_defaults(async_handler=directory_commands.alias_list)
     remove = sub.add_parser("remove", parents=[common], help="remove an alias")
