@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from postel import limits
+
 from .conftest import ServerFactory
 from .server import PostelServer
 
@@ -108,3 +110,37 @@ def test_plaintext_after_the_upgrade_is_dropped_with_one_log_line(
     # the server goes on serving
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S) as again:
         assert _read_until(again, b"", lambda b: b"\r\n" in b)[:1] in (b"2", b"*", b"+")
+
+
+def test_a_stalled_handshake_after_starttls_ends_its_session(
+    postel_factory: ServerFactory,
+) -> None:
+    """A client that sends the first octets of a ClientHello after the 220 to STARTTLS
+    and then nothing is cut at the handshake timeout, and its session ends then: the
+    server holds none of them afterwards (at stop it has none to cancel and stops at
+    once). Spec: RFC 3207 §4.2; RELIABILITY.md (every network wait has a timeout)."""
+    server = postel_factory("stalls")
+    server.start()
+    stalled = []
+    for attribute in ("smtp_port", "submission_port"):
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", getattr(server, attribute)), 10)
+            buf = _read_until(sock, b"", lambda b: b"\r\n" in b)
+            sock.sendall(b"EHLO client.test\r\n")
+            buf = _read_until(sock, buf, _smtp_reply_ends(b"250"))
+            sock.sendall(b"STARTTLS\r\n")
+            _read_until(sock, buf, _smtp_reply_ends(b"220"))
+            sock.sendall(b"\x16\x03\x01")  # a record header, then silence
+            stalled.append(sock)
+    try:
+        for sock in stalled:
+            assert _closed_within(sock, limits.SMTP_TIMEOUT_TLS_HANDSHAKE + 10)
+    finally:
+        for sock in stalled:
+            sock.close()
+    began = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - began < 10
+    log = server.log.read_text()
+    assert "cancelled_sessions=0" in log, log[-2000:]
+    assert "Traceback" not in log

@@ -401,6 +401,9 @@ class SmtpSession(asyncio.Protocol):
                 "smtp.session.dropped", extra={"ip": self.peer.ip, "error": type(exc).__name__}
             )
             self.abort_connection()
+            # A TLS handshake that failed (timed out) never reports the end to this
+            # protocol: end the session here (ending it twice is harmless).
+            self.connection_lost(exc)
             return
         except Exception:
             log.exception("smtp.session.crashed", extra={"ip": self.peer.ip})
