@@ -367,6 +367,23 @@ def test_idle() -> None:
     assert conn.next_event() == BadCommand("b", "expected DONE")
 
 
+def test_an_overlong_line_while_idling_ends_idle_once() -> None:
+    """Whatever the length of a line that is not DONE, IDLE gets one tagged BAD and the
+    next command is the next command. Spec: RFC 9051 §6.3.13."""
+    for size in (100, 70_000, 2_000_000):
+        conn = ServerConnection(state=State.SELECTED)
+        conn.receive_data(b"a IDLE\r\n")
+        assert isinstance(conn.next_event(), CommandReceived)
+        conn.begin_idle("a")
+        conn.receive_data(b"x" * size + b"\r\nb NOOP\r\n")
+        events = []
+        while (event := conn.next_event()) is not NEED_DATA:
+            events.append(event)
+        assert events[0] == BadCommand("a", "expected DONE"), size
+        assert len(events) == 2 and isinstance(events[1], CommandReceived), (size, events)
+        assert conn.idle_tag is None
+
+
 def test_authenticate_exchange() -> None:
     conn = ServerConnection()
     conn.receive_data(b"a AUTHENTICATE PLAIN\r\nAGZyZWQAYWJj\r\nb AUTHENTICATE PLAIN\r\n*\r\n")
