@@ -61,6 +61,7 @@ AUTH_USER = f"auth@{DOMAIN}"
 LOCK_USER = f"lock@{DOMAIN}"
 DELE_USER = f"dele@{DOMAIN}"
 RACE_USER = f"race@{DOMAIN}"
+EMPTY_USER = f"empty@{DOMAIN}"
 LOCK_CYCLES = 12
 """Sessions in a row that end and are followed at once by a login of the same account."""
 PG_LOCK_CYCLES = 40
@@ -75,7 +76,7 @@ BASE_CAPS = ("TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIR
 @pytest.fixture(scope="module")
 def server(module_servers: ServerFactory) -> Iterator[PostelServer]:
     srv = module_servers("pop3-clients")
-    add_accounts(srv, USER, AUTH_USER, LOCK_USER, DELE_USER, RACE_USER)
+    add_accounts(srv, USER, AUTH_USER, LOCK_USER, DELE_USER, RACE_USER, EMPTY_USER)
     srv.start()
     smtp_send(srv, AUTH_USER, [message("auth", 0)])
     smtp_send(srv, LOCK_USER, [message("lock", n) for n in range(3)])
@@ -263,6 +264,22 @@ def test_top(server: PostelServer, sent: list[bytes]) -> None:
         )
         assert lines[-3:] == [b".leading dot", b"..two dots", b"."]
         assert wire_message(pop.top(n, 1000)[1]) == whole
+
+
+def test_a_message_of_no_octets_is_listed_retrieved_and_topped(server: PostelServer) -> None:
+    """A message of zero octets (an IMAP APPEND of {0}) is a message like any other:
+    LIST gives 0, RETR and TOP answer +OK and an empty body. Spec: RFC 1939 §7."""
+    imap = imaps(server, EMPTY_USER)
+    try:
+        ok(imap.append("INBOX", None, None, b""))
+    finally:
+        imap.logout()
+    with session(server, EMPTY_USER) as pop:
+        assert pop.list(1) == b"+OK 1 0"
+        status, lines, _ = pop.retr(1)
+        assert status.startswith(b"+OK") and lines == []
+        status, lines, _ = pop.top(1, 0)
+        assert status.startswith(b"+OK") and lines == []
 
 
 def test_uidl_equals_imap_uids_and_is_stable(server: PostelServer, sent: list[bytes]) -> None:

@@ -454,8 +454,8 @@ class Pop3Session(asyncio.Protocol):
         uid = self.uids[msg - 1]
         chunks = self.store.open_message(self.mailbox_id, uid)
         try:
-            first = await anext(chunks)
-        except (StopAsyncIteration, StoreError):
+            first = await anext(chunks, b"")  # a message of no octets has no chunk
+        except StoreError:
             await self.write(self.core.send(pop3.Response(False, "Message is gone")))
             return
         await self.write(self.core.message_follows())
