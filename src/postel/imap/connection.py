@@ -541,10 +541,10 @@ class ServerConnection:
             return BadCommand(self._auth_tag, "authentication response too long")
         if self._idle_tag is not None and not self._parts:
             # Not DONE: IDLE ends with its one tagged BAD, as for any other line.
-            tag, self._idle_tag = self._idle_tag, None
+            idle_tag, self._idle_tag = self._idle_tag, None
             self._discard_tail = b""
             self._mode = _Mode.DISCARD_LINE
-            return BadCommand(tag, "expected DONE")
+            return BadCommand(idle_tag, "expected DONE")
         tag = self._tag
         if tag is None and not self._parts:
             match = _TAG_AT_START.match(self._buf)
