@@ -8,6 +8,7 @@ Spec: RFC 6409 §4.3, §6.1; RFC 4954; RFC 8314 §3; RFC 3848 (ESMTPSA).
 from __future__ import annotations
 
 import asyncio
+import base64
 import smtplib
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from postel.store.queue_api import QueueFilter
 
 from .conftest import ServerFactory
 from .imap_helpers import PASSWORD, add_accounts, tls_context
+from .rawsmtp import RawSmtp
 from .server import PostelServer
 from .stored import read_inbox
 
@@ -258,3 +260,23 @@ def test_address_literals_are_not_relayed(server: PostelServer) -> None:
         assert client.mail(ALICE)[0] == 250
         code, text = client.rcpt("someone@[192.0.2.1]")
         assert (code, text[:5]) == (550, b"5.1.2")
+
+
+def test_an_overlong_auth_response_is_refused_and_the_session_goes_on(
+    server: PostelServer,
+) -> None:
+    """A response line to the 334 past the command line bound (a few KB, or 200 KB that
+    would fill the held-input buffer) gets 500 5.5.6 at once and the session goes on:
+    AUTH works after it. Spec: RFC 4954 §4."""
+    with RawSmtp(("127.0.0.1", server.submission_port)) as client:
+        client.greet()
+        assert client.command("STARTTLS").code == 220
+        client.start_tls()
+        client.command("EHLO client.test")
+        for size in (5_000, 200_000):
+            assert client.command("AUTH LOGIN").code == 334
+            reply = client.command(b"A" * size)
+            assert (reply.code, reply.text[:5]) == (500, b"5.5.6"), reply
+        assert client.command("NOOP").code == 250
+        plain = base64.b64encode(f"\0{ALICE}\0{PASSWORD}".encode()).decode()
+        assert client.command(f"AUTH PLAIN {plain}").code == 235

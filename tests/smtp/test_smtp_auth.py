@@ -11,6 +11,7 @@ import base64
 import pytest
 from smtp_fake_driver import bytewise, random_splits, whole
 
+from postel import limits
 from postel.smtp import (
     AuthLine,
     AuthRequested,
@@ -52,6 +53,10 @@ def run(data: bytes, split, *, required: bool = True, verdict: bool = True) -> b
                 case AuthRequested(initial_response=initial):
                     assert initial == PLAIN
                     out += conn.send(OK_AUTH if verdict else BAD_AUTH)
+                case AuthLine(too_long=True):
+                    out += conn.send(
+                        Reply(500, "5.5.6", "Authentication Exchange line is too long")
+                    )
                 case AuthLine(line=b"*"):
                     out += conn.send(Reply(501, "5.0.0", "Authentication cancelled"))
                 case AuthLine():
@@ -122,3 +127,16 @@ def test_port_25_role_offers_no_auth() -> None:
     conn = ServerConnection(ServerConfig("mx.test"))
     conn.greeting()
     assert b"AUTH" not in conn.ehlo_reply().render()
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_an_overlong_auth_line_fails_the_exchange_and_the_session_goes_on(split) -> None:  # type: ignore[no-untyped-def]
+    """A response line past the command line bound is the AUTH exchange's line: it is
+    discarded to its CRLF and the exchange ends with 500 5.5.6; the next line is a
+    command again. Spec: RFC 4954 §4."""
+    for size in (limits.SMTP_COMMAND_LINE_HARD_MAX + 1, 70_000):
+        out = run(b"EHLO c\r\nAUTH LOGIN\r\n" + b"A" * size + b"\r\nNOOP\r\nQUIT\r\n", split)
+        assert out.endswith(
+            b"334 VXNlcm5hbWU6\r\n500 5.5.6 Authentication Exchange line is too long\r\n"
+            b"250 2.0.0 OK\r\n221 2.0.0 mx.test closing connection\r\n"
+        ), (size, out[-300:])

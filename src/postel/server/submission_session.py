@@ -84,12 +84,18 @@ AUTH_FAILED = smtp.Reply(535, "5.7.8", "Authentication credentials invalid")
 AUTH_CANCELLED = smtp.Reply(501, "5.0.0", "Authentication cancelled")
 AUTH_MALFORMED = smtp.Reply(501, "5.5.2", "Cannot decode the response")
 AUTH_UNSUPPORTED = smtp.Reply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_LINE_TOO_LONG = smtp.Reply(500, "5.5.6", "Authentication Exchange line is too long")
+"""A response line over SMTP_COMMAND_LINE_HARD_MAX. Spec: RFC 4954 §4."""
 NOT_YOURS = smtp.Reply(550, "5.7.1", "Sender address not owned by the authenticated user")
 """MAIL FROM or From: naming a sender the account's policy does not allow.
 Spec: RFC 6409 §6.1, RFC 3463 (5.7.1)."""
 SENDING_LIMIT = smtp.Reply(450, "4.7.1", "Sending limit of this account reached, try later")
 """MAIL or RCPT past the account's hourly limit. Spec: RFC 5321 §4.2.2 (450, a
 temporary refusal); RFC 3463 §3.8 (X.7.1, delivery not authorized)."""
+
+
+class _AuthLineTooLong(Exception):
+    """The client's AUTH response line passed the command line bound."""
 
 
 class SubmissionService(SmtpService):
@@ -191,13 +197,21 @@ class SubmissionSession(SmtpSession):
             self._line_waiter.set_result(None)
 
     async def _auth_line(self) -> bytes:
+        """The client's next line of the AUTH exchange. Raises _AuthLineTooLong,
+        ConnectionError, TimeoutError (the command timeout)."""
         deadline = self.loop.time() + self.service.config.smtp.command_timeout
         while True:
             event = self.conn.next_event()
             if isinstance(event, smtp.AuthLine):
+                if event.too_long:
+                    raise _AuthLineTooLong
                 return event.line
             if not isinstance(event, smtp.NeedData) or self.closing:
                 raise ConnectionError("connection closed during AUTH")
+            transport = self.transport
+            if transport is not None and not self.write_paused and not transport.is_reading():
+                # the core has taken what was held: read on while a long line is cut
+                transport.resume_reading()
             self._line_waiter = self.loop.create_future()
             async with asyncio.timeout(max(deadline - self.loop.time(), 0.0)):
                 await self._line_waiter
@@ -240,6 +254,9 @@ class SubmissionSession(SmtpSession):
             ):
                 self.send(AUTH_CANCELLED)
                 return
+        except _AuthLineTooLong:
+            self.send(AUTH_LINE_TOO_LONG)
+            return
         except (SaslError, UnicodeEncodeError):
             self.send(AUTH_MALFORMED)
             return

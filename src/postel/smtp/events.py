@@ -135,9 +135,12 @@ class AuthRequested(Event):
 @dataclass(frozen=True, slots=True)
 class AuthLine(Event):
     """One client line during an AUTH exchange (base64, or ``*`` to cancel, answered
-    501). Answered like AuthRequested. Spec: RFC 4954 §4."""
+    501). Answered like AuthRequested. ``too_long``: the line passed
+    SMTP_COMMAND_LINE_HARD_MAX and was discarded (``line`` is empty); the exchange
+    fails with 500 5.5.6. Spec: RFC 4954 §4."""
 
     line: bytes
+    too_long: bool = False
 
 
 @dataclass(frozen=True, slots=True)

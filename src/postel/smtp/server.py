@@ -364,6 +364,9 @@ class ServerConnection:
                     return self._close() if self._eof else NEED_DATA
                 del buf[: end + 2]
                 self._discarding = False
+                if self._auth_pending:  # the AUTH exchange's line: it fails there
+                    self._auth_pending = False
+                    return self._emit(AuthLine(b"", too_long=True), _Due.AUTH)
                 return self._auto(R.LINE_TOO_LONG)
             end = buf.find(b"\r\n", 0, _HARD_MAX)
             if end >= 0:
