@@ -361,6 +361,10 @@ def test_fetch_changedsince() -> None:
         b"a FETCH 1 BODY[MIME]",
         b"a FETCH 1 BODY[HEADER.FIELDS]",
         b"a FETCH 1 BODY[0]",
+        b"a FETCH 1 BODY[01]",  # section-part is nz-numbers: one spelling per part
+        b"a FETCH 1 BODY[2.01.MIME]",
+        b"a FETCH 1 BINARY[1.00]",
+        b"a FETCH 1 BINARY.SIZE[01]",
         b"a FETCH 1 BODY[]<0.0>",
         b"a FETCH 1 BINARY[TEXT]",
         b"a FETCH 1 FLAGS[]",

@@ -40,11 +40,6 @@ _TAIL = re.compile(
 )
 
 
-_PART_NUMBERS = re.compile(r"[0-9]+(?:\.[0-9]+)*")
-"""The part numbers a section begins with; each must be an ``nz-number`` (no leading
-zero, so that one part has one spelling). Spec: RFC 9051 §9 (section-part)."""
-
-
 class ImapUrlError(ProtocolError):
     """Not a message or section IMAP URL this server can use. Spec: RFC 5092 §3."""
 
@@ -149,8 +144,7 @@ def _build(
     section = section_text = None
     if tail.group("section") is not None:
         section_text = _decode(tail.group("section"))
-        numbers = _PART_NUMBERS.match(section_text)
-        if not section_text or (numbers and any(n[0] == "0" for n in numbers[0].split("."))):
+        if not section_text:
             raise ImapUrlError("bad section in URL")  # enc-section = 1*bchar (RFC 5092 §11)
         try:
             section = parse_section(section_text.encode("utf-8"))

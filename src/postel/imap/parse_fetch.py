@@ -173,16 +173,24 @@ def _preview_modifiers(cur: Cursor) -> None:
 
 
 def _part_numbers(cur: Cursor) -> list[int]:
-    part = [cur.nz_number()]
+    part = [_part_number(cur)]
     while cur.peek() == 0x2E:
         mark = cur.mark()
         cur.expect(b".")
         if cur.peek() in _DIGITS:
-            part.append(cur.nz_number())
+            part.append(_part_number(cur))
         else:
             cur.seek(mark)
             break
     return part
+
+
+def _part_number(cur: Cursor) -> int:
+    """One ``nz-number`` of a section-part: no leading zero, so that a part has one
+    spelling. Spec: RFC 9051 §9 (section-part, nz-number)."""
+    if cur.peek() == 0x30:
+        raise cur.error("part number with a leading zero")
+    return cur.nz_number()
 
 
 def _section(cur: Cursor) -> Section:
