@@ -23,7 +23,7 @@ from postel.directory import (
     parse_address,
 )
 from postel.errors import AlreadyExists, NotFound
-from postel.store.api import SenderPolicy, Store
+from postel.store.api import Alias, SenderPolicy, Store
 
 SENDER_POLICIES = tuple(p.value for p in SenderPolicy)
 """The values of ``--sender`` and ``account sender``: own, domain, any."""
@@ -208,9 +208,8 @@ async def account_remove(args: argparse.Namespace, io: Io) -> int:
     account leaves the targets of every alias, and an alias with no target left goes
     too: a note names each alias so changed."""
     address = parse_address(args.address)
-    key = str(address).lower()
     async with open_configured_store(config_from_args(args)) as store:
-        naming = [a for a in await store.list_aliases() if key in map(str.lower, a.targets)]
+        naming = await _aliases_naming(store, str(address))
         try:
             await store.remove_account(str(address))
         except NotFound:
@@ -298,6 +297,12 @@ async def alias_list(args: argparse.Namespace, io: Io) -> int:
     return 0
 
 
+async def _aliases_naming(store: Store, address: str) -> list[Alias]:
+    """The aliases with ``address`` among their targets (case-insensitively)."""
+    key = address.lower()
+    return [a for a in await store.list_aliases() if key in map(str.lower, a.targets)]
+
+
 async def alias_remove(args: argparse.Namespace, io: Io) -> int:
     """`postel alias remove SOURCE`; notes the aliases that still name SOURCE when
     nothing of its own (an account, a role address) reaches it any more."""
@@ -308,8 +313,7 @@ async def alias_remove(args: argparse.Namespace, io: Io) -> int:
             await store.remove_alias(source)
         except NotFound:
             raise CliError(f"no alias {source}") from None
-        key = source.lower()
-        naming = [a.source for a in await store.list_aliases() if key in map(str.lower, a.targets)]
+        naming = [a.source for a in await _aliases_naming(store, source)]
         if naming and await Directory(store, config.admin_address).has_own_entry(source):
             naming = []  # an account still takes it
     io.out(f"removed alias {source}")
